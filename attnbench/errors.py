@@ -1,0 +1,9 @@
+"""Errors that the CLI turns into a one-line message and exit code 2."""
+
+
+class UsageError(Exception):
+    """Bad input from the user: a flag, a scenario file, a backend or plugin name."""
+
+
+class ScenarioError(UsageError):
+    """A scenario file that cannot be used: names the file, the key and the reason."""

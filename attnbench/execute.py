@@ -1,0 +1,133 @@
+"""Runs one (case, backend): inputs, first call, agreement with the oracle, timing → record."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from attnbench import agreement, inputs as inputs_mod
+from attnbench.backend import Backend, Unsupported
+from attnbench.baseline import baseline_rows
+from attnbench.case import Case
+from attnbench.reference import check_rows, oracle
+from attnbench.timing import TimerConfig, time_cpu
+
+
+@dataclass
+class Options:
+    """What execute() does beyond running the case once."""
+
+    seed: int = 0
+    time_it: bool = True
+    timer: TimerConfig = field(default_factory=TimerConfig)
+
+
+class CaseData:
+    """Shared float64 inputs, checked rows and oracle output of one case, computed once."""
+
+    def __init__(self, case: Case, seed: int):
+        self.case = case
+        self.arrays = inputs_mod.reference_arrays(case, seed)
+        self.rows = check_rows(case, seed)
+        self.ref = oracle(self.arrays, case, self.rows)
+        self._baseline: dict[str, float | None] = {}
+
+    def baseline_err(self, inputs: Any, framework: str) -> float | None:
+        """Max error of the same-dtype naive baseline on this device; None if there is none."""
+        if framework not in self._baseline:
+            try:
+                out = baseline_rows(inputs, self.rows, framework)
+                self._baseline[framework] = agreement.metrics(
+                    agreement.to_numpy64(out), self.ref)["max_abs_err"]
+            except Exception:
+                self._baseline[framework] = None
+        return self._baseline[framework]
+
+
+def base_record(scenario: str, case: Case, backend: Backend) -> dict[str, Any]:
+    """The fields every record has, whatever its status."""
+    return {
+        "scenario": scenario, "case_id": case.id, "backend": backend.name,
+        **case.to_dict(), "softmax_scale": case.softmax_scale, "framework": backend.framework,
+        "flops": inputs_mod.flops(case), "io_bytes": inputs_mod.io_bytes(case),
+        "score_bytes": inputs_mod.score_bytes(case), "status": None, "reasons": [], "error": None,
+    }
+
+
+def sync(device: str) -> None:
+    """Wait for queued device work (CUDA); a no-op on the CPU."""
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def execute(
+    backend: Backend, scenario: str, case: Case, get_data: Callable[[], CaseData], opts: Options
+) -> dict[str, Any]:
+    """One record for (case, backend); failures become statuses, never exceptions.
+
+    get_data returns the case's shared inputs and oracle; it is called only when the
+    backend supports the case, so an all-unsupported case costs no oracle.
+    """
+    rec = base_record(scenario, case, backend)
+    reasons = backend.unsupported(case)
+    if reasons:
+        return {**rec, "status": "unsupported", "reasons": reasons}
+    try:
+        return _measure(backend, get_data(), opts, rec)
+    except Unsupported as exc:
+        return {**rec, "status": "unsupported", "reasons": [str(exc)]}
+    except MemoryError as exc:
+        return {**rec, "status": "oom", "error": f"MemoryError: {exc}"}
+    except Exception as exc:
+        status = "oom" if "out of memory" in str(exc).lower() else "error"
+        tb = traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-3)
+        return {**rec, "status": status, "error": f"{type(exc).__name__}: {exc}",
+                "traceback": "".join(tb)}
+
+
+def _measure(backend: Backend, data: CaseData, opts: Options, rec: dict[str, Any]) -> dict[str, Any]:
+    case = data.case
+    inputs = inputs_mod.make_inputs(case, data.arrays, backend.framework)
+    fn = backend.prepare(inputs)
+    t0 = time.perf_counter_ns()
+    out = fn()
+    sync(case.device)
+    first_ms = (time.perf_counter_ns() - t0) / 1e6
+    rec["agreement"] = _agree(out, inputs, data, backend.framework)
+    rec["status"] = "ok" if rec["agreement"]["passed"] else "mismatch"
+    rec["first_call_ms"] = first_ms
+    del out
+    if opts.time_it:
+        timing = time_cpu(_synced(fn, case.device), opts.timer, first_call_ms=first_ms)
+        rec["timing"] = {**timing.stats, "samples_ms": timing.samples_ms, "loops": timing.loops,
+                         "warmup_calls": timing.warmup_calls, "clock": "perf_counter_ns"}
+        rec["gflops_per_s"] = rec["flops"] / (timing.stats["median_ms"] * 1e6)
+    return rec
+
+
+def _synced(fn: Any, device: str) -> Any:
+    if device != "cuda":
+        return fn
+
+    def run() -> Any:
+        out = fn()
+        sync(device)
+        return out
+
+    return run
+
+
+def _agree(out: Any, inputs: Any, data: CaseData, framework: str) -> dict[str, Any]:
+    case = data.case
+    shape = (case.batch, case.heads_q, case.seq_q, case.head_dim)
+    base = data.baseline_err(inputs, framework)
+    result = agreement.compare("out", out, data.ref, data.rows, case.dtype, base, shape)
+    full = len(data.rows) == case.seq_q
+    return {"passed": result["passed"], "outputs": [result],
+            "rows_checked": "all" if full else int(len(data.rows)),
+            "oracle": "float64 numpy", "out_dtype": str(getattr(out, "dtype", "?"))}

@@ -1,0 +1,137 @@
+"""Builds the plugin manager: built-ins, entry points, --plugin files and modules."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from attnbench import hookspecs
+from attnbench.backend import Backend
+from attnbench.errors import UsageError
+
+BUILTIN_MODULES = (
+    "attnbench_backends.numpy_naive",
+    "attnbench_backends.numba_cpu",
+    "attnbench_backends.torch_naive",
+    "attnbench_backends.torch_sdpa",
+    "attnbench_backends.xformers_mea",
+    "attnbench_backends.flash_attn_func",
+)
+AUTOLOAD_OFF_ENV = "ATTNBENCH_DISABLE_PLUGIN_AUTOLOAD"
+
+
+@dataclass
+class Registry:
+    """The loaded backends, which plugin gave each, and the plugins that failed."""
+
+    pm: pluggy.PluginManager
+    backends: dict[str, Backend] = field(default_factory=dict)
+    origins: dict[str, str] = field(default_factory=dict)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def get(self, name: str) -> Backend:
+        if name not in self.backends:
+            known = ", ".join(sorted(self.backends)) or "none"
+            raise UsageError(f"unknown backend {name!r} (known: {known})")
+        return self.backends[name]
+
+    def scenario_dirs(self) -> list[str]:
+        return [str(d) for dirs in self.pm.hook.attnbench_scenario_dirs() for d in dirs]
+
+
+def autoload_enabled() -> bool:
+    return os.environ.get(AUTOLOAD_OFF_ENV, "") in ("", "0")
+
+
+def build_registry(plugins: tuple[str, ...] | list[str] = (), autoload: bool | None = None) -> Registry:
+    """Register built-ins, then entry points (unless disabled), then --plugin specs."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    reg = Registry(pm)
+    for module in BUILTIN_MODULES:
+        _register(reg, module, lambda m=module: importlib.import_module(m))
+    if autoload_enabled() if autoload is None else autoload:
+        for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT):
+            _register(reg, f"{ep.name} ({ep.value})", ep.load)
+    for spec in plugins:
+        _register(reg, spec, lambda s=spec: import_plugin(s))
+    _collect_backends(reg)
+    return reg
+
+
+def _register(reg: Registry, name: str, loader: Any) -> None:
+    try:
+        plugin = loader()
+    except UsageError:
+        raise
+    except BaseException as exc:  # a plugin's import may raise anything, SystemExit included
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        reg.failures.append((name, f"import failed: {type(exc).__name__}: {exc}"))
+        return
+    if reg.pm.is_registered(plugin):
+        return
+    try:
+        reg.pm.register(plugin, name=name)
+        reg.pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        reg.pm.unregister(plugin)
+        reg.failures.append((name, f"invalid plugin: {exc}"))
+
+
+def import_plugin(spec: str) -> ModuleType:
+    """Import a plugin from a .py file path or a module name."""
+    path = Path(spec)
+    if spec.endswith(".py") or os.sep in spec:
+        if not path.is_file():
+            raise UsageError(f"plugin {spec!r}: no such file")
+        mod_name = f"attnbench_plugin_{path.stem}"
+        loaded = sys.modules.get(mod_name)
+        if loaded is not None and getattr(loaded, "__file__", None) == str(path.resolve()):
+            return loaded
+        module_spec = importlib.util.spec_from_file_location(mod_name, path.resolve())
+        assert module_spec is not None and module_spec.loader is not None
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[mod_name] = module
+        try:
+            module_spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[mod_name]
+            raise
+        return module
+    if importlib.util.find_spec(spec.split(".")[0]) is None:
+        raise UsageError(f"plugin {spec!r}: no such file or module")
+    return importlib.import_module(spec)
+
+
+def _collect_backends(reg: Registry) -> None:
+    for impl in reg.pm.hook.attnbench_backends.get_hookimpls():  # registration order
+        try:
+            found = list(impl.function() or [])
+        except Exception as exc:
+            reg.failures.append((impl.plugin_name, f"attnbench_backends() raised {exc!r}"))
+            continue
+        for backend in found:
+            _add_backend(reg, backend, impl.plugin_name)
+
+
+def _add_backend(reg: Registry, backend: Any, plugin: str) -> None:
+    if not isinstance(backend, Backend) or not backend.name:
+        reg.failures.append((plugin, f"returned {backend!r}, not a named attnbench.Backend"))
+        return
+    if backend.name in reg.backends:
+        raise UsageError(
+            f"backend name {backend.name!r} is provided twice: by {reg.origins[backend.name]!r} "
+            f"and by {plugin!r}"
+        )
+    reg.backends[backend.name] = backend
+    reg.origins[backend.name] = plugin

@@ -1,0 +1,110 @@
+"""Terminal tables: the summary after run/check and the backend list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+MARK = {"ok": "✓", "mismatch": "✗ mismatch", "unsupported": "–", "error": "error",
+        "oom": "oom", "timeout": "timeout", "crashed": "crashed"}
+LABEL_FIELDS = ("batch", "heads_q", "heads_kv", "seq_q", "seq_kv", "head_dim", "dtype", "mask",
+                "mode", "scale")
+SHORT = {"batch": "b", "heads_q": "hq", "heads_kv": "hkv", "seq_q": "q", "seq_kv": "k",
+         "head_dim": "d", "scale": "s"}
+
+
+def console() -> Console:
+    return Console(width=None if Console().is_terminal else 200, highlight=False)
+
+
+def case_labels(records: list[dict[str, Any]]) -> dict[str, str]:
+    """Short row labels: only the case fields that vary among these records."""
+    varying = [f for f in LABEL_FIELDS if len({r.get(f) for r in records}) > 1] or ["seq_kv"]
+    out = {}
+    for r in records:
+        parts = [_label(f, r.get(f)) for f in varying]
+        out[r["case_id"]] = " ".join(parts)
+    return out
+
+
+def _label(name: str, value: Any) -> str:
+    if name == "scale":
+        return "s=default" if value is None else f"s={value:g}"
+    return f"{SHORT[name]}{value}" if name in SHORT else str(value)
+
+
+def cell(rec: dict[str, Any], timed: bool) -> str:
+    status = rec["status"]
+    med = rec.get("timing", {}).get("median_ms")
+    if status in ("ok", "mismatch") and timed and med is not None:
+        return f"{med:.3f} {'✓' if status == 'ok' else '✗'}"
+    if status in ("ok", "mismatch"):
+        err = rec["agreement"]["outputs"][0]
+        ratio = err.get("max_abs_err", float("nan")) / max(err.get("bound") or 1e-300, 1e-300)
+        return f"{MARK[status]} {ratio:.2f}"
+    return MARK.get(status, status)
+
+
+def summary(records: list[dict[str, Any]], timed: bool) -> list[Table]:
+    """One table per (scenario, device): cases as rows, backends as columns."""
+    tables = []
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["scenario"], r["device"]), []).append(r)
+    for (scenario, device), recs in groups.items():
+        what = "median ms, ✓ agrees" if timed else "agreement, error/bound"
+        table = Table(title=f"{scenario} on {device} ({what})", title_justify="left")
+        labels = case_labels(recs)
+        backends = list(dict.fromkeys(r["backend"] for r in recs))
+        table.add_column("case")
+        for b in backends:
+            table.add_column(b, justify="right")
+        rows: dict[str, dict[str, str]] = {}
+        for r in recs:
+            rows.setdefault(r["case_id"], {})[r["backend"]] = cell(r, timed)
+        for case_id, cells in rows.items():
+            table.add_row(labels[case_id], *(cells.get(b, "") for b in backends))
+        tables.append(table)
+    return tables
+
+
+def failures(records: list[dict[str, Any]]) -> Table | None:
+    """Records that did not pass, with their reason."""
+    bad = [r for r in records if r["status"] not in ("ok", "unsupported")]
+    if not bad:
+        return None
+    table = Table(title="Not ok", title_justify="left")
+    for col in ("backend", "case", "status", "detail"):
+        table.add_column(col)
+    for r in bad:
+        detail = r.get("error") or ""
+        if r["status"] == "mismatch":
+            o = r["agreement"]["outputs"][0]
+            detail = o.get("error") or (
+                f"max_abs_err {o['max_abs_err']:.3g} > bound {o['bound']:.3g} ({o['rule']}); "
+                f"nonfinite {o['nonfinite']}")
+        table.add_row(r["backend"], r["case_id"], r["status"], detail[:300])
+    return table
+
+
+def backend_list(registry: Any, devices: list[str]) -> Table:
+    """Every backend: where it runs, what it supports, and why not when it cannot run."""
+    table = Table(title="Backends", title_justify="left")
+    for col in ("backend", "framework", "status", "dtypes", "modes", "plugin"):
+        table.add_column(col)
+    for name, b in registry.backends.items():
+        reasons = b.availability()
+        runnable = [d for d in b.capabilities.devices if not b.device_reasons(d)] if not reasons else []
+        if runnable:
+            status = "available on " + ", ".join(runnable)
+        else:
+            why = reasons or [r for d in b.capabilities.devices for r in b.device_reasons(d)]
+            status = "unavailable: " + "; ".join(why)
+        table.add_row(name, b.framework, status, ",".join(b.capabilities.dtypes),
+                      ",".join(b.capabilities.modes), registry.origins[name])
+    return table
+
+

@@ -1,0 +1,1 @@
+"""Built-in attnbench backends, registered through the same plugin hook as third-party ones."""
