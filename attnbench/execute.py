@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from attnbench import agreement, inputs as inputs_mod
+from attnbench import agreement
+from attnbench import inputs as inputs_mod
 from attnbench.backend import Backend, Unsupported
 from attnbench.baseline import baseline_rows
 from attnbench.case import Case
@@ -23,6 +24,26 @@ class Options:
     seed: int = 0
     time_it: bool = True
     timer: TimerConfig = field(default_factory=TimerConfig)
+    threads: int | None = None  # None: all cores
+    memory: bool = True  # measure peak memory with one extra untimed call
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict (the worker process receives this)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Options:
+        """Inverse of to_dict; unknown keys are an error."""
+        d = dict(d)
+        timer = d.pop("timer", None)
+        return cls(**d, timer=TimerConfig(**timer) if timer else TimerConfig())
+
+
+def prepare_process(opts: Options) -> dict[str, Any]:
+    """Once per worker process, before any case: apply thread settings; return what was set."""
+    from attnbench.threads import set_threads
+
+    return {"threads": set_threads(opts.threads)}
 
 
 class CaseData:
@@ -90,7 +111,9 @@ def execute(
                 "traceback": "".join(tb)}
 
 
-def _measure(backend: Backend, data: CaseData, opts: Options, rec: dict[str, Any]) -> dict[str, Any]:
+def _measure(
+    backend: Backend, data: CaseData, opts: Options, rec: dict[str, Any]
+) -> dict[str, Any]:
     case = data.case
     inputs = inputs_mod.make_inputs(case, data.arrays, backend.framework)
     fn = backend.prepare(inputs)
