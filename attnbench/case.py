@@ -177,11 +177,22 @@ def _layer(base: dict, sweep: dict, table: dict) -> tuple[dict, dict]:
     for key, value in table.items():
         if key in ("name", "device"):
             continue
+        _split_shorthand(key, base, sweep)
         for alias in _aliases(key):
             base.pop(alias, None)
             sweep.pop(alias, None)
         (sweep if isinstance(value, list) else base)[key] = value
     return base, sweep
+
+
+def _split_shorthand(key: str, base: dict, sweep: dict) -> None:
+    """Setting seq_q (or heads_kv) over seq_len (heads) keeps the other half at its value."""
+    for short, pair in (("heads", ("heads_q", "heads_kv")), ("seq_len", ("seq_q", "seq_kv"))):
+        if key in pair:
+            other = pair[1 - pair.index(key)]
+            for table in (base, sweep):
+                if short in table:
+                    table.setdefault(other, table.pop(short))
 
 
 def _aliases(key: str) -> tuple[str, ...]:
