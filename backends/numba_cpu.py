@@ -27,7 +27,7 @@ def kernel() -> Callable[..., None]:
     _cache_dir()
     import numba
 
-    @numba.njit(parallel=True, cache=True, fastmath=False)
+    @numba.njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
     def attention(q, k, v, out, scale, causal, offset):  # pragma: no cover - compiled
         b_n, hq, sq, d = q.shape
         hk, sk = k.shape[1], k.shape[2]
