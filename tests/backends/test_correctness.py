@@ -1,0 +1,53 @@
+"""Every registered backend on every `smoke` case against the float64 oracle (real pass rule)."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import pytest
+
+from attnbench.backend import device_failure
+from attnbench.case import Case, resolve_scenario
+from attnbench.execute import CaseData, Options, execute
+from attnbench.plugins import build_registry
+
+REGISTRY = build_registry(autoload=False)
+DEVICES = ["cpu"] + (["cuda"] if device_failure("cuda") is None else [])
+SMOKE = resolve_scenario("smoke")
+CASES = [case for device in DEVICES for case in SMOKE.cases(device)]
+
+
+@cache
+def case_data(case: Case) -> CaseData:
+    """One case's inputs and oracle, shared by every backend (as the runner does)."""
+    return CaseData(case, seed=0)
+
+
+def test_smoke_covers_every_kind():
+    kinds = {
+        "causal": any(c.mask == "causal" for c in CASES),
+        "fewer queries": any(c.seq_q < c.seq_kv for c in CASES),
+        "more queries": any(c.seq_q > c.seq_kv for c in CASES),
+        "decode": any(c.seq_q == 1 for c in CASES),
+        "grouped": any(c.heads_q != c.heads_kv for c in CASES),
+        "scale": any(c.scale is not None for c in CASES),
+        "bfloat16": any(c.dtype == "bfloat16" for c in CASES),
+    }
+    assert all(kinds.values()), kinds
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+@pytest.mark.parametrize("name", sorted(REGISTRY.backends))
+def test_backend_agrees_with_oracle(name: str, case: Case):
+    backend = REGISTRY.backends[name]
+    reasons = backend.unsupported(case)
+    if reasons:
+        pytest.skip("; ".join(reasons))
+    rec = execute(backend, "smoke", case, lambda: case_data(case), Options(time_it=False))
+    if rec["status"] == "unsupported":
+        pytest.skip("; ".join(rec["reasons"]))
+    assert rec["status"] == "ok", (rec.get("error"), rec.get("agreement"))
+    out = rec["agreement"]["outputs"][0]
+    assert out["nonfinite"] == 0
+    assert out["max_abs_err"] <= out["bound"]
+    assert out["shape"] == [case.batch, case.heads_q, case.seq_q, case.head_dim]
