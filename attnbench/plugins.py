@@ -37,6 +37,8 @@ class Registry:
     backends: dict[str, Backend] = field(default_factory=dict)
     origins: dict[str, str] = field(default_factory=dict)
     failures: list[tuple[str, str]] = field(default_factory=list)
+    plugin_specs: tuple[str, ...] = ()  # --plugin specs, so a worker can rebuild the same registry
+    autoload: bool = False  # whether entry points were loaded
 
     def get(self, name: str) -> Backend:
         if name not in self.backends:
@@ -56,10 +58,11 @@ def build_registry(plugins: tuple[str, ...] | list[str] = (), autoload: bool | N
     """Register built-ins, then entry points (unless disabled), then --plugin specs."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    reg = Registry(pm)
+    reg = Registry(pm, plugin_specs=tuple(plugins))
+    reg.autoload = autoload_enabled() if autoload is None else autoload
     for module in BUILTIN_MODULES:
         _register(reg, module, lambda m=module: importlib.import_module(m))
-    if autoload_enabled() if autoload is None else autoload:
+    if reg.autoload:
         for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT):
             _register(reg, f"{ep.name} ({ep.value})", ep.load)
     for spec in plugins:
