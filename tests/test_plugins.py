@@ -1,0 +1,169 @@
+"""Plugin loading: files, module names, entry points, failures, clashes, autoload switch."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from attnbench.case import Case
+from attnbench.errors import UsageError
+from attnbench.execute import CaseData, Options, execute
+from attnbench.plugins import BUILTIN_MODULES, build_registry
+
+PLUGIN_SOURCE = '''
+"""A tiny plugin written by a test: {name} wraps the numpy-naive computation."""
+
+from attnbench import hookimpl
+from attnbench_backends.numpy_naive import NumpyNaive
+
+
+class Mine(NumpyNaive):
+    name = "{name}"
+
+
+@hookimpl
+def attnbench_backends():
+    return [Mine()]
+'''
+
+
+def write_module(folder: Path, module: str, backend: str) -> Path:
+    path = folder / f"{module}.py"
+    path.write_text(PLUGIN_SOURCE.format(name=backend))
+    return path
+
+
+def make_distribution(root: Path, backend: str = "from-entry-point") -> None:
+    """A distribution `mypkg` on a sys.path folder, declaring an `attnbench` entry point."""
+    (root / "mypkg").mkdir(parents=True)
+    (root / "mypkg" / "__init__.py").write_text(PLUGIN_SOURCE.format(name=backend))
+    info = root / "mypkg-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mypkg\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[attnbench]\nmine = mypkg\n")
+
+
+def runs_ok(reg, name: str) -> bool:
+    case = Case(1, 2, 2, 5, 7, 4, mask="causal")
+    rec = execute(reg.get(name), "t", case, lambda: CaseData(case, 0), Options(time_it=False))
+    return rec["status"] == "ok"
+
+
+def test_builtins_register_through_the_hook(registry):
+    origins = set(registry.origins.values())
+    assert origins <= set(BUILTIN_MODULES)
+    assert {"numpy-naive", "torch-sdpa", "torch-sdpa-math"} <= set(registry.backends)
+
+
+def test_plugin_from_file(plugin_path):
+    spec = plugin_path("wrong_scale.py")
+    reg = build_registry([spec], autoload=False)
+    assert reg.origins["wrong-scale"] == spec
+    assert not any(spec in name for name, _ in reg.failures)
+
+
+def test_plugin_from_module_name(tmp_path, monkeypatch):
+    write_module(tmp_path, "attnbench_test_modplugin", "from-module")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg = build_registry(["attnbench_test_modplugin"], autoload=False)
+    assert reg.origins["from-module"] == "attnbench_test_modplugin"
+    assert runs_ok(reg, "from-module")
+
+
+def test_plugin_module_name_via_pythonpath_in_cli(cli, tmp_path):
+    write_module(tmp_path, "attnbench_test_clipplugin", "from-pythonpath")
+    proc = cli("list", "--plugin", "attnbench_test_clipplugin", env={"PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    assert "from-pythonpath" in proc.stdout
+
+
+def test_unknown_plugin_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="no_such_plugin_module"):
+        build_registry(["no_such_plugin_module"], autoload=False)
+    with pytest.raises(UsageError, match="no such file"):
+        build_registry([str(tmp_path / "missing.py")], autoload=False)
+
+
+@pytest.fixture
+def distribution(tmp_path, monkeypatch):
+    """A fresh `mypkg` distribution on sys.path (a module of that name from before forgotten)."""
+    make_distribution(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "mypkg", raising=False)
+    return tmp_path
+
+
+def test_entry_point_is_found(distribution):
+    reg = build_registry(autoload=True)
+    assert "from-entry-point" in reg.backends
+    assert "mine" in reg.origins["from-entry-point"]
+    assert runs_ok(reg, "from-entry-point")
+
+
+@pytest.mark.parametrize("value,found", [("1", False), ("0", True), ("", True)])
+def test_autoload_switch(distribution, monkeypatch, value: str, found: bool):
+    monkeypatch.setenv("ATTNBENCH_DISABLE_PLUGIN_AUTOLOAD", value)
+    assert ("from-entry-point" in build_registry().backends) is found
+
+
+def test_plugin_raising_on_import_is_reported(plugin_path):
+    spec = plugin_path("raises_on_import.py")
+    reg = build_registry([spec, plugin_path("wrong_scale.py")], autoload=False)
+    reasons = dict(reg.failures)
+    assert spec in reasons
+    assert "RuntimeError" in reasons[spec] and "broken on purpose" in reasons[spec]
+    assert "wrong-scale" in reg.backends and runs_ok(reg, "numpy-naive")
+
+
+def test_plugin_raising_on_import_in_cli(cli, plugin_path):
+    proc = cli("list", "--plugin", plugin_path("raises_on_import.py"))
+    assert proc.returncode == 0, proc.stderr
+    assert "raises_on_import.py" in proc.stdout and "broken on purpose" in proc.stdout
+    assert "numpy-naive" in proc.stdout
+
+
+def test_two_backends_with_one_name(plugin_path):
+    spec = plugin_path("duplicate_name.py")
+    with pytest.raises(UsageError) as info:
+        build_registry([spec], autoload=False)
+    msg = str(info.value)
+    assert "numpy-naive" in msg and spec in msg and "attnbench_backends.numpy_naive" in msg
+
+
+def test_duplicate_name_in_cli_exits_2(cli, plugin_path):
+    proc = cli("list", "--plugin", plugin_path("duplicate_name.py"))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "numpy-naive" in lines[0] and "duplicate_name.py" in lines[0]
+
+
+def test_unknown_hook_is_reported(plugin_path):
+    spec = plugin_path("unknown_hook.py")
+    reg = build_registry([spec], autoload=False)
+    reasons = dict(reg.failures)
+    assert spec in reasons and "attnbench_no_such_hook" in reasons[spec]
+    assert "numpy-naive" in reg.backends
+
+
+def test_loading_a_file_twice_is_harmless(plugin_path):
+    spec = plugin_path("wrong_scale.py")
+    first = build_registry([spec], autoload=False)
+    second = build_registry([spec, spec], autoload=False)
+    assert first.origins["wrong-scale"] == second.origins["wrong-scale"] == spec
+
+
+def test_hook_returning_a_non_backend_is_reported(tmp_path):
+    path = tmp_path / "bad_return.py"
+    path.write_text(textwrap.dedent('''
+        """Returns something that is not a Backend."""
+        from attnbench import hookimpl
+
+        @hookimpl
+        def attnbench_backends():
+            return ["not a backend"]
+    '''))
+    reg = build_registry([str(path)], autoload=False)
+    assert any(name == str(path) and "not a named" in why for name, why in reg.failures)
