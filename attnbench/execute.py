@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from attnbench import agreement
+from attnbench import agreement, grad, memory
 from attnbench import inputs as inputs_mod
 from attnbench.backend import Backend, Unsupported
 from attnbench.baseline import baseline_rows
@@ -54,7 +54,9 @@ class CaseData:
         self.arrays = inputs_mod.reference_arrays(case, seed)
         self.rows = check_rows(case, seed)
         self.ref = oracle(self.arrays, case, self.rows)
+        self.seed = seed
         self._baseline: dict[str, float | None] = {}
+        self.extra: dict[str, Any] = {}  # per-case caches (gradient oracle, dO)
 
     def baseline_err(self, inputs: Any, framework: str) -> float | None:
         """Max error of the same-dtype naive baseline on this device; None if there is none."""
@@ -116,24 +118,70 @@ def _measure(
 ) -> dict[str, Any]:
     case = data.case
     inputs = inputs_mod.make_inputs(case, data.arrays, backend.framework)
-    fn = backend.prepare(inputs)
-    t0 = time.perf_counter_ns()
-    out = fn()
-    sync(case.device)
-    first_ms = (time.perf_counter_ns() - t0) / 1e6
+    if case.mode == "fwd":
+        fn = backend.prepare(inputs)
+        t0 = time.perf_counter_ns()
+        out = fn()
+        sync(case.device)
+        first_ms, grads, d_out = (time.perf_counter_ns() - t0) / 1e6, None, None
+    else:
+        d_out = _d_out(data, backend.framework)
+        run = grad.prepare_grad(lambda: backend.prepare(inputs), inputs, d_out, case.mode,
+                                lambda: sync(case.device))
+        fn, out, first_ms, grads = run.step, run.out, run.first_call_ms, run.grads
     rec["agreement"] = _agree(out, inputs, data, backend.framework)
+    if grads is not None:
+        _add_grads(rec["agreement"], grad.check_grads(data, inputs, grads, d_out))
     rec["status"] = "ok" if rec["agreement"]["passed"] else "mismatch"
     rec["first_call_ms"] = first_ms
-    del out
+    del out, grads
+    timed = _synced(fn, case.device)
+    ops = _cuda_ops(case.device) if opts.time_it else None  # flush buffer before the baseline
+    if opts.memory:
+        rec["memory"] = memory.peak(timed, case.device)
     if opts.time_it:
-        timing = time_cpu(_synced(fn, case.device), opts.timer, first_call_ms=first_ms)
-        rec["timing"] = {**timing.stats, "samples_ms": timing.samples_ms, "loops": timing.loops,
-                         "warmup_calls": timing.warmup_calls, "clock": "perf_counter_ns"}
-        rec["gflops_per_s"] = rec["flops"] / (timing.stats["median_ms"] * 1e6)
+        rec["timing"] = _time(fn, case.device, ops, opts, first_ms)
+        rec["gflops_per_s"] = rec["flops"] / (rec["timing"]["median_ms"] * 1e6)
     return rec
 
 
+def _d_out(data: CaseData, framework: str) -> Any:
+    """The case's fixed upstream gradient, float64 (cached) and in the backend's framework."""
+    case = data.case
+    if "d_out" not in data.extra:
+        data.extra["d_out"] = grad.upstream_grad(case, data.seed)
+    return inputs_mod.to_framework(data.extra["d_out"], framework, case.dtype, case.device)
+
+
+def _add_grads(agree: dict[str, Any], checked: dict[str, Any]) -> None:
+    agree["outputs"].extend(checked["entries"])
+    agree["passed"] = all(o["passed"] for o in agree["outputs"])
+    agree["grads_checked"] = checked["note"]
+
+
+def _cuda_ops(device: str) -> Any:
+    if device != "cuda":
+        return None
+    from attnbench.cuda_timing import TorchCudaOps
+
+    return TorchCudaOps()
+
+
+def _time(fn: Any, device: str, ops: Any, opts: Options, first_ms: float) -> dict[str, Any]:
+    """Timing summary, raw samples and how they were taken (CUDA: events, no per-call sync)."""
+    if device == "cuda":
+        from attnbench.cuda_timing import time_cuda
+
+        t = time_cuda(fn, ops, first_call_ms=first_ms)
+        return {**t.stats, "samples_ms": t.samples_ms, "loops": 1,
+                "warmup_calls": t.warmup_calls}
+    t = time_cpu(fn, opts.timer, first_call_ms=first_ms)
+    return {**t.stats, "samples_ms": t.samples_ms, "loops": t.loops,
+            "warmup_calls": t.warmup_calls, "clock": "perf_counter_ns"}
+
+
 def _synced(fn: Any, device: str) -> Any:
+    """fn, followed by a device synchronize on CUDA (for CPU-clock timing and memory)."""
     if device != "cuda":
         return fn
 

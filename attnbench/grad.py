@@ -1,0 +1,226 @@
+"""Backward pass: autograd runs of torch backends and the float64 oracle gradients.
+
+What is timed. `fwd_bwd` times forward then `out.backward(dO)`. `bwd` runs the forward once
+and then times `out.backward(dO, retain_graph=True)` alone: retain_graph keeps the saved
+tensors, so every iteration replays exactly the backward kernels of a training step, without
+the forward and without subtracting two noisy medians (fwd_bwd − fwd). Between iterations the
+gradients are set to None (as `zero_grad(set_to_none=True)` does), so each backward allocates
+and writes fresh gradients instead of accumulating. dO is a fixed, seeded standard normal in
+the case's dtype.
+
+What is checked. dq, dk and dv against the analytic float64 backward of softmax attention, on
+whole (batch, kv-head) groups: dk and dv need every query row of a group, so rows cannot be
+sampled as for the output. Up to GRAD_ORACLE_LIMIT score entries every group is checked;
+above it the first, the last and evenly spaced groups that fit the limit; a case whose single
+group exceeds GRAD_SKIP_LIMIT is not gradient-checked, and the record says so.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from attnbench import agreement
+from attnbench.case import Case
+from attnbench.inputs import case_seed, quantize
+from attnbench.reference import expand_kv, row_visibility
+
+GRAD_ORACLE_LIMIT = 2**22  # score entries of all checked groups together
+GRAD_SKIP_LIMIT = 2**24  # one group larger than this: gradients are not checked
+GRAD_NAMES = ("dq", "dk", "dv")
+
+
+@dataclass
+class GradRun:
+    """A prepared autograd run: the callable to time and what its first call produced."""
+
+    step: Callable[[], Any]
+    out: Any
+    grads: dict[str, Any]
+    first_call_ms: float
+
+
+def upstream_grad(case: Case, seed: int) -> np.ndarray:
+    """The fixed upstream gradient dO: seeded standard normal, representable in case.dtype."""
+    rng = np.random.default_rng(case_seed(case, seed) ^ zlib.crc32(b"dO"))
+    shape = (case.batch, case.heads_q, case.seq_q, case.head_dim)
+    return quantize(rng.standard_normal(shape), case.dtype)
+
+
+def prepare_grad(
+    fn_factory: Callable[[], Callable[[], Any]], inputs: Any, d_out: Any,
+    mode: str, sync: Callable[[], None],
+) -> GradRun:
+    """Make q, k, v require grad, prepare the backend, run its first call in the given mode."""
+    leaves = [inputs.q.requires_grad_(True), inputs.k.requires_grad_(True),
+              inputs.v.requires_grad_(True)]
+    fn = fn_factory()
+
+    def reset() -> None:
+        for t in leaves:
+            t.grad = None
+
+    if mode == "fwd_bwd":
+        def step() -> Any:
+            reset()
+            out = fn()
+            out.backward(d_out)
+            return out
+    elif mode == "bwd":
+        held = fn()
+
+        def step() -> Any:
+            reset()
+            held.backward(d_out, retain_graph=True)
+            return held
+    else:
+        raise ValueError(f"no backward in mode {mode!r}")
+    sync()
+    t0 = time.perf_counter_ns()
+    out = step()
+    sync()
+    first_ms = (time.perf_counter_ns() - t0) / 1e6
+    grads = {n: t.grad for n, t in zip(GRAD_NAMES, leaves, strict=True)}
+    return GradRun(step, out, grads, first_ms)
+
+
+def grad_groups(case: Case) -> list[tuple[int, int]] | None:
+    """(batch, kv head) groups whose gradients are checked; None when even one is too large."""
+    group = case.heads_q // case.heads_kv
+    per = group * case.seq_q * case.seq_kv
+    if per > GRAD_SKIP_LIMIT:
+        return None
+    every = [(b, h) for b in range(case.batch) for h in range(case.heads_kv)]
+    fit = max(1, GRAD_ORACLE_LIMIT // per)
+    if fit >= len(every):
+        return every
+    if fit == 1:
+        return [every[0]]
+    idx = np.unique(np.linspace(0, len(every) - 1, fit).round().astype(int))  # first and last
+    return [every[i] for i in idx]
+
+
+def group_slices(case: Case, b: int, h: int) -> tuple[int, slice, slice]:
+    """Batch index, query-head slice and kv-head slice of one (batch, kv head) group."""
+    g = case.heads_q // case.heads_kv
+    return b, slice(h * g, (h + 1) * g), slice(h, h + 1)
+
+
+def attention_grads(
+    q: np.ndarray, k: np.ndarray, v: np.ndarray, d_out: np.ndarray, case: Case
+) -> dict[str, np.ndarray]:
+    """Analytic backward of softmax(q kᵀ·scale + mask) v, in the arrays' dtype.
+
+    dP = dO Vᵀ, dS = P ∘ (dP − rowsum(dO ∘ O)), dQ = scale·dS K, dK = scale·dSᵀ Q (summed over
+    the query heads of a group), dV = Pᵀ dO (summed likewise). q: (B, Hq, Sq, D).
+    """
+    hq, hkv = q.shape[1], k.shape[1]
+    scale = case.softmax_scale
+    kx, vx = expand_kv(k, hq), expand_kv(v, hq)
+    vis = row_visibility(case, np.arange(case.seq_q))
+    s = np.where(vis, np.matmul(q, np.swapaxes(kx, -1, -2)) * scale, -np.inf)
+    m = s.max(axis=-1, keepdims=True)
+    p = np.exp(s - np.where(np.isfinite(m), m, 0))
+    den = p.sum(axis=-1, keepdims=True)
+    p = p / np.where(den == 0, 1, den)
+    o = np.matmul(p, vx)
+    dp = np.matmul(d_out, np.swapaxes(vx, -1, -2))
+    ds = p * (dp - (d_out * o).sum(axis=-1, keepdims=True))
+    dq = scale * np.matmul(ds, kx)
+    dkx = scale * np.matmul(np.swapaxes(ds, -1, -2), q)
+    dvx = np.matmul(np.swapaxes(p, -1, -2), d_out)
+    fold = (q.shape[0], hkv, hq // hkv, case.seq_kv, q.shape[-1])
+    return {"dq": dq, "dk": dkx.reshape(fold).sum(axis=2), "dv": dvx.reshape(fold).sum(axis=2)}
+
+
+def pick(arr: Any, case: Case, groups: list[tuple[int, int]], name: str) -> np.ndarray:
+    """Concatenate the checked groups of a gradient (query heads for dq, kv heads for dk/dv)."""
+    parts = []
+    for b, h in groups:
+        b, qs, ks = group_slices(case, b, h)
+        parts.append(agreement.to_numpy64(arr[b:b + 1, qs if name == "dq" else ks]))
+    return np.concatenate(parts, axis=1)
+
+
+def oracle_grads(
+    arrays: dict[str, np.ndarray], d_out: np.ndarray, case: Case, groups: list[tuple[int, int]]
+) -> dict[str, np.ndarray]:
+    """float64 oracle gradients on the checked groups, concatenated along the head axis."""
+    parts: dict[str, list[np.ndarray]] = {n: [] for n in GRAD_NAMES}
+    for b, h in groups:
+        b, qs, ks = group_slices(case, b, h)
+        g = attention_grads(arrays["q"][b:b + 1, qs], arrays["k"][b:b + 1, ks],
+                            arrays["v"][b:b + 1, ks], d_out[b:b + 1, qs], case)
+        for n in GRAD_NAMES:
+            parts[n].append(g[n])
+    return {n: np.concatenate(p, axis=1) for n, p in parts.items()}
+
+
+def baseline_grads(inputs: Any, d_out: Any, groups: list[tuple[int, int]]) -> dict[str, Any]:
+    """Gradients of plain torch attention in the case's dtype and device, on the groups."""
+    import torch
+
+    case = inputs.case
+    parts: dict[str, list[np.ndarray]] = {n: [] for n in GRAD_NAMES}
+    vis = torch.from_numpy(row_visibility(case, np.arange(case.seq_q))).to(inputs.q.device)
+    for b, h in groups:
+        b, qs, ks = group_slices(case, b, h)
+        q, k, v = (t.detach()[b:b + 1, s].clone().requires_grad_(True)
+                   for t, s in ((inputs.q, qs), (inputs.k, ks), (inputs.v, ks)))
+        s = torch.matmul(q, k.transpose(-1, -2)) * inputs.scale
+        p = torch.softmax(s.masked_fill(~vis, float("-inf")), dim=-1).nan_to_num(0.0)
+        torch.matmul(p, v).backward(d_out[b:b + 1, qs])
+        for n, t in zip(GRAD_NAMES, (q, k, v), strict=True):
+            parts[n].append(agreement.to_numpy64(t.grad))
+    return {n: np.concatenate(p, axis=1) for n, p in parts.items()}
+
+
+def grad_entries(
+    case: Case, grads: dict[str, Any], ref: dict[str, np.ndarray],
+    base: dict[str, float] | None, groups: list[tuple[int, int]],
+) -> list[dict[str, Any]]:
+    """One agreement entry per gradient (k = K_GRAD against the baseline's error)."""
+    shapes = {"dq": (case.batch, case.heads_q, case.seq_q, case.head_dim),
+              "dk": (case.batch, case.heads_kv, case.seq_kv, case.head_dim)}
+    shapes["dv"] = shapes["dk"]
+    out = []
+    for n in GRAD_NAMES:
+        g = grads.get(n)
+        shape = tuple(getattr(g, "shape", ()))
+        if g is None or shape != shapes[n]:
+            out.append({"name": n, "passed": False, "shape": list(shape),
+                        "error": "no gradient" if g is None else f"shape {shape} != {shapes[n]}"})
+            continue
+        m = agreement.metrics(pick(g, case, groups, n), ref[n])
+        b = None if base is None else base[n]
+        out.append({"name": n, "shape": list(shape), **m, "baseline_max_abs_err": b,
+                    **agreement.verdict(m, case.dtype, b, agreement.K_GRAD)})
+    return out
+
+
+def check_grads(data: Any, inputs: Any, grads: dict[str, Any], d_out: Any) -> dict[str, Any]:
+    """Agreement entries for dq, dk, dv; the oracle and baseline are cached in data.extra."""
+    case = data.case
+    groups = grad_groups(case)
+    if groups is None:
+        return {"entries": [], "note": f"gradients not checked: one (batch, kv head) group "
+                f"has more than {GRAD_SKIP_LIMIT} score entries"}
+    cache = data.extra
+    if "grad_ref" not in cache:
+        cache["grad_ref"] = oracle_grads(data.arrays, data.extra["d_out"], case, groups)
+    if "grad_base" not in cache:
+        try:
+            base = baseline_grads(inputs, d_out, groups)
+            cache["grad_base"] = {n: agreement.metrics(base[n], cache["grad_ref"][n])["max_abs_err"]
+                                  for n in GRAD_NAMES}
+        except Exception:
+            cache["grad_base"] = None
+    n_all = case.batch * case.heads_kv
+    note = "all groups" if len(groups) == n_all else f"{len(groups)} of {n_all} groups"
+    return {"entries": grad_entries(case, grads, cache["grad_ref"], cache["grad_base"], groups),
+            "note": note}
