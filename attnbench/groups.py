@@ -1,0 +1,147 @@
+"""Runs read for reporting, split into (scenario, device, run) groups: x axis and variants."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from attnbench.results import read_run
+
+# The x axis of a group is the first of these that varies; the others that vary make variants.
+AXES = ("seq_kv", "seq_q", "heads_q", "heads_kv", "batch", "head_dim")
+VARIANT_FIELDS = ("seq_q", "heads_q", "heads_kv", "batch", "head_dim", "dtype", "mask", "mode",
+                  "scale")
+SHORT = {"seq_q": "q", "seq_kv": "k", "heads_q": "hq", "heads_kv": "hkv", "batch": "b",
+         "head_dim": "d"}
+AXIS_TITLE = {"seq_kv": "sequence length (keys)", "seq_q": "query length",
+              "heads_q": "query heads", "heads_kv": "key/value heads", "batch": "batch",
+              "head_dim": "head dim"}
+
+
+@dataclass
+class Run:
+    """One run folder as read back: its metadata, its records and a short label."""
+
+    path: Path
+    meta: dict[str, Any]
+    records: list[dict[str, Any]]
+    label: str = ""
+
+    @property
+    def environment(self) -> dict[str, Any]:
+        return self.meta.get("environment") or {}
+
+    def roof(self, device: str, dtype: str) -> float | None:
+        """The device's measured matmul roof in FLOP/s for a dtype, when the run has one."""
+        value = ((self.meta.get("roofs") or {}).get(device) or {}).get(dtype)
+        return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+@dataclass
+class Group:
+    """Records of one scenario on one device in one run, with the x axis and variants chosen."""
+
+    scenario: str
+    device: str
+    run: Run
+    records: list[dict[str, Any]]
+    axis: str = "seq_kv"
+    variant_fields: list[str] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return f"{self.scenario} · {self.device} · {self.run.label}"
+
+    @property
+    def slug(self) -> str:
+        raw = f"{self.scenario}-{self.device}-{self.run.label}"
+        return "".join(c if c.isalnum() or c in "-_" else "_" for c in raw)
+
+    def variant(self, rec: dict[str, Any]) -> str:
+        """A short label of the case fields, other than the axis, that vary in this group."""
+        return " ".join(field_label(f, rec.get(f)) for f in self.variant_fields)
+
+    def backends(self) -> list[str]:
+        return sorted({r["backend"] for r in self.records})
+
+
+def field_label(name: str, value: Any) -> str:
+    """'q1024', 'hq8', 'causal', 's=0.5': a case field as a short label."""
+    if name == "scale":
+        return "s=default" if value is None else f"s={value:g}"
+    return f"{SHORT[name]}{value}" if name in SHORT else str(value)
+
+
+def read_runs(paths: list[str | Path]) -> list[Run]:
+    """Read each run folder; labels are run ids, made unique and short."""
+    runs = []
+    for p in paths:
+        meta, records = read_run(p)
+        runs.append(Run(Path(p), meta, records))
+    for i, run in enumerate(runs):
+        host = run.environment.get("host") or "?"
+        rid = str(run.meta.get("run_id") or run.path.name)
+        run.label = rid if len(runs) == 1 else f"{host}/{rid}"
+        if sum(r.label == run.label for r in runs) > 1:
+            run.label = f"{run.label}#{i + 1}"
+    return runs
+
+
+def make_groups(runs: list[Run]) -> list[Group]:
+    """Groups in order of scenario, then device, then run."""
+    out: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for i, run in enumerate(runs):
+        for r in run.records:
+            if "scenario" in r and "backend" in r:
+                out.setdefault((str(r["scenario"]), str(r.get("device", "?")), i), []).append(r)
+    groups = []
+    for (scenario, device, i), recs in sorted(out.items(), key=lambda kv: kv[0]):
+        axis, variants = choose_axis(recs)
+        groups.append(Group(scenario, device, runs[i], recs, axis, variants))
+    return groups
+
+
+def choose_axis(records: list[dict[str, Any]]) -> tuple[str, list[str]]:
+    """The x axis (first varying size) and the other varying fields (the variants)."""
+    def varies(f: str) -> bool:
+        return len({_hashable(r.get(f)) for r in records}) > 1
+
+    axis = next((a for a in AXES if varies(a)), "seq_kv")
+    variants = [f for f in VARIANT_FIELDS if f != axis and varies(f)]
+    if axis == "seq_kv" and "seq_q" in variants and all(
+            r.get("seq_q") == r.get("seq_kv") for r in records):
+        variants.remove("seq_q")  # self-attention: q follows k
+    if axis == "seq_kv" and all(r.get("heads_q") == r.get("heads_kv") for r in records):
+        variants = [f for f in variants if f != "heads_kv"]
+    return axis, variants
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def median_ms(rec: dict[str, Any]) -> float | None:
+    """The record's median time in ms, when it was timed."""
+    value = (rec.get("timing") or {}).get("median_ms")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def peak_bytes(rec: dict[str, Any]) -> float | None:
+    """The record's measured peak memory in bytes, when it has one."""
+    mem = rec.get("memory")
+    value = mem.get("peak_bytes") if isinstance(mem, dict) else None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def error_ratio(rec: dict[str, Any]) -> float | None:
+    """Worst max_abs_err / bound over the record's outputs; None without agreement metrics."""
+    outputs = (rec.get("agreement") or {}).get("outputs") or []
+    ratios = []
+    for o in outputs:
+        err, bound = o.get("max_abs_err"), o.get("bound")
+        if isinstance(err, (int, float)) and isinstance(bound, (int, float)) and bound > 0:
+            ratios.append(err / bound if err == err else float("inf"))
+        elif o.get("nonfinite"):
+            ratios.append(float("inf"))
+    return max(ratios) if ratios else None

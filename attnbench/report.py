@@ -1,0 +1,231 @@
+"""`attnbench report`: report.md, a self-contained report.html, summary.csv and plots of runs."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from attnbench import plots
+from attnbench.groups import (
+    Group,
+    Run,
+    error_ratio,
+    field_label,
+    make_groups,
+    median_ms,
+    peak_bytes,
+    read_runs,
+)
+from attnbench.render import Cell, Doc, Heading, Image, Table, Text, to_html, to_markdown
+from attnbench.scaling import Scaling, analyse
+
+NOT_OK = ("mismatch", "error", "oom", "timeout", "crashed")
+STATUS_MARK = {"ok": "✓", "mismatch": "✗"}
+
+
+@dataclass
+class Report:
+    """Where a report's files went."""
+
+    out_dir: Path
+    markdown: Path
+    html: Path
+    csv: Path
+    plots: list[plots.Plot]
+
+
+def write_report(paths: list[str | Path], out_dir: str | Path | None = None,
+                 baseline: str = "torch-naive") -> Report:
+    """Read the runs, draw the plots and write report.md, report.html and summary.csv."""
+    runs = read_runs(paths)
+    out = Path(out_dir) if out_dir else Path(paths[0])
+    out.mkdir(parents=True, exist_ok=True)
+    groups = make_groups(runs)
+    cmap = plots.colours([r["backend"] for g in groups for r in g.records])
+    doc = Doc("attnbench report")
+    doc.add(*environment_section(runs))
+    drawn: list[plots.Plot] = []
+    for g in groups:
+        made = plots.save_group(g, out / "plots", cmap, baseline)
+        drawn += made
+        doc.add(*group_section(g, made, baseline))
+    scaling = analyse(groups)
+    doc.add(*scaling_section(scaling), *agreement_section(groups), *failures_section(groups))
+    md, page, table = out / "report.md", out / "report.html", out / "summary.csv"
+    md.write_text(to_markdown(doc, out), encoding="utf-8")
+    page.write_text(to_html(doc), encoding="utf-8")
+    write_csv(table, groups, baseline)
+    return Report(out, md, page, table, drawn)
+
+
+def environment_section(runs: list[Run]) -> list[Any]:
+    """Which runs, on what: one row per run."""
+    headers = ["run", "host", "cpu", "cores", "gpu", "python", "torch", "numpy", "commit",
+               "finished", "records"]
+    rows = []
+    for run in runs:
+        env = run.environment
+        versions = env.get("versions") or {}
+        gpu = env.get("gpu")
+        gpu_text = gpu.get("name", str(gpu)) if isinstance(gpu, dict) else str(gpu or "none")
+        values = [run.label, env.get("host"), env.get("cpu"), env.get("cores"), gpu_text,
+                  env.get("python"), versions.get("torch"), versions.get("numpy"),
+                  str(env.get("git_commit") or "")[:10], run.meta.get("finished"),
+                  len(run.records)]
+        rows.append([Cell("" if v is None else str(v)) for v in values])
+    blocks: list[Any] = [Heading(2, "Runs"), Table(headers, rows)]
+    for run in runs:
+        if not run.meta.get("finished"):
+            blocks.append(Text(f"run {run.label} did not finish: its records are partial.", True))
+        if not run.records:
+            blocks.append(Text(f"run {run.label} has no records.", True))
+    return blocks
+
+
+def case_label(g: Group, rec: dict[str, Any]) -> str:
+    """Row label of a case: the x-axis value then its variant."""
+    return " ".join(filter(None, [field_label(g.axis, rec.get(g.axis)), g.variant(rec)]))
+
+
+def cell_text(rec: dict[str, Any] | None, base_ms: float | None) -> str:
+    """'12.345 ms ×2.10 ✓', 'mismatch 3.1 ms ✗', 'oom', 'unsupported' ..."""
+    if rec is None:
+        return ""
+    status, med = rec.get("status", "?"), median_ms(rec)
+    if status in STATUS_MARK and med is not None:
+        speed = f" ×{base_ms / med:.2f}" if base_ms and med else ""
+        return f"{med:.3f} ms{speed} {STATUS_MARK[status]}"
+    return str(status) if status not in STATUS_MARK else f"{status} (not timed)"
+
+
+def group_table(g: Group, baseline: str) -> Table:
+    """Cases as rows, backends as columns: median ms, speedup over the baseline, status."""
+    backends = g.backends()
+    by_case: dict[str, dict[str, dict[str, Any]]] = {}
+    order: dict[str, tuple[Any, ...]] = {}
+    for r in g.records:
+        by_case.setdefault(r["case_id"], {})[r["backend"]] = r
+        order[r["case_id"]] = (g.variant(r), r.get(g.axis) or 0)
+    rows = []
+    for case_id in sorted(by_case, key=lambda c: order[c]):
+        recs = by_case[case_id]
+        base = median_ms(recs[baseline]) if baseline in recs else None
+        timed = {b: median_ms(r) for b, r in recs.items() if r.get("status") == "ok"}
+        timed = {b: m for b, m in timed.items() if m is not None}
+        best = min(timed, key=lambda b: timed[b]) if len(timed) > 1 else None
+        first = next(iter(recs.values()))
+        rows.append([Cell(case_label(g, first))] + [
+            Cell(cell_text(recs.get(b), base) + (" ★" if b == best else ""), b == best)
+            for b in backends])
+    caption = (f"median per call; ×N = speedup over {baseline}; ✓ agrees with the oracle, "
+               "✗ mismatch; ★ fastest agreeing backend of the row")
+    return Table(["case"] + backends, rows, caption)
+
+
+def group_section(g: Group, made: list[plots.Plot], baseline: str) -> list[Any]:
+    blocks: list[Any] = [Heading(2, g.title)]
+    if g.variant_fields:
+        blocks.append(Text("cases also vary in: " + ", ".join(g.variant_fields)))
+    blocks.append(group_table(g, baseline))
+    blocks += [Image(p.png, f"{g.scenario} on {g.device}: {p.title}", p.svg) for p in made]
+    if not any(r.get("status") == "ok" for r in g.records):
+        blocks.append(Text(f"no backend ran {g.scenario} on {g.device} successfully.", True))
+    return blocks
+
+
+def scaling_section(rows: list[Scaling]) -> list[Any]:
+    """Fitted exponents of time and memory in the x axis, and how far each backend got."""
+    headers = ["scenario", "device", "run", "backend", "variant", "axis", "time exponent",
+               "memory exponent", "largest ok", "stopped at", "warnings"]
+    table_rows = []
+    for s in rows:
+        stop = f"{s.stopped_at} ({s.stop_status})" if s.stopped_at else "–"
+        warns = "; ".join(f"{k}: {f.warning}" for k, f in (("time", s.time), ("memory", s.memory))
+                          if f.warning and f.n)
+        values = [s.scenario, s.device, s.run, s.backend, s.variant or "–", s.axis,
+                  s.time.text(), s.memory.text(), str(s.reached or "–"), stop, warns]
+        table_rows.append([Cell(v) for v in values])
+    intro = Text("Exponent p of a log-log least-squares fit, time ∝ size^p (ok records only). "
+                 "Dense attention costs O(N²) FLOPs: p near 2 at large N; a smaller p means "
+                 "fixed overheads still dominate. Memory p near 2 means a materialised score "
+                 "matrix; near 1, a fused kernel.")
+    return [Heading(2, "Scaling"), intro, Table(headers, table_rows)]
+
+
+def agreement_section(groups: list[Group]) -> list[Any]:
+    """Backend × scenario: how many cases passed, mismatched, were unsupported (and why)."""
+    scenarios = sorted({g.scenario for g in groups})
+    backends = sorted({r["backend"] for g in groups for r in g.records})
+    cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for g in groups:
+        for r in g.records:
+            cells.setdefault((r["backend"], g.scenario), []).append(r)
+    rows = [[Cell(b)] + [Cell(agreement_cell(cells.get((b, s), []))) for s in scenarios]
+            for b in backends]
+    return [Heading(2, "Agreement"), Table(["backend"] + scenarios, rows)]
+
+
+def agreement_cell(recs: list[dict[str, Any]]) -> str:
+    if not recs:
+        return "–"
+    counts = Counter(r.get("status") for r in recs)
+    names = {"ok": "passed", "mismatch": "mismatched"}
+    parts = [f"{n} {names.get(str(s), str(s))}" for s, n in sorted(counts.items(), key=str)]
+    reasons = list(dict.fromkeys(x for r in recs if r.get("status") == "unsupported"
+                                 for x in r.get("reasons") or []))
+    if reasons:
+        more = f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""
+        parts.append(f"unsupported: {reasons[0][:160]}{more}")
+    worst = max((e for r in recs if (e := error_ratio(r)) is not None), default=None)
+    if worst is not None:
+        parts.append(f"worst error/bound {worst:.2g}")
+    return "; ".join(parts)
+
+
+def failures_section(groups: list[Group]) -> list[Any]:
+    """Every record that is not ok or unsupported, with its message."""
+    rows = []
+    for g in groups:
+        for r in g.records:
+            if r.get("status") in NOT_OK:
+                rows.append([Cell(v) for v in (g.run.label, g.scenario, r["backend"],
+                                               str(r.get("case_id")), str(r.get("status")),
+                                               failure_message(r)[:500])])
+    if not rows:
+        return [Heading(2, "Not ok"), Text("every record is ok or unsupported.")]
+    return [Heading(2, "Not ok"), Table(["run", "scenario", "backend", "case", "status",
+                                         "message"], rows)]
+
+
+def failure_message(rec: dict[str, Any]) -> str:
+    if rec.get("error"):
+        return str(rec["error"])
+    bad = [o for o in (rec.get("agreement") or {}).get("outputs") or [] if not o.get("passed")]
+    return "; ".join(f"{o.get('name')}: max_abs_err {o.get('max_abs_err')} > bound "
+                     f"{o.get('bound')} ({o.get('rule')}), nonfinite {o.get('nonfinite')}"
+                     for o in bad) or "; ".join(rec.get("reasons") or [])
+
+
+CSV_FIELDS = ["run", "scenario", "device", "backend", "case_id", "variant", "batch", "heads_q",
+              "heads_kv", "seq_q", "seq_kv", "head_dim", "dtype", "mask", "mode", "status",
+              "median_ms", "iqr_ms", "first_call_ms", "gflops_per_s", "roof_fraction",
+              "peak_bytes", "error_over_bound", "speedup_vs_baseline"]
+
+
+def write_csv(path: Path, groups: list[Group], baseline: str) -> None:
+    """One row per record with the headline numbers."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, CSV_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        for g in groups:
+            base = {r["case_id"]: median_ms(r) for r in g.records
+                    if r["backend"] == baseline and r.get("status") == "ok"}
+            for r in g.records:
+                med, b = median_ms(r), base.get(r["case_id"])
+                w.writerow({**r, "run": g.run.label, "variant": g.variant(r), "median_ms": med,
+                            "iqr_ms": (r.get("timing") or {}).get("iqr_ms"),
+                            "peak_bytes": peak_bytes(r), "error_over_bound": error_ratio(r),
+                            "speedup_vs_baseline": b / med if b and med else None})
