@@ -1,0 +1,57 @@
+"""Peak memory: the /proc reader, and real runs showing O(N²) backends stand out from flash."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from attnbench.case import Case
+from attnbench.execute import CaseData, Options, execute
+from attnbench.memory import cpu_peak, read_status
+
+linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc (Linux)")
+
+
+@linux
+def test_read_status_has_rss_and_hwm():
+    st = read_status()
+    assert st["VmRSS"] > 0 and st["VmHWM"] >= st["VmRSS"]
+
+
+@linux
+def test_cpu_peak_sees_an_allocation_and_resets_between_calls():
+    big = cpu_peak(lambda: np.ones(16 * 2**20 // 8))  # 16 MiB, touched
+    small = cpu_peak(lambda: np.ones(2**20 // 8))  # 1 MiB: the high-water mark was reset
+    assert big["method"].startswith("VmHWM")
+    assert 15 * 2**20 <= big["peak_bytes"] <= 20 * 2**20
+    assert small["peak_bytes"] < 4 * 2**20
+
+
+def _peak(registry, name: str, n: int, data: dict) -> int:
+    case = Case(1, 8, 8, n, n, 64, dtype="float32", mask="none")
+    cd = data.setdefault(n, CaseData(case, 0))
+    opts = Options(time_it=False, memory=True)
+    # the minimum of two measurements drops one-off RSS noise (a new thread stack, a page)
+    recs = [execute(registry.get(name), "t", case, lambda: cd, opts) for _ in range(2)]
+    assert all(r["status"] == "ok" for r in recs), recs[0].get("error")
+    return min(r["memory"]["peak_bytes"] for r in recs)
+
+
+@linux
+def test_naive_peak_grows_with_n_squared_and_flash_does_not(registry):
+    """Real runs, b1 h8 d64 float32, N = 1024 → 2048: relations, not fixed values."""
+    data: dict = {}
+    ratios = {}
+    for name in ("numpy-naive", "torch-sdpa-math", "torch-sdpa-flash"):
+        if registry.get(name).unsupported(Case(1, 8, 8, 1024, 1024, 64)):
+            pytest.skip(f"{name} unavailable here")
+        small, large = _peak(registry, name, 1024, data), _peak(registry, name, 2048, data)
+        ratios[name] = large / max(small, 1)
+        if name == "torch-sdpa-flash":
+            score = 2 * 4 * 8 * 2048 * 2048  # the naive score + probability matrices
+            assert large < score / 16, (name, large)
+    assert ratios["numpy-naive"] >= 3.0, ratios
+    assert ratios["torch-sdpa-math"] >= 3.0, ratios
+    assert ratios["torch-sdpa-flash"] < 2.0, ratios
