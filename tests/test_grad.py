@@ -1,0 +1,84 @@
+"""Backward pass: oracle gradients, torch backends pass bwd/fwd_bwd, a wrong backward fails."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from attnbench.case import Case
+from attnbench.execute import CaseData, Options, execute
+from attnbench.grad import GRAD_ORACLE_LIMIT, attention_grads, grad_groups
+from attnbench.inputs import reference_arrays
+from attnbench.plugins import build_registry
+
+torch = pytest.importorskip("torch")
+OPTS = Options(time_it=False, memory=False)
+CASES = [
+    Case(2, 4, 2, 24, 40, 16, mask="causal", mode="fwd_bwd"),  # GQA, Lq < Lk
+    Case(1, 4, 4, 40, 24, 16, mask="causal", mode="bwd"),  # Lq > Lk: rows that see nothing
+    Case(1, 6, 2, 32, 32, 16, mask="none", mode="bwd"),  # GQA, no mask
+]
+
+
+def test_oracle_gradients_match_torch_autograd_in_float64():
+    case = Case(1, 4, 2, 12, 20, 8, mask="causal", dtype="float64")
+    a = reference_arrays(case, 3)
+    d_out = np.random.default_rng(1).standard_normal((1, 4, 12, 8))
+    q, k, v = (torch.from_numpy(a[n]).requires_grad_(True) for n in "qkv")
+    kk, vv = k.repeat_interleave(2, 1), v.repeat_interleave(2, 1)
+    vis = torch.from_numpy(np.arange(20)[None, :] <= np.arange(12)[:, None] + 8)
+    s = (q @ kk.transpose(-1, -2) * case.softmax_scale).masked_fill(~vis, -torch.inf)
+    (torch.softmax(s, -1) @ vv).backward(torch.from_numpy(d_out))
+    ours = attention_grads(a["q"], a["k"], a["v"], d_out, case)
+    for name, t in zip(("dq", "dk", "dv"), (q, k, v), strict=True):
+        np.testing.assert_allclose(ours[name], t.grad.numpy(), atol=1e-12)
+
+
+def test_large_cases_check_a_subset_of_groups_and_huge_ones_skip():
+    small = Case(2, 4, 4, 64, 64, 16)
+    assert grad_groups(small) == [(b, h) for b in range(2) for h in range(4)]
+    big = Case(4, 16, 16, 1024, 1024, 64)
+    groups = grad_groups(big)
+    assert groups[0] == (0, 0) and groups[-1] == (3, 15)
+    assert len(groups) * 1024 * 1024 <= GRAD_ORACLE_LIMIT
+    assert grad_groups(Case(1, 1, 1, 8192, 8192, 64)) is None
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+@pytest.mark.parametrize(
+    "name", ["torch-naive", "torch-sdpa", "torch-sdpa-math", "torch-sdpa-flash"])
+def test_torch_backends_backward_agrees(registry, name, case):
+    data = CaseData(case, 0)
+    rec = execute(registry.get(name), "t", case, lambda: data, OPTS)
+    assert rec["status"] == "ok", (rec.get("error"), rec.get("agreement"))
+    names = [o["name"] for o in rec["agreement"]["outputs"]]
+    assert names == ["out", "dq", "dk", "dv"]
+    assert rec["agreement"]["grads_checked"] == "all groups"
+
+
+@pytest.mark.parametrize("mode", ["bwd", "fwd_bwd"])
+def test_wrong_backward_is_a_mismatch(plugin_path, mode):
+    reg = build_registry([plugin_path("wrong_grad.py")], autoload=False)
+    case = Case(1, 2, 2, 16, 24, 16, mask="causal", mode=mode)
+    data = CaseData(case, 0)
+    rec = execute(reg.get("wrong-grad"), "t", case, lambda: data, OPTS)
+    assert rec["status"] == "mismatch"
+    verdicts = {o["name"]: o["passed"] for o in rec["agreement"]["outputs"]}
+    assert verdicts == {"out": True, "dq": False, "dk": False, "dv": True}
+
+
+def test_bwd_mode_is_timed_and_counts_backward_flops(registry):
+    case = Case(1, 2, 2, 64, 64, 16, mode="bwd")
+    data = CaseData(case, 0)
+    opts = Options(time_it=True, memory=True)
+    opts.timer.budget_s, opts.timer.min_time_s, opts.timer.warmup_s = 0.2, 0.05, 0.02
+    rec = execute(registry.get("torch-naive"), "t", case, lambda: data, opts)
+    assert rec["status"] == "ok" and rec["timing"]["median_ms"] > 0
+    assert rec["flops"] == 2.5 * 4 * 2 * 64 * 64 * 16
+    assert rec["memory"]["peak_bytes"] >= 0
+
+
+def test_numpy_backends_refuse_backward(registry):
+    case = Case(1, 2, 2, 16, 16, 16, mode="bwd")
+    rec = execute(registry.get("numpy-naive"), "t", case, lambda: CaseData(case, 0), OPTS)
+    assert rec["status"] == "unsupported" and "no bwd mode" in rec["reasons"][0]

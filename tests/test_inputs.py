@@ -1,0 +1,44 @@
+"""Work model: FLOPs from an exact count of the masked score matrix, mode factors, bytes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from attnbench.case import Case
+from attnbench.inputs import flops, io_bytes, score_bytes, visible_pairs
+from attnbench.reference import row_visibility
+
+SHAPES = [(64, 64), (48, 80), (80, 48), (1, 57), (57, 1), (1, 1), (3, 1000), (1000, 3)]
+
+
+@pytest.mark.parametrize("mask", ["none", "causal"])
+@pytest.mark.parametrize("sq,sk", SHAPES)
+def test_visible_pairs_equal_a_brute_force_count(mask, sq, sk):
+    case = Case(1, 1, 1, sq, sk, 8, mask=mask)
+    brute = int(row_visibility(case, np.arange(sq)).sum())
+    assert visible_pairs(case) == brute
+    # and against an explicit double loop over (query, key) with the bottom-right rule
+    if sq * sk <= 5000:
+        loop = sum(1 for i in range(sq) for j in range(sk) if mask == "none" or j <= i + sk - sq)
+        assert brute == loop
+
+
+def test_causal_formula_of_method_md_when_sq_le_sk():
+    for sq, sk in [(64, 64), (48, 80), (1, 57)]:
+        mean_visible = (max(0, sk - sq) + sk) / 2
+        exact = visible_pairs(Case(1, 1, 1, sq, sk, 8, mask="causal")) / sq
+        assert exact == pytest.approx(mean_visible + 0.5)  # the diagonal itself is visible
+
+
+@pytest.mark.parametrize("mode,factor", [("fwd", 1.0), ("bwd", 2.5), ("fwd_bwd", 3.5)])
+def test_flops_scale_with_batch_heads_dim_and_mode(mode, factor):
+    case = Case(2, 6, 2, 48, 80, 32, mask="causal", mode=mode)
+    vis = int(row_visibility(case, np.arange(48)).sum())
+    assert flops(case) == 4 * 2 * 6 * vis * 32 * factor
+
+
+def test_bytes_model():
+    case = Case(2, 8, 2, 100, 300, 64, dtype="float16")
+    assert io_bytes(case) == 2 * 2 * 64 * (2 * 8 * 100 + 2 * 2 * 300)
+    assert score_bytes(case) == 2 * 2 * 2 * 8 * 100 * 300
