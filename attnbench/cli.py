@@ -1,4 +1,4 @@
-"""Command line: attnbench list | run | check (thin: parses flags, calls the runner)."""
+"""Command line: attnbench list | run | check | report | compare (thin: parses, delegates)."""
 
 from __future__ import annotations
 
@@ -50,10 +50,42 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run scenarios: check agreement and time every backend")
     add_common(p)
     add_sweep(p, "default")
+    add_frontier(p)
     p = sub.add_parser("check", help="check agreement only; exit 1 on any mismatch or failure")
     add_common(p)
     add_sweep(p, "smoke")
+    p.add_argument("--junit-xml", metavar="FILE",
+                   help="also write the records as JUnit XML (one test case per record)")
+    add_report_parsers(sub)
     return parser
+
+
+def add_frontier(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--frontier", action="store_true",
+                   help="from each scenario's smallest case, keep doubling the sequence length "
+                        "per backend until it fails (oom, timeout, crash, error) or reaches "
+                        "--frontier-max; where each stopped goes to frontier.json")
+    p.add_argument("--frontier-max", type=int, default=None, metavar="N",
+                   help="largest key length --frontier tries (default 65536 on cpu, "
+                        "262144 on cuda)")
+
+
+def add_report_parsers(sub: Any) -> None:
+    p = sub.add_parser("report", help="write report.md, report.html, summary.csv and plots")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s); several: side by side")
+    p.add_argument("-o", "--out", metavar="DIR", help="output folder (default the first RUN)")
+    p.add_argument("--baseline", default="torch-naive", metavar="BACKEND",
+                   help="backend the speedups are relative to (default torch-naive)")
+    p = sub.add_parser("compare", help="compare two runs case by case; exit 1 on a regression")
+    p.add_argument("base", metavar="BASE", help="the reference run folder")
+    p.add_argument("new", metavar="NEW", help="the run folder to judge")
+    p.add_argument("--threshold", type=float, default=None, metavar="FRACTION",
+                   help="slowdown that counts, as a fraction of the base median "
+                        "(default 0.10 on cpu, 0.05 on cuda)")
+    p.add_argument("--min-abs", type=float, default=None, metavar="MS",
+                   help="smallest absolute change in ms that counts (default 0.05 on cpu, "
+                        "0.01 on cuda)")
+    p.add_argument("--all", action="store_true", help="list every case, not only changed ones")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,7 +120,7 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     from attnbench import environment
     from attnbench.execute import Options
     from attnbench.plugins import build_registry
-    from attnbench.runner import make_plan, resolve_devices, run_plan
+    from attnbench.runner import make_plan, resolve_devices
     from attnbench.tables import console, failures, summary
     from attnbench.timing import TimerConfig
 
@@ -107,13 +139,17 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     opts = Options(seed=args.seed, time_it=timed, timer=TimerConfig(budget_s=args.budget))
     meta = {"command": "attnbench " + shlex.join(argv), "config": _config(args, scenarios),
             "environment": environment.fingerprint()}
-    result = run_plan(plan, Path(args.out) if args.out else None, opts, meta)
+    result = _runner(args)(plan, Path(args.out) if args.out else None, opts, meta)
     for table in summary(result.records, timed):
         out.print(table)
     bad = failures(result.records)
     if bad is not None:
         out.print(bad)
     print(f"results: {result.out_dir}")
+    if getattr(args, "junit_xml", None):
+        from attnbench.junit import write_junit
+
+        print(f"junit: {write_junit(result.records, args.junit_xml)}")
     if not timed and result.failed():
         print(f"check failed: {len(result.failed())} record(s) not ok", file=sys.stderr)
         return EXIT_FAILED
@@ -127,7 +163,42 @@ def _config(args: argparse.Namespace, scenarios: list[Any]) -> dict[str, Any]:
             "timed": args.command == "run"}
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_sweep, "check": cmd_sweep}
+def _runner(args: argparse.Namespace) -> Any:
+    """run_plan, or the --frontier sweep with the same signature."""
+    from attnbench.runner import run_plan
+
+    if not getattr(args, "frontier", False):
+        return run_plan
+    from functools import partial
+
+    from attnbench.frontier import run_frontier
+
+    if args.frontier_max is not None and args.frontier_max < 1:
+        raise UsageError(f"--frontier-max must be positive, got {args.frontier_max}")
+    return partial(run_frontier, limit=args.frontier_max)
+
+
+def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
+    from attnbench.report import write_report
+
+    report = write_report(args.runs, args.out, args.baseline)
+    print(f"report: {report.html}")
+    print(f"markdown: {report.markdown}  table: {report.csv}  plots: {len(report.plots)}")
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
+    from attnbench.compare import run_compare
+
+    for name in ("threshold", "min_abs"):
+        value = getattr(args, name)
+        if value is not None and value < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must not be negative, got {value}")
+    return run_compare(args.base, args.new, args.threshold, args.min_abs, args.all)
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_sweep, "check": cmd_sweep, "report": cmd_report,
+            "compare": cmd_compare}
 
 if __name__ == "__main__":
     sys.exit(main())

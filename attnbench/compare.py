@@ -1,0 +1,204 @@
+"""`attnbench compare BASE NEW`: per-case ratio, significance, verdict and the regression gate."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from attnbench.errors import UsageError
+from attnbench.groups import Run, median_ms, read_runs
+from attnbench.results import record_key
+
+FAILING = ("mismatch", "error", "crashed", "timeout", "oom")
+ALPHA = 0.05
+DEFAULTS = {"cpu": (0.10, 0.050), "cuda": (0.05, 0.010)}  # (threshold, min_abs ms) per device
+ENV_KEYS = ("host", "cpu", "gpu", "python", "versions", "threads")
+
+
+@dataclass
+class Row:
+    """One case and backend present in both runs."""
+
+    key: tuple[str, str, str, str]
+    base_status: str
+    new_status: str
+    base_ms: float | None
+    new_ms: float | None
+    p_value: float | None
+    verdict: str  # faster, slower, same, regression, new failure, fixed, untimed
+    gated: bool
+
+    @property
+    def ratio(self) -> float | None:
+        return self.new_ms / self.base_ms if self.base_ms and self.new_ms else None
+
+
+def mann_whitney_p(a: list[float], b: list[float]) -> float | None:
+    """Two-sided Mann-Whitney U p-value; scipy when importable, else the normal approximation."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    try:
+        from scipy.stats import mannwhitneyu
+    except ImportError:
+        return _mann_whitney_normal(a, b)
+    return float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
+
+
+def _mann_whitney_normal(a: list[float], b: list[float]) -> float:
+    """U with mid-ranks for ties, normal approximation with tie and continuity corrections."""
+    pooled = sorted((v, i) for i, v in enumerate(a + b))
+    ranks = [0.0] * len(pooled)
+    ties, i = 0.0, 0
+    while i < len(pooled):
+        j = i
+        while j + 1 < len(pooled) and pooled[j + 1][0] == pooled[i][0]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[pooled[k][1]] = (i + j) / 2 + 1
+        t = j - i + 1
+        ties += t ** 3 - t
+        i = j + 1
+    n1, n2 = len(a), len(b)
+    u = sum(ranks[:n1]) - n1 * (n1 + 1) / 2
+    n = n1 + n2
+    var = n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1)))
+    if var <= 0:
+        return 1.0
+    z = (abs(u - n1 * n2 / 2) - 0.5) / math.sqrt(var)
+    return min(1.0, math.erfc(max(z, 0.0) / math.sqrt(2)))
+
+
+def _samples(rec: dict[str, Any]) -> list[float]:
+    s = (rec.get("timing") or {}).get("samples_ms")
+    return [float(x) for x in s] if isinstance(s, list) else []
+
+
+def compare_pair(base: dict[str, Any], new: dict[str, Any], threshold: float | None,
+                 min_abs_ms: float | None) -> Row:
+    """Verdict for one case: a gated regression needs ratio, absolute change and significance."""
+    dev_thr, dev_abs = DEFAULTS.get(str(new.get("device")), DEFAULTS["cpu"])
+    thr = dev_thr if threshold is None else threshold
+    floor = dev_abs if min_abs_ms is None else min_abs_ms
+    bs, ns = str(base.get("status")), str(new.get("status"))
+    b_ms, n_ms = median_ms(base), median_ms(new)
+    row = Row(record_key(new), bs, ns, b_ms, n_ms, None, "same", False)
+    if ns in FAILING and bs not in FAILING:
+        row.verdict, row.gated = "new failure", True
+        return row
+    if bs in FAILING and ns == "ok":
+        row.verdict = "fixed"
+    if not b_ms or not n_ms:
+        row.verdict = row.verdict if row.verdict == "fixed" else "untimed"
+        return row
+    row.p_value = mann_whitney_p(_samples(base), _samples(new))
+    significant = row.p_value is not None and row.p_value < ALPHA
+    big = abs(n_ms - b_ms) > floor
+    if n_ms / b_ms > 1 + thr and big:
+        row.verdict = "regression" if significant else "slower"
+        row.gated = significant
+    elif b_ms / n_ms > 1 + thr and big and significant:
+        row.verdict = "faster"
+    return row
+
+
+def compare_runs(base: Run, new: Run, threshold: float | None = None,
+                 min_abs_ms: float | None = None) -> tuple[list[Row], list[tuple]]:
+    """Rows for every key in both runs, and the keys only the base run has."""
+    new_by_key = {record_key(r): r for r in new.records}
+    base_by_key = {record_key(r): r for r in base.records}
+    rows = [compare_pair(base_by_key[k], new_by_key[k], threshold, min_abs_ms)
+            for k in base_by_key if k in new_by_key]
+    missing = [k for k in base_by_key if k not in new_by_key]
+    return rows, missing
+
+
+def geomean_by_backend(rows: list[Row]) -> dict[str, tuple[float, int]]:
+    """Geometric mean of new/base median ratios per backend, with the number of cases."""
+    logs: dict[str, list[float]] = {}
+    for r in rows:
+        if r.ratio:
+            logs.setdefault(r.key[3], []).append(math.log(r.ratio))
+    return {b: (math.exp(sum(v) / len(v)), len(v)) for b, v in sorted(logs.items())}
+
+
+def environment_differences(base: Run, new: Run) -> list[str]:
+    """What differs between the two runs' environments (device name, versions, host...)."""
+    out = []
+    be, ne = base.environment, new.environment
+    for key in ENV_KEYS:
+        if key == "versions":
+            bv, nv = be.get(key) or {}, ne.get(key) or {}
+            for lib in sorted(set(bv) | set(nv)):
+                if bv.get(lib) != nv.get(lib):
+                    out.append(f"{lib} version {bv.get(lib)} vs {nv.get(lib)}")
+        elif be.get(key) != ne.get(key):
+            out.append(f"{key} {be.get(key)!r} vs {ne.get(key)!r}")
+    return out
+
+
+def load_pair(base: str, new: str) -> tuple[Run, Run]:
+    runs = read_runs([base, new])
+    return runs[0], runs[1]
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "–" if x is None else format(x, spec)
+
+
+def print_comparison(base: Run, new: Run, rows: list[Row], missing: list[tuple],
+                     show_all: bool = False) -> None:
+    """Warnings, the cases that changed (or all), the geometric means and a one-line verdict."""
+    import sys
+
+    from rich.table import Table
+
+    from attnbench.tables import console
+
+    out = console()
+    diffs = environment_differences(base, new)
+    if diffs:
+        print("WARNING: the two runs come from different environments; the numbers may not "
+              "be comparable: " + "; ".join(diffs), file=sys.stderr)
+    table = Table(title=f"{base.label} → {new.label}", title_justify="left")
+    for col in ("scenario", "case", "device", "backend", "base ms", "new ms", "ratio", "p",
+                "verdict"):
+        table.add_column(col, justify="right" if col in ("base ms", "new ms", "ratio", "p")
+                         else "left")
+    for r in rows:
+        if show_all or r.verdict != "same":
+            verdict = r.verdict + (f" ({r.base_status} → {r.new_status})"
+                                   if r.base_status != r.new_status else "")
+            table.add_row(*r.key[:2], r.key[2], r.key[3], _fmt(r.base_ms, ".4f"),
+                          _fmt(r.new_ms, ".4f"), _fmt(r.ratio, ".3f"), _fmt(r.p_value, ".2g"),
+                          ("[bold red]" if r.gated else "") + verdict)
+    if table.row_count:
+        out.print(table)
+    means = Table(title="geometric mean of new/base per backend", title_justify="left")
+    for col in ("backend", "ratio", "cases"):
+        means.add_column(col)
+    for backend, (g, n) in geomean_by_backend(rows).items():
+        means.add_row(backend, f"{g:.3f}", str(n))
+    out.print(means)
+    for key in missing:
+        print(f"note: {' '.join(key)} is in the base run but not in the new one", file=sys.stderr)
+
+
+def run_compare(base_path: str, new_path: str, threshold: float | None, min_abs_ms: float | None,
+                show_all: bool = False) -> int:
+    """The compare command: 0 when nothing is gated, 1 on a regression or a new failure."""
+    base, new = load_pair(base_path, new_path)
+    rows, missing = compare_runs(base, new, threshold, min_abs_ms)
+    if not rows:
+        raise UsageError(f"{base_path} and {new_path} have no (scenario, case, device, backend) "
+                         "in common: nothing to compare")
+    print_comparison(base, new, rows, missing, show_all)
+    gated = [r for r in rows if r.gated]
+    counts = {v: sum(r.verdict == v for r in rows) for v in dict.fromkeys(r.verdict for r in rows)}
+    summary = ", ".join(f"{n} {v}" for v, n in counts.items()) or "no common records"
+    if gated:
+        names = sorted({f"{r.key[3]} ({r.verdict})" for r in gated})
+        print(f"compare: FAILED, {len(gated)} gated: " + ", ".join(names) + f". [{summary}]")
+        return 1
+    print(f"compare: passed [{summary}]")
+    return 0
