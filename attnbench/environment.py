@@ -50,9 +50,20 @@ def git_commit() -> str | None:
     return res.stdout.strip() + ("-dirty" if dirty else "")
 
 
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
 def threads() -> dict[str, Any]:
-    """Thread counts of torch, numba and the BLAS libraries (via threadpoolctl)."""
-    out: dict[str, Any] = {"os_cpu_count": os.cpu_count()}
+    """Thread counts of this process (torch, numba, BLAS via threadpoolctl) and thread env vars.
+
+    The counts the cases ran with are those the workers set: run.json's `worker_process`.
+    """
+    out: dict[str, Any] = {"os_cpu_count": os.cpu_count(),
+                           "env": {k: os.environ[k] for k in THREAD_ENV if k in os.environ}}
+    try:
+        out["affinity_cores"] = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        pass
     if "torch" in sys.modules:
         out["torch"] = sys.modules["torch"].get_num_threads()
     if "numba" in sys.modules:
@@ -67,23 +78,36 @@ def threads() -> dict[str, Any]:
     return out
 
 
-def gpu() -> dict[str, Any] | None:
-    """GPU name, driver and CUDA version when torch sees a CUDA device."""
-    if "torch" not in sys.modules:
-        return None
-    torch = sys.modules["torch"]
-    if not torch.cuda.is_available():
-        return None
-    props = torch.cuda.get_device_properties(0)
-    info: dict[str, Any] = {"name": props.name, "cuda": torch.version.cuda,
-                            "memory_gib": round(props.total_memory / 2**30, 1),
-                            "capability": f"{props.major}.{props.minor}"}
+SMI_FIELDS = ("name", "driver_version", "memory.total", "clocks.sm", "clocks.mem",
+              "clocks.max.sm", "temperature.gpu", "power.draw", "pstate")
+
+
+def gpu_state() -> list[dict[str, str]] | None:
+    """Per-GPU name, driver, memory, clocks, temperature, power (nvidia-smi; no CUDA init)."""
     try:
-        smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,clocks.sm,clocks.mem",
+        smi = subprocess.run(["nvidia-smi", f"--query-gpu={','.join(SMI_FIELDS)}",
                               "--format=csv,noheader"], capture_output=True, text=True, timeout=10)
-        info["driver_clocks"] = smi.stdout.strip().splitlines()[0] if smi.stdout else None
     except (OSError, subprocess.SubprocessError):
-        info["driver_clocks"] = None
+        return None
+    if smi.returncode != 0 or not smi.stdout.strip():
+        return None
+    rows = [line.split(", ") for line in smi.stdout.strip().splitlines()]
+    return [dict(zip(SMI_FIELDS, row, strict=False)) for row in rows]
+
+
+def gpu() -> dict[str, Any] | None:
+    """GPU name, driver, clocks (nvidia-smi) and the CUDA version torch was built with."""
+    state = gpu_state()
+    if state is None:
+        return None
+    info: dict[str, Any] = {"name": state[0].get("name"), "driver": state[0].get("driver_version"),
+                            "devices": state}
+    try:
+        import torch
+
+        info["cuda"] = torch.version.cuda
+    except ImportError:
+        info["cuda"] = None
     return info
 
 

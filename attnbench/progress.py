@@ -1,0 +1,83 @@
+"""Progress of a sweep: a rich bar on a terminal, one plain line a record otherwise (CI, logs)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+
+def record_line(done: int, total: int, rec: dict[str, Any]) -> str:
+    """`[3/12] b1-h8:8-q256-... numpy-naive: ok 1.234 ms` for one record."""
+    med = (rec.get("timing") or {}).get("median_ms")
+    tail = f" {med:.3f} ms" if med is not None else ""
+    if rec.get("status") not in ("ok", "unsupported") and rec.get("error"):
+        tail += f" ({str(rec['error']).splitlines()[0][:120]})"
+    return f"[{done}/{total}] {rec.get('case_id')} {rec.get('backend')}: {rec.get('status')}{tail}"
+
+
+class Progress:
+    """Plain progress: one line per finished record on a stream (stderr by default)."""
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream
+        self.total = self.done = 0
+
+    @contextmanager
+    def running(self, total: int, done: int = 0) -> Iterator[Progress]:
+        """Around the sweep: total records of the plan, done of them already (resume)."""
+        self.total, self.done = total, done
+        if done:
+            self._print(f"resuming: {done}/{total} records already done")
+        yield self
+
+    def starting(self, case_id: str, backend: str) -> None:
+        """A (case, backend) is about to run."""
+
+    def advance(self, rec: dict[str, Any]) -> None:
+        """A record was written."""
+        self.done += 1
+        self._print(record_line(self.done, self.total, rec))
+
+    def _print(self, line: str) -> None:
+        print(line, file=self.stream or sys.stderr, flush=True)
+
+
+class RichProgress(Progress):
+    """A rich bar: current case and backend, done/total, elapsed and ETA; failures printed above."""
+
+    @contextmanager
+    def running(self, total: int, done: int = 0) -> Iterator[Progress]:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.progress import Progress as Bar
+
+        self.total, self.done = total, done
+        self.bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                       console=Console(file=self.stream or sys.stderr), transient=False)
+        self.task = self.bar.add_task("starting", total=total, completed=done)
+        with self.bar:
+            yield self
+
+    def starting(self, case_id: str, backend: str) -> None:
+        self.bar.update(self.task, description=f"{case_id} [bold]{backend}[/]")
+
+    def advance(self, rec: dict[str, Any]) -> None:
+        self.done += 1
+        self.bar.update(self.task, advance=1)
+        if rec.get("status") not in ("ok", "unsupported"):
+            self.bar.console.print(record_line(self.done, self.total, rec), markup=False)
+
+
+def auto_progress(stream: TextIO | None = None) -> Progress:
+    """The rich bar when the stream (stderr) is a terminal, plain lines otherwise."""
+    s = stream or sys.stderr
+    return RichProgress(stream) if getattr(s, "isatty", lambda: False)() else Progress(stream)
