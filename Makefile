@@ -23,7 +23,9 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 bench: $(STAMP)
-	$(BIN)/attnbench run -s default
+	@out=results/bench-$$(date +%Y%m%d-%H%M%S); \
+	$(BIN)/attnbench run -s default --out $$out && \
+	$(BIN)/attnbench report $$out
 
 check: $(STAMP)
 	$(BIN)/attnbench check -s smoke
