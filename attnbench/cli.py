@@ -39,6 +39,12 @@ def add_sweep(p: argparse.ArgumentParser, default_scenario: str) -> None:
     p.add_argument("--out", metavar="DIR", help="result folder (default results/<run-id>)")
     p.add_argument("--budget", type=float, default=2.0, metavar="SECONDS",
                    help="timing budget per case and backend (default 2.0)")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="kill a case's worker after this long and record it as timeout "
+                        "(default 300 s plus 10 timing budgets)")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="complete an interrupted run in RUN_DIR with its stored config, "
+                        "skipping the records it already has")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,6 +131,7 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     from attnbench.timing import TimerConfig
 
     timed = args.command == "run"
+    old_meta = _adopt_resumed(args)
     registry = build_registry(args.plugin)
     out = console()
     for plugin, reason in registry.failures:
@@ -139,6 +146,10 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     opts = Options(seed=args.seed, time_it=timed, timer=TimerConfig(budget_s=args.budget))
     meta = {"command": "attnbench " + shlex.join(argv), "config": _config(args, scenarios),
             "environment": environment.fingerprint()}
+    if old_meta is not None:
+        from attnbench.resume import check
+
+        check(old_meta, meta, plan.describe())
     result = _runner(args)(plan, Path(args.out) if args.out else None, opts, meta)
     for table in summary(result.records, timed):
         out.print(table)
@@ -150,6 +161,10 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
         from attnbench.junit import write_junit
 
         print(f"junit: {write_junit(result.records, args.junit_xml)}")
+    if not getattr(result, "finished", True):
+        print(f"attnbench: {result.stopped or 'stopped'}; the records so far are kept, "
+              f"finish with: attnbench {args.command} --resume {result.out_dir}", file=sys.stderr)
+        return 130
     if not timed and result.failed():
         print(f"check failed: {len(result.failed())} record(s) not ok", file=sys.stderr)
         return EXIT_FAILED
@@ -160,16 +175,31 @@ def _config(args: argparse.Namespace, scenarios: list[Any]) -> dict[str, Any]:
     return {"scenarios": [{"name": s.name, "path": s.path, "spec": s.spec} for s in scenarios],
             "backends": args.backend, "devices": args.device, "dtypes": args.dtype,
             "seed": args.seed, "budget_s": args.budget, "plugins": args.plugin,
-            "timed": args.command == "run"}
+            "timed": args.command == "run", "timeout_s": args.timeout,
+            "threads": getattr(args, "threads", None)}
+
+
+def _adopt_resumed(args: argparse.Namespace) -> dict[str, Any] | None:
+    """With --resume, take the stored config (flags must agree); check --timeout either way."""
+    if args.timeout is not None and args.timeout <= 0:
+        raise UsageError(f"--timeout must be positive, got {args.timeout}")
+    if not args.resume:
+        return None
+    if getattr(args, "frontier", False):
+        raise UsageError("--resume does not combine with --frontier")
+    from attnbench.resume import adopt
+
+    return adopt(args, build_parser().parse_args([args.command]))
 
 
 def _runner(args: argparse.Namespace) -> Any:
     """run_plan, or the --frontier sweep with the same signature."""
+    from functools import partial
+
     from attnbench.runner import run_plan
 
     if not getattr(args, "frontier", False):
-        return run_plan
-    from functools import partial
+        return partial(run_plan, resume=bool(args.resume), timeout_s=args.timeout)
 
     from attnbench.frontier import run_frontier
 
