@@ -82,7 +82,7 @@ def time_cpu(
     gc.disable()
     try:
         warm, per_call = _warm_up(fn, cfg, clock)
-        loops = max(1, -(-MIN_SAMPLE_NS // max(per_call, 1)))
+        loops = _calibrate(fn, per_call, clock)
         samples = _sample(fn, loops, cfg, clock)
     finally:
         if gc_was_enabled:
@@ -91,18 +91,41 @@ def time_cpu(
     return Timing(ms, loops, first_call_ms, warm, summarize(ms))
 
 
-def _warm_up(fn: Callable[[], Any], cfg: TimerConfig, clock: Callable[[], int]) -> tuple[int, int]:
-    """Call fn at least warmup_calls times and warmup_s long; return (calls, last call ns)."""
-    calls, start, last = 0, clock(), 0
+def _warm_up(
+    fn: Callable[[], Any], cfg: TimerConfig, clock: Callable[[], int]
+) -> tuple[int, int]:
+    """Call fn at least warmup_calls times and warmup_s long; return (calls, fastest call ns).
+
+    The fastest call, not the last, estimates the cost: a call the OS preempted reads long.
+    """
+    calls, start, fastest = 0, clock(), None
     while calls < cfg.warmup_calls or clock() - start < cfg.warmup_s * 1e9:
-        last = _one_sample(fn, 1, clock)
+        took = _one_sample(fn, 1, clock)
+        fastest = took if fastest is None else min(fastest, took)
         calls += 1
-        if last > cfg.budget_s * 1e9 / 4:  # a very slow call: don't warm up forever
+        if took > cfg.budget_s * 1e9 / 4:  # a very slow call: don't warm up forever
             break
-    return calls, last
+    return calls, fastest or 0
 
 
-def _sample(fn: Callable[[], Any], loops: int, cfg: TimerConfig, clock: Callable[[], int]) -> list[int]:
+def _calibrate(fn: Callable[[], Any], per_call: int, clock: Callable[[], int]) -> int:
+    """Calls per sample so that one sample lasts at least MIN_SAMPLE_NS.
+
+    One warm-up call is a noisy estimate for sub-millisecond calls (a single call of an
+    empty function reads as tens of µs), so the loop count is checked on whole samples and
+    grown until a sample really lasts 1 ms, as timeit's autorange does.
+    """
+    if per_call >= MIN_SAMPLE_NS:
+        return 1
+    loops = max(1, MIN_SAMPLE_NS // max(per_call, 1))
+    while (took := _one_sample(fn, loops, clock)) < MIN_SAMPLE_NS:
+        loops = max(2 * loops, -(-loops * MIN_SAMPLE_NS * 11 // (10 * max(took, 1))))
+    return loops
+
+
+def _sample(
+    fn: Callable[[], Any], loops: int, cfg: TimerConfig, clock: Callable[[], int]
+) -> list[int]:
     samples: list[int] = []
     start = clock()
     while len(samples) < cfg.max_samples:

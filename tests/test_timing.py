@@ -49,6 +49,21 @@ def test_short_calls_are_looped_into_1ms_samples():
     assert not t.stats["noisy"]
 
 
+class CostlyClock(FakeClock):
+    """Each clock read costs 20 µs: a single timed call reads far longer than it is."""
+
+    def __call__(self) -> int:
+        self.now += 20_000
+        return self.now
+
+
+def test_calibration_makes_samples_last_1ms_even_when_one_call_misreads():
+    clock = CostlyClock(100)  # a 100 ns call, timed alone it reads ~20 µs
+    t = time_cpu(clock.fn, TimerConfig(budget_s=0.5), clock=clock)
+    assert t.loops >= 9_800  # (1 ms − one clock read) / 100 ns
+    assert min(t.samples_ms) * t.loops >= 1.0
+
+
 def test_stops_once_stable_after_min_time():
     clock = FakeClock(2_000_000)  # a steady 2 ms call
     cfg = TimerConfig(budget_s=10.0, min_time_s=0.5)
