@@ -25,6 +25,7 @@ BUILTIN_MODULES = (
     "attnbench_backends.torch_sdpa",
     "attnbench_backends.xformers_mea",
     "attnbench_backends.flash_attn_func",
+    "attnbench_backends.flex_attention",
 )
 AUTOLOAD_OFF_ENV = "ATTNBENCH_DISABLE_PLUGIN_AUTOLOAD"
 
