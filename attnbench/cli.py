@@ -39,6 +39,8 @@ def add_sweep(p: argparse.ArgumentParser, default_scenario: str) -> None:
     p.add_argument("--out", metavar="DIR", help="result folder (default results/<run-id>)")
     p.add_argument("--budget", type=float, default=2.0, metavar="SECONDS",
                    help="timing budget per case and backend (default 2.0)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="threads for torch, numba and BLAS in each worker (default: all cores)")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                    help="kill a case's worker after this long and record it as timeout "
                         "(default 300 s plus 10 timing budgets)")
@@ -143,7 +145,10 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
         raise UsageError("no backend is available to run")
     if args.budget <= 0:
         raise UsageError(f"--budget must be positive, got {args.budget}")
-    opts = Options(seed=args.seed, time_it=timed, timer=TimerConfig(budget_s=args.budget))
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    opts = Options(seed=args.seed, time_it=timed, timer=TimerConfig(budget_s=args.budget),
+                   threads=args.threads)
     meta = {"command": "attnbench " + shlex.join(argv), "config": _config(args, scenarios),
             "environment": environment.fingerprint()}
     if old_meta is not None:
