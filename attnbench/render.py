@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|&~])")
-MD_LEADING = re.compile(r"^([#+\-=!])")
+MD_LEADING = re.compile(r"^([#+\-=])")
 MD_NUMBERED = re.compile(r"^(\d+)([.)])")
 
 
@@ -59,9 +59,13 @@ class Doc:
 
 
 def md_escape(text: object) -> str:
-    """Text safe in Markdown: punctuation backslash-escaped, one line."""
-    escaped = MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
-    escaped = MD_LEADING.sub(r"\\\1", escaped)  # no heading, list or rule at a line start
+    """Inline text safe in Markdown: punctuation backslash-escaped, one line."""
+    return MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def md_block(text: object) -> str:
+    """A paragraph safe in Markdown: also no heading, list or rule made by its first characters."""
+    escaped = MD_LEADING.sub(r"\\\1", md_escape(text))
     return MD_NUMBERED.sub(r"\1\\\2", escaped)
 
 
@@ -72,7 +76,7 @@ def to_markdown(doc: Doc, base: Path) -> str:
         if isinstance(b, Heading):
             out += ["#" * min(b.level, 6) + " " + md_escape(b.text), ""]
         elif isinstance(b, Text):
-            out += [("> **warning:** " if b.warn else "") + md_escape(b.text), ""]
+            out += ["> **warning:** " + md_escape(b.text) if b.warn else md_block(b.text), ""]
         elif isinstance(b, Table):
             out += _md_table(b)
         else:

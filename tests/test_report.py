@@ -1,0 +1,142 @@
+"""attnbench report on a tiny real run: files, numbers in the tables, escaping, HTML in Chromium."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from report_runs import real_run
+
+from attnbench.cli import main
+from attnbench.report import write_report
+from attnbench.results import read_run
+
+PNG = b"\x89PNG\r\n\x1a\n"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    assert main(["report", str(real_run("base")), "-o", str(out), "--baseline", "numpy-naive"]) == 0
+    return out
+
+
+def test_files_exist_and_plots_are_images(report: Path):
+    for name in ("report.md", "report.html", "summary.csv"):
+        assert (report / name).stat().st_size > 0
+    pngs = sorted((report / "plots").glob("*.png"))
+    kinds = {p.stem.rsplit("-", 1)[1] for p in pngs}
+    assert {"latency", "throughput", "agreement", "speedup"} <= kinds
+    for png in pngs:
+        assert png.read_bytes()[:8] == PNG
+        assert png.with_suffix(".svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_summary_csv_holds_the_records_numbers(report: Path):
+    _, records = read_run(real_run("base"))
+    rows = {(r["backend"], r["case_id"]): r for r in csv.DictReader(open(report / "summary.csv"))}
+    assert len(rows) == len(records)
+    for rec in records:
+        row = rows[(rec["backend"], rec["case_id"])]
+        assert row["status"] == rec["status"]
+        if rec["status"] == "ok":
+            assert float(row["median_ms"]) == pytest.approx(rec["timing"]["median_ms"])
+
+
+def _md_row(md: str, label: str) -> list[str]:
+    line = next(line for line in md.splitlines() if line.startswith(f"| {label} |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_markdown_table_numbers_and_best(report: Path):
+    _, records = read_run(real_run("base"))
+    md = (report / "report.md").read_text()
+    header = _md_row(md, "case")
+    ok = {r["backend"]: r for r in records if r["case_id"].startswith("b1-h2:2-q32-k32-d16")
+          and r["mask"] == "causal"}
+    cells = dict(zip(header, _md_row(md, "k32 causal"), strict=True))
+    fastest = min((b for b in ok if ok[b]["status"] == "ok"),
+                  key=lambda b: ok[b]["timing"]["median_ms"])
+    for b in ("numpy-naive", "slow-copy"):
+        assert f"{ok[b]['timing']['median_ms']:.3f} ms" in cells[b]
+        assert ("★" in cells[b]) == (b == fastest)
+    assert cells["test-markup"] == "error"
+
+
+def test_plugin_markup_is_escaped(report: Path):
+    md = (report / "report.md").read_text()
+    page = (report / "report.html").read_text()
+    assert not re.search(r"(?<!\\)<", md) and "\\<script\\>alert" in md  # every < escaped
+    assert "<script" not in page.lower()
+    assert "&lt;script&gt;alert(&#x27;pwned&#x27;)&lt;/script&gt;" in page
+    assert "<img src=x" not in page
+    assert "\\| \\*bold\\* \\_it\\_ \\`tick\\`" in md  # no table break, no emphasis, no code
+
+
+def test_run_with_failed_and_missing_records_renders(tmp_path: Path):
+    broken = tmp_path / "broken"
+    shutil.copytree(real_run("base"), broken)
+    meta = json.loads((broken / "run.json").read_text())
+    (broken / "run.json").write_text(json.dumps({**meta, "finished": False}))
+    lines = (broken / "records.jsonl").read_text().splitlines()
+    (broken / "records.jsonl").write_text("\n".join(lines[:4]) + '\n{"scenario": "tin')
+    empty = tmp_path / "empty"
+    shutil.copytree(real_run("base"), empty)
+    (empty / "records.jsonl").write_text("")
+    rep = write_report([broken, empty], tmp_path / "out")
+    md = rep.markdown.read_text()
+    assert "did not finish" in md and "has no records" in md
+    assert rep.html.stat().st_size > 0
+
+
+def test_report_of_a_folder_that_is_not_a_run_is_a_usage_error(tmp_path: Path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+
+
+PROBE = """<script>
+window.addEventListener('load', () => {
+  const imgs = [...document.images];
+  const p = document.createElement('pre'); p.id = 'probe';
+  p.textContent = JSON.stringify({n: imgs.length,
+    data: imgs.filter(i => i.src.startsWith('data:image/png;base64,')).length,
+    drawn: imgs.filter(i => i.complete && i.naturalWidth > 0).length,
+    scripts: document.scripts.length});
+  document.body.appendChild(p);
+});
+</script></body>"""
+
+
+def chromium_dom(page: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000", "--dump-dom",
+         page.as_uri()], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_html_renders_in_chromium(report: Path, tmp_path: Path):
+    page = (report / "report.html").read_text()
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("</body>", PROBE))
+    proc = chromium_dom(probe)
+    found = re.search(r'<pre id="probe">(.*?)</pre>', proc.stdout)
+    assert found, proc.stderr[-2000:]
+    stats = json.loads(found.group(1).replace("&quot;", '"'))
+    assert stats["n"] >= 4 and stats["data"] == stats["n"] == stats["drawn"]
+    assert stats["scripts"] == 1  # only the probe: the report itself runs no script
+    assert "Uncaught" not in proc.stderr and "ERROR:CONSOLE" not in proc.stderr
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_markup_stays_text_in_chromium(report: Path):
+    proc = chromium_dom(report / "report.html")
+    assert "<script" not in proc.stdout.lower() and "<img src=\"x\"" not in proc.stdout
+    assert "&lt;script&gt;alert('pwned')&lt;/script&gt;" in proc.stdout
+    assert "Uncaught" not in proc.stderr and "ERROR:CONSOLE" not in proc.stderr
