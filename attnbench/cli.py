@@ -47,6 +47,9 @@ def add_sweep(p: argparse.ArgumentParser, default_scenario: str) -> None:
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="complete an interrupted run in RUN_DIR with its stored config, "
                         "skipping the records it already has")
+    p.add_argument("--allow-code-change", action="store_true",
+                   help="with --resume: go on although the attnbench git commit changed "
+                        "(recorded in run.json; other library versions must still match)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,7 +157,7 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     if old_meta is not None:
         from attnbench.resume import check
 
-        check(old_meta, meta, plan.describe())
+        meta["resume_notes"] = check(old_meta, meta, plan.describe(), args.allow_code_change)
     result = _runner(args)(plan, Path(args.out) if args.out else None, opts, meta)
     for table in summary(result.records, timed):
         out.print(table)

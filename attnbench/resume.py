@@ -57,8 +57,13 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def check(old: dict[str, Any], new: dict[str, Any], plan: dict[str, Any]) -> None:
-    """Refuse to resume when scenarios, plan or code version differ from the stored run."""
+def check(old: dict[str, Any], new: dict[str, Any], plan: dict[str, Any],
+          allow_code_change: bool = False) -> list[str]:
+    """Refuse to resume when scenarios, plan or code version differ from the stored run.
+
+    allow_code_change lets a changed attnbench commit through (libraries, host and Python
+    never); the difference is returned, to be stored with the resume.
+    """
     where = f"cannot resume {old.get('run_id', 'this run')}"
     old_specs = {s["path"]: s["spec"] for s in old["config"].get("scenarios", [])}
     for s in new["config"].get("scenarios", []):
@@ -70,14 +75,19 @@ def check(old: dict[str, Any], new: dict[str, Any], plan: dict[str, Any]) -> Non
             raise UsageError(f"{where}: its {key} were {_show(old_plan[key])[:200]}, "
                              f"now {_show(plan[key])[:200]}")
     old_env, new_env = old.get("environment") or {}, new.get("environment") or {}
+    notes = []
     for key in CODE_KEYS:
         a, b = old_env.get(key), new_env.get(key)
-        if a != b:
+        if a != b and key == "git_commit" and allow_code_change:
+            notes.append(_diff(key, a, b))
+        elif a != b:
+            hint = " (or --allow-code-change)" if key == "git_commit" else ""
             raise UsageError(f"{where}: {_diff(key, a, b)}; its numbers would not compare "
-                             "with new ones, start a new run instead")
+                             f"with new ones, start a new run instead{hint}")
     gpu_a, gpu_b = (old_env.get("gpu") or {}).get("name"), (new_env.get("gpu") or {}).get("name")
     if gpu_a != gpu_b:
         raise UsageError(f"{where}: {_diff('GPU', gpu_a, gpu_b)}")
+    return notes
 
 
 def _diff(key: str, a: Any, b: Any) -> str:

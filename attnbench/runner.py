@@ -277,7 +277,8 @@ def _open_run(out_dir: Path | None, meta: dict[str, Any], resume: bool
     out = Path(out_dir)
     old_meta, records = read_run(out)
     _cut_torn_tail(out / "records.jsonl")
-    resumes = [*old_meta.get("resumes", []), {"at": now, "command": meta.get("command")}]
+    entry = {"at": now, "command": meta.get("command"), "notes": meta.get("resume_notes") or []}
+    resumes = [*old_meta.get("resumes", []), entry]
     keep = {k: v for k, v in old_meta.items() if k not in ("finished", "stopped", "ended")}
     return out, {**keep, "resumes": resumes}, records
 

@@ -1,0 +1,170 @@
+"""Resume: SIGKILL mid-sweep, SIGTERM mid-resume, then finish; refusals of changed configs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from attnbench.cli import main
+from attnbench.results import read_run, record_key
+
+SCENARIO = """name = "ten"
+[base]
+batch = 1
+heads = 2
+head_dim = 16
+[sweep]
+seq_len = [16, 32, 48, 64, 80, 96, 112, 128, 144, 160]
+"""
+ARGS = ["-b", "numpy-naive", "--budget", "0.02"]
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "attnbench", *args]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "ATTNBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"}
+
+
+def _lines(run: Path) -> int:
+    try:
+        return (run / "records.jsonl").read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def _start_and_signal(cmd: list[str], run: Path, after: int, sig: int) -> int:
+    """Start cmd, send sig once run has `after` more complete records; return its exit code."""
+    start = _lines(run)
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while _lines(run) < start + after and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    proc.communicate(timeout=60)
+    return proc.returncode
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("resume")
+    (tmp / "ten.toml").write_text(SCENARIO)
+    scen = str(tmp / "ten.toml")
+    full, cut = tmp / "full", tmp / "cut"
+    subprocess.run(_cli("run", "-s", scen, *ARGS, "--out", str(full)), env=_env(), check=True,
+                   capture_output=True)
+    rc_kill = _start_and_signal(_cli("run", "-s", scen, *ARGS, "--out", str(cut)), cut, 2,
+                                signal.SIGKILL)
+    killed_lines = (cut / "records.jsonl").read_bytes()
+    with open(cut / "records.jsonl", "ab") as fh:  # what a writer killed mid-line leaves
+        fh.write(b'{"scenario": "ten", "case_id": "b1-h2:2-q')
+    # --allow-code-change: engineers may commit to this checkout while the test runs
+    again = _cli("run", "--resume", str(cut), "--allow-code-change")
+    rc_term = _start_and_signal(again, cut, 2, signal.SIGTERM)
+    after_term = read_run(cut)
+    done = subprocess.run(again, env=_env(), capture_output=True,
+                          text=True)
+    return {"full": full, "cut": cut, "rc_kill": rc_kill, "killed_lines": killed_lines,
+            "rc_term": rc_term, "after_term": after_term, "done": done, "scenario": scen}
+
+
+def test_sigkill_leaves_a_partial_unfinished_run(runs):
+    assert runs["rc_kill"] == -signal.SIGKILL
+    n = runs["killed_lines"].count(b"\n")
+    assert 2 <= n < 10
+    assert json.loads((runs["cut"] / "run.json").read_text())["resumes"]  # resumed since
+
+
+def test_sigterm_stops_cleanly_and_says_why(runs):
+    meta, records = runs["after_term"]
+    assert runs["rc_term"] == 130
+    assert meta["finished"] is False and meta["stopped"] == "interrupted by SIGTERM"
+    assert runs["killed_lines"].count(b"\n") + 2 <= len(records) < 10
+
+
+def test_resumed_run_equals_an_uninterrupted_one(runs):
+    assert runs["done"].returncode == 0, runs["done"].stderr
+    meta, records = read_run(runs["cut"])
+    _, full = read_run(runs["full"])
+    keys = [record_key(r) for r in records]
+    assert len(keys) == len(set(keys)) == 10
+    assert set(keys) == {record_key(r) for r in full}
+    assert all(r["status"] == "ok" for r in records)
+    raw = (runs["cut"] / "records.jsonl").read_bytes()
+    assert raw.startswith(runs["killed_lines"]) and b'"case_id": "b1-h2:2-q{' not in raw
+    assert len(raw.splitlines()) == 10  # the torn line was cut, not kept
+    assert meta["finished"] is True and len(meta["resumes"]) == 2
+
+
+def test_records_carry_the_roof_fraction(runs):
+    meta, records = read_run(runs["cut"])
+    roof = meta["roofs"]["cpu"]["float32"]
+    assert roof > 1e8
+    for r in records:
+        assert r["roof_flops_per_s"] == roof
+        assert r["roof_fraction"] == pytest.approx(r["gflops_per_s"] * 1e9 / roof)
+
+
+def _copy(runs, tmp_path) -> Path:
+    dst = tmp_path / "copy"
+    shutil.copytree(runs["cut"], dst)
+    return dst
+
+
+@pytest.mark.parametrize("flags", [["--budget", "0.5"], ["-b", "torch-naive"], ["--seed", "3"]])
+def test_resume_refuses_other_flags(runs, tmp_path, capsys, flags):
+    assert main(["run", "--resume", str(_copy(runs, tmp_path)), *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "differs from the run's" in err
+
+
+def test_resume_refuses_a_changed_scenario_file(runs, tmp_path, capsys):
+    run = _copy(runs, tmp_path)
+    scen = Path(runs["scenario"])
+    original = scen.read_text()
+    try:
+        scen.write_text(original.replace("160]", "160, 176]"))
+        assert main(["run", "--resume", str(run)]) == 2
+    finally:
+        scen.write_text(original)
+    assert "changed since the run started" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("key,value,words", [
+    ("versions", {"numpy": "0.0.1"}, "numpy version was 0.0.1"),
+    ("git_commit", "0" * 40, "git_commit was"),
+])
+def test_resume_refuses_another_code_version(runs, tmp_path, capsys, key, value, words):
+    run = _copy(runs, tmp_path)
+    meta = json.loads((run / "run.json").read_text())
+    env = meta["environment"]
+    env[key] = {**env[key], **value} if isinstance(value, dict) else value
+    (run / "run.json").write_text(json.dumps(meta))
+    assert main(["run", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "start a new run" in err
+
+
+def test_resume_refuses_check_on_a_run(runs, tmp_path, capsys):
+    assert main(["check", "--resume", str(_copy(runs, tmp_path))]) == 2
+    assert "started by run" in capsys.readouterr().err
+
+
+def test_allow_code_change_is_recorded(runs, tmp_path, capsys):
+    run = _copy(runs, tmp_path)
+    meta = json.loads((run / "run.json").read_text())
+    meta["environment"]["git_commit"] = "f" * 40
+    (run / "run.json").write_text(json.dumps(meta))
+    assert main(["run", "--resume", str(run), "--allow-code-change"]) == 0  # nothing left to do
+    meta, records = read_run(run)
+    assert len(records) == 10 and meta["finished"] is True
+    assert "git_commit was ffff" in meta["resumes"][-1]["notes"][0]
