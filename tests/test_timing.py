@@ -152,3 +152,22 @@ def test_cuda_graph_mode_for_tiny_kernels_is_labelled_warm_l2():
     g = t.stats["graph"]
     assert g["label"].startswith("warm-L2") and len(g["samples_ms"]) == 500
     assert gpu.flushes == 500  # the graph replays are not flushed
+
+
+def test_options_round_trip_through_json_and_prepare_process_sets_threads():
+    import json
+
+    from attnbench.execute import Options, prepare_process
+    from attnbench.threads import available_cores
+
+    opts = Options(seed=3, threads=1, memory=False)
+    opts.timer.budget_s = 0.5
+    assert Options.from_dict(json.loads(json.dumps(opts.to_dict()))) == opts
+    try:
+        got = prepare_process(opts)["threads"]
+        assert got["threads"] == 1 and got["torch"] in (None, 1)
+        assert got["numba"] in (None, 1)
+        assert all(p["threads"] == 1 for p in got["blas"] or [])
+    finally:
+        prepare_process(Options())  # back to all cores for the other tests
+    assert prepare_process(Options())["threads"]["threads"] == available_cores()
