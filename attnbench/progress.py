@@ -74,7 +74,8 @@ class RichProgress(Progress):
         self.done += 1
         self.bar.update(self.task, advance=1)
         if rec.get("status") not in ("ok", "unsupported"):
-            self.bar.console.print(record_line(self.done, self.total, rec), markup=False)
+            line = record_line(self.done, self.total, rec)
+            self.bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def auto_progress(stream: TextIO | None = None) -> Progress:
