@@ -1,0 +1,46 @@
+"""Cost of isolation: worker start time and the per-task round trip beyond execute() itself."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from attnbench.case import Case
+from attnbench.execute import Options
+from attnbench.worker import WorkerProcess
+
+
+def main(n: int = 50) -> None:
+    opts = Options(time_it=False, memory=False)
+    hello = {"plugins": [], "autoload": False, "options": opts.to_dict()}
+    case = Case(1, 2, 2, 32, 32, 16)
+    with tempfile.TemporaryDirectory() as tmp:
+        starts = []
+        for _ in range(3):
+            w = WorkerProcess(hello, Path(tmp) / "w.log")
+            w.start()
+            starts.append(w.start_s)
+            w.stop()
+        w = WorkerProcess(hello, Path(tmp) / "w.log")
+        w.start()
+        over, rt = [], []
+        for i in range(n):
+            task = {"task": i, "scenario": "bench", "backend": "numpy-naive",
+                    "case": case.to_dict()}
+            t0 = time.perf_counter()
+            reply = w.request(task, 60)
+            rt.append(time.perf_counter() - t0)
+            over.append(reply.roundtrip_s - reply.data["worker_s"])
+        w.stop()
+    ms = lambda xs: f"median {statistics.median(xs) * 1e3:.2f} ms, min {min(xs) * 1e3:.2f} ms"  # noqa: E731
+    print(f"worker start (python -m attnbench.worker, registry, prepare_process): "
+          f"{ms(starts)} over {len(starts)}")
+    print(f"per-task overhead beyond execute() (JSON, pipe, parent): {ms(over)} over {n}")
+    print(f"whole round trip of a tiny untimed case: {ms(rt)}")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 50)
