@@ -1,0 +1,54 @@
+"""flex-attention, really compiled on the CPU, against the float64 oracle (a few tiny cases).
+
+The first compile costs ~15-25 s cold on a 2-core CPU; later graphs a few seconds each.
+"""
+
+from __future__ import annotations
+
+import pytest
+from attnbench_backends.flex_attention import FlexAttention
+
+from attnbench.backend import import_failure
+from attnbench.case import Case
+from attnbench.execute import CaseData, Options, execute
+from attnbench.timing import TimerConfig
+
+pytestmark = pytest.mark.skipif(
+    import_failure("torch.nn.attention.flex_attention") is not None,
+    reason="torch has no flex_attention here",
+)
+FLEX = FlexAttention()
+
+
+def run(case: Case, opts: Options) -> dict:
+    assert FLEX.unsupported(case) == []
+    return execute(FLEX, "test", case, lambda: CaseData(case, seed=0), opts)
+
+
+def check_ok(rec: dict, case: Case) -> None:
+    assert rec["status"] == "ok", (rec.get("error"), rec.get("agreement"))
+    out = rec["agreement"]["outputs"][0]
+    assert out["nonfinite"] == 0 and out["max_abs_err"] <= out["bound"]
+    assert out["shape"] == [case.batch, case.heads_q, case.seq_q, case.head_dim]
+
+
+def test_causal_more_queries_than_keys():
+    """Bottom-right causal with Lq > Lk: the first rows see no key and must be zeros."""
+    case = Case(2, 2, 2, 31, 9, 16, mask="causal")
+    check_ok(run(case, Options(time_it=False, memory=False)), case)
+
+
+def test_grouped_heads_and_compile_in_first_call():
+    """4 query heads over 1 kv head, Lq < Lk, scale 0.5, float16: a graph no other test
+    compiles, so its compile must show in first_call_ms and not in the timed median."""
+    case = Case(1, 4, 1, 9, 31, 8, dtype="float16", mask="causal", scale=0.5)
+    timer = TimerConfig(budget_s=0.2, min_time_s=0.05, warmup_s=0.02)
+    rec = run(case, Options(time_it=True, memory=False, timer=timer))
+    check_ok(rec, case)
+    assert rec["first_call_ms"] > 100 * rec["timing"]["median_ms"]
+
+
+def test_reasons():
+    assert any("no backward on the CPU" in r
+               for r in FLEX.unsupported(Case(1, 2, 2, 8, 8, 16, mode="fwd_bwd")))
+    assert any("float64" in r for r in FLEX.unsupported(Case(1, 2, 2, 8, 8, 16, dtype="float64")))
