@@ -144,7 +144,8 @@ def capability_reasons(name: str, caps: Capabilities, case: Case) -> list[str]:
     """Sentences naming each capability a case exceeds."""
     out = []
     if case.dtype not in caps.dtypes:
-        out.append(f"{name} does not support dtype {case.dtype} (supports {', '.join(caps.dtypes)})")
+        supported = ", ".join(caps.dtypes)
+        out.append(f"{name} does not support dtype {case.dtype} (supports {supported})")
     if case.mask not in caps.masks:
         out.append(f"{name} does not support mask {case.mask!r}")
     if case.mode not in caps.modes:

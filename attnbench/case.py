@@ -213,7 +213,7 @@ def _expand(spec: dict, variant: dict, device: str, path: str) -> list[Case]:
     keys = list(sweep)
     out = []
     for combo in itertools.product(*(sweep[k] for k in keys)):
-        out.append(_make_case({**base, **dict(zip(keys, combo))}, device, path))
+        out.append(_make_case({**base, **dict(zip(keys, combo, strict=True))}, device, path))
     return out
 
 

@@ -55,7 +55,9 @@ def autoload_enabled() -> bool:
     return os.environ.get(AUTOLOAD_OFF_ENV, "") in ("", "0")
 
 
-def build_registry(plugins: tuple[str, ...] | list[str] = (), autoload: bool | None = None) -> Registry:
+def build_registry(
+    plugins: tuple[str, ...] | list[str] = (), autoload: bool | None = None
+) -> Registry:
     """Register built-ins, then entry points (unless disabled), then --plugin specs."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)

@@ -7,7 +7,6 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-
 MARK = {"ok": "✓", "mismatch": "✗ mismatch", "unsupported": "–", "error": "error",
         "oom": "oom", "timeout": "timeout", "crashed": "crashed"}
 LABEL_FIELDS = ("batch", "heads_q", "heads_kv", "seq_q", "seq_kv", "head_dim", "dtype", "mask",
@@ -97,7 +96,8 @@ def backend_list(registry: Any, devices: list[str]) -> Table:
         table.add_column(col)
     for name, b in registry.backends.items():
         reasons = b.availability()
-        runnable = [d for d in b.capabilities.devices if not b.device_reasons(d)] if not reasons else []
+        devices = [] if reasons else b.capabilities.devices
+        runnable = [d for d in devices if not b.device_reasons(d)]
         if runnable:
             status = "available on " + ", ".join(runnable)
         else:

@@ -29,7 +29,9 @@ class TorchSDPA(Backend):
     framework = "torch"
     kernel: str | None = None
 
-    def __init__(self, name: str, kernel: str | None, caps: Capabilities, cuda_dtypes: tuple, note: str):
+    def __init__(
+        self, name: str, kernel: str | None, caps: Capabilities, cuda_dtypes: tuple, note: str
+    ):
         self.name, self.kernel, self.capabilities = name, kernel, caps
         self.cuda_dtypes = cuda_dtypes
         self.description = note
