@@ -1,0 +1,88 @@
+"""attnbench compare: a run against itself passes; slower or wrong runs fail with exit 1."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+from report_runs import real_run
+
+from attnbench.cli import main
+from attnbench.compare import _mann_whitney_normal, compare_pair, mann_whitney_p
+
+
+def test_run_against_itself_passes(capsys):
+    base = str(real_run("base"))
+    assert main(["compare", base, base]) == 0
+    out = capsys.readouterr()
+    assert "compare: passed" in out.out and "WARNING" not in out.err
+
+
+def test_slower_backend_is_a_regression_and_named(capsys):
+    assert main(["compare", str(real_run("base")), str(real_run("slow"))]) == 1
+    out = capsys.readouterr().out
+    verdict = out.strip().splitlines()[-1]
+    assert verdict.startswith("compare: FAILED") and "slow-copy (regression)" in verdict
+    assert "numpy-naive" not in verdict
+
+
+def test_a_huge_threshold_lets_the_slow_run_pass(capsys):
+    assert main(["compare", str(real_run("base")), str(real_run("slow")),
+                 "--threshold", "1000"]) == 0
+
+
+def test_new_mismatch_always_fails(capsys):
+    assert main(["compare", str(real_run("base")), str(real_run("wrong")),
+                 "--threshold", "1000", "--min-abs", "1000"]) == 1
+    verdict = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "slow-copy (new failure)" in verdict
+
+
+def test_different_environment_warns_loudly(tmp_path: Path, capsys):
+    other = tmp_path / "other"
+    shutil.copytree(real_run("base"), other)
+    meta = json.loads((other / "run.json").read_text())
+    meta["environment"]["host"] = "elsewhere"
+    meta["environment"].setdefault("versions", {})["torch"] = "0.0-other"
+    (other / "run.json").write_text(json.dumps(meta))
+    assert main(["compare", str(real_run("base")), str(other)]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING" in err and "elsewhere" in err and "0.0-other" in err
+
+
+def test_bad_flags_are_usage_errors(capsys):
+    base = str(real_run("base"))
+    assert main(["compare", base, base, "--threshold", "-1"]) == 2
+    assert main(["compare", base, "/nonexistent/run"]) == 2
+
+
+def _rec(samples: list[float], status: str = "ok") -> dict:
+    srt = sorted(samples)
+    return {"scenario": "s", "case_id": "c", "device": "cpu", "backend": "b", "status": status,
+            "timing": {"median_ms": srt[len(srt) // 2], "samples_ms": samples}}
+
+
+def test_gate_needs_ratio_floor_and_significance():
+    rng = random.Random(0)
+    base = [1.0 + rng.gauss(0, 0.01) for _ in range(20)]
+    slower = [1.3 + rng.gauss(0, 0.01) for _ in range(20)]
+    assert compare_pair(_rec(base), _rec(slower), None, None).verdict == "regression"
+    assert compare_pair(_rec(slower), _rec(base), None, None).verdict == "faster"
+    # 30 % slower but only 0.03 ms: under the 0.05 ms CPU floor
+    tiny = compare_pair(_rec([x / 10 for x in base]), _rec([x / 10 for x in slower]), None, None)
+    assert tiny.verdict == "same" and not tiny.gated
+    # too few samples to be significant: slower, not gated
+    few = compare_pair(_rec(base[:2]), _rec(slower[:2]), None, None)
+    assert few.verdict == "slower" and not few.gated
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_own_mann_whitney_agrees_with_scipy(seed: int):
+    pytest.importorskip("scipy")
+    rng = random.Random(seed)
+    a = [round(rng.gauss(0, 1), 1) for _ in range(30)]  # rounding makes ties
+    b = [round(rng.gauss(0.5, 1), 1) for _ in range(25)]
+    assert _mann_whitney_normal(a, b) == pytest.approx(mann_whitney_p(a, b), rel=0.05, abs=1e-4)
