@@ -92,7 +92,9 @@ def run_frontier(plan: Plan, out_dir: Path | None, opts: Options, meta: dict[str
             for backend in plan.backends:
                 live = [c for c in chains if c.backend is backend and c.status == "running"]
                 if live:
-                    _level(live, backend, opts, limit, writer, result, run_kw)
+                    step = replace(plan, items=[(c.scenario, c.case) for c in live],
+                                   backends=[backend])
+                    _level(live, step, opts, limit, writer, result, run_kw)
             _write_stops(out, chains)
         result.finished = True
     finally:
@@ -101,12 +103,11 @@ def run_frontier(plan: Plan, out_dir: Path | None, opts: Options, meta: dict[str
     return result
 
 
-def _level(live: list[Chain], backend: Any, opts: Options, limit: int | None,
+def _level(live: list[Chain], plan: Plan, opts: Options, limit: int | None,
            writer: RunWriter, result: RunResult, run_kw: dict[str, Any]) -> None:
     """Run the current case of every live chain of one backend (one run_plan call)."""
-    items = [(c.scenario, c.case) for c in live]
     with tempfile.TemporaryDirectory(prefix="attnbench-frontier-") as tmp:
-        step = run_plan(Plan(items, [backend]), Path(tmp) / "step", opts, {}, **run_kw)
+        step = run_plan(plan, Path(tmp) / "step", opts, {}, **run_kw)
         step_meta = json.loads((Path(tmp) / "step" / "run.json").read_text())
     if step_meta.get("roofs") and "roofs" not in writer.meta:
         writer.write_meta(roofs=step_meta["roofs"])
