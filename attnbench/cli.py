@@ -151,7 +151,7 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
     opts = Options(seed=args.seed, time_it=timed, timer=TimerConfig(budget_s=args.budget),
-                   threads=args.threads)
+                   threads=args.threads, memory=timed)  # check: agreement only, no gc-heavy peaks
     meta = {"command": "attnbench " + shlex.join(argv), "config": _config(args, scenarios),
             "environment": environment.fingerprint()}
     if old_meta is not None:
