@@ -62,6 +62,14 @@ class Group:
         """A short label of the case fields, other than the axis, that vary in this group."""
         return " ".join(field_label(f, rec.get(f)) for f in self.variant_fields)
 
+    def variants(self) -> list[str]:
+        """Variant labels in the natural order of their field values (hq2 before hq16)."""
+        keys: dict[str, tuple[Any, ...]] = {}
+        for r in self.records:
+            key = tuple(_sortable(r.get(f)) for f in self.variant_fields)
+            keys.setdefault(self.variant(r), key)
+        return sorted(keys, key=lambda v: keys[v])
+
     def backends(self) -> list[str]:
         return sorted({r["backend"] for r in self.records})
 
@@ -115,6 +123,10 @@ def choose_axis(records: list[dict[str, Any]]) -> tuple[str, list[str]]:
     if axis == "seq_kv" and all(r.get("heads_q") == r.get("heads_kv") for r in records):
         variants = [f for f in variants if f != "heads_kv"]
     return axis, variants
+
+
+def _sortable(value: Any) -> tuple[int, Any]:
+    return (0, value) if isinstance(value, (int, float)) else (1, str(value))
 
 
 def _hashable(value: Any) -> Any:

@@ -53,7 +53,7 @@ def series(g: Group, value: Callable[[dict[str, Any]], float | None]) -> Series:
 
 def _panels(g: Group, title: str) -> tuple[Figure, dict[str, Axes]]:
     """One axes for every variant, or one panel per variant when there are many."""
-    variants = sorted({g.variant(r) for r in g.records})
+    variants = g.variants()
     if len(variants) <= MAX_OVERLAID:
         fig = Figure(figsize=(7.5, 4.6), layout="constrained")
         ax = fig.add_subplot()
@@ -73,7 +73,7 @@ def _panels(g: Group, title: str) -> tuple[Figure, dict[str, Axes]]:
 
 def _style(g: Group, variant: str, panels: dict[str, Axes]) -> dict[str, Any]:
     overlaid = len(set(map(id, panels.values()))) == 1 and len(panels) > 1
-    i = sorted(panels).index(variant) if overlaid else 0
+    i = list(panels).index(variant) if overlaid else 0
     return {"linestyle": STYLES[i % len(STYLES)], "marker": MARKERS[i % len(MARKERS)]}
 
 
@@ -95,7 +95,7 @@ def _legend(fig: Figure, panels: dict[str, Axes], g: Group, cmap: dict[str, str]
     axes = list(dict.fromkeys(panels.values()))
     if len(axes) == 1 and len(panels) > 1:
         handles += [Line2D([], [], color="black", label=v, **_style(g, v, panels))
-                    for v in sorted(panels)]
+                    for v in panels]
     handles += extra or []
     axes[0].legend(handles=handles, fontsize=8, loc="best", framealpha=0.85)
 

@@ -103,12 +103,12 @@ def cell_text(rec: dict[str, Any] | None, base_ms: float | None) -> str:
 
 def group_table(g: Group, baseline: str) -> Table:
     """Cases as rows, backends as columns: median ms, speedup over the baseline, status."""
-    backends = g.backends()
+    backends, variants = g.backends(), g.variants()
     by_case: dict[str, dict[str, dict[str, Any]]] = {}
     order: dict[str, tuple[Any, ...]] = {}
     for r in g.records:
         by_case.setdefault(r["case_id"], {})[r["backend"]] = r
-        order[r["case_id"]] = (g.variant(r), r.get(g.axis) or 0)
+        order[r["case_id"]] = (variants.index(g.variant(r)), r.get(g.axis) or 0)
     rows = []
     for case_id in sorted(by_case, key=lambda c: order[c]):
         recs = by_case[case_id]

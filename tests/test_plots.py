@@ -1,0 +1,70 @@
+"""Plots: stable colours, readable axes, facets for many variants, images that are not blank."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+from report_runs import real_run
+
+from attnbench import plots
+from attnbench.groups import Group, Run, make_groups, read_runs
+
+
+def test_colours_follow_sorted_names_whatever_the_order():
+    a = plots.colours(["torch-sdpa", "numpy-naive", "flash-attn"])
+    b = plots.colours(["numpy-naive", "flash-attn", "torch-sdpa", "numpy-naive"])
+    assert a == b and len(set(a.values())) == 3
+    assert a["flash-attn"] == plots.PALETTE[0]
+
+
+@pytest.fixture(scope="module")
+def drawn(tmp_path_factory) -> tuple[list[plots.Plot], Group]:
+    runs = read_runs([real_run("base")])
+    group = make_groups(runs)[0]
+    cmap = plots.colours(group.backends())
+    return plots.save_group(group, tmp_path_factory.mktemp("plots"), cmap, "numpy-naive"), group
+
+
+def test_every_plot_is_a_non_blank_image(drawn):
+    made, group = drawn
+    assert group.axis == "seq_kv" and group.variant_fields == ["mask"]
+    for p in made:
+        img = imread(p.png)
+        assert img.shape[0] > 300 and img.shape[1] > 400
+        assert np.asarray(img)[..., :3].std() > 0.05  # lines and text, not an empty canvas
+        assert p.svg.stat().st_size > 1000
+
+
+def test_latency_plot_has_a_line_per_backend_and_variant(drawn):
+    _, group = drawn
+    cmap = plots.colours(group.backends())
+    fig = plots.latency(group, cmap)
+    ax = fig.axes[0]
+    timed = {(r["backend"], r["mask"]) for r in group.records if r["status"] == "ok"}
+    lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) > 0]
+    assert len(lines) == len(timed)  # test-markup never ran: no line
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert {ln.get_color() for ln in lines} == {cmap["numpy-naive"], cmap["slow-copy"]}
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["16", "32", "64"]
+
+
+def _synthetic(heads: list[int]) -> Group:
+    recs = [{"scenario": "s", "backend": "b", "case_id": f"h{h}-k{n}", "status": "ok",
+             "seq_q": n, "seq_kv": n, "heads_q": h, "heads_kv": h, "batch": 1, "head_dim": 8,
+             "dtype": "float32", "mask": "none", "mode": "fwd",
+             "timing": {"median_ms": n * h / 1000, "samples_ms": [n * h / 1000] * 3}}
+            for h in heads for n in (128, 256, 512)]
+    run = Run(Path("."), {"run_id": "x"}, recs, "x")
+    return make_groups([run])[0]
+
+
+def test_many_variants_become_panels_few_share_one_axes():
+    few = plots.latency(_synthetic([1, 2, 4]), {"b": "#000000"})
+    assert len([a for a in few.axes if a.get_visible()]) == 1
+    many = plots.latency(_synthetic([1, 2, 4, 8, 16, 32]), {"b": "#000000"})
+    panels = [a for a in many.axes if a.get_visible()]
+    assert len(panels) == 6
+    assert [a.get_title() for a in panels] == [f"hq{h}" for h in (1, 2, 4, 8, 16, 32)]
