@@ -88,10 +88,10 @@ def _x_axis(ax: Axes, g: Group, xs: list[float]) -> None:
     ax.grid(True, which="major", alpha=0.3)
 
 
-def _legend(fig: Figure, panels: dict[str, Axes], g: Group, cmap: dict[str, str],
+def _legend(panels: dict[str, Axes], g: Group, cmap: dict[str, str], s: Series,
             extra: list[Line2D] | None = None) -> None:
-    """Backends by colour; variants by line style when they share one axes."""
-    handles = [Line2D([], [], color=cmap[b], lw=2, label=b) for b in g.backends()]
+    """Backends drawn, by colour; variants by line style when they share one axes."""
+    handles = [Line2D([], [], color=cmap[b], lw=2, label=b) for b in sorted({k[0] for k in s})]
     axes = list(dict.fromkeys(panels.values()))
     if len(axes) == 1 and len(panels) > 1:
         handles += [Line2D([], [], color="black", label=v, **_style(g, v, panels))
@@ -162,7 +162,7 @@ def latency(g: Group, cmap: dict[str, str]) -> Figure | None:
                                          [b[1] for _, b in bands], color=cmap[backend],
                                          alpha=0.2, lw=0)
     _finish(fig, panels, g, xs, "median time per call (ms)")
-    _legend(fig, panels, g, cmap)
+    _legend(panels, g, cmap, s)
     return fig
 
 
@@ -193,7 +193,7 @@ def throughput(g: Group, cmap: dict[str, str]) -> Figure | None:
         extra.append(Line2D([], [], color="black", ls=STYLES[i % len(STYLES)],
                             label=f"matmul roof {dtype}: {roof / div:.3g} {unit}"))
     _finish(fig, panels, g, xs, f"achieved {unit} (matmul FLOPs)")
-    _legend(fig, panels, g, cmap, extra)
+    _legend(panels, g, cmap, s, extra)
     return fig
 
 
@@ -210,13 +210,17 @@ def memory(g: Group, cmap: dict[str, str]) -> Figure | None:
     for r in g.records:
         if isinstance(r.get("score_bytes"), (int, float)) and r.get(g.axis):
             refs.setdefault(g.variant(r), {})[float(r[g.axis])] = r["score_bytes"] / mib
+    seen = set()
     for variant, pts in refs.items():
         x = sorted(pts)
+        if (id(panels[variant]), tuple(pts[v] for v in x)) in seen:
+            continue  # the same reference curve is already on these axes
+        seen.add((id(panels[variant]), tuple(pts[v] for v in x)))
         style = {**_style(g, variant, panels), "marker": None}
         panels[variant].plot(x, [pts[v] for v in x], color="grey", lw=1, alpha=0.8, **style)
     extra = [Line2D([], [], color="grey", lw=1, label="naive score matrix (one copy)")]
     _finish(fig, panels, g, xs, "peak memory (MiB)")
-    _legend(fig, panels, g, cmap, extra)
+    _legend(panels, g, cmap, s, extra)
     return fig
 
 
@@ -274,7 +278,7 @@ def speedup(g: Group, cmap: dict[str, str], baseline: str) -> Figure | None:
         ax.axhline(1.0, color=cmap.get(baseline, "black"), lw=1.2, ls="--")
     extra = [Line2D([], [], color=cmap.get(baseline, "black"), ls="--", label=f"{baseline} = 1")]
     _finish(fig, panels, g, xs, f"× faster than {baseline}")
-    _legend(fig, panels, g, cmap, extra)
+    _legend(panels, g, cmap, s, extra)
     return fig
 
 

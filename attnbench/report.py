@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,8 @@ def write_report(paths: list[str | Path], out_dir: str | Path | None = None,
         drawn += made
         doc.add(*group_section(g, made, baseline))
     scaling = analyse(groups)
-    doc.add(*scaling_section(scaling), *agreement_section(groups), *failures_section(groups))
+    doc.add(*scaling_section(scaling), *frontier_section(runs), *agreement_section(groups),
+            *failures_section(groups))
     md, page, table = out / "report.md", out / "report.html", out / "summary.csv"
     md.write_text(to_markdown(doc, out), encoding="utf-8")
     page.write_text(to_html(doc), encoding="utf-8")
@@ -155,6 +157,26 @@ def scaling_section(rows: list[Scaling]) -> list[Any]:
     return [Heading(2, "Scaling"), intro, Table(headers, table_rows)]
 
 
+def frontier_section(runs: list[Run]) -> list[Any]:
+    """Where each backend stopped in a `run --frontier` (its frontier.json), when there is one."""
+    rows = []
+    for run in runs:
+        path = run.path / "frontier.json"
+        try:
+            stops = json.loads(path.read_text()) if path.is_file() else []
+        except (OSError, json.JSONDecodeError):
+            stops = []
+        for st in stops if isinstance(stops, list) else []:
+            rows.append([Cell(str(st.get(k) if st.get(k) is not None else "–")) for k in (
+                "scenario", "device", "backend", "start_case", "reached_seq_kv",
+                "stopped_at_seq_kv", "stop", "reason")] + [Cell(run.label)])
+    if not rows:
+        return []
+    headers = ["scenario", "device", "backend", "start", "largest ok", "stopped at", "stop",
+               "reason", "run"]
+    return [Heading(2, "Frontier (doubling until failure)"), Table(headers, rows)]
+
+
 def agreement_section(groups: list[Group]) -> list[Any]:
     """Backend × scenario: how many cases passed, mismatched, were unsupported (and why)."""
     scenarios = sorted({g.scenario for g in groups})
@@ -178,7 +200,7 @@ def agreement_cell(recs: list[dict[str, Any]]) -> str:
                                  for x in r.get("reasons") or []))
     if reasons:
         more = f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""
-        parts.append(f"unsupported: {reasons[0][:160]}{more}")
+        parts.append(f"unsupported because: {reasons[0][:160]}{more}")
     worst = max((e for r in recs if (e := error_ratio(r)) is not None), default=None)
     if worst is not None:
         parts.append(f"worst error/bound {worst:.2g}")
