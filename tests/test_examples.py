@@ -32,5 +32,6 @@ def test_example_passes_check_smoke(cli, tmp_path):
 def test_example_over_many_blocks(case: Case):
     backend = build_registry([str(EXAMPLE)], autoload=False).get("numpy-chunked")
     assert case.seq_kv > 2 * backend.block
-    rec = execute(backend, "t", case, lambda: CaseData(case, 0), Options(time_it=False))
+    opts = Options(time_it=False, memory=False)
+    rec = execute(backend, "t", case, lambda: CaseData(case, 0), opts)
     assert rec["status"] == "ok", rec.get("error") or rec["agreement"]
