@@ -10,8 +10,7 @@ from attnbench.results import read_run
 
 # The x axis of a group is the first of these that varies; the others that vary make variants.
 AXES = ("seq_kv", "seq_q", "heads_q", "heads_kv", "batch", "head_dim")
-VARIANT_FIELDS = ("seq_q", "heads_q", "heads_kv", "batch", "head_dim", "dtype", "mask", "mode",
-                  "scale")
+VARIANT_FIELDS = ("seq_q", "heads", "batch", "head_dim", "dtype", "mask", "mode", "scale")
 SHORT = {"seq_q": "q", "seq_kv": "k", "heads_q": "hq", "heads_kv": "hkv", "batch": "b",
          "head_dim": "d"}
 AXIS_TITLE = {"seq_kv": "sequence length (keys)", "seq_q": "query length",
@@ -60,13 +59,14 @@ class Group:
 
     def variant(self, rec: dict[str, Any]) -> str:
         """A short label of the case fields, other than the axis, that vary in this group."""
-        return " ".join(field_label(f, rec.get(f)) for f in self.variant_fields)
+        return " ".join(variant_label(f, variant_value(f, rec, self.axis))
+                        for f in self.variant_fields)
 
     def variants(self) -> list[str]:
         """Variant labels in the natural order of their field values (hq2 before hq16)."""
         keys: dict[str, tuple[Any, ...]] = {}
         for r in self.records:
-            key = tuple(_sortable(r.get(f)) for f in self.variant_fields)
+            key = tuple(_sortable(variant_value(f, r, self.axis)) for f in self.variant_fields)
             keys.setdefault(self.variant(r), key)
         return sorted(keys, key=lambda v: keys[v])
 
@@ -112,17 +112,37 @@ def make_groups(runs: list[Run]) -> list[Group]:
 
 def choose_axis(records: list[dict[str, Any]]) -> tuple[str, list[str]]:
     """The x axis (first varying size) and the other varying fields (the variants)."""
-    def varies(f: str) -> bool:
-        return len({_hashable(r.get(f)) for r in records}) > 1
+    def varies(f: str, axis: str = "") -> bool:
+        values = {_hashable(variant_value(f, r, axis) if axis else r.get(f)) for r in records}
+        return len(values) > 1
 
     axis = next((a for a in AXES if varies(a)), "seq_kv")
-    variants = [f for f in VARIANT_FIELDS if f != axis and varies(f)]
-    if axis == "seq_kv" and "seq_q" in variants and all(
-            r.get("seq_q") == r.get("seq_kv") for r in records):
-        variants.remove("seq_q")  # self-attention: q follows k
-    if axis == "seq_kv" and all(r.get("heads_q") == r.get("heads_kv") for r in records):
-        variants = [f for f in variants if f != "heads_kv"]
-    return axis, variants
+    return axis, [f for f in VARIANT_FIELDS if varies(f, axis)]
+
+
+def variant_value(name: str, rec: dict[str, Any], axis: str) -> Any:
+    """A variant field's value relative to the axis: q=k for self-attention, heads as a pair."""
+    hq, hkv = rec.get("heads_q"), rec.get("heads_kv")
+    if name == "seq_q":
+        if axis == "seq_q":
+            return None
+        return "=k" if axis == "seq_kv" and rec.get("seq_q") == rec.get("seq_kv") else rec.get(
+            "seq_q")
+    if name == "heads":
+        if axis == "heads_q":
+            return "hkv=hq" if hq == hkv else f"hkv{hkv}"
+        if axis == "heads_kv":
+            return f"hq{hq}"
+        return f"h{hq}" if hq == hkv else f"h{hq}:{hkv}"
+    return rec.get(name)
+
+
+def variant_label(name: str, value: Any) -> str:
+    if name == "seq_q":
+        return f"q{value}"
+    if name == "heads":
+        return str(value)
+    return field_label(name, value)
 
 
 def _sortable(value: Any) -> tuple[int, Any]:

@@ -19,7 +19,7 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39")
 STYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
-MAX_OVERLAID = 4  # more variants than this: one panel per variant
+MAX_OVERLAID_LINES = 12  # more backend x variant lines than this: one panel per variant
 FLOOR = 1e-4  # error ratios below this are drawn at it (an exact match has ratio 0)
 
 
@@ -54,12 +54,12 @@ def series(g: Group, value: Callable[[dict[str, Any]], float | None]) -> Series:
 def _panels(g: Group, title: str) -> tuple[Figure, dict[str, Axes]]:
     """One axes for every variant, or one panel per variant when there are many."""
     variants = g.variants()
-    if len(variants) <= MAX_OVERLAID:
+    if len(variants) <= 1 or len(variants) * len(g.backends()) <= MAX_OVERLAID_LINES:
         fig = Figure(figsize=(7.5, 4.6), layout="constrained")
         ax = fig.add_subplot()
         fig.suptitle(title, fontsize=11)
         return fig, {v: ax for v in variants}
-    cols = 3
+    cols = 2 if len(variants) == 4 else min(3, len(variants))
     rows = -(-len(variants) // cols)
     fig = Figure(figsize=(4.3 * cols, 3.3 * rows + 0.6), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True).ravel()
@@ -112,19 +112,27 @@ def _lines(g: Group, s: Series, panels: dict[str, Axes], cmap: dict[str, str]) -
 
 def _finish(fig: Figure, panels: dict[str, Axes], g: Group, xs: list[float], ylabel: str,
             logy: bool = True) -> None:
-    for ax in dict.fromkeys(panels.values()):
+    axes = list(dict.fromkeys(panels.values()))
+    for ax in axes:
         _x_axis(ax, g, xs)
         if logy:
             _log_y(ax)
         ax.set_ylabel(ylabel)
-    fig.text(0.995, 0.002, g.run.label, ha="right", va="bottom", fontsize=7, color="grey")
+        if len(axes) > 1:
+            ax.label_outer()
+    _run_label(fig, g)
+
+
+def _run_label(fig: Figure, g: Group) -> None:
+    fig.text(0.005, 0.002, f"run {g.run.label}", ha="left", va="bottom", fontsize=7,
+             color="grey")
 
 
 def _num(v: float, _pos: Any = None) -> str:
     """A tick label a person reads at once: 0.05, 3, 250, 12k."""
     if v >= 10_000:
         return f"{v / 1000:g}k"
-    return f"{v:.3g}"
+    return f"{v:.0f}" if v >= 100 else f"{v:.3g}"
 
 
 def _log_y(ax: Axes) -> None:
@@ -255,7 +263,7 @@ def agreement(g: Group, cmap: dict[str, str]) -> Figure | None:
                        Line2D([], [], marker="X", ls="", color="#d62728", mec="black",
                               label="case failed")], fontsize=8, loc="best")
     fig.suptitle(f"{g.scenario} on {g.device}: agreement with the float64 oracle", fontsize=11)
-    fig.text(0.995, 0.002, g.run.label, ha="right", va="bottom", fontsize=7, color="grey")
+    _run_label(fig, g)
     return fig
 
 

@@ -143,7 +143,9 @@ def scaling_section(rows: list[Scaling]) -> list[Any]:
     headers = ["scenario", "device", "run", "backend", "variant", "axis", "time exponent",
                "memory exponent", "largest ok", "stopped at", "warnings"]
     table_rows = []
-    for s in rows:
+    shown = [s for s in rows if s.time.exponent is not None or s.memory.exponent is not None
+             or s.stopped_at is not None]
+    for s in shown:
         stop = f"{s.stopped_at} ({s.stop_status})" if s.stopped_at else "–"
         warns = "; ".join(f"{k}: {f.warning}" for k, f in (("time", s.time), ("memory", s.memory))
                           if f.warning and f.n)
@@ -154,7 +156,11 @@ def scaling_section(rows: list[Scaling]) -> list[Any]:
                  "Dense attention costs O(N²) FLOPs: p near 2 at large N; a smaller p means "
                  "fixed overheads still dominate. Memory p near 2 means a materialised score "
                  "matrix; near 1, a fused kernel.")
-    return [Heading(2, "Scaling"), intro, Table(headers, table_rows)]
+    blocks: list[Any] = [Heading(2, "Scaling"), intro, Table(headers, table_rows)]
+    if len(shown) < len(rows):
+        blocks.append(Text(f"{len(rows) - len(shown)} backend and variant pair(s) ran at a "
+                           "single size and stopped nowhere: no exponent to fit."))
+    return blocks
 
 
 def frontier_section(runs: list[Run]) -> list[Any]:

@@ -51,20 +51,22 @@ def test_latency_plot_has_a_line_per_backend_and_variant(drawn):
     assert [t.get_text() for t in ax.get_xticklabels()] == ["16", "32", "64"]
 
 
-def _synthetic(heads: list[int]) -> Group:
-    recs = [{"scenario": "s", "backend": "b", "case_id": f"h{h}-k{n}", "status": "ok",
+def _synthetic(heads: list[int], backends: tuple[str, ...] = ("b",)) -> Group:
+    recs = [{"scenario": "s", "backend": b, "case_id": f"h{h}-k{n}", "status": "ok",
              "seq_q": n, "seq_kv": n, "heads_q": h, "heads_kv": h, "batch": 1, "head_dim": 8,
              "dtype": "float32", "mask": "none", "mode": "fwd",
              "timing": {"median_ms": n * h / 1000, "samples_ms": [n * h / 1000] * 3}}
-            for h in heads for n in (128, 256, 512)]
+            for h in heads for n in (128, 256, 512) for b in backends]
     run = Run(Path("."), {"run_id": "x"}, recs, "x")
     return make_groups([run])[0]
 
 
 def test_many_variants_become_panels_few_share_one_axes():
-    few = plots.latency(_synthetic([1, 2, 4]), {"b": "#000000"})
+    cmap = plots.colours(["a", "b", "c"])
+    few = plots.latency(_synthetic([1, 2, 4, 8, 16, 32]), cmap)  # 6 lines on one axes
     assert len([a for a in few.axes if a.get_visible()]) == 1
-    many = plots.latency(_synthetic([1, 2, 4, 8, 16, 32]), {"b": "#000000"})
+    assert len(few.axes[0].get_legend().get_texts()) == 1 + 6  # the backend, the 6 variants
+    many = plots.latency(_synthetic([1, 2, 4, 8, 16, 32], ("a", "b", "c")), cmap)  # 18 lines
     panels = [a for a in many.axes if a.get_visible()]
     assert len(panels) == 6
-    assert [a.get_title() for a in panels] == [f"hq{h}" for h in (1, 2, 4, 8, 16, 32)]
+    assert [a.get_title() for a in panels] == [f"h{h}" for h in (1, 2, 4, 8, 16, 32)]
