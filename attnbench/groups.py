@@ -66,7 +66,7 @@ class Group:
         """Variant labels in the natural order of their field values (hq2 before hq16)."""
         keys: dict[str, tuple[Any, ...]] = {}
         for r in self.records:
-            key = tuple(_sortable(variant_value(f, r, self.axis)) for f in self.variant_fields)
+            key = tuple(_sortable(x) for f in self.variant_fields for x in _order(f, r, self.axis))
             keys.setdefault(self.variant(r), key)
         return sorted(keys, key=lambda v: keys[v])
 
@@ -143,6 +143,14 @@ def variant_label(name: str, value: Any) -> str:
     if name == "heads":
         return str(value)
     return field_label(name, value)
+
+
+def _order(name: str, rec: dict[str, Any], axis: str) -> tuple[Any, ...]:
+    """Raw values that sort a variant naturally: heads by (q, kv), q=k before fixed lengths."""
+    if name == "heads":
+        return (rec.get("heads_q"), rec.get("heads_kv"))
+    value = variant_value(name, rec, axis)
+    return (-1,) if value == "=k" else (value,)
 
 
 def _sortable(value: Any) -> tuple[int, Any]:
