@@ -87,11 +87,13 @@ def read_runs(paths: list[str | Path]) -> list[Run]:
     for p in paths:
         meta, records = read_run(p)
         runs.append(Run(Path(p), meta, records))
-    for i, run in enumerate(runs):
+    for run in runs:
         host = run.environment.get("host") or "?"
         rid = str(run.meta.get("run_id") or run.path.name)
         run.label = rid if len(runs) == 1 else f"{host}/{rid}"
-        if sum(r.label == run.label for r in runs) > 1:
+    labels = [r.label for r in runs]
+    for i, run in enumerate(runs):
+        if labels.count(run.label) > 1:
             run.label = f"{run.label}#{i + 1}"
     return runs
 
