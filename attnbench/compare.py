@@ -74,6 +74,15 @@ def _samples(rec: dict[str, Any]) -> list[float]:
     return [float(x) for x in s] if isinstance(s, list) else []
 
 
+def _apart(base: dict[str, Any], new: dict[str, Any]) -> bool:
+    """True when the p20-p80 ranges of the two timings do not overlap."""
+    b, n = base.get("timing") or {}, new.get("timing") or {}
+    try:
+        return float(n["p20_ms"]) > float(b["p80_ms"]) or float(b["p20_ms"]) > float(n["p80_ms"])
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
 def compare_pair(base: dict[str, Any], new: dict[str, Any], threshold: float | None,
                  min_abs_ms: float | None) -> Row:
     """Verdict for one case: a gated regression needs ratio, absolute change and significance."""
@@ -93,6 +102,8 @@ def compare_pair(base: dict[str, Any], new: dict[str, Any], threshold: float | N
         return row
     row.p_value = mann_whitney_p(_samples(base), _samples(new))
     significant = row.p_value is not None and row.p_value < ALPHA
+    if not _samples(base) and not _samples(new):
+        significant = _apart(base, new)  # no raw samples stored: p20-p80 ranges must not overlap
     big = abs(n_ms - b_ms) > floor
     if n_ms / b_ms > 1 + thr and big:
         row.verdict = "regression" if significant else "slower"

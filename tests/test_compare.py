@@ -79,6 +79,16 @@ def test_gate_needs_ratio_floor_and_significance():
     assert few.verdict == "slower" and not few.gated
 
 
+def test_without_raw_samples_the_interquantile_ranges_decide():
+    def rec(p20: float, med: float, p80: float) -> dict:
+        return {"scenario": "s", "case_id": "c", "device": "cuda", "backend": "b",
+                "status": "ok", "timing": {"median_ms": med, "p20_ms": p20, "p80_ms": p80}}
+
+    assert compare_pair(rec(1.0, 1.01, 1.02), rec(1.2, 1.21, 1.22), None, None).gated
+    overlapping = compare_pair(rec(1.0, 1.01, 1.3), rec(1.1, 1.21, 1.4), None, None)
+    assert overlapping.verdict == "slower" and not overlapping.gated
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_own_mann_whitney_agrees_with_scipy(seed: int):
     pytest.importorskip("scipy")
