@@ -101,7 +101,8 @@ CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1200px;
 padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}
-th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right;vertical-align:top}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right;vertical-align:top;
+white-space:nowrap}
 th:first-child,td:first-child{text-align:left}
 th{background:#f3f3f3} td.best{background:#e6f4ea;font-weight:bold}
 caption{text-align:left;font-style:italic;padding:.3em 0}
