@@ -74,11 +74,15 @@ def test_plugin_from_module_name(tmp_path, monkeypatch):
     assert runs_ok(reg, "from-module")
 
 
-def test_plugin_module_name_via_pythonpath_in_cli(cli, tmp_path):
+def test_cli_module_plugin_via_pythonpath_and_a_broken_plugin(cli, plugin_path, tmp_path):
+    """`list --plugin MODULE --plugin BROKEN.py`: the module's backend is listed, the broken
+    plugin is reported by name with its reason, and the built-ins are still there."""
     write_module(tmp_path, "attnbench_test_clipplugin", "from-pythonpath")
-    proc = cli("list", "--plugin", "attnbench_test_clipplugin", env={"PYTHONPATH": str(tmp_path)})
+    proc = cli("list", "--plugin", "attnbench_test_clipplugin",
+               "--plugin", plugin_path("raises_on_import.py"), env={"PYTHONPATH": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr
-    assert "from-pythonpath" in proc.stdout
+    assert "from-pythonpath" in proc.stdout and "numpy-naive" in proc.stdout
+    assert "raises_on_import.py" in proc.stdout and "broken on purpose" in proc.stdout
 
 
 def test_unknown_plugin_is_a_usage_error(tmp_path):
@@ -119,11 +123,6 @@ def test_plugin_raising_on_import_is_reported(plugin_path):
     assert "wrong-scale" in reg.backends and runs_ok(reg, "numpy-naive")
 
 
-def test_plugin_raising_on_import_in_cli(cli, plugin_path):
-    proc = cli("list", "--plugin", plugin_path("raises_on_import.py"))
-    assert proc.returncode == 0, proc.stderr
-    assert "raises_on_import.py" in proc.stdout and "broken on purpose" in proc.stdout
-    assert "numpy-naive" in proc.stdout
 
 
 def test_two_backends_with_one_name(plugin_path):
