@@ -19,6 +19,7 @@ class Cell:
 
     text: str
     best: bool = False
+    wrap: bool = False  # long prose (a message): wraps, left-aligned
 
 
 @dataclass
@@ -105,6 +106,7 @@ th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right;vertical-align:t
 white-space:nowrap}
 th:first-child,td:first-child{text-align:left}
 th{background:#f3f3f3} td.best{background:#e6f4ea;font-weight:bold}
+td.msg{white-space:normal;text-align:left;min-width:24em;max-width:48em}
 caption{text-align:left;font-style:italic;padding:.3em 0}
 .warn{background:#fff4e5;border-left:4px solid #f0a030;padding:.4em .8em}
 figure{display:inline-block;margin:.5em 1em .5em 0} img{max-width:100%;height:auto}
@@ -141,8 +143,13 @@ def _html_table(t: Table) -> str:
         rows.append(f"<caption>{esc(t.caption)}</caption>")
     rows.append("<tr>" + "".join(f"<th>{esc(h)}</th>" for h in t.headers) + "</tr>")
     for row in t.rows:
-        cells = "".join(f'<td class="best">{esc(c.text)}</td>' if c.best
-                        else f"<td>{esc(c.text)}</td>" for c in row)
+        cells = "".join(_html_cell(c) for c in row)
         rows.append(f"<tr>{cells}</tr>")
     rows.append("</table>")
     return "\n".join(rows)
+
+
+def _html_cell(c: Cell) -> str:
+    cls = " ".join(name for name, on in (("best", c.best), ("msg", c.wrap)) if on)
+    attr = f' class="{cls}"' if cls else ""
+    return f"<td{attr}>{html.escape(c.text)}</td>"

@@ -151,7 +151,7 @@ def scaling_section(rows: list[Scaling]) -> list[Any]:
                           if f.warning and f.n)
         values = [s.scenario, s.device, s.run, s.backend, s.variant or "–", s.axis,
                   s.time.text(), s.memory.text(), str(s.reached or "–"), stop, warns]
-        table_rows.append([Cell(v) for v in values])
+        table_rows.append([Cell(v) for v in values[:-1]] + [Cell(values[-1], wrap=True)])
     intro = Text("Exponent p of a log-log least-squares fit, time ∝ size^p (ok records only). "
                  "Dense attention costs O(N²) FLOPs: p near 2 at large N; a smaller p means "
                  "fixed overheads still dominate. Memory p near 2 means a materialised score "
@@ -191,8 +191,8 @@ def agreement_section(groups: list[Group]) -> list[Any]:
     for g in groups:
         for r in g.records:
             cells.setdefault((r["backend"], g.scenario), []).append(r)
-    rows = [[Cell(b)] + [Cell(agreement_cell(cells.get((b, s), []))) for s in scenarios]
-            for b in backends]
+    rows = [[Cell(b)] + [Cell(agreement_cell(cells.get((b, s), [])), wrap=True)
+                         for s in scenarios] for b in backends]
     return [Heading(2, "Agreement"), Table(["backend"] + scenarios, rows)]
 
 
@@ -220,8 +220,8 @@ def failures_section(groups: list[Group]) -> list[Any]:
         for r in g.records:
             if r.get("status") in NOT_OK:
                 rows.append([Cell(v) for v in (g.run.label, g.scenario, r["backend"],
-                                               str(r.get("case_id")), str(r.get("status")),
-                                               failure_message(r)[:500])])
+                                               str(r.get("case_id")), str(r.get("status")))]
+                            + [Cell(failure_message(r)[:500], wrap=True)])
     if not rows:
         return [Heading(2, "Not ok"), Text("every record is ok or unsupported.")]
     return [Heading(2, "Not ok"), Table(["run", "scenario", "backend", "case", "status",
