@@ -135,7 +135,7 @@ def test_run_writes_results_and_summary(cli, tmp_path: Path):
 # One backend of each family, through the CLI and its worker processes. Every registered
 # backend is checked on every smoke case in process by tests/backends/test_correctness.py
 # (the same execute() and pass rule), and CI runs the full `attnbench check -s smoke` gate.
-E2E_BACKENDS = ["numpy-naive", "numba-cpu", "torch-sdpa"]
+E2E_BACKENDS = ["numpy-naive", "torch-sdpa"]
 
 
 def test_check_smoke_passes_on_builtins(cli, tmp_path: Path, registry):

@@ -19,7 +19,7 @@ def test_example_is_short():
 
 def test_example_passes_check_smoke(cli, tmp_path):
     proc = cli("check", "-s", "smoke", "--plugin", str(EXAMPLE), "-b", "numpy-chunked",
-               "--out", str(tmp_path / "out"))
+               "--device", "cpu", "--out", str(tmp_path / "out"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "numpy-chunked" in proc.stdout and "✓" in proc.stdout
 

@@ -17,7 +17,7 @@ def records(out: Path) -> list[dict]:
 def test_forgotten_scale_is_a_mismatch(cli, plugin_path, tmp_path):
     out = tmp_path / "run"
     proc = cli("check", "-s", "smoke", "--plugin", plugin_path("wrong_scale.py"),
-               "-b", "wrong-scale", "--out", str(out))
+               "-b", "wrong-scale", "--device", "cpu", "--out", str(out))
     assert proc.returncode == 1, proc.stderr
     assert "mismatch" in proc.stdout and "wrong-scale" in proc.stdout
     assert "check failed" in proc.stderr
