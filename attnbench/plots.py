@@ -224,9 +224,8 @@ def memory(g: Group, cmap: dict[str, str]) -> Figure | None:
         if (id(panels[variant]), tuple(pts[v] for v in x)) in seen:
             continue  # the same reference curve is already on these axes
         seen.add((id(panels[variant]), tuple(pts[v] for v in x)))
-        style = {**_style(g, variant, panels), "marker": None}
-        panels[variant].plot(x, [pts[v] for v in x], color="grey", lw=1, alpha=0.8, **style)
-    extra = [Line2D([], [], color="grey", lw=1, label="naive score matrix (one copy)")]
+        panels[variant].plot(x, [pts[v] for v in x], color="black", lw=1.2, ls=":", zorder=5)
+    extra = [Line2D([], [], color="black", lw=1.2, ls=":", label="naive score matrix (one copy)")]
     _finish(fig, panels, g, xs, "peak memory (MiB)")
     _legend(panels, g, cmap, s, extra)
     return fig
