@@ -45,7 +45,10 @@ def test_grouped_heads_and_compile_in_first_call():
     timer = TimerConfig(budget_s=0.2, min_time_s=0.05, warmup_s=0.02)
     rec = run(case, Options(time_it=True, memory=False, timer=timer))
     check_ok(rec, case)
-    assert rec["first_call_ms"] > 100 * rec["timing"]["median_ms"]
+    # cold, the compile takes seconds; warm (inductor's on-disk cache) it still costs a loading
+    # pass far above one call: either way it is in the first call, not in the samples
+    assert rec["first_call_ms"] > 2 * rec["timing"]["median_ms"]
+    assert rec["first_call_ms"] > max(rec["timing"]["samples_ms"])
 
 
 def test_reasons():
