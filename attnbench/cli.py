@@ -213,7 +213,7 @@ def _runner(args: argparse.Namespace) -> Any:
 
     if args.frontier_max is not None and args.frontier_max < 1:
         raise UsageError(f"--frontier-max must be positive, got {args.frontier_max}")
-    return partial(run_frontier, limit=args.frontier_max)
+    return partial(run_frontier, limit=args.frontier_max, timeout_s=args.timeout)
 
 
 def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:

@@ -65,3 +65,14 @@ def test_frontier_run_stops_where_the_backend_runs_out_of_memory(cli, tmp_path: 
     md = write_report([tmp_path / "fr"], tmp_path / "rep", "test-hog").markdown.read_text()
     frontier_rows = md.split("## Frontier")[1].split("##")[0]
     assert "| test-hog |" in frontier_rows and "| 32 | 64 | oom |" in frontier_rows
+
+
+def test_frontier_gets_the_timeout_and_the_limit_from_the_command_line():
+    from attnbench.cli import _runner, build_parser
+    from attnbench.frontier import run_frontier
+
+    args = build_parser().parse_args(["run", "--frontier", "--frontier-max", "4096",
+                                      "--timeout", "7"])
+    runner = _runner(args)
+    assert runner.func is run_frontier
+    assert runner.keywords == {"limit": 4096, "timeout_s": 7.0}
