@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from functools import cache
 from pathlib import Path
@@ -30,7 +32,9 @@ RUNS = {  # name -> (verb, scenario text, backends, environment, expected exit c
 
 @cache
 def workdir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="attnbench-report-tests-"))
+    d = Path(tempfile.mkdtemp(prefix="attnbench-report-tests-"))
+    atexit.register(shutil.rmtree, d, ignore_errors=True)
+    return d
 
 
 @cache
