@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	@if $(PYTHON) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then \
 		echo "attnbench: reusing the CUDA torch installed on this system"; \
 		$(PYTHON) -m venv --system-site-packages $(VENV); \
-		$(BIN)/pip install -q --no-build-isolation -e '.[dev]'; \
+		$(BIN)/pip install -q --no-build-isolation -e '.[dev]' \
+		|| $(BIN)/pip install -q --no-build-isolation --no-deps -e .; \
 	else \
 		$(PYTHON) -m venv $(VENV); \
 		$(BIN)/pip install -q '$(TORCH_CPU)' -e '.[numba,dev]'; \
