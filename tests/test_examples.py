@@ -17,6 +17,11 @@ def test_example_is_short():
     assert len(EXAMPLE.read_text().splitlines()) < 40
 
 
+def test_readme_shows_the_example_as_it_is():
+    readme = (EXAMPLE.parent.parent / "README.md").read_text()
+    assert "```python\n" + EXAMPLE.read_text() + "```" in readme
+
+
 def test_example_passes_check_smoke(cli, tmp_path):
     proc = cli("check", "-s", "smoke", "--plugin", str(EXAMPLE), "-b", "numpy-chunked",
                "--device", "cpu", "--out", str(tmp_path / "out"))
