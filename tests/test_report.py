@@ -140,3 +140,23 @@ def test_markup_stays_text_in_chromium(report: Path):
     assert "<script" not in proc.stdout.lower() and "<img src=\"x\"" not in proc.stdout
     assert "&lt;script&gt;alert('pwned')&lt;/script&gt;" in proc.stdout
     assert "Uncaught" not in proc.stderr and "ERROR:CONSOLE" not in proc.stderr
+
+
+def test_measurements_table_shows_each_records_numbers(report: Path):
+    """First call, median, IQR, peak memory and GFLOP/s of every ok record, as recorded."""
+    _, records = read_run(real_run("base"))
+    md = (report / "report.md").read_text()
+    section = md.split("## Measurements", 1)[1].split("\n## ", 1)[0]
+    rows = {(cells[2], cells[3]): cells for line in section.splitlines()
+            if line.startswith("| ") and not line.startswith("| run")
+            and (cells := [c.strip() for c in line.strip("|").split("|")])}
+    measured = [r for r in records if r["status"] in ("ok", "mismatch")]
+    assert measured and len(rows) == len(measured)
+    for rec in measured:
+        cells = rows[(rec["backend"], rec["case_id"])]
+        assert float(cells[4]) == pytest.approx(rec["first_call_ms"], rel=5e-3)
+        assert float(cells[5]) == pytest.approx(rec["timing"]["median_ms"], rel=5e-3)
+        assert float(cells[9]) == pytest.approx(rec["gflops_per_s"], rel=5e-3)
+        if rec.get("memory"):
+            assert float(cells[7]) == pytest.approx(rec["memory"]["peak_bytes"] / 2**20,
+                                                    rel=5e-3, abs=1e-3)
