@@ -132,13 +132,11 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     from attnbench.execute import Options
     from attnbench.plugins import build_registry
     from attnbench.runner import make_plan, resolve_devices
-    from attnbench.tables import console, failures, summary
     from attnbench.timing import TimerConfig
 
     timed = args.command == "run"
     old_meta = _adopt_resumed(args)
     registry = build_registry(args.plugin)
-    out = console()
     for plugin, reason in registry.failures:
         print(f"attnbench: plugin {plugin} failed: {reason}", file=sys.stderr)
     names = args.scenario or ["default" if timed else "smoke"]
@@ -159,6 +157,22 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
 
         meta["resume_notes"] = check(old_meta, meta, plan.describe(), args.allow_code_change)
     result = _runner(args)(plan, Path(args.out) if args.out else None, opts, meta)
+    _print_results(args, result, timed)
+    if not getattr(result, "finished", True):
+        print(f"attnbench: {result.stopped or 'stopped'}; the records so far are kept, "
+              f"finish with: attnbench {args.command} --resume {result.out_dir}", file=sys.stderr)
+        return 130
+    if not timed and result.failed():
+        print(f"check failed: {len(result.failed())} record(s) not ok", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _print_results(args: argparse.Namespace, result: Any, timed: bool) -> None:
+    """The summary tables, the records that are not ok, where the files went."""
+    from attnbench.tables import console, failures, summary
+
+    out = console()
     for table in summary(result.records, timed):
         out.print(table)
     bad = failures(result.records)
@@ -169,14 +183,6 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
         from attnbench.junit import write_junit
 
         print(f"junit: {write_junit(result.records, args.junit_xml)}")
-    if not getattr(result, "finished", True):
-        print(f"attnbench: {result.stopped or 'stopped'}; the records so far are kept, "
-              f"finish with: attnbench {args.command} --resume {result.out_dir}", file=sys.stderr)
-        return 130
-    if not timed and result.failed():
-        print(f"check failed: {len(result.failed())} record(s) not ok", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
 
 
 def _config(args: argparse.Namespace, scenarios: list[Any]) -> dict[str, Any]:
