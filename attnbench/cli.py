@@ -119,7 +119,7 @@ def cmd_list(args: argparse.Namespace, argv: list[str]) -> int:
 
     registry = build_registry(args.plugin)
     out = console()
-    out.print(backend_list(registry, ["cpu", "cuda"]))
+    out.print(backend_list(registry))
     for plugin, reason in registry.failures:
         out.print(f"plugin {plugin} failed: {reason}")
     if args.scenarios:

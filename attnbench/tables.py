@@ -89,7 +89,7 @@ def failures(records: list[dict[str, Any]]) -> Table | None:
     return table
 
 
-def backend_list(registry: Any, devices: list[str]) -> Table:
+def backend_list(registry: Any) -> Table:
     """Every backend: where it runs, what it supports, and why not when it cannot run."""
     table = Table(title="Backends", title_justify="left")
     for col in ("backend", "framework", "status", "dtypes", "modes", "plugin"):
