@@ -140,3 +140,9 @@ def test_case_id_scale_and_round_trip():
     assert Case.from_dict({**c.to_dict(), "extra": 1}) == c
     assert hash(c) == hash(Case.from_dict(c.to_dict()))
     assert Case(1, 1, 1, 2, 2, 4, scale=0.3).softmax_scale == 0.3
+
+
+def test_backward_scenario_asks_for_every_mode():
+    cases = resolve_scenario("backward").cases("cpu")
+    assert {c.mode for c in cases} == {"fwd", "bwd", "fwd_bwd"}
+    assert len(cases) == 9 and all(c.mask == "causal" for c in cases)
