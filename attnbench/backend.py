@@ -57,18 +57,25 @@ class Inputs:
         """True when some query row sees no key (causal with seq_q > seq_kv)."""
         return self.case.mask == "causal" and self.case.seq_q > self.case.seq_kv
 
+    def empty_rows(self) -> Any:
+        """(seq_q, 1) bool, True for rows that see no key (they must output zeros), in q's
+        framework; None when every row sees a key."""
+        if not self.has_empty_rows():
+            return None
+        return _like(~visible_mask(self.case).any(axis=-1)[:, None], self.q)
+
 
 def visible_mask(case: Case, like: Any = None) -> Any:
     """The visibility matrix of a case as NumPy, or as a torch tensor on like's device."""
     import numpy as np
 
-    off = case.seq_kv - case.seq_q
-    if case.mask == "none":
-        m = np.ones((case.seq_q, case.seq_kv), dtype=bool)
-    else:
-        i = np.arange(case.seq_q)[:, None]
-        j = np.arange(case.seq_kv)[None, :]
-        m = j <= i + off
+    from attnbench.reference import row_visibility
+
+    return _like(row_visibility(case, np.arange(case.seq_q)), like)
+
+
+def _like(m: Any, like: Any) -> Any:
+    """A NumPy array as a torch tensor on like's device when like is a tensor."""
     if like is not None and type(like).__module__.startswith("torch"):
         import torch
 

@@ -8,12 +8,12 @@ from typing import Any
 
 from attnbench.errors import UsageError
 from attnbench.groups import Run, median_ms, read_runs
-from attnbench.results import record_key
+from attnbench.results import NOT_OK, record_key
 
-FAILING = ("mismatch", "error", "crashed", "timeout", "oom")
 ALPHA = 0.05
 DEFAULTS = {"cpu": (0.10, 0.050), "cuda": (0.05, 0.010)}  # (threshold, min_abs ms) per device
-ENV_KEYS = ("host", "cpu", "gpu", "python", "versions", "threads")
+ENV_KEYS = ("host", "cpu", "gpu", "python", "versions")
+GPU_KEYS = ("name", "driver", "cuda")  # not clocks, temperature, power: they vary every run
 
 
 @dataclass
@@ -83,6 +83,13 @@ def _apart(base: dict[str, Any], new: dict[str, Any]) -> bool:
         return False
 
 
+def _newly_failing(base_status: str, new_status: str) -> bool:
+    """A failure the base did not have; a wrong answer is new unless the base was wrong too."""
+    if new_status == "mismatch":
+        return base_status != "mismatch"
+    return new_status in NOT_OK and base_status not in NOT_OK
+
+
 def compare_pair(base: dict[str, Any], new: dict[str, Any], threshold: float | None,
                  min_abs_ms: float | None) -> Row:
     """Verdict for one case: a gated regression needs ratio, absolute change and significance."""
@@ -92,13 +99,17 @@ def compare_pair(base: dict[str, Any], new: dict[str, Any], threshold: float | N
     bs, ns = str(base.get("status")), str(new.get("status"))
     b_ms, n_ms = median_ms(base), median_ms(new)
     row = Row(record_key(new), bs, ns, b_ms, n_ms, None, "same", False)
-    if ns in FAILING and bs not in FAILING:
+    if _newly_failing(bs, ns):
         row.verdict, row.gated = "new failure", True
         return row
-    if bs in FAILING and ns == "ok":
+    if bs in NOT_OK and ns == "ok":
         row.verdict = "fixed"
+        return row
+    if bs == "ok" and ns == "unsupported":
+        row.verdict, row.gated = "now unsupported", True  # lost coverage is not a pass
+        return row
     if not b_ms or not n_ms:
-        row.verdict = row.verdict if row.verdict == "fixed" else "untimed"
+        row.verdict = "untimed"
         return row
     row.p_value = mann_whitney_p(_samples(base), _samples(new))
     significant = row.p_value is not None and row.p_value < ALPHA
@@ -136,7 +147,7 @@ def geomean_by_backend(rows: list[Row]) -> dict[str, tuple[float, int]]:
 def environment_differences(base: Run, new: Run) -> list[str]:
     """What differs between the two runs' environments (device name, versions, host...)."""
     out = []
-    be, ne = base.environment, new.environment
+    be, ne = _comparable(base.environment), _comparable(new.environment)
     for key in ENV_KEYS:
         if key == "versions":
             bv, nv = be.get(key) or {}, ne.get(key) or {}
@@ -146,6 +157,15 @@ def environment_differences(base: Run, new: Run) -> list[str]:
         elif be.get(key) != ne.get(key):
             out.append(f"{key} {be.get(key)!r} vs {ne.get(key)!r}")
     return out
+
+
+def _comparable(env: dict[str, Any]) -> dict[str, Any]:
+    """The environment without what changes between any two runs (GPU clocks, temperature)."""
+    gpu = env.get("gpu")
+    view = {k: env.get(k) for k in ENV_KEYS}
+    if isinstance(gpu, dict):
+        view["gpu"] = {k: gpu.get(k) for k in GPU_KEYS}
+    return view
 
 
 def load_pair(base: str, new: str) -> tuple[Run, Run]:
@@ -163,6 +183,7 @@ def print_comparison(base: Run, new: Run, rows: list[Row], missing: list[tuple],
     import sys
 
     from rich.table import Table
+    from rich.text import Text
 
     from attnbench.tables import console
 
@@ -180,9 +201,9 @@ def print_comparison(base: Run, new: Run, rows: list[Row], missing: list[tuple],
         if show_all or r.verdict != "same":
             verdict = r.verdict + (f" ({r.base_status} → {r.new_status})"
                                    if r.base_status != r.new_status else "")
-            table.add_row(*r.key[:2], r.key[2], r.key[3], _fmt(r.base_ms, ".4f"),
-                          _fmt(r.new_ms, ".4f"), _fmt(r.ratio, ".3f"), _fmt(r.p_value, ".2g"),
-                          ("[bold red]" if r.gated else "") + verdict)
+            table.add_row(*r.key, _fmt(r.base_ms, ".4f"), _fmt(r.new_ms, ".4f"),
+                          _fmt(r.ratio, ".3f"), _fmt(r.p_value, ".2g"),
+                          Text(verdict, style="bold red" if r.gated else ""))
     if table.row_count:
         out.print(table)
     means = Table(title="geometric mean of new/base per backend", title_justify="left")
@@ -207,6 +228,8 @@ def run_compare(base_path: str, new_path: str, threshold: float | None, min_abs_
     gated = [r for r in rows if r.gated]
     counts = {v: sum(r.verdict == v for r in rows) for v in dict.fromkeys(r.verdict for r in rows)}
     summary = ", ".join(f"{n} {v}" for v, n in counts.items()) or "no common records"
+    if missing:
+        summary += f", {len(missing)} missing from the new run"
     if gated:
         names = sorted({f"{r.key[3]} ({r.verdict})" for r in gated})
         print(f"compare: FAILED, {len(gated)} gated: " + ", ".join(names) + f". [{summary}]")

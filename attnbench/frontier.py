@@ -11,10 +11,10 @@ from typing import Any
 from attnbench.case import Case
 from attnbench.errors import UsageError
 from attnbench.execute import Options
-from attnbench.results import RunWriter, new_run_id
+from attnbench.results import STOPPED, RunWriter, new_run_id
 from attnbench.runner import Plan, RunResult, run_plan
 
-STOPS = ("oom", "timeout", "crashed", "error", "unsupported")
+STOPS = (*STOPPED, "unsupported")  # a size the backend refuses ends its climb too
 DEFAULT_MAX = {"cpu": 65536, "cuda": 262144}
 
 

@@ -182,8 +182,23 @@ def error_ratio(rec: dict[str, Any]) -> float | None:
     ratios = []
     for o in outputs:
         err, bound = o.get("max_abs_err"), o.get("bound")
-        if isinstance(err, (int, float)) and isinstance(bound, (int, float)) and bound > 0:
-            ratios.append(err / bound if err == err else float("inf"))
-        elif o.get("nonfinite"):
+        if o.get("nonfinite") or o.get("error"):  # NaN/Inf or a wrong shape: fails outright
             ratios.append(float("inf"))
+        elif isinstance(err, (int, float)) and isinstance(bound, (int, float)) and bound > 0:
+            ratios.append(err / bound if err == err else float("inf"))
     return max(ratios) if ratios else None
+
+
+def failure_text(rec: dict[str, Any]) -> str:
+    """Why a record is not ok: its error, else every output that failed, else its reasons."""
+    if rec.get("error"):
+        return str(rec["error"])
+    bad = [o for o in (rec.get("agreement") or {}).get("outputs") or [] if not o.get("passed")]
+    return "; ".join(_output_failure(o) for o in bad) or "; ".join(rec.get("reasons") or [])
+
+
+def _output_failure(o: dict[str, Any]) -> str:
+    if o.get("error"):
+        return f"{o.get('name')}: {o['error']}"
+    return (f"{o.get('name')}: max_abs_err {o.get('max_abs_err'):.3g} > bound "
+            f"{o.get('bound'):.3g} ({o.get('rule')}), nonfinite {o.get('nonfinite')}")

@@ -14,6 +14,7 @@ from attnbench.groups import (
     Group,
     Run,
     error_ratio,
+    failure_text,
     field_label,
     make_groups,
     median_ms,
@@ -21,9 +22,9 @@ from attnbench.groups import (
     read_runs,
 )
 from attnbench.render import Cell, Doc, Heading, Image, Table, Text, to_html, to_markdown
+from attnbench.results import NOT_OK
 from attnbench.scaling import Scaling, analyse
 
-NOT_OK = ("mismatch", "error", "oom", "timeout", "crashed")
 STATUS_MARK = {"ok": "✓", "mismatch": "✗"}
 
 
@@ -254,20 +255,11 @@ def failures_section(groups: list[Group]) -> list[Any]:
             if r.get("status") in NOT_OK:
                 rows.append([Cell(v) for v in (g.run.label, g.scenario, r["backend"],
                                                str(r.get("case_id")), str(r.get("status")))]
-                            + [Cell(failure_message(r)[:500], wrap=True)])
+                            + [Cell(failure_text(r)[:500], wrap=True)])
     if not rows:
         return [Heading(2, "Not ok"), Text("every record is ok or unsupported.")]
     return [Heading(2, "Not ok"), Table(["run", "scenario", "backend", "case", "status",
                                          "message"], rows)]
-
-
-def failure_message(rec: dict[str, Any]) -> str:
-    if rec.get("error"):
-        return str(rec["error"])
-    bad = [o for o in (rec.get("agreement") or {}).get("outputs") or [] if not o.get("passed")]
-    return "; ".join(f"{o.get('name')}: max_abs_err {o.get('max_abs_err')} > bound "
-                     f"{o.get('bound')} ({o.get('rule')}), nonfinite {o.get('nonfinite')}"
-                     for o in bad) or "; ".join(rec.get("reasons") or [])
 
 
 CSV_FIELDS = ["run", "scenario", "device", "backend", "case_id", "variant", "batch", "heads_q",

@@ -26,11 +26,10 @@ from attnbench.errors import UsageError
 from attnbench.execute import Options, base_record, execute
 from attnbench.plugins import Registry
 from attnbench.progress import Progress, auto_progress
-from attnbench.results import RunWriter, new_run_id, read_run, record_key
+from attnbench.results import CHECK_FAILED, RunWriter, new_run_id, read_run, record_key
 from attnbench.roof import METHOD, roof_fraction
 from attnbench.worker import WorkerDied, WorkerProcess, WorkerTimeout
 
-FAILED = ("mismatch", "error", "crashed", "timeout")
 BASE_TIMEOUT_S = 300.0
 BUDGET_TIMEOUT_FACTOR = 10.0
 
@@ -73,7 +72,7 @@ class RunResult:
     stopped: str | None = None
 
     def failed(self) -> list[dict[str, Any]]:
-        return [r for r in self.records if r["status"] in FAILED]
+        return [r for r in self.records if r["status"] in CHECK_FAILED]
 
 
 def resolve_devices(devices: list[str]) -> list[str]:

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from attnbench.groups import Group, median_ms, peak_bytes
+from attnbench.results import STOPPED
 
 MIN_POINTS = 3
 MIN_R2 = 0.95
-STOPS = ("oom", "timeout", "crashed", "error")
 
 
 @dataclass
@@ -79,7 +79,7 @@ def frontier(recs: list[dict[str, Any]], axis: str) -> tuple[int | None, int | N
     """Largest size that ran ok, and the smallest size above it that stopped (oom, timeout...)."""
     ok = [int(r[axis]) for r in recs if r.get("status") in ("ok", "mismatch")]
     reached = max(ok) if ok else None
-    stops = sorted((int(r[axis]), r["status"]) for r in recs if r.get("status") in STOPS
+    stops = sorted((int(r[axis]), r["status"]) for r in recs if r.get("status") in STOPPED
                    and (reached is None or int(r[axis]) > reached))
     if not stops:
         return reached, None, None

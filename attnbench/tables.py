@@ -7,16 +7,18 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from attnbench.groups import error_ratio, failure_text, field_label
+
 MARK = {"ok": "✓", "mismatch": "✗ mismatch", "unsupported": "–", "error": "error",
         "oom": "oom", "timeout": "timeout", "crashed": "crashed"}
 LABEL_FIELDS = ("batch", "heads_q", "heads_kv", "seq_q", "seq_kv", "head_dim", "dtype", "mask",
                 "mode", "scale")
-SHORT = {"batch": "b", "heads_q": "hq", "heads_kv": "hkv", "seq_q": "q", "seq_kv": "k",
-         "head_dim": "d", "scale": "s"}
 
 
 def console() -> Console:
-    return Console(width=None if Console().is_terminal else 200, highlight=False)
+    """A console that prints text as it is: plugin and error strings are not rich markup."""
+    width = None if Console().is_terminal else 200
+    return Console(width=width, highlight=False, markup=False)
 
 
 def case_labels(records: list[dict[str, Any]]) -> dict[str, str]:
@@ -24,15 +26,9 @@ def case_labels(records: list[dict[str, Any]]) -> dict[str, str]:
     varying = [f for f in LABEL_FIELDS if len({r.get(f) for r in records}) > 1] or ["seq_kv"]
     out = {}
     for r in records:
-        parts = [_label(f, r.get(f)) for f in varying]
+        parts = [field_label(f, r.get(f)) for f in varying]
         out[r["case_id"]] = " ".join(parts)
     return out
-
-
-def _label(name: str, value: Any) -> str:
-    if name == "scale":
-        return "s=default" if value is None else f"s={value:g}"
-    return f"{SHORT[name]}{value}" if name in SHORT else str(value)
 
 
 def cell(rec: dict[str, Any], timed: bool) -> str:
@@ -41,9 +37,8 @@ def cell(rec: dict[str, Any], timed: bool) -> str:
     if status in ("ok", "mismatch") and timed and med is not None:
         return f"{med:.3f} {'✓' if status == 'ok' else '✗'}"
     if status in ("ok", "mismatch"):
-        err = rec["agreement"]["outputs"][0]
-        ratio = err.get("max_abs_err", float("nan")) / max(err.get("bound") or 1e-300, 1e-300)
-        return f"{MARK[status]} {ratio:.2f}"
+        ratio = error_ratio(rec)
+        return f"{MARK[status]} {ratio:.2f}" if ratio is not None else MARK[status]
     return MARK.get(status, status)
 
 
@@ -79,13 +74,7 @@ def failures(records: list[dict[str, Any]]) -> Table | None:
     for col in ("backend", "case", "status", "detail"):
         table.add_column(col)
     for r in bad:
-        detail = r.get("error") or ""
-        if r["status"] == "mismatch":
-            o = r["agreement"]["outputs"][0]
-            detail = o.get("error") or (
-                f"max_abs_err {o['max_abs_err']:.3g} > bound {o['bound']:.3g} ({o['rule']}); "
-                f"nonfinite {o['nonfinite']}")
-        table.add_row(r["backend"], r["case_id"], r["status"], detail[:300])
+        table.add_row(r["backend"], r["case_id"], r["status"], failure_text(r)[:300])
     return table
 
 

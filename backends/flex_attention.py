@@ -71,7 +71,7 @@ class FlexAttention(Backend):
         block_mask = causal_block_mask(case, str(q.device)) if case.mask == "causal" else None
         kwargs = {"block_mask": block_mask, "scale": inputs.scale,
                   "enable_gqa": case.heads_q != case.heads_kv}
-        empty = (~inputs.visible()).all(dim=-1, keepdim=True) if inputs.has_empty_rows() else None
+        empty = inputs.empty_rows()
 
         def run() -> Any:
             out = flex(q, k, v, **kwargs)

@@ -22,14 +22,14 @@ class NumpyNaive(Backend):
         v = np.repeat(inputs.v, group, axis=1) if group > 1 else inputs.v
         kt = np.ascontiguousarray(np.swapaxes(k, -1, -2))
         scale = q.dtype.type(inputs.scale)
-        vis = inputs.visible() if case.mask != "none" else None
-        empty = ~vis.any(axis=-1)[:, None] if inputs.has_empty_rows() else None
+        hidden = ~inputs.visible() if case.mask != "none" else None
+        empty = inputs.empty_rows()
 
         def run() -> np.ndarray:
             s = np.matmul(q, kt)
             s *= scale
-            if vis is not None:
-                np.copyto(s, -np.inf, where=~vis)
+            if hidden is not None:
+                np.copyto(s, -np.inf, where=hidden)
             m = s.max(axis=-1, keepdims=True)
             if empty is not None:
                 m[..., empty[:, 0], :] = 0

@@ -25,11 +25,16 @@ class TorchNaive(Backend):
         group = case.heads_q // case.heads_kv
         q, k, v = inputs.q, inputs.k, inputs.v
         hidden = None if case.mask == "none" else ~inputs.visible()
-        empty = hidden.all(dim=-1, keepdim=True) if inputs.has_empty_rows() else None
+        empty = inputs.empty_rows()
+        # expand kv heads once here, as numpy-naive does; with autograd the expansion must be
+        # part of every call (a graph built in prepare() is freed by the first backward)
+        expand_per_call = group > 1 and k.requires_grad
+        if group > 1 and not expand_per_call:
+            k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
 
         def run() -> Any:
-            kk = k.repeat_interleave(group, dim=1) if group > 1 else k
-            vv = v.repeat_interleave(group, dim=1) if group > 1 else v
+            kk = k.repeat_interleave(group, dim=1) if expand_per_call else k
+            vv = v.repeat_interleave(group, dim=1) if expand_per_call else v
             s = torch.matmul(q, kk.transpose(-1, -2)) * inputs.scale
             if hidden is not None:
                 s = s.masked_fill(hidden, float("-inf"))

@@ -54,7 +54,7 @@ class TorchSDPA(Backend):
         if case.heads_q != case.heads_kv:
             kwargs["enable_gqa"] = True
         q, k, v = inputs.q, inputs.k, inputs.v
-        empty = (~inputs.visible()).all(dim=-1, keepdim=True) if inputs.has_empty_rows() else None
+        empty = inputs.empty_rows()
         forced = getattr(SDPBackend, self.kernel) if self.kernel else None
 
         def call() -> Any:

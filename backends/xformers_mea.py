@@ -61,7 +61,7 @@ class XformersMEA(Backend):
         bias = causal_bias(case)
         scale = inputs.scale
         out_shape = (case.batch, case.seq_q, case.heads_q, case.head_dim)
-        empty = (~inputs.visible()).all(dim=-1, keepdim=True) if inputs.has_empty_rows() else None
+        empty = inputs.empty_rows()
 
         def run() -> Any:
             try:
