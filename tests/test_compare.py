@@ -96,3 +96,27 @@ def test_own_mann_whitney_agrees_with_scipy(seed: int):
     a = [round(rng.gauss(0, 1), 1) for _ in range(30)]  # rounding makes ties
     b = [round(rng.gauss(0.5, 1), 1) for _ in range(25)]
     assert _mann_whitney_normal(a, b) == pytest.approx(mann_whitney_p(a, b), rel=0.05, abs=1e-4)
+
+
+@pytest.mark.parametrize("base, new, verdict, gated", [
+    ("error", "mismatch", "new failure", True),  # a wrong answer is new even after an error
+    ("mismatch", "ok", "fixed", False),
+    ("ok", "unsupported", "now unsupported", True),  # lost coverage
+    ("mismatch", "mismatch", "same", False),
+])
+def test_status_changes(base: str, new: str, verdict: str, gated: bool):
+    row = compare_pair(_rec([1.0] * 5, base), _rec([1.0] * 5, new), None, None)
+    assert (row.verdict, row.gated) == (verdict, gated)
+
+
+def test_gpu_clocks_and_temperature_are_not_an_environment_difference():
+    from attnbench.compare import environment_differences
+    from attnbench.groups import Run
+
+    def run(clock: str, driver: str) -> Run:
+        gpu = {"name": "H100", "driver": driver, "cuda": "13.0",
+               "devices": [{"clocks.sm": clock, "temperature.gpu": clock}]}
+        return Run(Path("."), {"environment": {"gpu": gpu, "host": "h"}}, [])
+
+    assert environment_differences(run("1980", "580"), run("1755", "580")) == []
+    assert environment_differences(run("1980", "580"), run("1980", "590"))

@@ -1,0 +1,35 @@
+"""Terminal tables: failure text from every failing output, plugin text printed as it is."""
+
+from __future__ import annotations
+
+from attnbench.groups import error_ratio, failure_text
+from attnbench.tables import console, failures
+
+
+def _grad_mismatch() -> dict:
+    ok = {"name": "out", "passed": True, "max_abs_err": 1e-7, "bound": 1e-6, "nonfinite": 0}
+    bad = {"name": "dq", "passed": False, "max_abs_err": 0.5, "bound": 1e-5, "rule": "3x",
+           "nonfinite": 0}
+    return {"backend": "b", "case_id": "c", "status": "mismatch", "error": None,
+            "agreement": {"outputs": [ok, bad]}}
+
+
+def test_failure_text_names_the_failing_gradient_not_the_passing_output():
+    text = failure_text(_grad_mismatch())
+    assert text.startswith("dq:") and "0.5" in text and "out:" not in text
+    assert error_ratio(_grad_mismatch()) == 0.5 / 1e-5
+
+
+def test_a_wrong_shape_is_a_failure_with_its_message():
+    rec = {"status": "mismatch", "agreement": {"outputs": [
+        {"name": "out", "passed": False, "error": "shape (1, 2) != expected (1, 3)"}]}}
+    assert failure_text(rec) == "out: shape (1, 2) != expected (1, 3)"
+    assert error_ratio(rec) == float("inf")
+
+
+def test_error_text_with_brackets_is_printed_as_it_is(capsys):
+    rec = {"backend": "b", "case_id": "c", "status": "error",
+           "error": "RuntimeError: bad [/tmp/x] shape [b, h, s, d]"}
+    console().print(failures([rec]))
+    out = capsys.readouterr().out
+    assert "[/tmp/x]" in out and "[b, h, s, d]" in out
