@@ -96,6 +96,8 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ScenarioError(f"{p}: no such scenario file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ScenarioError(f"{p}: not valid TOML: {exc}") from None
+    except OSError as exc:  # a folder, no permission
+        raise ScenarioError(f"{p}: cannot read the scenario file: {exc.strerror}") from None
     _validate(spec, str(p))
     name = spec.get("name", p.stem)
     scenario = Scenario(name, spec.get("description", ""), str(p), spec)

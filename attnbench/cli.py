@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"attnbench: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # a path the user gave cannot be written or read (-o, --junit-xml)
+        print(f"attnbench: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("attnbench: interrupted", file=sys.stderr)
         return 130

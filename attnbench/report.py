@@ -115,7 +115,8 @@ def group_table(g: Group, baseline: str) -> Table:
     rows = []
     for case_id in sorted(by_case, key=lambda c: order[c]):
         recs = by_case[case_id]
-        base = median_ms(recs[baseline]) if baseline in recs else None
+        base_rec = recs.get(baseline) or {}
+        base = median_ms(base_rec) if base_rec.get("status") == "ok" else None  # as csv, plots
         timed = {b: median_ms(r) for b, r in recs.items() if r.get("status") == "ok"}
         timed = {b: m for b, m in timed.items() if m is not None}
         best = min(timed, key=lambda b: timed[b]) if len(timed) > 1 else None

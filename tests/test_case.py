@@ -146,3 +146,8 @@ def test_backward_scenario_asks_for_every_mode():
     cases = resolve_scenario("backward").cases("cpu")
     assert {c.mode for c in cases} == {"fwd", "bwd", "fwd_bwd"}
     assert len(cases) == 9 and all(c.mask == "causal" for c in cases)
+
+
+def test_a_folder_is_not_a_scenario_file(tmp_path: Path):
+    with pytest.raises(ScenarioError, match="cannot read the scenario file"):
+        load_scenario(tmp_path)
