@@ -95,7 +95,6 @@ def run_frontier(plan: Plan, out_dir: Path | None, opts: Options, meta: dict[str
                     step = replace(plan, items=[(c.scenario, c.case) for c in live],
                                    backends=[backend])
                     _level(live, step, opts, limit, writer, result, run_kw)
-            _write_stops(out, chains)
         result.finished = True
     finally:
         _write_stops(out, chains)
@@ -107,7 +106,8 @@ def _level(live: list[Chain], plan: Plan, opts: Options, limit: int | None,
            writer: RunWriter, result: RunResult, run_kw: dict[str, Any]) -> None:
     """Run the current case of every live chain of one backend (one run_plan call)."""
     with tempfile.TemporaryDirectory(prefix="attnbench-frontier-") as tmp:
-        step = run_plan(plan, Path(tmp) / "step", opts, {}, **run_kw)
+        known = {"roofs": writer.meta["roofs"]} if writer.meta.get("roofs") else {}
+        step = run_plan(plan, Path(tmp) / "step", opts, known, **run_kw)  # roof measured once
         step_meta = json.loads((Path(tmp) / "step" / "run.json").read_text())
     if step_meta.get("roofs") and "roofs" not in writer.meta:
         writer.write_meta(roofs=step_meta["roofs"])
