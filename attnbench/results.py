@@ -46,7 +46,7 @@ class RunWriter:
         os.replace(tmp, self.dir / "run.json")
 
     def append(self, record: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(record, default=_json_default) + "\n")
+        self._fh.write(json.dumps(record, default=json_default) + "\n")
         self._fh.flush()
         os.fsync(self._fh.fileno())
 
@@ -56,7 +56,7 @@ class RunWriter:
         self.write_meta(finished=finished, ended=now, **updates)
 
 
-def _json_default(x: Any) -> Any:
+def json_default(x: Any) -> Any:
     if hasattr(x, "tolist"):
         return x.tolist()
     if hasattr(x, "item"):

@@ -200,6 +200,9 @@ class Sweep:
         self.worker_stats["overhead_ms"].append(round(overhead_ms, 3))
         rec = reply.data["record"]
         rec["worker"] = {"pid": w.info.get("pid"), "overhead_ms": round(overhead_ms, 3)}
+        if reply.data.get("restart"):  # e.g. a CUDA error that broke the context: fresh worker
+            w.stop()
+            rec["worker"]["restarted_after"] = True
         return rec
 
 

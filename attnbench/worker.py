@@ -232,13 +232,24 @@ class Session:
             return {"task": msg.get("task"), "missing": f"backend {msg['backend']!r} not found "
                     f"in the worker ({why})"}
         rec = execute(backend, msg["scenario"], case, lambda: self.case_data(case), self.opts)
-        return {"task": msg.get("task"), "record": rec, "worker_s": time.perf_counter() - t0}
+        return {"task": msg.get("task"), "record": rec, "worker_s": time.perf_counter() - t0,
+                "restart": poisons_process(rec)}
+
+
+# CUDA errors after which the process's CUDA context is unusable: every later case would fail
+POISON = ("CUDA error", "illegal memory access", "device-side assert", "CUBLAS_STATUS",
+          "cudaError", "CUDNN_STATUS")
+
+
+def poisons_process(rec: dict[str, Any]) -> bool:
+    """True when the record's error leaves the worker unfit for the next case."""
+    return rec.get("status") == "error" and any(s in (rec.get("error") or "") for s in POISON)
 
 
 def _send(out: IO[str], obj: dict[str, Any]) -> None:
-    from attnbench.results import _json_default
+    from attnbench.results import json_default
 
-    out.write(json.dumps(obj, default=_json_default) + "\n")
+    out.write(json.dumps(obj, default=json_default) + "\n")
     out.flush()
 
 

@@ -13,8 +13,9 @@ from attnbench.runner import make_plan, run_plan
 from attnbench.worker import exit_reason
 
 BAD = {"test-segfaults": "crashed", "test-hangs": "timeout", "test-hog": "oom",
-       "test-raises": "error", "test-returns-nan": "mismatch"}
-PLUGINS = ["segfaults.py", "hangs.py", "hog.py", "raises.py", "returns_nan.py"]
+       "test-raises": "error", "test-returns-nan": "mismatch", "test-cuda-poison": "error"}
+PLUGINS = ["segfaults.py", "hangs.py", "hog.py", "raises.py", "returns_nan.py",
+           "cuda_poison.py"]
 # the bad case (seq 64) comes first, so a dead worker must be restarted for the next case
 SCENARIO = """name = "tiny"
 [base]
@@ -48,7 +49,7 @@ def bad_sweep(tmp_path_factory):
 
 def test_sweep_with_bad_plugins_finishes(bad_sweep):
     assert bad_sweep.finished
-    assert len(bad_sweep.records) == 12
+    assert len(bad_sweep.records) == 14
     lines = (bad_sweep.out_dir / "records.jsonl").read_text().splitlines()
     assert [json.loads(x)["status"] for x in lines] == [r["status"] for r in bad_sweep.records]
     meta = json.loads((bad_sweep.out_dir / "run.json").read_text())
@@ -76,3 +77,11 @@ def test_records_come_from_separate_worker_processes(bad_sweep):
     assert len(set(pids.values())) == len(pids) and os.getpid() not in pids.values()
     overheads = [r["worker"]["overhead_ms"] for r in bad_sweep.records if "worker" in r]
     assert all(0 <= x < 1000 for x in overheads)
+
+
+def test_a_broken_cuda_context_gets_a_fresh_worker(bad_sweep):
+    by = {r["seq_kv"]: r for r in bad_sweep.records if r["backend"] == "test-cuda-poison"}
+    assert by[64]["status"] == "error" and by[64]["worker"]["restarted_after"]
+    assert by[32]["status"] == "ok" and by[32]["worker"]["pid"] != by[64]["worker"]["pid"]
+    plain = {r["seq_kv"]: r for r in bad_sweep.records if r["backend"] == "test-raises"}
+    assert plain[32]["worker"]["pid"] == plain[64]["worker"]["pid"]  # an ordinary error: kept
