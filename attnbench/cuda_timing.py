@@ -131,17 +131,25 @@ def time_cuda(
     ops: CudaOps,
     config: CudaTimerConfig | None = None,
     first_call_ms: float | None = None,
+    budget_ms: float | None = None,
 ) -> Timing:
-    """Time fn on the GPU per METHOD.md; samples are per-call device times in ms (cold L2)."""
+    """Time fn on the GPU per METHOD.md; samples are per-call device times in ms (cold L2).
+
+    budget_ms (the user's --budget) caps the timed iterations of a slow kernel, never below 3.
+    """
     cfg = config or CudaTimerConfig()
     est = estimate_ms(fn, ops)
     warm = warmup_count(est, cfg)
     for _ in range(warm):
         fn()
     n = iterations(est, cfg)
+    capped = budget_ms is not None and n * est > budget_ms and n > 3
+    if capped:
+        n = max(3, int(budget_ms / max(est, 1e-6)))
     samples = timed_batch(fn, ops, n, cfg.flush)
     timing = Timing(samples, 1, first_call_ms, warm + ESTIMATE_CALLS, summarize(samples))
-    timing.stats.update(estimate_ms=est, l2="cold" if cfg.flush else "warm", clock="cuda-events")
+    timing.stats.update(estimate_ms=est, l2="cold" if cfg.flush else "warm", clock="cuda-events",
+                        capped_by_budget=capped)
     want_graph = cfg.graph if cfg.graph is not None else est < GRAPH_BELOW_MS
     if want_graph:
         timing.stats["graph"] = time_graph(fn, ops, n)

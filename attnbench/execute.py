@@ -172,7 +172,7 @@ def _time(fn: Any, device: str, ops: Any, opts: Options, first_ms: float) -> dic
     if device == "cuda":
         from attnbench.cuda_timing import time_cuda
 
-        t = time_cuda(fn, ops, first_call_ms=first_ms)
+        t = time_cuda(fn, ops, first_call_ms=first_ms, budget_ms=opts.timer.budget_s * 1e3)
         return {**t.stats, "samples_ms": t.samples_ms, "loops": 1,
                 "warmup_calls": t.warmup_calls}
     t = time_cpu(fn, opts.timer, first_call_ms=first_ms)
