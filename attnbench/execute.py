@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import traceback
 from collections.abc import Callable
@@ -62,12 +63,21 @@ class CaseData:
         """Max error of the same-dtype naive baseline on this device; None if there is none."""
         if framework not in self._baseline:
             try:
-                out = baseline_rows(inputs, self.rows, framework)
+                with _no_grad(framework):  # the baseline needs no autograd graph
+                    out = baseline_rows(inputs, self.rows, framework)
                 self._baseline[framework] = agreement.metrics(
                     agreement.to_numpy64(out), self.ref)["max_abs_err"]
             except Exception:
                 self._baseline[framework] = None
         return self._baseline[framework]
+
+
+def _no_grad(framework: str) -> Any:
+    if framework == "torch":
+        import torch
+
+        return torch.no_grad()
+    return contextlib.nullcontext()
 
 
 def base_record(scenario: str, case: Case, backend: Backend) -> dict[str, Any]:
@@ -129,6 +139,7 @@ def _measure(
         run = grad.prepare_grad(lambda: backend.prepare(inputs), inputs, d_out, case.mode,
                                 lambda: sync(case.device))
         fn, out, first_ms, grads = run.step, run.out, run.first_call_ms, run.grads
+        del run  # so that `del out, grads` below frees the first call's tensors
     rec["agreement"] = _agree(out, inputs, data, backend.framework)
     if grads is not None:
         _add_grads(rec["agreement"], grad.check_grads(data, inputs, grads, d_out))
@@ -173,11 +184,8 @@ def _time(fn: Any, device: str, ops: Any, opts: Options, first_ms: float) -> dic
         from attnbench.cuda_timing import time_cuda
 
         t = time_cuda(fn, ops, first_call_ms=first_ms, budget_ms=opts.timer.budget_s * 1e3)
-        return {**t.stats, "samples_ms": t.samples_ms, "loops": 1,
-                "warmup_calls": t.warmup_calls}
-    t = time_cpu(fn, opts.timer, first_call_ms=first_ms)
-    return {**t.stats, "samples_ms": t.samples_ms, "loops": t.loops,
-            "warmup_calls": t.warmup_calls, "clock": "perf_counter_ns"}
+        return t.record()
+    return time_cpu(fn, opts.timer, first_call_ms=first_ms).record()
 
 
 def _synced(fn: Any, device: str) -> Any:

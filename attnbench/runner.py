@@ -10,6 +10,7 @@ and is restarted for the next case.
 from __future__ import annotations
 
 import signal
+import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -296,14 +297,12 @@ def _cut_torn_tail(path: Path) -> None:
 
 
 def _worker_summary(stats: dict[str, Any]) -> dict[str, Any]:
-    over = sorted(stats["overhead_ms"])
+    def median(xs: list[float]) -> float | None:
+        return statistics.median(xs) if xs else None
+
     return {"starts": len(stats["starts"]), "restarts": stats["restarts"],
-            "start_s_median": _median(stats["starts"]), "overhead_ms_median": _median(over)}
-
-
-def _median(xs: list[float]) -> float | None:
-    xs = sorted(xs)
-    return xs[len(xs) // 2] if xs else None
+            "start_s_median": median(stats["starts"]),
+            "overhead_ms_median": median(stats["overhead_ms"])}
 
 
 def _env_end() -> dict[str, Any] | None:

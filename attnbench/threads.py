@@ -54,18 +54,3 @@ def _blas(n: int) -> list[dict[str, Any]] | None:
     return [{"api": p.get("internal_api"), "lib": os.path.basename(p.get("filepath", "")),
              "threads": p.get("num_threads")} for p in threadpool_info()]
 
-
-def current_threads() -> dict[str, Any]:
-    """What the pools report now, without changing anything."""
-    out: dict[str, Any] = {"cores": available_cores()}
-    try:
-        import torch
-        out["torch"] = int(torch.get_num_threads())
-    except ImportError:
-        out["torch"] = None
-    try:
-        import numba
-        out["numba"] = int(numba.get_num_threads())
-    except ImportError:
-        out["numba"] = None
-    return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,8 +41,10 @@ class Timing:
     warmup_calls: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def record(self) -> dict[str, Any]:
+        """What a record stores: the statistics, every raw sample and how they were taken."""
+        return {**self.stats, "samples_ms": self.samples_ms, "loops": self.loops,
+                "warmup_calls": self.warmup_calls}
 
 
 def summarize(samples_ms: list[float]) -> dict[str, Any]:
@@ -88,7 +90,7 @@ def time_cpu(
         if gc_was_enabled:
             gc.enable()
     ms = [s / loops / 1e6 for s in samples]
-    return Timing(ms, loops, first_call_ms, warm, summarize(ms))
+    return Timing(ms, loops, first_call_ms, warm, {**summarize(ms), "clock": "perf_counter_ns"})
 
 
 def _warm_up(
