@@ -48,7 +48,11 @@ def prepare_process(opts: Options) -> dict[str, Any]:
 
 
 class CaseData:
-    """Shared float64 inputs, checked rows and oracle output of one case, computed once."""
+    """Shared float64 inputs, checked rows and oracle output of one case.
+
+    A worker keeps the last one; the runner goes backend by backend, so each backend's worker
+    builds its own (the oracle costs a few rows, the inputs one RNG draw).
+    """
 
     def __init__(self, case: Case, seed: int):
         self.case = case

@@ -26,7 +26,12 @@ def new_run_id() -> str:
 
 def record_key(record: dict[str, Any]) -> tuple[str, str, str, str]:
     """What makes a record unique in a run: scenario, case id, device, backend."""
-    return (record["scenario"], record["case_id"], record["device"], record["backend"])
+    return key(record["scenario"], record["case_id"], record["device"], record["backend"])
+
+
+def key(scenario: str, case_id: str, device: str, backend: str) -> tuple[str, str, str, str]:
+    """The record key of a record not yet made (what resume skips)."""
+    return (scenario, case_id, device, backend)
 
 
 class RunWriter:

@@ -27,7 +27,7 @@ from attnbench.errors import UsageError
 from attnbench.execute import Options, base_record, execute
 from attnbench.plugins import Registry
 from attnbench.progress import Progress, auto_progress
-from attnbench.results import CHECK_FAILED, RunWriter, new_run_id, read_run, record_key
+from attnbench.results import CHECK_FAILED, RunWriter, key, new_run_id, read_run, record_key
 from attnbench.roof import METHOD, roof_fraction
 from attnbench.worker import WorkerDied, WorkerProcess, WorkerTimeout
 
@@ -244,7 +244,7 @@ def run_plan(
                 sweep.measure_roofs(writer, roof_s)
             for backend in plan.backends:
                 todo = [(s, c) for s, c in plan.items
-                        if (s, c.id, c.device, backend.name) not in done_keys]
+                        if key(s, c.id, c.device, backend.name) not in done_keys]
                 sweep.run_backend(backend, todo, finish)
         result.finished = True
     except KeyboardInterrupt as exc:
