@@ -21,6 +21,21 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def number(kind: type, minimum: float, strict: bool = False) -> Any:
+    """An argparse type: an int or float at least (or, strict, above) minimum."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value < minimum or (strict and value == minimum):
+            bound = f"above {minimum}" if strict else f"at least {minimum}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+        return value
+
+    return parse
+
+
 def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
                    help="load a backend plugin from a .py file or a module name (repeatable)")
@@ -37,11 +52,11 @@ def add_sweep(p: argparse.ArgumentParser, default_scenario: str) -> None:
                    help="run every case in this dtype instead of the scenario's (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="seed of the inputs (default 0)")
     p.add_argument("--out", metavar="DIR", help="result folder (default results/<run-id>)")
-    p.add_argument("--budget", type=float, default=2.0, metavar="SECONDS",
+    p.add_argument("--budget", type=number(float, 0, strict=True), default=2.0, metavar="SECONDS",
                    help="timing budget per case and backend (default 2.0)")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
+    p.add_argument("--threads", type=number(int, 1), default=None, metavar="N",
                    help="threads for torch, numba and BLAS in each worker (default: all cores)")
-    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--timeout", type=number(float, 0, strict=True), default=None, metavar="SECONDS",
                    help="kill a case's worker after this long and record it as timeout "
                         "(default 300 s plus 10 timing budgets)")
     p.add_argument("--resume", metavar="RUN_DIR",
@@ -76,7 +91,7 @@ def add_frontier(p: argparse.ArgumentParser) -> None:
                    help="from each scenario's smallest case, keep doubling the sequence length "
                         "per backend until it fails (oom, timeout, crash, error) or reaches "
                         "--frontier-max; where each stopped goes to frontier.json")
-    p.add_argument("--frontier-max", type=int, default=None, metavar="N",
+    p.add_argument("--frontier-max", type=number(int, 1), default=None, metavar="N",
                    help="largest key length --frontier tries (default 65536 on cpu, "
                         "262144 on cuda)")
 
@@ -90,10 +105,10 @@ def add_report_parsers(sub: Any) -> None:
     p = sub.add_parser("compare", help="compare two runs case by case; exit 1 on a regression")
     p.add_argument("base", metavar="BASE", help="the reference run folder")
     p.add_argument("new", metavar="NEW", help="the run folder to judge")
-    p.add_argument("--threshold", type=float, default=None, metavar="FRACTION",
+    p.add_argument("--threshold", type=number(float, 0), default=None, metavar="FRACTION",
                    help="slowdown that counts, as a fraction of the base median "
                         "(default 0.10 on cpu, 0.05 on cuda)")
-    p.add_argument("--min-abs", type=float, default=None, metavar="MS",
+    p.add_argument("--min-abs", type=number(float, 0), default=None, metavar="MS",
                    help="smallest absolute change in ms that counts (default 0.05 on cpu, "
                         "0.01 on cuda)")
     p.add_argument("--all", action="store_true", help="list every case, not only changed ones")
@@ -147,10 +162,6 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     plan = make_plan(registry, scenarios, args.backend, resolve_devices(args.device), args.dtype)
     if not plan.backends:
         raise UsageError("no backend is available to run")
-    if args.budget <= 0:
-        raise UsageError(f"--budget must be positive, got {args.budget}")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads must be at least 1, got {args.threads}")
     opts = Options(seed=args.seed, time_it=timed, timer=TimerConfig(budget_s=args.budget),
                    threads=args.threads, memory=timed)  # check: agreement only, no gc-heavy peaks
     meta = {"command": "attnbench " + shlex.join(argv), "config": _config(args, scenarios),
@@ -197,9 +208,7 @@ def _config(args: argparse.Namespace, scenarios: list[Any]) -> dict[str, Any]:
 
 
 def _adopt_resumed(args: argparse.Namespace) -> dict[str, Any] | None:
-    """With --resume, take the stored config (flags must agree); check --timeout either way."""
-    if args.timeout is not None and args.timeout <= 0:
-        raise UsageError(f"--timeout must be positive, got {args.timeout}")
+    """With --resume, take the stored config (flags must agree)."""
     if not args.resume:
         return None
     if getattr(args, "frontier", False):
@@ -220,8 +229,6 @@ def _runner(args: argparse.Namespace) -> Any:
 
     from attnbench.frontier import run_frontier
 
-    if args.frontier_max is not None and args.frontier_max < 1:
-        raise UsageError(f"--frontier-max must be positive, got {args.frontier_max}")
     return partial(run_frontier, limit=args.frontier_max, timeout_s=args.timeout)
 
 
@@ -237,10 +244,6 @@ def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
 def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
     from attnbench.compare import run_compare
 
-    for name in ("threshold", "min_abs"):
-        value = getattr(args, name)
-        if value is not None and value < 0:
-            raise UsageError(f"--{name.replace('_', '-')} must not be negative, got {value}")
     return run_compare(args.base, args.new, args.threshold, args.min_abs, args.all)
 
 
