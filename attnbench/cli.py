@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_list(args: argparse.Namespace, argv: list[str]) -> int:
     from attnbench.case import scenario_names
     from attnbench.plugins import build_registry
-    from attnbench.tables import backend_list, console
+    from attnbench.report.tables import backend_list, console
 
     registry = build_registry(args.plugin)
     out = console()
@@ -184,7 +184,7 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _print_results(args: argparse.Namespace, result: Any, timed: bool) -> None:
     """The summary tables, the records that are not ok, where the files went."""
-    from attnbench.tables import console, failures, summary
+    from attnbench.report.tables import console, failures, summary
 
     out = console()
     for table in summary(result.records, timed):
@@ -194,7 +194,7 @@ def _print_results(args: argparse.Namespace, result: Any, timed: bool) -> None:
         out.print(bad)
     print(f"results: {result.out_dir}")
     if getattr(args, "junit_xml", None):
-        from attnbench.junit import write_junit
+        from attnbench.report.junit import write_junit
 
         print(f"junit: {write_junit(result.records, args.junit_xml)}")
 
@@ -233,7 +233,7 @@ def _runner(args: argparse.Namespace) -> Any:
 
 
 def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
-    from attnbench.report import write_report
+    from attnbench.report.write import write_report
 
     report = write_report(args.runs, args.out, args.baseline)
     print(f"report: {report.html}")
@@ -242,7 +242,7 @@ def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
-    from attnbench.compare import run_compare
+    from attnbench.report.compare import run_compare
 
     return run_compare(args.base, args.new, args.threshold, args.min_abs, args.all)
 

@@ -14,6 +14,7 @@ from attnbench import inputs as inputs_mod
 from attnbench.backend import Backend, Unsupported
 from attnbench.baseline import baseline_rows
 from attnbench.case import Case
+from attnbench.record import Status, new_record
 from attnbench.reference import check_rows, oracle
 from attnbench.timing import TimerConfig, time_cpu
 
@@ -84,16 +85,6 @@ def _no_grad(framework: str) -> Any:
     return contextlib.nullcontext()
 
 
-def base_record(scenario: str, case: Case, backend: Backend) -> dict[str, Any]:
-    """The fields every record has, whatever its status."""
-    return {
-        "scenario": scenario, "case_id": case.id, "backend": backend.name,
-        **case.to_dict(), "softmax_scale": case.softmax_scale, "framework": backend.framework,
-        "flops": inputs_mod.flops(case), "io_bytes": inputs_mod.io_bytes(case),
-        "score_bytes": inputs_mod.score_bytes(case), "status": None, "reasons": [], "error": None,
-    }
-
-
 def sync(device: str) -> None:
     """Wait for queued device work (CUDA); a no-op on the CPU."""
     if device == "cuda":
@@ -110,21 +101,21 @@ def execute(
     get_data returns the case's shared inputs and oracle; it is called only when the
     backend supports the case, so an all-unsupported case costs no oracle.
     """
-    rec = base_record(scenario, case, backend)
     reasons = backend.unsupported(case)
     if reasons:
-        return {**rec, "status": "unsupported", "reasons": reasons}
+        return new_record(scenario, case, backend, Status.UNSUPPORTED, reasons=reasons)
+    rec = new_record(scenario, case, backend, Status.OK)
     try:
         return _measure(backend, get_data(), opts, rec)
     except Unsupported as exc:
-        return {**rec, "status": "unsupported", "reasons": [str(exc)]}
+        return new_record(scenario, case, backend, Status.UNSUPPORTED, reasons=[str(exc)])
     except MemoryError as exc:
-        return {**rec, "status": "oom", "error": f"MemoryError: {exc}"}
+        return new_record(scenario, case, backend, Status.OOM, error=f"MemoryError: {exc}")
     except Exception as exc:
-        status = "oom" if "out of memory" in str(exc).lower() else "error"
+        status = Status.OOM if "out of memory" in str(exc).lower() else Status.ERROR
         tb = traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-3)
-        return {**rec, "status": status, "error": f"{type(exc).__name__}: {exc}",
-                "traceback": "".join(tb)}
+        return new_record(scenario, case, backend, status, error=f"{type(exc).__name__}: {exc}",
+                          traceback="".join(tb))
 
 
 def _measure(
@@ -147,7 +138,7 @@ def _measure(
     rec["agreement"] = _agree(out, inputs, data, backend.framework)
     if grads is not None:
         _add_grads(rec["agreement"], grad.check_grads(data, inputs, grads, d_out))
-    rec["status"] = "ok" if rec["agreement"]["passed"] else "mismatch"
+    rec["status"] = (Status.OK if rec["agreement"]["passed"] else Status.MISMATCH).value
     rec["first_call_ms"] = first_ms
     del out, grads
     timed = _synced(fn, case.device)

@@ -11,7 +11,8 @@ from typing import Any
 from attnbench.case import Case
 from attnbench.errors import UsageError
 from attnbench.execute import Options
-from attnbench.results import STOPPED, RunWriter, new_run_id
+from attnbench.record import STOPPED
+from attnbench.results import RunWriter, new_run_id
 from attnbench.runner import Plan, RunResult, run_plan
 
 STOPS = (*STOPPED, "unsupported")  # a size the backend refuses ends its climb too

@@ -19,13 +19,13 @@ from attnbench.backend import Backend
 from attnbench.errors import UsageError
 
 BUILTIN_MODULES = (
-    "attnbench_backends.numpy_naive",
-    "attnbench_backends.numba_cpu",
-    "attnbench_backends.torch_naive",
-    "attnbench_backends.torch_sdpa",
-    "attnbench_backends.xformers_mea",
-    "attnbench_backends.flash_attn_func",
-    "attnbench_backends.flex_attention",
+    "attnbench.backends.numpy_naive",
+    "attnbench.backends.numba_cpu",
+    "attnbench.backends.torch_naive",
+    "attnbench.backends.torch_sdpa",
+    "attnbench.backends.xformers_mea",
+    "attnbench.backends.flash_attn_func",
+    "attnbench.backends.flex_attention",
 )
 AUTOLOAD_OFF_ENV = "ATTNBENCH_DISABLE_PLUGIN_AUTOLOAD"
 

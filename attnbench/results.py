@@ -11,27 +11,11 @@ from typing import Any
 from attnbench.errors import UsageError
 
 SCHEMA_VERSION = 1
-STATUSES = ("ok", "mismatch", "unsupported", "error", "oom", "timeout", "crashed")
-# What fails `check` (exit 1). oom is left out: it says the machine is too small, not that the
-# backend is wrong; it is reported, and skipped in JUnit.
-CHECK_FAILED = ("mismatch", "error", "crashed", "timeout")
-NOT_OK = (*CHECK_FAILED, "oom")  # listed as failures in reports; a new one is a regression
-STOPPED = ("oom", "timeout", "crashed", "error")  # where a backend stopped growing in size
 
 
 def new_run_id() -> str:
     """A sortable run id: UTC timestamp plus the process id."""
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
-
-
-def record_key(record: dict[str, Any]) -> tuple[str, str, str, str]:
-    """What makes a record unique in a run: scenario, case id, device, backend."""
-    return key(record["scenario"], record["case_id"], record["device"], record["backend"])
-
-
-def key(scenario: str, case_id: str, device: str, backend: str) -> tuple[str, str, str, str]:
-    """The record key of a record not yet made (what resume skips)."""
-    return (scenario, case_id, device, backend)
 
 
 class RunWriter:

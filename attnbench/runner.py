@@ -24,12 +24,13 @@ from attnbench import environment
 from attnbench.backend import Backend, device_failure
 from attnbench.case import Case, Scenario
 from attnbench.errors import UsageError
-from attnbench.execute import Options, base_record, execute
+from attnbench.execute import Options, execute
 from attnbench.plugins import Registry
 from attnbench.progress import Progress, auto_progress
-from attnbench.results import CHECK_FAILED, RunWriter, key, new_run_id, read_run, record_key
+from attnbench.record import CHECK_FAILED, Status, key, new_record, record_key
+from attnbench.results import RunWriter, new_run_id, read_run
 from attnbench.roof import METHOD, roof_fraction
-from attnbench.worker import WorkerDied, WorkerProcess, WorkerTimeout
+from attnbench.worker.parent import WorkerDied, WorkerProcess, WorkerTimeout
 
 BASE_TIMEOUT_S = 300.0
 BUDGET_TIMEOUT_FACTOR = 10.0
@@ -189,14 +190,14 @@ class Sweep:
                 self.worker_stats["starts"].append(round(w.start_s, 3))
             reply = w.request(task, self.timeout_s)
         except WorkerTimeout as exc:
-            return {**base_record(scenario, case, backend), "status": "timeout",
-                    "error": f"timeout: {exc}", "timeout_s": self.timeout_s}
+            return new_record(scenario, case, backend, Status.TIMEOUT, error=f"timeout: {exc}",
+                              timeout_s=self.timeout_s)
         except WorkerDied as exc:
-            return {**base_record(scenario, case, backend), "status": "crashed",
-                    "error": f"worker {exc.reason}", "log_tail": exc.log_tail}
+            return new_record(scenario, case, backend, Status.CRASHED,
+                              error=f"worker {exc.reason}", log_tail=exc.log_tail)
         if "record" not in reply.data:
-            return {**base_record(scenario, case, backend), "status": "error",
-                    "error": reply.data.get("missing", "no record in the worker's reply")}
+            return new_record(scenario, case, backend, Status.ERROR,
+                              error=reply.data.get("missing", "no record in the worker's reply"))
         overhead_ms = (reply.roundtrip_s - reply.data["worker_s"]) * 1e3
         self.worker_stats["overhead_ms"].append(round(overhead_ms, 3))
         rec = reply.data["record"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from attnbench.case import Case
 from attnbench.execute import Options
-from attnbench.worker import WorkerProcess
+from attnbench.worker.parent import WorkerProcess
 
 
 def main(n: int = 50) -> None:

@@ -11,7 +11,7 @@ import pytest
 from report_runs import real_run
 
 from attnbench.cli import main
-from attnbench.compare import _mann_whitney_normal, compare_pair, mann_whitney_p
+from attnbench.report.compare import _mann_whitney_normal, compare_pair, mann_whitney_p
 
 
 def test_run_against_itself_passes(capsys):
@@ -110,8 +110,8 @@ def test_status_changes(base: str, new: str, verdict: str, gated: bool):
 
 
 def test_gpu_clocks_and_temperature_are_not_an_environment_difference():
-    from attnbench.compare import environment_differences
-    from attnbench.groups import Run
+    from attnbench.report.compare import environment_differences
+    from attnbench.report.groups import Run
 
     def run(clock: str, driver: str) -> Run:
         gpu = {"name": "H100", "driver": driver, "cuda": "13.0",

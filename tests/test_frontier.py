@@ -60,7 +60,7 @@ def test_frontier_run_stops_where_the_backend_runs_out_of_memory(cli, tmp_path: 
     assert meta["finished"] is True
     assert [(r["seq_kv"], r["status"]) for r in records] == [(32, "ok"), (64, "oom")]
     assert records[-1]["frontier_stop"] == "oom"
-    from attnbench.report import write_report
+    from attnbench.report.write import write_report
 
     md = write_report([tmp_path / "fr"], tmp_path / "rep", "test-hog").markdown.read_text()
     frontier_rows = md.split("## Frontier")[1].split("##")[0]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from report_runs import real_run
 
-from attnbench.junit import write_junit
+from attnbench.report.junit import write_junit
 from attnbench.results import read_run
 
 

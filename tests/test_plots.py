@@ -9,8 +9,8 @@ import pytest
 from matplotlib.image import imread
 from report_runs import real_run
 
-from attnbench import plots
-from attnbench.groups import Group, Run, make_groups, read_runs
+from attnbench.report import plots
+from attnbench.report.groups import Group, Run, make_groups, read_runs
 
 
 def test_colours_follow_sorted_names_whatever_the_order():

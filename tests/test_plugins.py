@@ -17,7 +17,7 @@ PLUGIN_SOURCE = '''
 """A tiny plugin written by a test: {name} wraps the numpy-naive computation."""
 
 from attnbench import hookimpl
-from attnbench_backends.numpy_naive import NumpyNaive
+from attnbench.backends.numpy_naive import NumpyNaive
 
 
 class Mine(NumpyNaive):
@@ -130,7 +130,7 @@ def test_two_backends_with_one_name(plugin_path):
     with pytest.raises(UsageError) as info:
         build_registry([spec], autoload=False)
     msg = str(info.value)
-    assert "numpy-naive" in msg and spec in msg and "attnbench_backends.numpy_naive" in msg
+    assert "numpy-naive" in msg and spec in msg and "attnbench.backends.numpy_naive" in msg
 
 
 def test_duplicate_name_in_cli_exits_2(cli, plugin_path):

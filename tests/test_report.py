@@ -13,7 +13,7 @@ import pytest
 from report_runs import real_run
 
 from attnbench.cli import main
-from attnbench.report import write_report
+from attnbench.report.write import write_report
 from attnbench.results import read_run
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from attnbench.cli import main
-from attnbench.results import read_run, record_key
+from attnbench.record import record_key
+from attnbench.results import read_run
 
 SCENARIO = """name = "ten"
 [base]

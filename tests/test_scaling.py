@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from attnbench.scaling import fit_exponent, frontier
+from attnbench.report.scaling import fit_exponent, frontier
 
 
 @pytest.mark.parametrize("p", [1.0, 2.0, 0.5])

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from attnbench.groups import error_ratio, failure_text
-from attnbench.tables import console, failures
+from attnbench.record import error_ratio, failure_text
+from attnbench.report.tables import console, failures
 
 
 def _grad_mismatch() -> dict:

@@ -10,7 +10,7 @@ from attnbench.case import load_scenario
 from attnbench.execute import Options
 from attnbench.plugins import build_registry
 from attnbench.runner import make_plan, run_plan
-from attnbench.worker import exit_reason
+from attnbench.worker.parent import exit_reason
 
 BAD = {"test-segfaults": "crashed", "test-hangs": "timeout", "test-hog": "oom",
        "test-raises": "error", "test-returns-nan": "mismatch", "test-cuda-poison": "error"}

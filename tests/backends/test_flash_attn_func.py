@@ -16,7 +16,7 @@ import types
 import numpy as np
 import pytest
 import torch
-from attnbench_backends.flash_attn_func import flash_backends, parse_version
+from attnbench.backends.flash_attn_func import flash_backends, parse_version
 
 from attnbench.backend import device_failure, import_failure
 from attnbench.case import Case

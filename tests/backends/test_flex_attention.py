@@ -6,7 +6,7 @@ The first compile costs ~15-25 s cold on a 2-core CPU; later graphs a few second
 from __future__ import annotations
 
 import pytest
-from attnbench_backends.flex_attention import FlexAttention
+from attnbench.backends.flex_attention import FlexAttention
 
 from attnbench.backend import import_failure
 from attnbench.case import Case

@@ -17,7 +17,7 @@ import types
 import numpy as np
 import pytest
 import torch
-from attnbench_backends.xformers_mea import XformersMEA
+from attnbench.backends.xformers_mea import XformersMEA
 
 from attnbench.backend import device_failure, import_failure
 from attnbench.case import Case

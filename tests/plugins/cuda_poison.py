@@ -6,7 +6,7 @@ next case a fresh worker. The backend itself runs on the CPU; only its error tex
 
 from __future__ import annotations
 
-from attnbench_backends.numpy_naive import NumpyNaive
+from attnbench.backends.numpy_naive import NumpyNaive
 
 from attnbench import Backend, hookimpl
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from attnbench_backends.numpy_naive import NumpyNaive
+from attnbench.backends.numpy_naive import NumpyNaive
 
 from attnbench import Backend, hookimpl
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from attnbench_backends.numpy_naive import NumpyNaive
+from attnbench.backends.numpy_naive import NumpyNaive
 
 from attnbench import Backend, hookimpl
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ctypes
 
-from attnbench_backends.numpy_naive import NumpyNaive
+from attnbench.backends.numpy_naive import NumpyNaive
 
 from attnbench import Backend, hookimpl
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from attnbench_backends.numpy_naive import NumpyNaive
+from attnbench.backends.numpy_naive import NumpyNaive
 
 from attnbench import Backend, hookimpl
 

@@ -9,21 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from attnbench import plots
-from attnbench.groups import (
-    Group,
-    Run,
-    error_ratio,
-    failure_text,
-    field_label,
-    make_groups,
-    median_ms,
-    peak_bytes,
-    read_runs,
-)
-from attnbench.render import Cell, Doc, Heading, Image, Table, Text, to_html, to_markdown
-from attnbench.results import NOT_OK
-from attnbench.scaling import Scaling, analyse
+from attnbench.record import NOT_OK, error_ratio, failure_text, median_ms, peak_bytes
+from attnbench.report import plots
+from attnbench.report.groups import Group, Run, field_label, make_groups, read_runs
+from attnbench.report.render import Cell, Doc, Heading, Image, Table, Text, to_html, to_markdown
+from attnbench.report.scaling import Scaling, analyse
 
 STATUS_MARK = {"ok": "✓", "mismatch": "✗"}
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from attnbench.errors import UsageError
-from attnbench.groups import Run, median_ms, read_runs
-from attnbench.results import NOT_OK, record_key
+from attnbench.record import NOT_OK, median_ms, record_key
+from attnbench.report.groups import Run, read_runs
 
 ALPHA = 0.05
 DEFAULTS = {"cpu": (0.10, 0.050), "cuda": (0.05, 0.010)}  # (threshold, min_abs ms) per device
@@ -185,7 +185,7 @@ def print_comparison(base: Run, new: Run, rows: list[Row], missing: list[tuple],
     from rich.table import Table
     from rich.text import Text
 
-    from attnbench.tables import console
+    from attnbench.report.tables import console
 
     out = console()
     diffs = environment_differences(base, new)

@@ -13,7 +13,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from attnbench.groups import AXIS_TITLE, Group, error_ratio, median_ms, peak_bytes
+from attnbench.record import error_ratio, median_ms, peak_bytes
+from attnbench.report.groups import AXIS_TITLE, Group
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39")

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from attnbench.groups import Group, median_ms, peak_bytes
-from attnbench.results import STOPPED
+from attnbench.record import STOPPED, median_ms, peak_bytes
+from attnbench.report.groups import Group
 
 MIN_POINTS = 3
 MIN_R2 = 0.95

@@ -7,7 +7,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from attnbench.groups import error_ratio, failure_text, field_label
+from attnbench.record import error_ratio, failure_text
+from attnbench.report.groups import field_label
 
 MARK = {"ok": "✓", "mismatch": "✗ mismatch", "unsupported": "–", "error": "error",
         "oom": "oom", "timeout": "timeout", "crashed": "crashed"}

@@ -1,18 +1,4 @@
-"""Isolated execution: a worker process runs cases for the parent, which alone writes records.
-
-Why `python -m attnbench.worker` over a pipe, not multiprocessing: the worker is a fresh
-interpreter (no fork of a parent that has loaded torch, OpenMP or CUDA, which is unsafe), the
-protocol is JSON lines (the design forbids pickle), and the parent sees exactly how a worker died
-(`Popen.returncode`: -11 is SIGSEGV) and can SIGKILL it on a timeout without any manager process
-in between. pyperf does the same.
-
-Protocol, one JSON object a line. Parent -> worker: first a hello
-`{"plugins": [...], "autoload": bool, "options": {...}}`, then tasks
-`{"task": n, "scenario": s, "backend": name, "case": {...}}` or `{"roof": device, "dtypes": [...]}`.
-Worker -> parent: `{"ready": true, "pid": ..., "process": {...}}`, then one reply a task:
-`{"task": n, "record": {...}, "worker_s": seconds}`. Anything a backend prints goes to the
-worker's stderr (a log file the parent chose), never into the protocol.
-"""
+"""Parent side of a worker: start it, send a task, read its reply, kill it and its children."""
 
 from __future__ import annotations
 
@@ -25,9 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
-
-from attnbench.case import Case
+from typing import Any
 
 START_TIMEOUT_S = 120.0  # importing torch and plugins on a cold disk can take a while
 LOG_TAIL_BYTES = 2000
@@ -87,7 +71,7 @@ class WorkerProcess:
         t0 = time.perf_counter()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "attnbench.worker"], stdin=subprocess.PIPE,
+                [sys.executable, "-m", "attnbench.worker.child"], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=log, start_new_session=True)
         self._buf = b""
         self.info = self.request(self.hello, START_TIMEOUT_S).data
@@ -173,109 +157,3 @@ class WorkerProcess:
                 pass
         self.kill()
         self.proc = None
-
-
-# ---- worker side -------------------------------------------------------------------------
-
-
-def _die_with_parent() -> None:
-    """Linux: get SIGKILL when the parent dies, so a hung worker never outlives a killed run."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _protocol_stream() -> IO[str]:
-    """Keep the real stdout for the protocol; point fd 1 (and sys.stdout) at stderr."""
-    proto = os.fdopen(os.dup(1), "w", encoding="utf-8")
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    return proto
-
-
-class Session:
-    """Worker-side state: the registry, options and the last case's shared data."""
-
-    def __init__(self, hello: dict[str, Any]):
-        from attnbench.execute import Options, prepare_process
-        from attnbench.plugins import build_registry
-
-        self.registry = build_registry(hello.get("plugins", []), autoload=hello.get("autoload"))
-        self.opts = Options.from_dict(hello["options"])
-        self.process = prepare_process(self.opts)
-        self._data: tuple[Any, Any] | None = None
-
-    def case_data(self, case: Case) -> Any:
-        from attnbench.execute import CaseData
-
-        if self._data is None or self._data[0] != case:
-            self._data = None  # free the previous case before building the next
-            self._data = (case, CaseData(case, self.opts.seed))
-        return self._data[1]
-
-    def run_task(self, msg: dict[str, Any]) -> dict[str, Any]:
-        from attnbench.execute import execute
-
-        t0 = time.perf_counter()
-        if "roof" in msg:
-            from attnbench.roof import measure_roofs
-
-            return {"roofs": measure_roofs(msg["roof"], msg["dtypes"], msg.get("seconds", 0.3)),
-                    "worker_s": time.perf_counter() - t0}
-        case = Case.from_dict(msg["case"])
-        backend = self.registry.backends.get(msg["backend"])
-        if backend is None:
-            why = "; ".join(f"{p}: {r}" for p, r in self.registry.failures) or "not registered"
-            return {"task": msg.get("task"), "missing": f"backend {msg['backend']!r} not found "
-                    f"in the worker ({why})"}
-        rec = execute(backend, msg["scenario"], case, lambda: self.case_data(case), self.opts)
-        return {"task": msg.get("task"), "record": rec, "worker_s": time.perf_counter() - t0,
-                "restart": poisons_process(rec)}
-
-
-# CUDA errors after which the process's CUDA context is unusable: every later case would fail
-POISON = ("CUDA error", "illegal memory access", "device-side assert", "CUBLAS_STATUS",
-          "cudaError", "CUDNN_STATUS")
-
-
-def poisons_process(rec: dict[str, Any]) -> bool:
-    """True when the record's error leaves the worker unfit for the next case."""
-    return rec.get("status") == "error" and any(s in (rec.get("error") or "") for s in POISON)
-
-
-def _send(out: IO[str], obj: dict[str, Any]) -> None:
-    from attnbench.results import json_default
-
-    out.write(json.dumps(obj, default=json_default) + "\n")
-    out.flush()
-
-
-def main() -> int:
-    """Worker entry point: read the hello, then tasks until stdin closes."""
-    import faulthandler
-
-    faulthandler.enable()  # a segfault prints the Python stack into the worker's log
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    _die_with_parent()
-    out = _protocol_stream()
-    hello = json.loads(sys.stdin.readline() or "{}")
-    session = Session(hello)
-    _send(out, {"ready": True, "pid": os.getpid(), "process": session.process,
-                "failures": session.registry.failures})
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        msg = json.loads(line)
-        try:
-            reply = session.run_task(msg)
-        except Exception as exc:  # a harness bug, not a backend failure: report, keep serving
-            reply = {"task": msg.get("task"), "missing": f"worker failed: {exc!r}"}
-        _send(out, reply)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

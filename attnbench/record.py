@@ -1,0 +1,185 @@
+"""The record: one (case, backend) result, its Status, the one place it is built, its helpers."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import TYPE_CHECKING, Any, TypedDict
+
+if TYPE_CHECKING:
+    from attnbench.backend import Backend
+    from attnbench.case import Case
+
+
+class Status(str, Enum):
+    """What happened to one (case, backend); stored in records as its plain string value."""
+
+    OK = "ok"  # ran and agreed with the oracle
+    MISMATCH = "mismatch"  # ran and disagreed (or modified its inputs, or wrong dtype)
+    UNSUPPORTED = "unsupported"  # the backend cannot run the case here, with reasons
+    ERROR = "error"  # the backend raised
+    OOM = "oom"  # the backend ran out of memory
+    TIMEOUT = "timeout"  # the worker overran its time and was killed
+    CRASHED = "crashed"  # the worker died (signal, exit) or broke the protocol
+
+    __hash__ = str.__hash__  # Status.OK and "ok" are one key in sets and dicts
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__
+
+
+VERIFIED = frozenset({Status.OK, Status.MISMATCH})  # the output was compared with the oracle
+# What fails `check` (exit 1): a wrong answer, or a backend that could not give one. oom counts:
+# an input that cannot fit is refused before the run, so an oom is the backend's own.
+CHECK_FAILED = frozenset({Status.MISMATCH, Status.ERROR, Status.CRASHED, Status.TIMEOUT,
+                          Status.OOM})
+NOT_OK = CHECK_FAILED  # listed as failures in reports; a new one is a regression
+STOPPED = frozenset({Status.OOM, Status.TIMEOUT, Status.CRASHED, Status.ERROR})  # size limits
+STATUS_VALUES = frozenset(s.value for s in Status)
+
+
+class Record(TypedDict, total=False):
+    """The fields of a record (records.jsonl, one a line). Case fields are flattened in."""
+
+    scenario: str
+    case_id: str
+    backend: str
+    framework: str
+    batch: int
+    heads_q: int
+    heads_kv: int
+    seq_q: int
+    seq_kv: int
+    head_dim: int
+    dtype: str
+    device: str
+    mask: str
+    mode: str
+    scale: float | None
+    softmax_scale: float
+    flops: float
+    io_bytes: int
+    score_bytes: int
+    status: str
+    reasons: list[str]
+    error: str | None
+    traceback: str
+    log_tail: str
+    agreement: dict[str, Any]
+    first_call_ms: float
+    timing: dict[str, Any]
+    memory: dict[str, Any]
+    gflops_per_s: float
+    roof_flops_per_s: float
+    roof_fraction: float
+    worker: dict[str, Any]
+    flags: list[str]
+
+
+REQUIRED = {"scenario": str, "case_id": str, "backend": str, "device": str, "status": str}
+OPTIONAL_TYPES: dict[str, type | tuple[type, ...]] = {
+    "batch": int, "heads_q": int, "heads_kv": int, "seq_q": int, "seq_kv": int, "head_dim": int,
+    "dtype": str, "mask": str, "mode": str, "reasons": list, "agreement": dict, "timing": dict,
+    "memory": dict, "worker": dict, "flags": list, "error": (str, type(None)),
+    "flops": (int, float), "first_call_ms": (int, float, type(None)),
+}
+MAX_TEXT = 64 * 1024  # error texts and tracebacks keep their head and tail beyond this
+
+
+def new_record(scenario: str, case: Case, backend: Backend, status: Status | str,
+               **fields: Any) -> Record:
+    """The one constructor of a record: case fields, work model, status and what is given."""
+    from attnbench import inputs
+
+    rec: Record = {
+        "scenario": scenario, "case_id": case.id, "backend": backend.name,
+        **case.to_dict(), "softmax_scale": case.softmax_scale, "framework": backend.framework,
+        "flops": inputs.flops(case), "io_bytes": inputs.io_bytes(case),
+        "score_bytes": inputs.score_bytes(case), "status": Status(status).value, "reasons": [],
+        "error": None,
+    }
+    rec.update(fields)  # type: ignore[typeddict-item]
+    for key in ("error", "traceback", "log_tail"):
+        if isinstance(rec.get(key), str):
+            rec[key] = cap_text(rec[key])  # type: ignore[literal-required]
+    rec["reasons"] = [cap_text(str(r)) for r in rec.get("reasons") or []]
+    return rec
+
+
+def cap_text(text: str, limit: int = MAX_TEXT) -> str:
+    """A text cut to about limit characters, keeping its head and tail."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n[... {len(text) - limit} characters cut ...]\n{text[-half:]}"
+
+
+def invalid_reason(obj: Any) -> str | None:
+    """Why a JSON value is not a record this attnbench can read, or None when it is one."""
+    if not isinstance(obj, dict):
+        return f"a {type(obj).__name__}, not a JSON object"
+    for key, kind in REQUIRED.items():
+        if not isinstance(obj.get(key), kind):
+            return f"field {key!r} is missing or not a {kind.__name__}"
+    if obj["status"] not in STATUS_VALUES:
+        return f"unknown status {obj['status']!r}"
+    for key, kinds in OPTIONAL_TYPES.items():
+        value = obj.get(key)
+        if key in obj and (not isinstance(value, kinds) or isinstance(value, bool)):
+            return f"field {key!r} has the wrong type ({type(value).__name__})"
+    return None
+
+
+def record_key(record: dict[str, Any]) -> tuple[str, str, str, str]:
+    """What makes a record unique in a run: scenario, case id, device, backend."""
+    return key(record["scenario"], record["case_id"], record["device"], record["backend"])
+
+
+def key(scenario: str, case_id: str, device: str, backend: str) -> tuple[str, str, str, str]:
+    """The record key of a record not yet made (what resume skips)."""
+    return (scenario, case_id, device, backend)
+
+
+def median_ms(rec: dict[str, Any]) -> float | None:
+    """The record's median time in ms, when it was timed."""
+    value = (rec.get("timing") or {}).get("median_ms")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def peak_bytes(rec: dict[str, Any]) -> float | None:
+    """The record's measured peak memory in bytes, when it has one."""
+    mem = rec.get("memory")
+    value = mem.get("peak_bytes") if isinstance(mem, dict) else None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def error_ratio(rec: dict[str, Any]) -> float | None:
+    """Worst max_abs_err / bound over the record's outputs; None without agreement metrics."""
+    outputs = (rec.get("agreement") or {}).get("outputs") or []
+    ratios = []
+    for o in outputs:
+        err, bound = o.get("max_abs_err"), o.get("bound")
+        if o.get("nonfinite") or o.get("error"):  # NaN/Inf or a wrong shape: fails outright
+            ratios.append(float("inf"))
+        elif isinstance(err, (int, float)) and isinstance(bound, (int, float)) and bound > 0:
+            ratios.append(err / bound if err == err else float("inf"))
+    return max(ratios) if ratios else None
+
+
+def failure_text(rec: dict[str, Any]) -> str:
+    """Why a record is not ok: its error, else every output that failed, else its reasons."""
+    if rec.get("error"):
+        return str(rec["error"])
+    agreement = rec.get("agreement") or {}
+    bad = [o for o in agreement.get("outputs") or [] if not o.get("passed")]
+    texts = [str(t) for t in agreement.get("problems") or []]
+    return "; ".join(texts + [_output_failure(o) for o in bad]) or "; ".join(
+        rec.get("reasons") or [])
+
+
+def _output_failure(o: dict[str, Any]) -> str:
+    if o.get("error"):
+        return f"{o.get('name')}: {o['error']}"
+    return (f"{o.get('name')}: max_abs_err {o.get('max_abs_err'):.3g} > bound "
+            f"{o.get('bound'):.3g} ({o.get('rule')}), nonfinite {o.get('nonfinite')}")
