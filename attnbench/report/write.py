@@ -14,6 +14,7 @@ from attnbench.report import plots
 from attnbench.report.groups import Group, Run, field_label, make_groups, read_runs
 from attnbench.report.render import Cell, Doc, Heading, Image, Table, Text, to_html, to_markdown
 from attnbench.report.scaling import Scaling, analyse
+from attnbench.sanitize import csv_cell
 
 STATUS_MARK = {"ok": "✓", "mismatch": "✗"}
 
@@ -269,7 +270,8 @@ def write_csv(path: Path, groups: list[Group], baseline: str) -> None:
                     if r["backend"] == baseline and r.get("status") == "ok"}
             for r in g.records:
                 med, b = median_ms(r), base.get(r["case_id"])
-                w.writerow({**r, "run": g.run.label, "variant": g.variant(r), "median_ms": med,
-                            "iqr_ms": (r.get("timing") or {}).get("iqr_ms"),
-                            "peak_bytes": peak_bytes(r), "error_over_bound": error_ratio(r),
-                            "speedup_vs_baseline": b / med if b and med else None})
+                row = {**r, "run": g.run.label, "variant": g.variant(r), "median_ms": med,
+                       "iqr_ms": (r.get("timing") or {}).get("iqr_ms"),
+                       "peak_bytes": peak_bytes(r), "error_over_bound": error_ratio(r),
+                       "speedup_vs_baseline": b / med if b and med else None}
+                w.writerow({k: csv_cell(row.get(k)) for k in CSV_FIELDS})  # no formulas
