@@ -84,7 +84,7 @@ def _register(reg: Registry, name: str, loader: Any) -> None:
     if isinstance(loaded.error, UsageError):
         raise loaded.error
     if not loaded.ok:
-        _fail(reg, name, f"import failed: {loaded.failure}")
+        _fail(reg, name, str(loaded.failure))  # "import raised ..." or "... did not return"
         return
     plugin = loaded.value
     if reg.pm.is_registered(plugin):
@@ -153,7 +153,8 @@ def _collect_scenario_dirs(reg: Registry) -> None:
         bad = [d for d in dirs if not isinstance(d, (str, os.PathLike))]
         if bad:
             _fail(reg, plugin, f"attnbench_scenario_dirs() returned {bad[0]!r}, not a path")
-        reg.extra_scenario_dirs += [os.fspath(d) for d in dirs if d not in bad]
+        reg.extra_scenario_dirs += [os.fspath(d) for d in dirs
+                                    if isinstance(d, (str, os.PathLike))]
 
 
 def _add_backend(reg: Registry, backend: Any, plugin: str) -> None:

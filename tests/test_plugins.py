@@ -258,3 +258,14 @@ def test_record_written_is_called_once_per_record_with_the_record(cli, plugin_pa
     written = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
     seen = [json.loads(x) for x in observed.read_text().splitlines()]
     assert len(written) == 4 and seen == written  # ok and unsupported records alike
+
+
+@pytest.mark.process
+def test_a_plugin_whose_import_never_finishes_is_reported(cli, plugin_path):
+    proc = cli("list", "--plugin", plugin_path("hangs_on_import.py"),
+               "--plugin", plugin_path("wrong_scale.py"),
+               env={"ATTNBENCH_PLUGIN_CALL_TIMEOUT": "1"}, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "hangs_on_import.py failed: import did not return within 1 s" in (
+        " ".join(proc.stdout.split()))
+    assert "wrong-scale" in proc.stdout and "numpy-naive" in proc.stdout
