@@ -166,9 +166,7 @@ def _add_backend(reg: Registry, backend: Any, plugin: str) -> None:
         raise UsageError(plain(f"plugin {plugin!r}: {checked.failure}"))
     name = checked.value
     if name in reg.backends:
-        raise UsageError(
-            f"backend name {name!r} is provided twice: by {reg.origins[name]!r} "
-            f"and by {plugin!r}"
-        )
+        raise UsageError(plain(f"backend name {name!r} is provided twice: by "
+                               f"{reg.origins[name]!r} and by {plugin!r}"))
     reg.backends[name] = backend
     reg.origins[name] = plugin
