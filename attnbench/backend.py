@@ -37,6 +37,11 @@ class Capabilities:
     per_device: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
     min_versions: Mapping[str, str] = field(default_factory=dict, hash=False)
 
+    def __post_init__(self) -> None:
+        for name in ("devices", "dtypes", "masks", "modes"):  # a list is taken as a tuple
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+
     def on(self, device: str) -> Capabilities:
         """The capabilities on one device: the per_device entry applied, no per_device left."""
         return replace(self, **dict(self.per_device.get(device) or {}), per_device={})

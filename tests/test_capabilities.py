@@ -70,3 +70,12 @@ def test_zero_empty_rows(framework):
     assert type(inputs.zero_empty_rows(out)) is type(out)
     full = Inputs(Case(1, 2, 2, 3, 5, 4, mask="causal"), out, out, out, 0.5)
     assert full.zero_empty_rows(out) is out and full.empty_rows() is None
+
+
+def test_lists_are_taken_as_tuples_a_bare_string_is_refused():
+    from attnbench.validate import capabilities_problem
+
+    caps = Capabilities(devices=["cpu"], dtypes=["float64", "float32"])  # type: ignore[arg-type]
+    assert caps.dtypes == ("float64", "float32") and capabilities_problem(caps) is None
+    bare = Capabilities(dtypes="float32")  # type: ignore[arg-type]
+    assert "capabilities.dtypes is 'float32': need a non-empty tuple" in capabilities_problem(bare)
