@@ -26,9 +26,8 @@ FLOOR = 1e-4  # error ratios below this are drawn at it (an exact match has rati
 
 @dataclass
 class Plot:
-    """One saved plot: its kind, its title and the files written."""
+    """One saved plot: its title and the files written."""
 
-    kind: str
     title: str
     png: Path
     svg: Path
@@ -308,5 +307,5 @@ def save_group(g: Group, out: Path, cmap: dict[str, str], baseline: str) -> list
         png, svg = out / f"{g.slug}-{kind}.png", out / f"{g.slug}-{kind}.svg"
         fig.savefig(png, dpi=110)
         fig.savefig(svg, metadata={"Date": None})
-        plots.append(Plot(kind, title, png, svg))
+        plots.append(Plot(title, png, svg))
     return plots
