@@ -148,7 +148,7 @@ def test_cuda_timer_flushes_each_iteration_outside_the_events():
 def test_cuda_budget_caps_the_iterations_of_a_slow_kernel():
     gpu = FakeGPU(call_ms=400.0)
     t = time_cuda(gpu.fn, gpu, CudaTimerConfig(), budget_ms=2000.0)
-    assert len(t.samples_ms) == 5 and t.stats["capped_by_budget"]  # not METHOD's 25: 10 s
+    assert len(t.samples_ms) == 5 and t.stats["capped_by_budget"]  # not 25 iterations: 10 s
     fast = FakeGPU(call_ms=2.0)
     assert not time_cuda(fast.fn, fast, CudaTimerConfig(), budget_ms=2000.0).stats[
         "capped_by_budget"]
