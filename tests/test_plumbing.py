@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -110,3 +111,16 @@ def test_version_comes_from_the_installed_metadata(monkeypatch):
         monkeypatch.undo()
         importlib.reload(attnbench)
     assert attnbench.__version__ == project["version"]
+
+
+@pytest.mark.process
+def test_worker_overhead_benchmark_still_runs():
+    script = TESTS.parent / "benchmarks" / "worker_overhead.py"
+    proc = subprocess.run([sys.executable, str(script), "2"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    starts = ("worker start", "per-task overhead", "whole round trip")
+    assert [line.startswith(s) for line, s in zip(lines, starts, strict=True)] == [True] * 3
+    medians = [float(re.search(r"median ([0-9.]+) ms", line).group(1)) for line in lines]
+    assert all(m > 0 for m in medians) and medians[0] > medians[1], proc.stdout
