@@ -42,12 +42,6 @@ RUNS = {  # name -> (verb, scenario text, backends, environment, expected exit c
 }
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "process: starts processes (the CLI, workers, a run); "
-        "`make test-fast` leaves these out")
-
-
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:

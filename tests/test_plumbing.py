@@ -50,7 +50,7 @@ def test_needs_chromium(chromium):
 
 
 def inner_pytest(folder: Path, *args: str, ci: bool) -> subprocess.CompletedProcess:
-    """pytest on INNER beside a copy of this conftest; no Chromium on PATH."""
+    """pytest on INNER beside a copy of this conftest, with our pytest settings; no Chromium."""
     (folder / "test_inner.py").write_text(INNER)
     shutil.copy(TESTS / "conftest.py", folder / "conftest.py")
     env = {**os.environ, "PATH": str(folder / "no-such-bin")}
@@ -59,7 +59,8 @@ def inner_pytest(folder: Path, *args: str, ci: bool) -> subprocess.CompletedProc
         env["CI"] = "true"
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-v", "-rs", "--strict-markers", "-p", "no:cacheprovider",
-         *args], cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+         "-c", str(TESTS.parent / "pyproject.toml"), "--rootdir", str(folder), *args,
+         "test_inner.py"], cwd=folder, env=env, capture_output=True, text=True, timeout=300)
 
 
 def outcomes(proc: subprocess.CompletedProcess) -> dict[str, str]:
