@@ -3,12 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.attnbench-installed
-# Where $(PYTHON) has no CUDA-enabled torch, set-up installs the CPU build of this torch into a
-# fresh venv, from PyTorch's CPU wheel index (PyPI's Linux wheel of the same version is the CUDA
+# Where $(PYTHON) has no torch that sees a GPU, set-up installs the CPU build of this torch into
+# a fresh venv, from PyTorch's CPU wheel index (PyPI's Linux wheel of the same version is the CUDA
 # build). `make TORCH_INDEX=` takes torch from the configured package indexes alone.
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
-# Where $(PYTHON) already imports a torch that sees a GPU, the venv reuses it (system packages
+# Where $(PYTHON) imports a CUDA torch that sees a GPU, the venv reuses it (system packages
 # visible) and installs nothing it already has.
 HAS_CUDA_TORCH := $(PYTHON) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"
 REACHES := $(PYTHON) -c "import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=10)"
@@ -17,7 +17,8 @@ SAY_TORCH := $(BIN)/python -c "import torch; print('attnbench: torch', torch.__v
 	'from', torch.__file__.rsplit('/', 2)[0])"
 
 # After pytest: its exit 5 (no test collected, so nothing was checked) said in words.
-NO_TESTS = || { rc=$$?; [ $$rc -ne 5 ] || echo "attnbench: pytest collected no tests: nothing was checked" >&2; exit $$rc; }
+NO_TESTS = || { rc=$$?; [ $$rc -ne 5 ] \
+	|| echo "attnbench: pytest collected no tests: nothing was checked" >&2; exit $$rc; }
 
 .PHONY: bench test test-fast check lint clean setup
 
@@ -25,13 +26,14 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@if $(HAS_CUDA_TORCH) 2>/dev/null; then \
-		echo "attnbench: $(PYTHON) has a CUDA torch: the venv reuses it"; \
+		echo "attnbench: $(PYTHON) has a torch that sees a GPU: the venv reuses it"; \
 		$(PYTHON) -m venv --system-site-packages $(VENV); \
 		$(BIN)/pip install -q --no-build-isolation -e '.[dev]' \
 		|| { echo "attnbench: could not install the dev tools; installing attnbench alone"; \
 		     $(BIN)/pip install -q --no-build-isolation --no-deps -e .; }; \
 	else \
-		echo "attnbench: no CUDA torch in $(PYTHON): installing torch $(TORCH_VERSION), the CPU build"; \
+		echo "attnbench: $(PYTHON) has no torch that sees a GPU: installing torch" \
+			"$(TORCH_VERSION), the CPU build"; \
 		if command -v nvidia-smi >/dev/null; then echo "attnbench: (a GPU is present: to use it," \
 			"install a CUDA torch for $(PYTHON), or pass PYTHON=, then make clean setup)"; fi; \
 		$(PYTHON) -m venv $(VENV); \
