@@ -46,9 +46,8 @@ def _where(g: Group) -> str:
 
 @dataclass
 class Plot:
-    """One saved plot: its kind, its title and the files written."""
+    """One saved plot: its title and the files written."""
 
-    kind: str
     title: str
     png: Path
     svg: Path
@@ -336,5 +335,5 @@ def save_group(g: Group, out: Path, cmap: dict[str, str], baseline: str) -> list
         png, svg = out / f"{g.slug}-{kind}.png", out / f"{g.slug}-{kind}.svg"
         fig.savefig(png, dpi=110)
         fig.savefig(svg, metadata={"Date": None})
-        plots.append(Plot(kind, title, png, svg))
+        plots.append(Plot(title, png, svg))
     return plots

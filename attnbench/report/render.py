@@ -47,7 +47,6 @@ class Table:
 class Image:
     path: Path
     alt: str
-    svg: Path | None = None
 
 
 @dataclass

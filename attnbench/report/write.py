@@ -125,7 +125,7 @@ def group_section(g: Group, made: list[plots.Plot], baseline: str) -> list[Any]:
     if g.variant_fields:
         blocks.append(Text("cases also vary in: " + ", ".join(g.variant_fields)))
     blocks.append(group_table(g, baseline))
-    blocks += [Image(p.png, f"{g.scenario} on {g.device}: {p.title}", p.svg) for p in made]
+    blocks += [Image(p.png, f"{g.scenario} on {g.device}: {p.title}") for p in made]
     if not any(r.get("status") == "ok" for r in g.records):
         blocks.append(Text(f"no backend ran {g.scenario} on {g.device} successfully.", True))
     return blocks
