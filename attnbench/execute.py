@@ -46,6 +46,12 @@ class Options:
         return cls(**d, timer=TimerConfig(**timer) if timer else TimerConfig())
 
 
+def run_check_seed(resumed_meta: dict[str, Any] | None = None) -> int:
+    """The run's check seed: the stored one when resuming a run that has one, else a new draw."""
+    stored = ((resumed_meta or {}).get("config") or {}).get("check_seed")
+    return stored if isinstance(stored, int) else secrets.randbits(32)
+
+
 def prepare_process(opts: Options) -> dict[str, Any]:
     """Once per worker process, before any case: apply thread settings; return what was set."""
     from attnbench.threads import set_threads
@@ -277,9 +283,8 @@ def _agree(out: Any, data: CaseData, rule: agreement.Rule) -> dict[str, Any]:
     result = agreement.compare("out", out, shape, agreement.rows_of(data.rows, case.seq_q),
                                data.ref, rule)
     full = len(data.rows) == case.seq_q
-    agree = {"passed": result["passed"], "outputs": [result],
+    agree: dict[str, Any] = {"passed": result["passed"], "outputs": [result],
              "rows_checked": "all" if full else int(len(data.rows)),
              "oracle": "float64 numpy", "out_dtype": agreement.dtype_name(out)}
-    if not full:
-        agree["rows_seed"] = data.check_seed  # the run's check seed: the rows can be redrawn
+    agree["check_seed"] = data.check_seed  # with the case, it says which rows were compared
     return agree

@@ -25,13 +25,14 @@ def oracle_flops(case: Case, n_rows: int) -> int:
     return 4 * case.batch * case.heads_q * n_rows * case.seq_kv * case.head_dim
 
 
-def rows_in_budget(case: Case, budget: int = ORACLE_FLOP_BUDGET) -> int:
+def rows_in_budget(case: Case, budget: int | None = None) -> int:
     """How many query rows the oracle checks: all that fit the budget, at least the minimum."""
+    budget = ORACLE_FLOP_BUDGET if budget is None else budget
     per_row = max(1, oracle_flops(case, 1))
     return min(case.seq_q, max(MIN_SAMPLED_ROWS, budget // per_row))
 
 
-def check_rows(case: Case, check_seed: int, budget: int = ORACLE_FLOP_BUDGET) -> np.ndarray:
+def check_rows(case: Case, check_seed: int, budget: int | None = None) -> np.ndarray:
     """Query rows to compare: every row within the budget, else first, last and drawn ones."""
     n, count = case.seq_q, rows_in_budget(case, budget)
     if count >= n:
