@@ -61,14 +61,17 @@ def probabilities(q: np.ndarray, k: np.ndarray, case: Case, rows: np.ndarray) ->
     q: (B, Hq', Sq, D) and k: (B, Hkv', Skv, D) with Hq' a multiple of Hkv' (a slice of heads
     is fine). A row that sees no key has max −inf; it is shifted by 0, so every exp is 0.
     """
-    dt = q.dtype
     kx = expand_kv(k, q.shape[1])
-    s = np.matmul(q[:, :, rows, :], np.swapaxes(kx, -1, -2)) * dt.type(case.softmax_scale)
-    s = np.where(row_visibility(case, rows), s, -np.inf)
+    s = np.matmul(q[:, :, rows, :], np.swapaxes(kx, -1, -2))
+    s *= q.dtype.type(case.softmax_scale)  # in place from here on: one score-sized array
+    if case.mask != "none":
+        np.copyto(s, -np.inf, where=~row_visibility(case, rows))
     m = s.max(axis=-1, keepdims=True)
-    p = np.exp(s - np.where(np.isfinite(m), m, 0))
-    den = p.sum(axis=-1, keepdims=True)
-    return p / np.where(den == 0, 1, den)
+    s -= np.where(np.isfinite(m), m, 0)
+    np.exp(s, out=s)
+    den = s.sum(axis=-1, keepdims=True)
+    s /= np.where(den == 0, 1, den)
+    return s
 
 
 def attention_rows(
