@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 import traceback
+import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -173,11 +174,10 @@ def _measure(
                                                       first.grads))
     _check_inputs(rec, inputs, handed, data)
     rec["first_call_ms"] = first.ms
-    timed = _synced(first.fn, case.device)
-    if case.mode != "bwd":  # bwd replays one held output by design
-        _flag_reused(rec, first.out, timed)
-    fn = first.fn
+    fn, timed, watch = first.fn, _synced(first.fn, case.device), OutputWatch(first.out)
     del first  # so that the first call's output and gradients are freed before timing
+    if case.mode != "bwd":  # bwd replays one held output by design
+        _flag_reused(rec, watch, timed)
     ops = _cuda_ops(case.device) if opts.time_it else None  # flush buffer before the baseline
     if opts.memory:
         rec["memory"] = memory.peak(timed, case.device)
@@ -216,27 +216,58 @@ def _check_inputs(rec: dict[str, Any], inputs: Any, handed: dict[str, Any],
     rec["status"] = (Status.OK if agree["passed"] else Status.MISMATCH).value
 
 
-def _flag_reused(rec: dict[str, Any], out: Any, timed: Callable[[], Any]) -> None:
-    """Call once more: the same object (or memory) back means the work may be cached."""
-    again = timed()
-    if _same_buffer(again, out):
+class OutputWatch:
+    """Weak references to a first call's output and to the array owning its memory.
+
+    Weak, so the first output is freed before the next call (as it would be in use): then
+    the next call can only return the same object or memory if the backend kept it.
+    """
+
+    def __init__(self, out: Any):
+        self.out, self.owner = _weak(out), _weak(_owner(out))
+
+    def reused_by(self, again: Any) -> bool:
+        """True when again is the first output, or shares memory its backend kept alive."""
+        first = self.out() if self.out else None
+        if first is not None and again is first:
+            return True
+        owner = self.owner() if self.owner else None
+        return owner is not None and _shares_memory(again, owner)
+
+
+def _weak(x: Any) -> weakref.ref | None:
+    try:
+        return weakref.ref(x)
+    except TypeError:  # not weak-referenceable (a list, None): not checked
+        return None
+
+
+def _owner(x: Any) -> Any:
+    """The array that owns x's memory: NumPy's base chain, torch's _base."""
+    if isinstance(x, np.ndarray):
+        while isinstance(x.base, np.ndarray):
+            x = x.base
+        return x
+    base = getattr(x, "_base", None)  # a torch view's base tensor
+    return x if base is None else base
+
+
+def _shares_memory(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return bool(np.may_share_memory(a, b))
+    try:
+        return bool(a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr())
+    except (AttributeError, RuntimeError, TypeError):
+        return False
+
+
+def _flag_reused(rec: dict[str, Any], watch: OutputWatch, timed: Callable[[], Any]) -> None:
+    """Call once more: the first output (or its memory) back means the work may be cached."""
+    if watch.reused_by(timed()):
         rec["flags"] = [*rec.get("flags", []), "reused_output"]
         rec["notes"] = [*rec.get("notes", []), "the callable returned the same output object "
                         "(or memory) on two calls: it may return cached work instead of "
                         "computing; its time is recorded as measured"]
-
-
-def _same_buffer(a: Any, b: Any) -> bool:
-    if a is b:
-        return True
-    if type(a).__module__.startswith("torch") and type(b).__module__.startswith("torch"):
-        try:
-            return bool(a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr())
-        except (AttributeError, RuntimeError):
-            return bool(a.data_ptr() == b.data_ptr())
-    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
-        return bool(np.may_share_memory(a, b))
-    return False
 
 
 def _add_grads(agree: dict[str, Any], checked: dict[str, Any]) -> None:

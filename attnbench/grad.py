@@ -12,7 +12,9 @@ What is checked. dq, dk and dv against the analytic float64 backward of softmax 
 whole (batch, kv-head) groups: dk and dv need every query row of a group, so rows cannot be
 sampled as for the output. Up to GRAD_ORACLE_LIMIT score entries every group is checked;
 above it the first, the last and evenly spaced groups that fit the limit; a case whose single
-group exceeds GRAD_SKIP_LIMIT is not gradient-checked, and the record says so.
+group exceeds GRAD_SKIP_LIMIT is not gradient-checked, and the record says so. The bound of
+each gradient is K_GRAD × the error of plain torch autograd in the case dtype on the same
+groups, computed from fresh copies of the pristine inputs (baseline.baseline_grads).
 """
 
 from __future__ import annotations

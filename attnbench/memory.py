@@ -119,7 +119,7 @@ def harness_bytes(case: Case) -> dict[str, int]:
     b, d, group = case.batch, case.head_dim, case.heads_q // case.heads_kv
     q = b * case.heads_q * case.seq_q * d
     elems = q + 2 * b * case.heads_kv * case.seq_kv * d + (q if case.mode != "fwd" else 0)
-    compared = 2 * 8 * b * case.heads_q * rows_in_budget(case) * d
+    compared = 4 * 8 * b * case.heads_q * rows_in_budget(case) * d  # ref, copy, 2 temporaries
     workspace = 4 * 8 * max(BLOCK_ENTRIES, group * case.seq_kv)
     if case.mode != "fwd":
         workspace += 5 * 8 * min(group * case.seq_q * case.seq_kv, GRAD_SKIP_LIMIT)

@@ -72,3 +72,14 @@ def test_the_run_seed_chooses_the_rows(monkeypatch):
     data.use_check_seed(2)  # what execute() does with the run's Options.check_seed
     assert not np.array_equal(rows, data.rows)
     assert np.array_equal(data.ref, reference.oracle(data.arrays, case, data.rows))
+
+
+def test_a_torch_backend_returning_views_of_a_cached_tensor_is_flagged(registry, plugin_path):
+    pytest.importorskip("torch")
+    reg = build_registry([plugin_path("reuses_output.py")], autoload=False)
+    case = Case(1, 2, 2, 16, 16, 8)
+    opts = Options(time_it=False, memory=False)
+    rec = execute(reg.get("test-torch-cached-view"), "t", case, lambda: CaseData(case, 0), opts)
+    assert rec["status"] == "ok" and rec["flags"] == ["reused_output"]
+    honest = execute(registry.get("torch-naive"), "t", case, lambda: CaseData(case, 0), opts)
+    assert "flags" not in honest  # its fresh outputs may land in the same freed memory

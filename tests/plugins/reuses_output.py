@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from attnbench.backends.numpy_naive import NumpyNaive
+from attnbench.backends.torch_naive import TorchNaive
 
 from attnbench import Backend, hookimpl
 
@@ -32,6 +33,22 @@ class CachedView(Cached):
         return lambda: call()[...]
 
 
+class TorchCachedView(TorchNaive):
+    name = "test-torch-cached-view"
+    description = "test plugin: torch-naive once, then a fresh view of that tensor per call"
+
+    def prepare(self, inputs):
+        run = super().prepare(inputs)
+        cache = []
+
+        def call():
+            if not cache:
+                cache.append(run())
+            return cache[0].view(cache[0].shape)
+
+        return call
+
+
 @hookimpl
 def attnbench_backends() -> list[Backend]:
-    return [Cached(), CachedView()]
+    return [Cached(), CachedView(), TorchCachedView()]
