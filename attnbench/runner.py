@@ -25,6 +25,7 @@ from attnbench.backend import Backend, device_failure
 from attnbench.case import Case, Scenario
 from attnbench.errors import UsageError
 from attnbench.execute import Options
+from attnbench.memory import check_fits
 from attnbench.plugins import Registry
 from attnbench.progress import Progress, auto_progress
 from attnbench.record import CHECK_FAILED, Status, key, new_record, record_key
@@ -106,6 +107,7 @@ def make_plan(
                     item = (scenario.name, replace(case, dtype=dt))
                     if item not in items:
                         items.append(item)
+    check_fits([c for _, c in items])  # inputs the harness cannot hold: exit 2, nothing runs
     return Plan(items, backends, registry)
 
 

@@ -14,6 +14,7 @@ from attnbench.report import plots
 from attnbench.report.groups import Group, Run, field_label, make_groups, read_runs
 from attnbench.report.render import Cell, Doc, Heading, Image, Table, Text, to_html, to_markdown
 from attnbench.report.scaling import Scaling, analyse
+from attnbench.roof import unmeasured
 from attnbench.sanitize import csv_cell
 
 STATUS_MARK = {"ok": "✓", "mismatch": "✗"}
@@ -203,6 +204,12 @@ def agreement_cell(recs: list[dict[str, Any]]) -> str:
     worst = max((e for r in recs if (e := error_ratio(r)) is not None), default=None)
     if worst is not None:
         parts.append(f"worst error/bound {worst:.2g}")
+    fixed = list(dict.fromkeys(o["fallback_reason"] for r in recs
+                               for o in (r.get("agreement") or {}).get("outputs") or []
+                               if isinstance(o, dict) and o.get("fallback_reason")))
+    if fixed:  # the pass rule fell back to fixed tolerances: say why
+        more = f" (+{len(fixed) - 1} more)" if len(fixed) > 1 else ""
+        parts.append(f"fixed bounds used because: {str(fixed[0])[:160]}{more}")
     return "; ".join(parts)
 
 
@@ -219,7 +226,11 @@ def records_section(groups: list[Group]) -> list[Any]:
     intro = Text("One row per measured record. first call: JIT, compile and page faults, kept "
                  "out of the median; IQR marked ~ when noisy (IQR/median ≥ 10 %); peak memory "
                  "beyond the inputs, next to what a naive score matrix would hold.")
-    return [Heading(2, "Measurements"), intro, Table(RECORD_HEADERS, rows)]
+    runs = {id(g.run): g.run for g in groups}.values()
+    no_roof = [Text(f"no matmul roof for {device} {dtype} in run {run.label}: {why}")
+               for run in runs for device, per in unmeasured(run.meta.get("roofs")).items()
+               for dtype, why in per.items()]
+    return [Heading(2, "Measurements"), intro, Table(RECORD_HEADERS, rows), *no_roof]
 
 
 def record_row(g: Group, r: dict[str, Any]) -> list[str]:
