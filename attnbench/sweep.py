@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from attnbench.backend import Backend
 from attnbench.case import Case
-from attnbench.execute import Options, execute
+from attnbench.execute import Options
 from attnbench.observers import Observers, Signals
 from attnbench.progress import Progress
 from attnbench.record import Status, invalid_reason, key, new_record, record_key
@@ -111,8 +111,15 @@ class Sweep:
     def record(self, w: WorkerProcess, backend: Backend, scenario: str, case: Case) -> dict:
         """The record of one (case, backend): in the parent when unsupported, else in w."""
         self.progress.starting(case.id, backend.name)
-        if backend.unsupported(case):  # no worker needed to say so
-            return execute(backend, scenario, case, _no_data, self.opts)
+        try:
+            reasons = backend.unsupported(case)
+        except BaseException as exc:  # noqa: BLE001 (plugin code in the parent: data, not abort)
+            if self.signals.received and isinstance(exc, KeyboardInterrupt):
+                raise
+            return new_record(scenario, case, backend, Status.ERROR,
+                              error=f"unsupported() raised {type(exc).__name__}: {exc}")
+        if reasons:  # no worker needed to say so
+            return new_record(scenario, case, backend, Status.UNSUPPORTED, reasons=reasons)
         return self.in_worker(w, backend, scenario, case)
 
     def in_worker(self, w: WorkerProcess, backend: Backend, scenario: str, case: Case) -> dict:
@@ -186,7 +193,3 @@ class Sweep:
                "start_s_median": median(stats["starts"]),
                "overhead_ms_median": median(stats["overhead_ms"])}
         return {"workers": out, "observer_failures": dict(self.observers.failures)}
-
-
-def _no_data() -> Any:
-    raise AssertionError("an unsupported case needs no data")

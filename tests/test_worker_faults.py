@@ -18,9 +18,11 @@ from attnbench.runner import RunConfig, make_plan, run_plan
 pytestmark = pytest.mark.process
 
 PLUGIN_DIR = Path(__file__).resolve().parent / "plugins"
-PLUGINS = ["forges_reply.py", "leaves_early.py", "leaks.py", "huge_texts.py", "spawns.py"]
+PLUGINS = ["forges_reply.py", "leaves_early.py", "leaks.py", "huge_texts.py", "spawns.py",
+           "unsupported_raises.py"]
 BACKENDS = ["test-forges-reply", "test-floods-reply", "test-child-fds", "test-closes-input",
-            "test-leaks", "test-huge-texts", "test-spawns", "test-spawns-dies"]
+            "test-leaks", "test-huge-texts", "test-spawns", "test-spawns-dies",
+            "test-unsupported-raises"]
 # the bad case (seq 64) comes first; the two after it show what the next worker does
 SCENARIO = """name = "tiny"
 [base]
@@ -59,6 +61,13 @@ def test_the_run_finishes_with_one_valid_record_each(faults):
     lines = (result.out_dir / "records.jsonl").read_text().splitlines()
     assert [json.loads(x) for x in lines] == result.records
     assert all(invalid_reason(r) is None for r in result.records)
+
+
+def test_a_capability_check_that_raises_is_an_error_record(faults):
+    _, by, _ = faults
+    got = [by[("test-unsupported-raises", n)] for n in (64, 32, 16)]
+    assert [r["status"] for r in got] == ["error"] * 3
+    assert "unsupported() raised SystemExit: unsupported() ends the process" in got[0]["error"]
 
 
 def test_a_forged_reply_is_a_crash_of_that_case(faults):

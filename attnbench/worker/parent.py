@@ -79,6 +79,7 @@ class WorkerProcess:
         self._log: LogSink | None = None
         self._out = self._err = -1  # the worker's stdout (replies) and stderr (log) fds
         self._open: set[int] = set()  # of those, the ones not yet at EOF
+        self._killed = False
 
     @property
     def alive(self) -> bool:
@@ -99,6 +100,7 @@ class WorkerProcess:
             [sys.executable, "-m", "attnbench.worker.child"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, start_new_session=True)
         self.starts += 1
+        self._killed = False
         assert self.proc.stdout is not None and self.proc.stderr is not None
         self._out, self._err = self.proc.stdout.fileno(), self.proc.stderr.fileno()
         self._open = {self._out, self._err}
@@ -213,8 +215,9 @@ class WorkerProcess:
 
     def kill(self) -> None:
         """SIGKILL the worker's whole process group (what it started too) and reap it."""
-        if self.proc is None:
+        if self.proc is None or self._killed:
             return
+        self._killed = True
         _kill_group(self.proc)
         self.proc.wait()
         _kill_group(self.proc)  # children of a worker that had already exited
