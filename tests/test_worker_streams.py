@@ -47,3 +47,16 @@ def test_every_text_a_worker_sends_is_capped():
     assert len(str(out)) < 500_000
     assert out["record"]["agreement"]["outputs"][0]["max_abs_err"] == 1.0
     assert "characters cut" in out["record"]["agreement"]["problems"][0]
+
+
+def test_a_long_line_in_small_chunks_is_read_in_linear_time():
+    import time
+
+    chunk, n = b"q" * 4096, 8192  # a 32 MiB line: rescanning the buffer per chunk takes minutes
+    reader = LineReader()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        reader.feed(chunk)
+    reader.feed(b"\n")
+    assert time.perf_counter() - t0 < 5
+    assert len(reader.lines.popleft()) == len(chunk) * n
