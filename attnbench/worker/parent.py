@@ -95,11 +95,18 @@ class WorkerProcess:
         limit = min(timeout_s, START_TIMEOUT_S)
         t0 = time.perf_counter()
         self._token, self._lines = secrets.token_hex(16), LineReader()
-        self._log = LogSink(self.log_path)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "attnbench.worker.child"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, start_new_session=True)
         self.starts += 1
+        try:
+            self._log = LogSink(self.log_path)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "attnbench.worker.child"], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
+                start_new_session=True)
+        except OSError as exc:  # no process, no file descriptors, no disk for the log
+            if self._log is not None:
+                self._log.close()
+            self._log = None
+            raise WorkerDied(f"could not be started: {exc}") from None
         self._killed = False
         assert self.proc.stdout is not None and self.proc.stderr is not None
         self._out, self._err = self.proc.stdout.fileno(), self.proc.stderr.fileno()
