@@ -161,6 +161,7 @@ class Sweep:
         if why is None and record_key(rec) != key(scenario, case.id, case.device, backend.name):
             why = f"it is the record of {record_key(rec)}"
         if why is not None or not isinstance(data.get("worker_s"), (int, float)):
+            w.kill()
             w.stop()
             return new_record(scenario, case, backend, Status.CRASHED,
                               error=f"worker broke the protocol: its reply is not a record of "
