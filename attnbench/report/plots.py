@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from attnbench.record import error_ratio, median_ms, peak_bytes
+from attnbench.record import VERIFIED, Status, error_ratio, median_ms, peak_bytes
 from attnbench.report.groups import AXIS_TITLE, Group
 from attnbench.sanitize import plain
 
@@ -65,7 +65,7 @@ def series(g: Group, value: Callable[[dict[str, Any]], float | None]) -> Series:
     """(backend, variant) -> sorted (x, y, record) of ok records that have a value."""
     out: Series = {}
     for r in g.records:
-        y = value(r) if r.get("status") == "ok" else None
+        y = value(r) if r.get("status") == Status.OK else None
         if y is not None and y > 0 and isinstance(r.get(g.axis), (int, float)):
             out.setdefault((r["backend"], g.variant(r)), []).append((float(r[g.axis]), y, r))
     return {k: sorted(v, key=lambda p: p[0]) for k, v in sorted(out.items())}
@@ -260,7 +260,7 @@ def agreement(g: Group, cmap: dict[str, str]) -> Figure | None:
     """Each backend's max error over its allowed bound, every case a dot; above 1 fails."""
     backends = g.backends()
     pts = [(backends.index(r["backend"]), error_ratio(r), r) for r in g.records
-           if r.get("status") in ("ok", "mismatch")]
+           if r.get("status") in VERIFIED]
     pts = [p for p in pts if p[1] is not None]
     if not pts:
         return None
@@ -270,7 +270,7 @@ def agreement(g: Group, cmap: dict[str, str]) -> Figure | None:
     for i, ratio, r in pts:
         y = min(max(ratio, FLOOR), 1e6)
         x = i + rng.uniform(-0.2, 0.2)
-        if r["status"] == "ok" and ratio <= 1:
+        if r["status"] == Status.OK and ratio <= 1:
             ax.plot(x, y, "o", color=cmap[r["backend"]], ms=5, alpha=0.8)
         else:
             ax.plot(x, y, "X", color="#d62728", ms=10, mec="black", mew=0.6)
@@ -295,7 +295,7 @@ def agreement(g: Group, cmap: dict[str, str]) -> Figure | None:
 def speedup(g: Group, cmap: dict[str, str], baseline: str) -> Figure | None:
     """Each backend's speedup over the baseline backend on the same case (above 1: faster)."""
     base = {r["case_id"]: median_ms(r) for r in g.records
-            if r["backend"] == baseline and r.get("status") == "ok"}
+            if r["backend"] == baseline and r.get("status") == Status.OK}
     base = {k: v for k, v in base.items() if v}
 
     def value(r: dict[str, Any]) -> float | None:

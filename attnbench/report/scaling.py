@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from attnbench.record import STOPPED, median_ms, peak_bytes
+from attnbench.record import STOPPED, VERIFIED, Status, median_ms, peak_bytes
 from attnbench.report.groups import Group
 
 MIN_POINTS = 3
@@ -70,14 +70,14 @@ class Scaling:
 
 
 def _points(recs: list[dict[str, Any]], axis: str, value: Callable[[dict], float | None]) -> Fit:
-    pts = [(float(r[axis]), value(r)) for r in recs if r.get("status") == "ok"]
+    pts = [(float(r[axis]), value(r)) for r in recs if r.get("status") == Status.OK]
     pts = [(x, y) for x, y in pts if y is not None]
     return fit_exponent([p[0] for p in pts], [p[1] for p in pts])
 
 
 def frontier(recs: list[dict[str, Any]], axis: str) -> tuple[int | None, int | None, str | None]:
     """Largest size that ran ok, and the smallest size above it that stopped (oom, timeout...)."""
-    ok = [int(r[axis]) for r in recs if r.get("status") in ("ok", "mismatch")]
+    ok = [int(r[axis]) for r in recs if r.get("status") in VERIFIED]
     reached = max(ok) if ok else None
     stops = sorted((int(r[axis]), r["status"]) for r in recs if r.get("status") in STOPPED
                    and (reached is None or int(r[axis]) > reached))
@@ -94,7 +94,7 @@ def analyse(groups: list[Group]) -> list[Scaling]:
         for r in g.records:
             split.setdefault((r["backend"], g.variant(r)), []).append(r)
         for (backend, variant), recs in sorted(split.items()):
-            if all(r.get("status") == "unsupported" for r in recs):
+            if all(r.get("status") == Status.UNSUPPORTED for r in recs):
                 continue
             reached, stopped, status = frontier(recs, g.axis)
             rows.append(Scaling(

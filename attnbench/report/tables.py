@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from attnbench import guard
-from attnbench.record import error_ratio, failure_text
+from attnbench.record import VERIFIED, Status, error_ratio, failure_text
 from attnbench.report.groups import field_label
 from attnbench.sanitize import plain
 
@@ -38,9 +38,9 @@ def case_labels(records: list[dict[str, Any]]) -> dict[str, str]:
 def cell(rec: dict[str, Any], timed: bool) -> str:
     status = rec["status"]
     med = rec.get("timing", {}).get("median_ms")
-    if status in ("ok", "mismatch") and timed and med is not None:
+    if status in VERIFIED and timed and med is not None:
         return f"{med:.3f} {'✓' if status == 'ok' else '✗'}"
-    if status in ("ok", "mismatch"):
+    if status in VERIFIED:
         ratio = error_ratio(rec)
         return f"{MARK[status]} {ratio:.2f}" if ratio is not None else MARK[status]
     return MARK.get(status, plain(status))
@@ -71,7 +71,7 @@ def summary(records: list[dict[str, Any]], timed: bool) -> list[Table]:
 
 def failures(records: list[dict[str, Any]]) -> Table | None:
     """Records that did not pass, with their reason."""
-    bad = [r for r in records if r["status"] not in ("ok", "unsupported")]
+    bad = [r for r in records if r["status"] not in (Status.OK, Status.UNSUPPORTED)]
     if not bad:
         return None
     table = Table(title="Not ok", title_justify="left")

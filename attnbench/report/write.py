@@ -9,7 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from attnbench.record import NOT_OK, error_ratio, failure_text, median_ms, peak_bytes
+from attnbench.record import (
+    NOT_OK,
+    VERIFIED,
+    Status,
+    error_ratio,
+    failure_text,
+    median_ms,
+    peak_bytes,
+)
 from attnbench.report import plots
 from attnbench.report.groups import Group, Run, field_label, make_groups, read_runs
 from attnbench.report.render import Cell, Doc, Heading, Image, Table, Text, to_html, to_markdown
@@ -17,7 +25,7 @@ from attnbench.report.scaling import Scaling, analyse
 from attnbench.roof import unmeasured
 from attnbench.sanitize import csv_cell
 
-STATUS_MARK = {"ok": "✓", "mismatch": "✗"}
+STATUS_MARK = {Status.OK: "✓", Status.MISMATCH: "✗"}
 
 
 @dataclass
@@ -108,8 +116,8 @@ def group_table(g: Group, baseline: str) -> Table:
     for case_id in sorted(by_case, key=lambda c: order[c]):
         recs = by_case[case_id]
         base_rec = recs.get(baseline) or {}
-        base = median_ms(base_rec) if base_rec.get("status") == "ok" else None  # as csv, plots
-        timed = {b: median_ms(r) for b, r in recs.items() if r.get("status") == "ok"}
+        base = median_ms(base_rec) if base_rec.get("status") == Status.OK else None  # as csv, plots
+        timed = {b: median_ms(r) for b, r in recs.items() if r.get("status") == Status.OK}
         timed = {b: m for b, m in timed.items() if m is not None}
         best = min(timed, key=lambda b: timed[b]) if len(timed) > 1 else None
         first = next(iter(recs.values()))
@@ -127,7 +135,7 @@ def group_section(g: Group, made: list[plots.Plot], baseline: str) -> list[Any]:
         blocks.append(Text("cases also vary in: " + ", ".join(g.variant_fields)))
     blocks.append(group_table(g, baseline))
     blocks += [Image(p.png, f"{g.scenario} on {g.device}: {p.title}") for p in made]
-    if not any(r.get("status") == "ok" for r in g.records):
+    if not any(r.get("status") == Status.OK for r in g.records):
         blocks.append(Text(f"no backend ran {g.scenario} on {g.device} successfully.", True))
     return blocks
 
@@ -194,9 +202,9 @@ def agreement_cell(recs: list[dict[str, Any]]) -> str:
     if not recs:
         return "–"
     counts = Counter(r.get("status") for r in recs)
-    names = {"ok": "passed", "mismatch": "mismatched"}
+    names = {Status.OK: "passed", Status.MISMATCH: "mismatched"}
     parts = [f"{n} {names.get(str(s), str(s))}" for s, n in sorted(counts.items(), key=str)]
-    reasons = list(dict.fromkeys(x for r in recs if r.get("status") == "unsupported"
+    reasons = list(dict.fromkeys(x for r in recs if r.get("status") == Status.UNSUPPORTED
                                  for x in r.get("reasons") or []))
     if reasons:
         more = f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""
@@ -220,7 +228,7 @@ RECORD_HEADERS = ["run", "scenario", "backend", "case", "first call ms", "median
 def records_section(groups: list[Group]) -> list[Any]:
     """Every measured record: first call, median, IQR, peak memory, GFLOP/s, roof fraction."""
     rows = [[Cell(v) for v in record_row(g, r)] for g in groups for r in g.records
-            if r.get("status") in ("ok", "mismatch")]
+            if r.get("status") in VERIFIED]
     if not rows:
         return []
     intro = Text("One row per measured record. first call: JIT, compile and page faults, kept "
@@ -278,7 +286,7 @@ def write_csv(path: Path, groups: list[Group], baseline: str) -> None:
         w.writeheader()
         for g in groups:
             base = {r["case_id"]: median_ms(r) for r in g.records
-                    if r["backend"] == baseline and r.get("status") == "ok"}
+                    if r["backend"] == baseline and r.get("status") == Status.OK}
             for r in g.records:
                 med, b = median_ms(r), base.get(r["case_id"])
                 row = {**r, "run": g.run.label, "variant": g.variant(r), "median_ms": med,
