@@ -94,20 +94,31 @@ def make_plan(
     registry: Registry, scenarios: list[Scenario], backend_names: list[str],
     devices: list[str], dtypes: list[str],
 ) -> Plan:
-    """Expand scenarios for each device (dtype overridden when asked) and pick backends."""
-    backends = [registry.get(n) for n in backend_names] if backend_names else [
+    """Expand scenarios for each device (dtype overridden when asked) and pick backends.
+
+    Repeated names run once; two different cases on one record key are refused (exit 2).
+    """
+    backends = [registry.get(n) for n in dict.fromkeys(backend_names)] if backend_names else [
         b for b in registry.backends.values()
         if not b.availability() and any(not b.device_reasons(d) for d in devices)
     ]
-    items: list[tuple[str, Case]] = []
+    items: dict[tuple[str, str, str], tuple[str, Case]] = {}  # record key -> item, in order
     for scenario in scenarios:
-        for device in devices:
+        for device in dict.fromkeys(devices):
             for case in scenario.cases(device):
-                for dt in dtypes or [case.dtype]:
-                    item = (scenario.name, replace(case, dtype=dt))
-                    if item not in items:
-                        items.append(item)
-    return Plan(items, backends, registry)
+                for dt in dict.fromkeys(dtypes or [case.dtype]):
+                    _add_item(items, scenario.name, replace(case, dtype=dt))
+    return Plan(list(items.values()), backends, registry)
+
+
+def _add_item(items: dict[tuple[str, str, str], tuple[str, Case]], scenario: str,
+              case: Case) -> None:
+    """Add (scenario, case) once; another case already holding its id is a usage error."""
+    at = (scenario, case.id, case.device)
+    held = items.setdefault(at, (scenario, case))[1]
+    if held != case:
+        raise UsageError(f"scenario {scenario!r}: case id {case.id} names two different cases "
+                         f"({held} and {case}); results would overwrite each other")
 
 
 @contextmanager
