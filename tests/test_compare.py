@@ -22,7 +22,7 @@ def test_run_against_itself_passes(capsys):
 
 
 def test_slower_backend_is_a_regression_and_named(capsys):
-    assert main(["compare", str(real_run("base")), str(real_run("slow"))]) == 1
+    assert main(["compare", str(real_run("base")), str(real_run("slow")), "--allow-missing"]) == 1
     out = capsys.readouterr().out
     verdict = out.strip().splitlines()[-1]
     assert verdict.startswith("compare: FAILED") and "slow-copy (regression)" in verdict
@@ -31,12 +31,12 @@ def test_slower_backend_is_a_regression_and_named(capsys):
 
 def test_a_huge_threshold_lets_the_slow_run_pass(capsys):
     assert main(["compare", str(real_run("base")), str(real_run("slow")),
-                 "--threshold", "1000"]) == 0
+                 "--threshold", "1000", "--allow-missing"]) == 0
 
 
 def test_new_mismatch_always_fails(capsys):
     assert main(["compare", str(real_run("base")), str(real_run("wrong")),
-                 "--threshold", "1000", "--min-abs", "1000"]) == 1
+                 "--threshold", "1000", "--min-abs", "1000", "--allow-missing"]) == 1
     verdict = capsys.readouterr().out.strip().splitlines()[-1]
     assert "slow-copy (new failure)" in verdict
 
