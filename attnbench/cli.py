@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         args = build_parser().parse_args(argv)
-        absolute_paths(args)  # before any plugin loads: a plugin may os.chdir
+        settle_args(args)  # before any plugin loads: a plugin may os.chdir
         return COMMANDS[args.command](args, argv)
     except UsageError as exc:
         print(f"attnbench: error: {exc}", file=sys.stderr)
@@ -158,8 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def absolute_paths(args: argparse.Namespace) -> None:
-    """Make every path argument absolute against the folder attnbench was started in."""
+def settle_args(args: argparse.Namespace) -> None:
+    """Make every path argument absolute (against the folder attnbench was started in) and
+    drop repeated values of the list flags, which would run the same thing twice."""
     for dest in ("out", "resume", "junit_xml", "base", "new"):
         if getattr(args, dest, None):
             setattr(args, dest, os.path.abspath(getattr(args, dest)))
