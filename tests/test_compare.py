@@ -120,3 +120,10 @@ def test_gpu_clocks_and_temperature_are_not_an_environment_difference():
 
     assert environment_differences(run("1980", "580"), run("1755", "580")) == []
     assert environment_differences(run("1980", "580"), run("1980", "590"))
+
+
+def test_samples_that_are_not_numbers_are_ignored_not_a_traceback():
+    edited = _rec([1.0] * 5)
+    edited["timing"]["samples_ms"] = ["fast", None, True]  # an edited records.jsonl
+    row = compare_pair(_rec([1.0] * 5), edited, None, None)
+    assert row.verdict == "same" and row.p_value is None

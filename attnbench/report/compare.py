@@ -71,8 +71,11 @@ def _mann_whitney_normal(a: list[float], b: list[float]) -> float:
 
 
 def _samples(rec: dict[str, Any]) -> list[float]:
+    """The raw samples in ms; none when a stored list holds anything but finite numbers."""
     s = (rec.get("timing") or {}).get("samples_ms")
-    return [float(x) for x in s] if isinstance(s, list) else []
+    ok = isinstance(s, list) and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in s)
+    return [float(x) for x in s] if ok else []
 
 
 def _apart(base: dict[str, Any], new: dict[str, Any]) -> bool:
