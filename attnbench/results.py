@@ -175,8 +175,43 @@ def _parse_line(raw: bytes) -> tuple[str | None, dict[str, Any] | None]:
         obj = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         return f"not JSON ({str(exc)[:80]})", None
-    problem = invalid_reason(obj)
+    problem = invalid_reason(obj) or shape_problem(obj)
     return (problem, None) if problem else (None, obj)
+
+
+# numbers (or null) that reports compute with, at the top of a record and in its sub-objects
+NUMBERS = {(): ("scale", "softmax_scale", "io_bytes", "score_bytes", "gflops_per_s",
+                "roof_flops_per_s", "roof_fraction"),
+           ("timing",): ("median_ms", "iqr_ms", "p20_ms", "p80_ms", "min_ms", "mean_ms",
+                         "std_ms", "iqr_over_median"),
+           ("memory",): ("peak_bytes", "base_bytes")}
+OUTPUT_NUMBERS = ("max_abs_err", "mean_abs_err", "rel_l2_err", "bound", "baseline_max_abs_err")
+
+
+def shape_problem(rec: dict[str, Any]) -> str | None:
+    """Why a record's nested fields cannot be computed with (beyond record.invalid_reason)."""
+    for where, names in NUMBERS.items():
+        obj = rec.get(where[0]) if where else rec
+        for name in names if isinstance(obj, dict) else ():
+            if not _number_or_none(obj.get(name)):
+                return f"field {'.'.join((*where, name))!r} is not a number"
+    samples = (rec.get("timing") or {}).get("samples_ms")
+    if samples is not None and not (isinstance(samples, list)
+                                    and all(_number_or_none(x) and x is not None for x in samples)):
+        return "field 'timing.samples_ms' is not a list of numbers"
+    outputs = (rec.get("agreement") or {}).get("outputs")
+    if outputs is not None and not (isinstance(outputs, list)
+                                    and all(isinstance(o, dict) for o in outputs)):
+        return "field 'agreement.outputs' is not a list of objects"
+    for i, o in enumerate(outputs or []):
+        bad = next((n for n in OUTPUT_NUMBERS if not _number_or_none(o.get(n))), None)
+        if bad:
+            return f"field 'agreement.outputs[{i}].{bad}' is not a number"
+    return None
+
+
+def _number_or_none(x: Any) -> bool:
+    return x is None or (isinstance(x, (int, float)) and not isinstance(x, bool))
 
 
 def load(path: str | Path) -> Any:

@@ -37,6 +37,12 @@ BAD_LINES = [
      b'"timing": "fast"}', "field 'timing' has the wrong type"),
     (b'{"scenario": "tiny", "case_id": "c", "backend": "b", "device": "cpu", "status": "weird"}',
      "unknown status 'weird'"),
+    (b'{"scenario": "tiny", "case_id": "c", "backend": "b", "device": "cpu", "status": "ok", '
+     b'"timing": {"median_ms": "fast"}}', "field 'timing.median_ms' is not a number"),
+    (b'{"scenario": "tiny", "case_id": "c", "backend": "b", "device": "cpu", "status": "ok", '
+     b'"agreement": {"outputs": [1, "a"]}}', "field 'agreement.outputs' is not a list of objects"),
+    (b'{"scenario": "tiny", "case_id": "c", "backend": "b", "device": "cpu", "status": "ok", '
+     b'"scale": "x", "gflops_per_s": []}', "field 'scale' is not a number"),
     (b"\xff\xfe not utf-8", "not JSON"),
     (b"{not json", "not JSON"),
 ]
@@ -205,3 +211,14 @@ def test_bad_run_json_is_one_line_for_every_cli_reader(cli, made: Path, tmp_path
         assert proc.returncode == 2 and len(lines) == 1, (args, proc.stderr)
         assert lines[0].startswith("attnbench: error: ") and words in lines[0], (args, lines)
         assert str(run / "run.json") in lines[0]
+
+
+def test_many_bad_lines_are_counted_not_listed(tmp_path: Path, capsys):
+    from attnbench.results import MAX_WARNINGS, read_records
+
+    path = tmp_path / "records.jsonl"
+    path.write_text("[]\n" * (MAX_WARNINGS + 15))
+    assert read_records(path) == []
+    warnings = capsys.readouterr().err.strip().splitlines()
+    assert len(warnings) == MAX_WARNINGS + 1
+    assert warnings[-1] == f"attnbench: warning: {path}: 15 more lines skipped, not records"
