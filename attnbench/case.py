@@ -44,7 +44,7 @@ class Case:
 
     @property
     def id(self) -> str:
-        s = f"-s{self.scale:g}" if self.scale is not None else ""
+        s = f"-s{float(self.scale)!r}" if self.scale is not None else ""  # shortest round trip
         return (
             f"b{self.batch}-h{self.heads_q}:{self.heads_kv}-q{self.seq_q}-k{self.seq_kv}"
             f"-d{self.head_dim}{s}-{self.dtype}-{self.mask}-{self.mode}"
@@ -74,12 +74,10 @@ class Scenario:
 
     def cases(self, device: str) -> list[Case]:
         """Expand the scenario for a device (applying its [device.<name>] overrides)."""
-        out: list[Case] = []
+        out: dict[Case, None] = {}  # a dict keeps the order and drops repeats in O(1)
         for variant in self.spec.get("variant") or [{}]:
-            for case in _expand(self.spec, variant, device, self.path):
-                if case not in out:
-                    out.append(case)
-        return out
+            out.update(dict.fromkeys(_expand(self.spec, variant, device, self.path)))
+        return list(out)
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -164,8 +162,9 @@ def _check_value(key: str, x: Any, path: str, label: str) -> None:
             allowed = ", ".join(CHOICES[key])
             raise ScenarioError(f"{path}: key {label!r}: unknown {key} {x!r} (use {allowed})")
     elif key == "scale":
-        if not isinstance(x, (int, float)) or isinstance(x, bool) or x <= 0:
-            raise ScenarioError(f"{path}: key {label!r}: expected a positive number, got {x!r}")
+        if not isinstance(x, (int, float)) or isinstance(x, bool) or not 0 < x < math.inf:
+            raise ScenarioError(f"{path}: key {label!r}: expected a positive finite number, "
+                                f"got {x!r}")
 
 
 def _layer(base: dict, sweep: dict, table: dict) -> tuple[dict, dict]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -10,8 +12,14 @@ from typing import Any
 
 from attnbench.case import DTYPES, resolve_scenario
 from attnbench.errors import UsageError
+from attnbench.record import CHECK_FAILED, VERIFIED
+from attnbench.threads import available_cores
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+MAX_SEED = 2**32 - 1
+MAX_BUDGET_S, MAX_TIMEOUT_S = 3600.0, 7 * 86400.0
+MAX_THRESHOLD, MAX_MIN_ABS_MS = 1000.0, 3.6e6
+MAX_FRONTIER = 2**24
 
 
 class Parser(argparse.ArgumentParser):
@@ -21,16 +29,22 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def number(kind: type, minimum: float, strict: bool = False) -> Any:
-    """An argparse type: an int or float at least (or, strict, above) minimum."""
+def number(kind: type, minimum: float, maximum: float, strict: bool = False) -> Any:
+    """An argparse type: a finite int or float at least (or, strict, above) minimum, at most
+    maximum (nan, inf and sizes no run could use are refused, not silently let through)."""
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
         if value < minimum or (strict and value == minimum):
             bound = f"above {minimum}" if strict else f"at least {minimum}"
             raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:g}, got {text}")
         return value
 
     return parse
@@ -50,15 +64,25 @@ def add_sweep(p: argparse.ArgumentParser, default_scenario: str) -> None:
                    help="device to run on (repeatable; default auto: cuda if present, else cpu)")
     p.add_argument("--dtype", action="append", default=[], choices=DTYPES,
                    help="run every case in this dtype instead of the scenario's (repeatable)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the inputs (default 0)")
-    p.add_argument("--out", metavar="DIR", help="result folder (default results/<run-id>)")
-    p.add_argument("--budget", type=number(float, 0, strict=True), default=2.0, metavar="SECONDS",
-                   help="timing budget per case and backend (default 2.0)")
-    p.add_argument("--threads", type=number(int, 1), default=None, metavar="N",
-                   help="threads for torch, numba and BLAS in each worker (default: all cores)")
-    p.add_argument("--timeout", type=number(float, 0, strict=True), default=None, metavar="SECONDS",
+    p.add_argument("--seed", type=number(int, 0, MAX_SEED), default=0,
+                   help=f"seed of the inputs, 0 to {MAX_SEED} (default 0)")
+    p.add_argument("--out", metavar="DIR",
+                   help="result folder (default results/<run-id>); a folder that already holds "
+                        "a run is refused unless --resume or --overwrite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in an --out folder that holds a run: its records, "
+                        "run.json, logs and report files are deleted first")
+    p.add_argument("--budget", type=number(float, 0, MAX_BUDGET_S, strict=True), default=2.0,
+                   metavar="SECONDS", help="timing budget per case and backend, at most "
+                   f"{MAX_BUDGET_S:g} (default 2.0)")
+    cores = available_cores()
+    p.add_argument("--threads", type=number(int, 1, cores), default=None, metavar="N",
+                   help="threads for torch, numba and BLAS in each worker (default: all cores); "
+                        f"more than the {cores} cores here is refused (exit 2)")
+    p.add_argument("--timeout", type=number(float, 0, MAX_TIMEOUT_S, strict=True), default=None,
+                   metavar="SECONDS",
                    help="kill a case's worker after this long and record it as timeout "
-                        "(default 300 s plus 10 timing budgets)")
+                        "(default 300 s plus 10 timing budgets; at most a week)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="complete an interrupted run in RUN_DIR with its stored config, "
                         "skipping the records it already has")
@@ -91,7 +115,7 @@ def add_frontier(p: argparse.ArgumentParser) -> None:
                    help="from each scenario's smallest case, keep doubling the sequence length "
                         "per backend until it fails (oom, timeout, crash, error) or reaches "
                         "--frontier-max; where each stopped goes to frontier.json")
-    p.add_argument("--frontier-max", type=number(int, 1), default=None, metavar="N",
+    p.add_argument("--frontier-max", type=number(int, 1, MAX_FRONTIER), default=None, metavar="N",
                    help="largest key length --frontier tries (default 65536 on cpu, "
                         "262144 on cuda)")
 
@@ -105,19 +129,23 @@ def add_report_parsers(sub: Any) -> None:
     p = sub.add_parser("compare", help="compare two runs case by case; exit 1 on a regression")
     p.add_argument("base", metavar="BASE", help="the reference run folder")
     p.add_argument("new", metavar="NEW", help="the run folder to judge")
-    p.add_argument("--threshold", type=number(float, 0), default=None, metavar="FRACTION",
-                   help="slowdown that counts, as a fraction of the base median "
-                        "(default 0.10 on cpu, 0.05 on cuda)")
-    p.add_argument("--min-abs", type=number(float, 0), default=None, metavar="MS",
-                   help="smallest absolute change in ms that counts (default 0.05 on cpu, "
-                        "0.01 on cuda)")
+    p.add_argument("--threshold", type=number(float, 0, MAX_THRESHOLD), default=None,
+                   metavar="FRACTION", help="slowdown that counts, as a fraction of the base "
+                   f"median, at most {MAX_THRESHOLD:g} (default 0.10 on cpu, 0.05 on cuda)")
+    p.add_argument("--min-abs", type=number(float, 0, MAX_MIN_ABS_MS), default=None,
+                   metavar="MS", help="smallest absolute change in ms that counts, at most "
+                   f"{MAX_MIN_ABS_MS:g} (default 0.05 on cpu, 0.01 on cuda)")
     p.add_argument("--all", action="store_true", help="list every case, not only changed ones")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="pass although the new run lacks cases or backends of the base run or "
+                        "did not finish (by default that lost coverage fails, exit 1)")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         args = build_parser().parse_args(argv)
+        settle_args(args)  # before any plugin loads: a plugin may os.chdir
         return COMMANDS[args.command](args, argv)
     except UsageError as exc:
         print(f"attnbench: error: {exc}", file=sys.stderr)
@@ -128,6 +156,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("attnbench: interrupted", file=sys.stderr)
         return 130
+
+
+def settle_args(args: argparse.Namespace) -> None:
+    """Make every path argument absolute (against the folder attnbench was started in) and
+    drop repeated values of the list flags, which would run the same thing twice."""
+    for dest in ("out", "resume", "junit_xml", "base", "new"):
+        if getattr(args, dest, None):
+            setattr(args, dest, os.path.abspath(getattr(args, dest)))
+    if getattr(args, "runs", None):
+        args.runs = [os.path.abspath(r) for r in args.runs]
+    if getattr(args, "scenario", None):  # names stay names, as resolve_scenario tells them apart
+        args.scenario = list(dict.fromkeys(
+            os.path.abspath(s) if s.endswith(".toml") or "/" in s else s for s in args.scenario))
+    if getattr(args, "plugin", None):  # module names stay, as import_plugin tells them apart
+        args.plugin = list(dict.fromkeys(
+            os.path.abspath(p) if p.endswith(".py") or os.sep in p else p for p in args.plugin))
+    for dest in ("backend", "device", "dtype"):  # a repeated value runs once
+        if getattr(args, dest, None):
+            setattr(args, dest, list(dict.fromkeys(getattr(args, dest))))
 
 
 def cmd_list(args: argparse.Namespace, argv: list[str]) -> int:
@@ -149,11 +196,13 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     from attnbench import environment
     from attnbench.execute import Options, run_check_seed
     from attnbench.plugins import build_registry
+    from attnbench.results import clear_run
     from attnbench.runner import make_plan, resolve_devices
     from attnbench.timing import TimerConfig
 
     timed = args.command == "run"
     old_meta = _adopt_resumed(args)
+    run_id = _out_folder(args)
     registry = build_registry(args.plugin)
     for plugin, reason in registry.failures:
         print(f"attnbench: plugin {plugin} failed: {reason}", file=sys.stderr)
@@ -166,21 +215,70 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
                    threads=args.threads, memory=timed,  # check: agreement only, no gc-heavy peaks
                    check_seed=run_check_seed(old_meta))  # rows beyond the oracle budget
     meta = {"command": "attnbench " + shlex.join(argv), "config": _config(args, scenarios, opts),
-            "environment": environment.fingerprint()}
+            "environment": environment.fingerprint(), **({"run_id": run_id} if run_id else {})}
     if old_meta is not None:
         from attnbench.resume import check
 
         meta["resume_notes"] = check(old_meta, meta, plan.describe(), args.allow_code_change)
+    if args.overwrite:  # only now: a bad flag or file above has deleted nothing
+        clear_run(args.out)
     result = _runner(args, plan, opts, meta)
     _print_results(args, result, timed)
+    return _sweep_exit(args, result, timed)
+
+
+def _out_folder(args: argparse.Namespace) -> str | None:
+    """Settle args.out; return the new run's id when attnbench names the folder.
+
+    A folder that already holds a run is refused unless --resume (continue it) or --overwrite.
+    """
+    from attnbench.results import is_run_folder, new_run_id
+
+    if args.resume:
+        if args.overwrite:
+            raise UsageError("--overwrite and --resume contradict each other: --resume keeps "
+                             "the run's records, --overwrite deletes them")
+        return None
+    if not args.out:
+        run_id = new_run_id()
+        args.out = os.path.abspath(os.path.join("results", run_id))
+        return run_id
+    if is_run_folder(args.out) and not args.overwrite:
+        raise UsageError(f"--out {args.out} already holds a run; continue it with --resume "
+                         f"{args.out}, or delete it and start afresh with --overwrite")
+    return None
+
+
+def _sweep_exit(args: argparse.Namespace, result: Any, timed: bool) -> int:
+    """130 when stopped; for check, 1 when a record failed or none was verified."""
     if not getattr(result, "finished", True):
         print(f"attnbench: {result.stopped or 'stopped'}; the records so far are kept, "
               f"finish with: attnbench {args.command} --resume {result.out_dir}", file=sys.stderr)
         return 130
-    if not timed and result.failed():
-        print(f"check failed: {len(result.failed())} record(s) not ok", file=sys.stderr)
+    if timed:
+        return EXIT_OK
+    records = result.records
+    failed = [r for r in records if r["status"] in CHECK_FAILED]
+    verified = [r for r in records if r["status"] in VERIFIED]
+    if failed:
+        print(f"check failed: {len(failed)} record(s) not ok ({_counts(failed)})",
+              file=sys.stderr)
         return EXIT_FAILED
+    if not verified:
+        why = next((r["reasons"][0] for r in records if r.get("reasons")), "no records")
+        print(f"check failed: no record was verified against the oracle ({_counts(records)}; "
+              f"e.g. {why})", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"check passed: {len(verified)} record(s) verified ({_counts(records)})")
     return EXIT_OK
+
+
+def _counts(records: list[dict[str, Any]]) -> str:
+    """'3 ok, 1 unsupported': how many records have each status."""
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[str(r["status"])] = counts.get(str(r["status"]), 0) + 1
+    return ", ".join(f"{n} {status}" for status, n in counts.items()) or "no records"
 
 
 def _print_results(args: argparse.Namespace, result: Any, timed: bool) -> None:
@@ -245,7 +343,8 @@ def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
 def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
     from attnbench.report.compare import run_compare
 
-    return run_compare(args.base, args.new, args.threshold, args.min_abs, args.all)
+    return run_compare(args.base, args.new, args.threshold, args.min_abs, args.all,
+                       allow_missing=args.allow_missing)
 
 
 COMMANDS = {"list": cmd_list, "run": cmd_sweep, "check": cmd_sweep, "report": cmd_report,

@@ -1,4 +1,6 @@
-"""Errors that the CLI turns into a one-line message and exit code 2."""
+"""Errors that the CLI turns into a one-line message and exit code 2, and warnings."""
+
+import sys
 
 
 class UsageError(Exception):
@@ -7,3 +9,8 @@ class UsageError(Exception):
 
 class ScenarioError(UsageError):
     """A scenario file that cannot be used: names the file, the key and the reason."""
+
+
+def warn(message: str) -> None:
+    """A one-line warning on stderr: something was skipped or doubtful, nothing stops."""
+    print(f"attnbench: warning: {message}", file=sys.stderr)

@@ -7,12 +7,17 @@ from pathlib import Path
 from typing import Any
 
 from attnbench.errors import UsageError
-from attnbench.results import read_run
+from attnbench.results import read_meta
 
 # command-line flag (argparse dest) -> key in run.json's config
 FLAGS = {"scenario": "scenarios", "backend": "backends", "device": "devices", "dtype": "dtypes",
          "seed": "seed", "budget": "budget_s", "plugin": "plugins", "timeout": "timeout_s",
          "threads": "threads"}
+# the JSON type each stored flag must have (a run.json edited by hand is refused, not run)
+FLAG_TYPES: dict[str, type | tuple[type, ...]] = {
+    "backends": list, "devices": list, "dtypes": list, "plugins": list, "seed": int,
+    "budget_s": (int, float), "timeout_s": (int, float, type(None)), "threads": (int, type(None)),
+}
 # fingerprint keys that must not change: a new value would mix incomparable numbers
 CODE_KEYS = ("host", "cpu", "python", "versions", "git_commit")
 
@@ -23,10 +28,11 @@ def adopt(args: argparse.Namespace, defaults: argparse.Namespace) -> dict[str, A
     Returns the run's meta (run.json). args.out becomes the run folder.
     """
     run_dir = Path(args.resume)
-    meta, _ = read_run(run_dir)
+    meta = read_meta(run_dir)
     config = meta.get("config") or {}
     if "config" not in meta:
         raise UsageError(f"cannot resume {run_dir}: its run.json has no config")
+    _check_config(run_dir, config)
     if args.out and Path(args.out).resolve() != run_dir.resolve():
         raise UsageError(f"--out {args.out} and --resume {run_dir} name different folders")
     if bool(config.get("timed", True)) != (args.command == "run"):
@@ -45,10 +51,23 @@ def adopt(args: argparse.Namespace, defaults: argparse.Namespace) -> dict[str, A
     return meta
 
 
+def _check_config(run_dir: Path, config: dict[str, Any]) -> None:
+    """Refuse stored flags of the wrong JSON type (lists of strings where lists are kept)."""
+    for key, kinds in FLAG_TYPES.items():
+        if key not in config:
+            continue
+        value = config[key]
+        bad = not isinstance(value, kinds) or isinstance(value, bool) or (
+            isinstance(value, list) and not all(isinstance(x, str) for x in value))
+        if bad:
+            raise UsageError(f"cannot resume {run_dir}: its run.json's config.{key} has the "
+                             f"wrong type ({type(value).__name__})")
+
+
 def _stored_flag(config: dict[str, Any], key: str) -> Any:
     if key == "scenarios":
         return [s["path"] for s in config.get("scenarios", [])]
-    return config.get(key)
+    return config.get(key, [] if FLAG_TYPES.get(key) is list else None)
 
 
 def _show(value: Any) -> str:

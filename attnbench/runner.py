@@ -91,20 +91,32 @@ def make_plan(
     registry: Registry, scenarios: list[Scenario], backend_names: list[str],
     devices: list[str], dtypes: list[str],
 ) -> Plan:
-    """Expand scenarios for each device (dtype overridden when asked) and pick backends."""
-    backends = [registry.get(n) for n in backend_names] if backend_names else [
+    """Expand scenarios for each device (dtype overridden when asked) and pick backends.
+
+    Repeated names run once; two different cases on one record key are refused (exit 2), and so
+    is a case whose inputs the harness cannot hold.
+    """
+    backends = [registry.get(n) for n in dict.fromkeys(backend_names)] if backend_names else [
         b for b in registry.backends.values() if guard.plannable(b, devices)
     ]
-    items: list[tuple[str, Case]] = []
+    items: dict[tuple[str, str, str], tuple[str, Case]] = {}  # record key -> item, in order
     for scenario in scenarios:
-        for device in devices:
+        for device in dict.fromkeys(devices):
             for case in scenario.cases(device):
-                for dt in dtypes or [case.dtype]:
-                    item = (scenario.name, replace(case, dtype=dt))
-                    if item not in items:
-                        items.append(item)
-    check_fits([c for _, c in items])  # inputs the harness cannot hold: exit 2, nothing runs
-    return Plan(items, backends, registry)
+                for dt in dict.fromkeys(dtypes or [case.dtype]):
+                    _add_item(items, scenario.name, replace(case, dtype=dt))
+    check_fits([c for _, c in items.values()])  # inputs the harness cannot hold: exit 2
+    return Plan(list(items.values()), backends, registry)
+
+
+def _add_item(items: dict[tuple[str, str, str], tuple[str, Case]], scenario: str,
+              case: Case) -> None:
+    """Add (scenario, case) once; another case already holding its id is a usage error."""
+    at = (scenario, case.id, case.device)
+    held = items.setdefault(at, (scenario, case))[1]
+    if held != case:
+        raise UsageError(f"scenario {scenario!r}: case id {case.id} names two different cases "
+                         f"({held} and {case}); results would overwrite each other")
 
 
 @dataclass

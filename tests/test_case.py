@@ -39,7 +39,11 @@ BAD_FILES = [
     ("bad variant value", GOOD_BASE + '[[variant]]\ndtype = "int8"\n', "variant[0].dtype",
      "unknown dtype"),
     ("missing size", GOOD_BASE.replace("head_dim = 8\n", ""), "head_dim", "missing"),
-    ("negative scale", GOOD_BASE + "scale = -1.0\n", "base.scale", "positive number"),
+    ("negative scale", GOOD_BASE + "scale = -1.0\n", "base.scale", "positive finite number"),
+    ("nan scale", GOOD_BASE + "scale = nan\n", "base.scale", "positive finite number"),
+    ("inf scale", GOOD_BASE + "scale = inf\n", "base.scale", "positive finite number"),
+    ("inf scale in a sweep", GOOD_BASE + "[sweep]\nscale = [0.5, +inf]\n", "sweep.scale",
+     "got inf"),
 ]
 
 

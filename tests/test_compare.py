@@ -21,7 +21,7 @@ def test_run_against_itself_passes(real_run, capsys):
 
 
 def test_slower_backend_is_a_regression_and_named(real_run, capsys):
-    assert main(["compare", str(real_run("base")), str(real_run("slow"))]) == 1
+    assert main(["compare", str(real_run("base")), str(real_run("slow")), "--allow-missing"]) == 1
     out = capsys.readouterr().out
     verdict = out.strip().splitlines()[-1]
     assert verdict.startswith("compare: FAILED") and "slow-copy (regression)" in verdict
@@ -30,12 +30,12 @@ def test_slower_backend_is_a_regression_and_named(real_run, capsys):
 
 def test_a_huge_threshold_lets_the_slow_run_pass(real_run, capsys):
     assert main(["compare", str(real_run("base")), str(real_run("slow")),
-                 "--threshold", "1000"]) == 0
+                 "--threshold", "1000", "--allow-missing"]) == 0
 
 
 def test_new_mismatch_always_fails(real_run, capsys):
     assert main(["compare", str(real_run("base")), str(real_run("wrong")),
-                 "--threshold", "1000", "--min-abs", "1000"]) == 1
+                 "--threshold", "1000", "--min-abs", "1000", "--allow-missing"]) == 1
     verdict = capsys.readouterr().out.strip().splitlines()[-1]
     assert "slow-copy (new failure)" in verdict
 
@@ -119,3 +119,10 @@ def test_gpu_clocks_and_temperature_are_not_an_environment_difference():
 
     assert environment_differences(run("1980", "580"), run("1755", "580")) == []
     assert environment_differences(run("1980", "580"), run("1980", "590"))
+
+
+def test_samples_that_are_not_numbers_are_ignored_not_a_traceback():
+    edited = _rec([1.0] * 5)
+    edited["timing"]["samples_ms"] = ["fast", None, True]  # an edited records.jsonl
+    row = compare_pair(_rec([1.0] * 5), edited, None, None)
+    assert row.verdict == "same" and row.p_value is None

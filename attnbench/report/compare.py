@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,8 +71,11 @@ def _mann_whitney_normal(a: list[float], b: list[float]) -> float:
 
 
 def _samples(rec: dict[str, Any]) -> list[float]:
+    """The raw samples in ms; none when a stored list holds anything but finite numbers."""
     s = (rec.get("timing") or {}).get("samples_ms")
-    return [float(x) for x in s] if isinstance(s, list) else []
+    ok = isinstance(s, list) and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in s)
+    return [float(x) for x in s] if ok else []
 
 
 def _apart(base: dict[str, Any], new: dict[str, Any]) -> bool:
@@ -180,8 +184,6 @@ def _fmt(x: float | None, spec: str) -> str:
 def print_comparison(base: Run, new: Run, rows: list[Row], missing: list[tuple],
                      show_all: bool = False) -> None:
     """Warnings, the cases that changed (or all), the geometric means and a one-line verdict."""
-    import sys
-
     from rich.table import Table
     from rich.text import Text
 
@@ -212,27 +214,56 @@ def print_comparison(base: Run, new: Run, rows: list[Row], missing: list[tuple],
     for backend, (g, n) in geomean_by_backend(rows).items():
         means.add_row(backend, f"{g:.3f}", str(n))
     out.print(means)
-    for key in missing:
+    for key in missing[:20]:
         print(f"note: {' '.join(key)} is in the base run but not in the new one", file=sys.stderr)
+    if len(missing) > 20:
+        print(f"note: {len(missing) - 20} more records of the base run are not in the new one",
+              file=sys.stderr)
+
+
+def coverage_losses(base: Run, new: Run, missing: list[tuple]) -> list[str]:
+    """What the new run lost against the base: backends, cases, an unfinished run."""
+    out = []
+    if new.meta.get("finished") is not True:
+        why = new.meta.get("stopped") or "its run.json does not say finished"
+        out.append(f"the new run {new.path} did not finish ({why})")
+    new_backends = {r["backend"] for r in new.records}
+    per_backend: dict[str, int] = {}
+    for key in missing:
+        per_backend[key[3]] = per_backend.get(key[3], 0) + 1
+    for backend, n in per_backend.items():
+        what = "has no records" if backend not in new_backends else f"lacks {n} case(s)"
+        out.append(f"backend {backend} {what} in the new run ({n} of the base run's missing)")
+    return out
 
 
 def run_compare(base_path: str, new_path: str, threshold: float | None, min_abs_ms: float | None,
-                show_all: bool = False) -> int:
-    """The compare command: 0 when nothing is gated, 1 on a regression or a new failure."""
+                show_all: bool = False, allow_missing: bool = False) -> int:
+    """The compare command: 0 when nothing is gated, 1 on a regression, a new failure or lost
+    coverage (missing cases or backends, an unfinished new run) unless allow_missing."""
     base, new = load_pair(base_path, new_path)
     rows, missing = compare_runs(base, new, threshold, min_abs_ms)
     if not rows:
         raise UsageError(f"{base_path} and {new_path} have no (scenario, case, device, backend) "
                          "in common: nothing to compare")
     print_comparison(base, new, rows, missing, show_all)
+    if base.meta.get("finished") is not True:
+        print(f"note: the base run {base.path} did not finish; only its records are compared",
+              file=sys.stderr)
+    losses = coverage_losses(base, new, missing)
+    for text in losses:
+        print(f"{'note' if allow_missing else 'coverage'}: {text}", file=sys.stderr)
     gated = [r for r in rows if r.gated]
     counts = {v: sum(r.verdict == v for r in rows) for v in dict.fromkeys(r.verdict for r in rows)}
     summary = ", ".join(f"{n} {v}" for v, n in counts.items()) or "no common records"
     if missing:
         summary += f", {len(missing)} missing from the new run"
-    if gated:
-        names = sorted({f"{r.key[3]} ({r.verdict})" for r in gated})
-        print(f"compare: FAILED, {len(gated)} gated: " + ", ".join(names) + f". [{summary}]")
+    parts = [f"{len(gated)} gated: " + ", ".join(sorted({f"{r.key[3]} ({r.verdict})"
+                                                          for r in gated}))] if gated else []
+    if losses and not allow_missing:
+        parts.append("lost coverage: " + "; ".join(losses) + " (--allow-missing accepts it)")
+    if parts:
+        print("compare: FAILED, " + "; ".join(parts) + f". [{summary}]")
         return 1
     print(f"compare: passed [{summary}]")
     return 0

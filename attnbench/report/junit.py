@@ -8,8 +8,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-FAILURE = ("mismatch",)  # a wrong answer; error, crashed and timeout are <error>
-SKIPPED = ("unsupported", "oom")
+from attnbench.record import Status
+
+FAILURE = (Status.MISMATCH.value,)  # a wrong answer; error, oom, crashed, timeout are <error>
+SKIPPED = (Status.UNSUPPORTED.value,)  # oom fails check (record.CHECK_FAILED): not a skip
 BAD_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 

@@ -1,0 +1,224 @@
+"""Run folders that lost coverage or were corrupted, read by load(), report, compare and
+--resume: lost coverage fails compare; bad record lines are skipped with a warning naming the
+file and line; a run.json that is not usable is a one-line error (exit 2); never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import attnbench
+from attnbench.errors import UsageError
+from attnbench.record import record_key
+from attnbench.results import read_run
+
+pytestmark = pytest.mark.process
+
+TINY = """name = "tiny"
+[base]
+batch = 1
+heads = 2
+head_dim = 16
+[sweep]
+seq_len = [16, 32]
+"""
+# JSON lines that are not records, each with the words its warning must contain
+BAD_LINES = [
+    (b"42", "a int, not a JSON object"),
+    (b"[1, 2]", "a list, not a JSON object"),
+    (b'{"foo": 1}', "field 'scenario' is missing"),
+    (b'{"scenario": "tiny", "case_id": "c", "backend": "b", "device": "cpu", "status": "ok", '
+     b'"timing": "fast"}', "field 'timing' has the wrong type"),
+    (b'{"scenario": "tiny", "case_id": "c", "backend": "b", "device": "cpu", "status": "weird"}',
+     "unknown status 'weird'"),
+    (b'{"scenario": "tiny", "case_id": "c", "backend": "b", "device": "cpu", "status": "ok", '
+     b'"timing": {"median_ms": "fast"}}', "field 'timing.median_ms' is not a number"),
+    (b'{"scenario": "tiny", "case_id": "c", "backend": "b", "device": "cpu", "status": "ok", '
+     b'"agreement": {"outputs": [1, "a"]}}', "field 'agreement.outputs' is not a list of objects"),
+    (b'{"scenario": "tiny", "case_id": "c", "backend": "b", "device": "cpu", "status": "ok", '
+     b'"scale": "x", "gflops_per_s": []}', "field 'scale' is not a number"),
+    (b"\xff\xfe not utf-8", "not JSON"),
+    (b"{not json", "not JSON"),
+]
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory) -> Path:
+    """One real timed run: two backends, two cases."""
+    tmp = tmp_path_factory.mktemp("damaged")
+    (tmp / "tiny.toml").write_text(TINY)
+    env = {**os.environ, "ATTNBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    cmd = [sys.executable, "-m", "attnbench", "run", "-s", str(tmp / "tiny.toml"), "--device",
+           "cpu", "-b", "numpy-naive", "-b", "torch-naive", "--budget", "0.02", "--out",
+           str(tmp / "run")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return tmp / "run"
+
+
+def copy(made: Path, tmp_path: Path, name: str = "copy") -> Path:
+    dst = tmp_path / name
+    shutil.copytree(made, dst)
+    return dst
+
+
+def edit_meta(run: Path, **fields) -> None:
+    meta = json.loads((run / "run.json").read_text())
+    meta.update(fields)
+    (run / "run.json").write_text(json.dumps(meta))
+
+
+def keep_records(run: Path, keep) -> None:
+    lines = (run / "records.jsonl").read_text().splitlines(keepends=True)
+    (run / "records.jsonl").write_text("".join(x for x in lines if keep(json.loads(x))))
+
+
+def no_traceback(proc: subprocess.CompletedProcess) -> None:
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+
+
+# --- compare over lost coverage ------------------------------------------------------------
+
+def test_compare_a_run_with_itself_passes(cli, made: Path):
+    proc = cli("compare", str(made), str(made))
+    assert proc.returncode == 0 and "compare: passed" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("damage,words", [
+    (lambda run: keep_records(run, lambda r: r["backend"] != "torch-naive"),
+     "backend torch-naive has no records in the new run"),
+    (lambda run: keep_records(run, lambda r: r["seq_kv"] != 32),
+     "lacks 1 case(s)"),
+    (lambda run: edit_meta(run, finished=False, stopped="interrupted by SIGTERM"),
+     "did not finish (interrupted by SIGTERM)"),
+], ids=["missing backend", "missing case", "unfinished"])
+def test_lost_coverage_fails_compare(cli, made: Path, tmp_path: Path, damage, words: str):
+    new = copy(made, tmp_path)
+    damage(new)
+    proc = cli("compare", str(made), str(new))
+    verdict = proc.stdout.strip().splitlines()[-1]
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert verdict.startswith("compare: FAILED") and words in verdict
+    assert "--allow-missing" in verdict
+    proc = cli("compare", str(made), str(new), "--allow-missing")
+    assert proc.returncode == 0 and "compare: passed" in proc.stdout, proc.stdout + proc.stderr
+    assert words in proc.stderr  # still said, as a note
+    no_traceback(proc)
+
+
+# --- corrupted records.jsonl ---------------------------------------------------------------
+
+@pytest.fixture
+def corrupted(made: Path, tmp_path: Path) -> tuple[Path, dict[int, str]]:
+    """A copy of the run with the bad lines between its records; line number -> words."""
+    run = copy(made, tmp_path, "corrupted")
+    good = (run / "records.jsonl").read_bytes().splitlines()
+    lines = [good[0], *(text for text, _ in BAD_LINES), *good[1:]]
+    (run / "records.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    return run, {i + 2: words for i, (_, words) in enumerate(BAD_LINES)}
+
+
+def assert_warned(stderr: str, run: Path, bad: dict[int, str]) -> None:
+    warnings = [x for x in stderr.splitlines() if x.startswith("attnbench: warning: ")]
+    for number, words in bad.items():
+        assert any(f"{run / 'records.jsonl'}:{number}: skipped, " in w and words in w
+                   for w in warnings), (number, words, stderr)
+
+
+def test_load_skips_bad_lines_and_names_them(corrupted, made: Path, capsys):
+    run, bad = corrupted
+    df = attnbench.load(run)
+    assert len(df) == len(read_run(made)[1]) == 4
+    assert set(df["status"]) == {"ok"}
+    assert_warned(capsys.readouterr().err, run, bad)
+
+
+def test_report_skips_bad_lines(cli, corrupted, tmp_path: Path):
+    run, bad = corrupted
+    proc = cli("report", str(run), "-o", "rep")
+    assert proc.returncode == 0, proc.stderr
+    no_traceback(proc)
+    assert_warned(proc.stderr, run, bad)
+    assert (tmp_path / "rep" / "report.html").is_file()
+
+
+def test_compare_skips_bad_lines(cli, corrupted, made: Path):
+    run, bad = corrupted
+    proc = cli("compare", str(made), str(run))
+    assert proc.returncode == 0 and "compare: passed" in proc.stdout, proc.stdout + proc.stderr
+    no_traceback(proc)
+    assert_warned(proc.stderr, run, bad)
+
+
+def test_resume_skips_bad_lines_and_redoes_what_is_missing(cli, corrupted, made: Path):
+    run, bad = corrupted
+    lines = (run / "records.jsonl").read_bytes().splitlines(keepends=True)
+    (run / "records.jsonl").write_bytes(b"".join(lines[:-1]))  # lose the last record
+    edit_meta(run, finished=False)
+    proc = cli("run", "--resume", str(run), "--allow-code-change")
+    assert proc.returncode == 0, proc.stderr
+    no_traceback(proc)
+    assert_warned(proc.stderr, run, bad)
+    _, records = read_run(run)
+    assert sorted(map(record_key, records)) == sorted(map(record_key, read_run(made)[1]))
+
+
+# --- unusable run.json ---------------------------------------------------------------------
+
+BAD_META = [
+    ("not an object", b"[1, 2, 3]", "not a run's metadata (a list, not a JSON object)"),
+    ("config not an object", {"config": "fast"}, "field 'config' has the wrong type (str)"),
+    ("roofs of the wrong shape", {"roofs": {"cpu": 5}}, "field 'roofs.cpu' has the wrong type"),
+    ("versions a list", {"environment": {"versions": []}},
+     "field 'environment.versions' has the wrong type (list)"),
+    ("finished a string", {"finished": "yes"}, "field 'finished' has the wrong type (str)"),
+    ("not JSON", b"{", "not valid JSON"),
+]
+
+
+def damage_meta(made: Path, tmp_path: Path, change) -> Path:
+    run = copy(made, tmp_path, "badmeta")
+    if isinstance(change, bytes):
+        (run / "run.json").write_bytes(change)
+    else:
+        edit_meta(run, **change)
+    return run
+
+
+@pytest.mark.parametrize("change,words", [b[1:] for b in BAD_META], ids=[b[0] for b in BAD_META])
+def test_bad_run_json_load_raises_one_line(made: Path, tmp_path: Path, change, words: str):
+    run = damage_meta(made, tmp_path, change)
+    with pytest.raises(UsageError, match="run.json: ") as info:
+        attnbench.load(run)
+    assert words in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("change,words", [b[1:] for b in BAD_META[:3]],
+                         ids=[b[0] for b in BAD_META[:3]])
+def test_bad_run_json_is_one_line_for_every_cli_reader(cli, made: Path, tmp_path: Path, change,
+                                                       words: str):
+    run = damage_meta(made, tmp_path, change)
+    for args in (["report", str(run), "-o", "rep"], ["compare", str(made), str(run)],
+                 ["run", "--resume", str(run)]):
+        proc = cli(*args)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1, (args, proc.stderr)
+        assert lines[0].startswith("attnbench: error: ") and words in lines[0], (args, lines)
+        assert str(run / "run.json") in lines[0]
+
+
+def test_many_bad_lines_are_counted_not_listed(tmp_path: Path, capsys):
+    from attnbench.results import MAX_WARNINGS, read_records
+
+    path = tmp_path / "records.jsonl"
+    path.write_text("[]\n" * (MAX_WARNINGS + 15))
+    assert read_records(path) == []
+    warnings = capsys.readouterr().err.strip().splitlines()
+    assert len(warnings) == MAX_WARNINGS + 1
+    assert warnings[-1] == f"attnbench: warning: {path}: 15 more lines skipped, not records"
