@@ -196,7 +196,6 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     from attnbench import environment
     from attnbench.execute import Options, run_check_seed
     from attnbench.plugins import build_registry
-    from attnbench.results import clear_run
     from attnbench.runner import make_plan, resolve_devices
     from attnbench.timing import TimerConfig
 
@@ -220,8 +219,6 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
         from attnbench.resume import check
 
         meta["resume_notes"] = check(old_meta, meta, plan.describe(), args.allow_code_change)
-    if args.overwrite:  # only now: a bad flag or file above has deleted nothing
-        clear_run(args.out)
     result = _runner(args, plan, opts, meta)
     _print_results(args, result, timed)
     return _sweep_exit(args, result, timed)
@@ -322,7 +319,8 @@ def _runner(args: argparse.Namespace, plan: Any, opts: Any, meta: dict[str, Any]
     from attnbench.runner import RunConfig, run_plan
 
     config = RunConfig(out_dir=Path(args.out) if args.out else None, opts=opts, meta=meta,
-                       resume=bool(args.resume), timeout_s=args.timeout,
+                       resume=bool(args.resume), overwrite=getattr(args, "overwrite", False),
+                       timeout_s=args.timeout,
                        frontier_max=getattr(args, "frontier_max", None))
     if getattr(args, "frontier", False):
         from attnbench.frontier import run_frontier

@@ -27,7 +27,7 @@ from attnbench.memory import check_fits
 from attnbench.plugins import Registry
 from attnbench.progress import Progress, auto_progress
 from attnbench.record import CHECK_FAILED, key, record_key
-from attnbench.results import RunWriter, new_run_id, read_run
+from attnbench.results import RunWriter, clear_run, new_run_id, read_run
 from attnbench.runlock import RunLock
 from attnbench.sweep import Interrupted, Sweep, stop_on_signals
 
@@ -127,6 +127,7 @@ class RunConfig:
     opts: Options = field(default_factory=Options)
     meta: dict[str, Any] = field(default_factory=dict)  # command, config, environment...
     resume: bool = False  # continue the run in out_dir (run_plan only)
+    overwrite: bool = False  # delete the run already in out_dir, once its lock is held
     timeout_s: float | None = None  # per task (and per worker start); None: default_timeout
     roof_s: float = 0.3
     frontier_max: int | None = None  # run_frontier's largest key length; None: per device
@@ -163,6 +164,8 @@ def open_sweep(plan: Plan, config: RunConfig, total: int) -> Iterator[Sweep]:
     given = dict(config.meta) if config.resume else {"run_id": new_run_id(), **config.meta}
     out = _run_dir(config, given.get("run_id"))
     with RunLock(out, config.meta.get("command")):
+        if config.overwrite:  # under the lock: a run still writing the folder keeps its records
+            clear_run(out)
         meta, old = _open_run(out, given, config.resume)
         timeout_s = config.task_timeout_s
         writer = RunWriter(out, {**meta, "timeout_s": timeout_s, "plan": plan.describe()},

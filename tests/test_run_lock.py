@@ -37,7 +37,8 @@ def test_a_second_run_into_a_busy_folder_is_refused(cli, tmp_path, plugin_path):
         time.sleep(0.05)
     written = records.read_text()
     try:
-        again = cli("check", "-s", "tiny.toml", "-b", "numpy-naive", "--out", "run")
+        again = cli("check", "-s", "tiny.toml", "-b", "numpy-naive", "--out", "run",
+                    "--overwrite")  # not even --overwrite deletes what a running run writes
         resumed = cli("check", "--resume", "run")
     finally:
         first.send_signal(signal.SIGTERM)
@@ -53,5 +54,5 @@ def test_a_second_run_into_a_busy_folder_is_refused(cli, tmp_path, plugin_path):
     assert json.loads(written)["status"] == "ok"
     meta = json.loads((tmp_path / "run" / "run.json").read_text())
     assert meta["stopped"] == "interrupted by SIGTERM"
-    after = cli("check", "-s", "tiny.toml", "-b", "numpy-naive", "--out", "run")
+    after = cli("check", "-s", "tiny.toml", "-b", "numpy-naive", "--out", "run", "--overwrite")
     assert after.returncode == 0, after.stderr  # the lock went with its run
