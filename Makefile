@@ -3,24 +3,48 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.attnbench-installed
-# The CPU build of torch; a CUDA torch already on the system is reused instead (see setup).
-TORCH_CPU ?= torch==2.13.0
-export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache
+# Where $(PYTHON) has no torch that sees a GPU, set-up installs the CPU build of this torch into
+# a fresh venv, from PyTorch's CPU wheel index (PyPI's Linux wheel of the same version is the CUDA
+# build). `make TORCH_INDEX=` takes torch from the configured package indexes alone.
+TORCH_VERSION ?= 2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+# Where $(PYTHON) imports a CUDA torch that sees a GPU, the venv reuses it (system packages
+# visible) and installs nothing it already has.
+HAS_CUDA_TORCH := $(PYTHON) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"
+REACHES := $(PYTHON) -c "import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=10)"
+SAY_TORCH := $(BIN)/python -c "import torch; print('attnbench: torch', torch.__version__, \
+	'(CUDA %s build)' % torch.version.cuda if torch.version.cuda else '(CPU build)', \
+	'from', torch.__file__.rsplit('/', 2)[0])"
 
-.PHONY: bench test check lint clean setup
+# After pytest: its exit 5 (no test collected, so nothing was checked) said in words.
+NO_TESTS = || { rc=$$?; [ $$rc -ne 5 ] \
+	|| echo "attnbench: pytest collected no tests: nothing was checked" >&2; exit $$rc; }
+
+.PHONY: bench test test-fast check lint clean setup
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
-	@if $(PYTHON) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then \
-		echo "attnbench: reusing the CUDA torch installed on this system"; \
+	@if $(HAS_CUDA_TORCH) 2>/dev/null; then \
+		echo "attnbench: $(PYTHON) has a torch that sees a GPU: the venv reuses it"; \
 		$(PYTHON) -m venv --system-site-packages $(VENV); \
 		$(BIN)/pip install -q --no-build-isolation -e '.[dev]' \
-		|| $(BIN)/pip install -q --no-build-isolation --no-deps -e .; \
+		|| { echo "attnbench: could not install the dev tools; installing attnbench alone"; \
+		     $(BIN)/pip install -q --no-build-isolation --no-deps -e .; }; \
 	else \
+		echo "attnbench: $(PYTHON) has no torch that sees a GPU: installing torch" \
+			"$(TORCH_VERSION), the CPU build"; \
+		if command -v nvidia-smi >/dev/null; then echo "attnbench: (a GPU is present: to use it," \
+			"install a CUDA torch for $(PYTHON), or pass PYTHON=, then make clean setup)"; fi; \
 		$(PYTHON) -m venv $(VENV); \
-		$(BIN)/pip install -q '$(TORCH_CPU)' -e '.[numba,dev]'; \
+		idx=""; if [ -n "$(TORCH_INDEX)" ]; then \
+			if $(REACHES) '$(TORCH_INDEX)/torch/' 2>/dev/null; then idx="--extra-index-url $(TORCH_INDEX)"; \
+			else echo "attnbench: $(TORCH_INDEX) is out of reach: torch from the configured" \
+				"indexes, which may give the CUDA build (PyPI does on Linux)"; fi; \
+		fi; \
+		$(BIN)/pip install -q 'torch==$(TORCH_VERSION)' $$idx -e '.[numba,dev]'; \
 	fi
+	@$(SAY_TORCH)
 	@touch $(STAMP)
 
 bench: $(STAMP)
@@ -31,11 +55,16 @@ bench: $(STAMP)
 check: $(STAMP)
 	$(BIN)/attnbench check -s smoke
 
+# tests/conftest.py turns entry-point plugins off for the tests; `process` marks the tests that
+# start processes (the CLI, workers, torch.compile's compile workers).
 test: $(STAMP)
-	ATTNBENCH_DISABLE_PLUGIN_AUTOLOAD=1 $(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(NO_TESTS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not process" $(NO_TESTS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check attnbench backends tests benchmarks
+	$(BIN)/ruff check attnbench backends tests benchmarks examples
 
 clean:
-	rm -rf $(VENV) .numba_cache .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

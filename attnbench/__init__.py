@@ -1,11 +1,16 @@
 """attnbench: benchmark and compare attention implementations, honestly."""
 
+import importlib.metadata
+
 from attnbench.backend import Backend, Capabilities, Inputs, Unsupported
 from attnbench.case import Case, Scenario
 from attnbench.hookspecs import hookimpl
 from attnbench.results import load
 
-__version__ = "0.1.0"
+try:
+    __version__ = importlib.metadata.version("attnbench")  # the installed one's: pyproject.toml
+except importlib.metadata.PackageNotFoundError:  # a source tree on sys.path, not installed
+    __version__ = "0+unknown"
 __all__ = [
     "Backend", "Capabilities", "Case", "Inputs", "Scenario", "Unsupported", "hookimpl", "load",
 ]

@@ -1,7 +1,13 @@
-"""Error metrics against the oracle and the pass rule (k × naive-baseline error + floor)."""
+"""Error metrics against the oracle and the pass rule (k × naive-baseline error + floor).
+
+Also what fails regardless of the error: NaN/Inf anywhere in the output (the whole output is
+scanned, not only the compared rows), a wrong shape or dtype, and inputs the backend changed.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,11 +20,36 @@ FIXED_ATOL = {"float64": 1e-10, "float32": 3e-4, "float16": 4e-3, "bfloat16": 2e
 FLOOR = {"float64": 1e-12, "float32": 2e-6, "float16": 2e-3, "bfloat16": 1.6e-2}
 
 
+@dataclass(frozen=True)
+class Rule:
+    """What one output's bound is made of: dtype, k and the baseline's error, or why none."""
+
+    dtype: str
+    baseline_max_err: float | None
+    k: float = K_OUTPUT
+    fallback_reason: str | None = None  # why there is no baseline error (then fixed bounds)
+
+
 def to_numpy64(x: Any) -> np.ndarray:
     """Any array-like (NumPy, torch on any device and dtype) as float64 NumPy."""
     if type(x).__module__.startswith("torch"):
         return x.detach().to("cpu").double().numpy()
     return np.asarray(x, dtype=np.float64)
+
+
+def dtype_name(x: Any) -> str:
+    """An array's dtype as the case spells it: 'float32', 'bfloat16' (torch's prefix dropped)."""
+    return str(getattr(x, "dtype", type(x).__name__)).removeprefix("torch.")
+
+
+def nonfinite_count(x: Any) -> int:
+    """NaN and Inf entries in a whole array, counted where it lives (no float64 copy)."""
+    if type(x).__module__.startswith("torch"):
+        import torch
+
+        return int((~torch.isfinite(x.detach())).sum().item())
+    a = np.asarray(x)
+    return int(a.size - np.count_nonzero(np.isfinite(a)))
 
 
 def metrics(out: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
@@ -34,34 +65,73 @@ def metrics(out: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
     }
 
 
-def verdict(
-    m: dict[str, Any], dtype: str, baseline_max_err: float | None, k: float = K_OUTPUT
-) -> dict[str, Any]:
-    """Apply the pass rule; returns the bound used, how it was set, and passed."""
-    if baseline_max_err is not None and np.isfinite(baseline_max_err):
-        bound, rule = k * baseline_max_err + FLOOR[dtype], f"{k:g}x baseline + floor"
+def verdict(m: dict[str, Any], rule: Rule) -> dict[str, Any]:
+    """Apply the pass rule; the bound used, how it was set (and why, if fixed), and passed."""
+    base = rule.baseline_max_err
+    out: dict[str, Any]
+    if base is not None and np.isfinite(base):
+        bound = rule.k * base + FLOOR[rule.dtype]
+        out = {"bound": bound, "rule": f"{rule.k:g}x baseline + floor"}
     else:
-        bound, rule = FIXED_ATOL[dtype], "fixed atol"
-    passed = m["nonfinite"] == 0 and m["max_abs_err"] <= bound
-    return {"bound": bound, "rule": rule, "passed": bool(passed)}
+        why = rule.fallback_reason or (f"the baseline's max error is {base}" if base is not None
+                                       else "no same-dtype baseline")
+        bound = FIXED_ATOL[rule.dtype]
+        out = {"bound": bound, "rule": "fixed atol", "fallback_reason": why}
+    out["passed"] = bool(m["nonfinite"] == 0 and m["max_abs_err"] <= bound)
+    return out
 
 
 def compare(
-    name: str,
-    out: Any,
-    ref: np.ndarray,
-    rows: np.ndarray,
-    dtype: str,
-    baseline_max_err: float | None,
-    expected_shape: tuple[int, ...],
-    k: float = K_OUTPUT,
+    name: str, out: Any, expected_shape: tuple[int, ...], select: Callable[[Any], np.ndarray],
+    ref: np.ndarray, rule: Rule,
 ) -> dict[str, Any]:
-    """Metrics and verdict for one output or gradient, on the oracle's rows (shape first)."""
+    """Metrics and verdict for one output or gradient: shape and dtype first, NaN/Inf over
+    the whole array, errors on the part select() picks (as float64) against ref."""
     shape = tuple(getattr(out, "shape", ()))
     if shape != tuple(expected_shape):
         return {"name": name, "passed": False, "shape": list(shape),
                 "error": f"shape {shape} != expected {tuple(expected_shape)}"}
-    got = to_numpy64(out[:, :, rows, :] if len(rows) != shape[2] else out)
-    m = metrics(got, ref)
-    return {"name": name, "shape": list(shape), **m,
-            "baseline_max_abs_err": baseline_max_err, **verdict(m, dtype, baseline_max_err, k)}
+    m = metrics(select(out), ref)
+    m["nonfinite"] = nonfinite_count(out)
+    entry = {"name": name, "shape": list(shape), "dtype": dtype_name(out), **m,
+             "baseline_max_abs_err": rule.baseline_max_err, **verdict(m, rule)}
+    if entry["dtype"] != rule.dtype:
+        entry["passed"] = False
+        entry["error"] = f"dtype {entry['dtype']}, expected {rule.dtype} (the case's dtype)"
+    return entry
+
+
+def rows_of(rows: np.ndarray, seq: int) -> Callable[[Any], np.ndarray]:
+    """select() for compare: the given query rows (axis 2) of an output, as float64."""
+    if len(rows) == seq:
+        return to_numpy64
+    return lambda out: to_numpy64(out[:, :, rows, :])
+
+
+def changed_inputs(inputs: Any, handed: dict[str, Any], arrays: dict[str, np.ndarray],
+                   scale: float) -> list[str]:
+    """Sentences for each input the backend reassigned or overwrote since it got them.
+
+    handed: the q, k, v objects given to the backend; arrays: their pristine float64 values.
+    Compared exactly (the values are representable in every dtype), one head at a time.
+    """
+    changed = []
+    for n, original in handed.items():
+        if getattr(inputs, n) is not original:
+            changed.append(f"reassigned inputs.{n}")
+        elif not _same_values(original, arrays[n]):
+            changed.append(f"overwrote {n} in place")
+    if inputs.scale != scale:
+        changed.append(f"changed inputs.scale from {scale:g} to {inputs.scale!r}")
+    if not changed:
+        return []
+    return [f"the backend modified its inputs ({', '.join(changed)}) during prepare() or a "
+            "call: a result computed from changed inputs is not trusted; the oracle and the "
+            "baseline used the original values"]
+
+
+def _same_values(x: Any, pristine: np.ndarray) -> bool:
+    if tuple(getattr(x, "shape", ())) != pristine.shape:
+        return False
+    return all(np.array_equal(to_numpy64(x[b, h]), pristine[b, h])
+               for b in range(pristine.shape[0]) for h in range(pristine.shape[1]))

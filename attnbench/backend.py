@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import importlib.metadata
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
 from attnbench.case import Case
 
+DEVICE_FIELDS = ("dtypes", "masks", "modes", "head_dim_min", "head_dim_max", "head_dim_multiple",
+                 "gqa", "cross")  # the fields a per_device entry may override
+
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a backend can run: checked before a case is handed to it."""
+    """What a backend can run: checked before a case is handed to it.
+
+    per_device narrows the fields of DEVICE_FIELDS on one device, e.g.
+    `per_device={"cuda": {"dtypes": ("float16", "bfloat16")}}` or `{"cpu": {"modes": ("fwd",)}}`.
+    min_versions maps a module to the lowest version the backend needs (`{"flash_attn": "2.1"}`).
+    """
 
     devices: tuple[str, ...] = ("cpu",)
     dtypes: tuple[str, ...] = ("float32",)
@@ -24,6 +34,21 @@ class Capabilities:
     head_dim_multiple: int = 1
     gqa: bool = True
     cross: bool = True
+    per_device: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
+    min_versions: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        for name in ("devices", "dtypes", "masks", "modes"):  # a list is taken as a tuple
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    def on(self, device: str) -> Capabilities:
+        """The capabilities on one device: the per_device entry applied, no per_device left."""
+        return replace(self, **dict(self.per_device.get(device) or {}), per_device={})
+
+    def limited_on(self, device: str) -> list[str]:
+        """The fields that per_device narrows on a device."""
+        return [f for f in DEVICE_FIELDS if f in (self.per_device.get(device) or {})]
 
 
 @dataclass
@@ -38,7 +63,7 @@ class Inputs:
     k: Any
     v: Any
     scale: float
-    extra: dict[str, Any] = field(default_factory=dict)
+    _empty: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def mask(self) -> str:
@@ -59,10 +84,25 @@ class Inputs:
 
     def empty_rows(self) -> Any:
         """(seq_q, 1) bool, True for rows that see no key (they must output zeros), in q's
-        framework; None when every row sees a key."""
-        if not self.has_empty_rows():
-            return None
-        return _like(~visible_mask(self.case).any(axis=-1)[:, None], self.q)
+        framework and on its device; None when every row sees a key. Built once, then reused."""
+        if self._empty is None and self.has_empty_rows():
+            import numpy as np
+
+            rows = np.arange(self.case.seq_q)[:, None] < -self.causal_offset  # i + off < 0
+            self._empty = _like(rows, self.q)
+        return self._empty
+
+    def zero_empty_rows(self, out: Any) -> Any:
+        """out (…, seq_q, x) with the rows that see no key set to 0; out itself when there are
+        none. Call it in the timed callable: `return inputs.zero_empty_rows(kernel(q, k, v))`."""
+        empty = self.empty_rows()
+        if empty is None:
+            return out
+        if _is_torch(out):
+            return out.masked_fill(empty, 0.0)
+        import numpy as np
+
+        return np.where(empty, out.dtype.type(0), out)
 
 
 def visible_mask(case: Case, like: Any = None) -> Any:
@@ -74,13 +114,23 @@ def visible_mask(case: Case, like: Any = None) -> Any:
     return _like(row_visibility(case, np.arange(case.seq_q)), like)
 
 
+def _is_torch(x: Any) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
 def _like(m: Any, like: Any) -> Any:
     """A NumPy array as a torch tensor on like's device when like is a tensor."""
-    if like is not None and type(like).__module__.startswith("torch"):
+    if like is not None and _is_torch(like):
         import torch
 
         return torch.from_numpy(m).to(like.device)
     return m
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line of text, or its type name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @cache
@@ -89,8 +139,33 @@ def import_failure(module: str) -> str | None:
     try:
         importlib.import_module(module)
     except Exception as exc:  # any failure (ImportError, OSError, RuntimeError) is a reason
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return f"{module} not importable: {first}"
+        return f"{module} not importable: {first_line(exc)}"
+    return None
+
+
+def parse_version(text: str) -> tuple[int, ...] | None:
+    """The leading numeric release of a version ('2.1.0.post1' -> (2, 1, 0)), or None."""
+    m = re.match(r"\s*v?(\d+(?:\.\d+)*)", str(text or ""))
+    return tuple(int(x) for x in m.group(1).split(".")) if m else None
+
+
+@cache
+def version_failure(module: str, minimum: str) -> str | None:
+    """Why the installed module is older than minimum (or has no readable version), or None."""
+    failure = import_failure(module)
+    if failure:
+        return failure
+    version = str(getattr(importlib.import_module(module), "__version__", "") or "")
+    if not version:
+        try:
+            version = importlib.metadata.version(module.split(".")[0])
+        except Exception:  # no distribution metadata: the version stays unknown
+            version = ""
+    found, need = parse_version(version), parse_version(minimum) or ()
+    if found is None:
+        return f"{module} has no readable version ({version!r}); need >= {minimum}"
+    if found < need:
+        return f"{module} {version} is older than {minimum}, the lowest version supported"
     return None
 
 
@@ -120,10 +195,11 @@ class Backend:
     requires: tuple[str, ...] = ()
 
     def availability(self) -> list[str]:
-        """Reasons this backend cannot run at all here (missing libraries)."""
+        """Reasons this backend cannot run at all here (missing libraries, too old versions)."""
         reasons = [import_failure(m) for m in self.requires]
         if self.framework == "torch":
             reasons.insert(0, import_failure("torch"))
+        reasons += [version_failure(m, v) for m, v in self.capabilities.min_versions.items()]
         return [r for r in dict.fromkeys(reasons) if r]
 
     def device_reasons(self, device: str) -> list[str]:
@@ -148,24 +224,32 @@ class Backend:
 
 
 def capability_reasons(name: str, caps: Capabilities, case: Case) -> list[str]:
-    """Sentences naming each capability a case exceeds."""
+    """Sentences naming each capability a case exceeds (on the case's device)."""
+    limited = caps.limited_on(case.device)
+    caps = caps.on(case.device)
+
+    def on(*fields_: str) -> str:
+        return f" on {case.device}" if any(f in limited for f in fields_) else ""
+
     out = []
     if case.dtype not in caps.dtypes:
-        supported = ", ".join(caps.dtypes)
-        out.append(f"{name} does not support dtype {case.dtype} (supports {supported})")
+        out.append(f"{name} does not support dtype {case.dtype}{on('dtypes')} "
+                   f"(supports {', '.join(caps.dtypes)})")
     if case.mask not in caps.masks:
-        out.append(f"{name} does not support mask {case.mask!r}")
+        out.append(f"{name} does not support mask {case.mask!r}{on('masks')}")
     if case.mode not in caps.modes:
-        out.append(f"{name} has no {case.mode} mode (supports {', '.join(caps.modes)})")
-    d = case.head_dim
+        out.append(f"{name} has no {case.mode} mode{on('modes')} "
+                   f"(supports {', '.join(caps.modes)})")
+    d, hd = case.head_dim, on("head_dim_min", "head_dim_max", "head_dim_multiple")
     if d < caps.head_dim_min or (caps.head_dim_max is not None and d > caps.head_dim_max):
-        out.append(f"{name} supports head_dim {caps.head_dim_min}..{caps.head_dim_max}, not {d}")
+        out.append(f"{name} supports head_dim {caps.head_dim_min}..{caps.head_dim_max}{hd}, "
+                   f"not {d}")
     elif d % caps.head_dim_multiple:
-        out.append(f"{name} needs head_dim a multiple of {caps.head_dim_multiple}, not {d}")
+        out.append(f"{name} needs head_dim a multiple of {caps.head_dim_multiple}{hd}, not {d}")
     if not caps.gqa and case.heads_q != case.heads_kv:
-        out.append(f"{name} does not support grouped heads (heads_q != heads_kv)")
+        out.append(f"{name} does not support grouped heads (heads_q != heads_kv){on('gqa')}")
     if not caps.cross and case.seq_q != case.seq_kv:
-        out.append(f"{name} does not support seq_q != seq_kv")
+        out.append(f"{name} does not support seq_q != seq_kv{on('cross')}")
     return out
 
 

@@ -1,4 +1,8 @@
-"""The same-dtype naive baseline: a plain implementation whose error sets the pass bound."""
+"""The same-dtype naive baseline: a plain implementation whose error sets the pass bound.
+
+It always runs on its own copy of the pristine inputs (never on the tensors a backend was
+given, which the backend may have changed), block by block, on the oracle's rows.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +10,76 @@ from typing import Any
 
 import numpy as np
 
-from attnbench.backend import Inputs
-from attnbench.reference import attention_rows, row_visibility
+from attnbench.agreement import to_numpy64
+from attnbench.case import Case
+from attnbench.inputs import to_framework
+from attnbench.reference import attention_rows, blocks, group_slices, row_visibility
+
+FRAMEWORKS = ("numpy", "torch")
 
 
-def baseline_rows(inputs: Inputs, rows: np.ndarray, framework: str) -> Any:
-    """Naive attention on the given rows, in the inputs' dtype, framework and device."""
-    if framework == "numpy":
-        return attention_rows(inputs.q, inputs.k, inputs.v, inputs.case, rows)
-    if framework == "torch":
-        return _torch_rows(inputs, rows)
-    raise ValueError(f"no naive baseline for framework {framework!r}")
+def torch_attention(q: Any, k: Any, v: Any, case: Case, rows: np.ndarray) -> Any:
+    """Plain torch attention on the given query rows (differentiable); empty rows are 0.
 
-
-def _torch_rows(inputs: Inputs, rows: np.ndarray) -> Any:
+    q: (B, Hq', Sq, D), k and v: (B, Hkv', Skv, D) with Hq' a multiple of Hkv'.
+    """
     import torch
 
-    case, q = inputs.case, inputs.q
-    group = case.heads_q // case.heads_kv
-    k = inputs.k.repeat_interleave(group, dim=1)
-    v = inputs.v.repeat_interleave(group, dim=1)
-    idx = torch.from_numpy(rows).to(q.device)
-    s = torch.matmul(q[:, :, idx, :], k.transpose(-1, -2)) * inputs.scale
+    group = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+    if len(rows) != q.shape[2]:
+        q = q[:, :, torch.from_numpy(rows).to(q.device), :]
+    s = torch.matmul(q, k.transpose(-1, -2)) * case.softmax_scale
     vis = torch.from_numpy(row_visibility(case, rows)).to(q.device)
-    s = s.masked_fill(~vis, float("-inf"))
-    p = torch.softmax(s, dim=-1).nan_to_num(0.0)
+    p = torch.softmax(s.masked_fill(~vis, float("-inf")), dim=-1).nan_to_num(0.0)
     return torch.matmul(p, v)
+
+
+def _block_rows(arrays: dict[str, np.ndarray], case: Case, block: tuple, framework: str) -> Any:
+    """The baseline's output on one block, from fresh copies of the block's pristine inputs."""
+    b, qs, ks, rows, _ = block
+    conv = {n: to_framework(arrays[n][b:b + 1, s], framework, case.dtype, case.device)
+            for n, s in (("q", qs), ("k", ks), ("v", ks))}
+    if framework == "numpy":
+        return attention_rows(conv["q"], conv["k"], conv["v"], case, rows)
+    import torch
+
+    with torch.no_grad():  # the baseline needs no autograd graph
+        return torch_attention(conv["q"], conv["k"], conv["v"], case, rows)
+
+
+def baseline_error(
+    arrays: dict[str, np.ndarray], case: Case, ref: np.ndarray, rows: np.ndarray, framework: str
+) -> float:
+    """Max abs error against the oracle ref of naive attention in case.dtype and framework."""
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"no naive baseline for framework {framework!r}")
+    worst = 0.0
+    for block in blocks(case, rows):
+        b, qs, _, _, at = block
+        got = to_numpy64(_block_rows(arrays, case, block, framework))
+        err = float(np.abs(got - ref[b:b + 1, qs, at]).max(initial=0.0))  # NaN stays NaN
+        if not np.isfinite(err):
+            return err
+        worst = max(worst, err)
+    return worst
+
+
+def baseline_grads(
+    arrays: dict[str, np.ndarray], d_out: np.ndarray, case: Case,
+    groups: list[tuple[int, int]],
+) -> dict[str, np.ndarray]:
+    """dq, dk, dv of plain torch attention in case.dtype on the device, per (batch, kv head)
+    group from the pristine inputs, concatenated along the head axis (as float64)."""
+    rows = np.arange(case.seq_q)
+    parts: dict[str, list[np.ndarray]] = {"dq": [], "dk": [], "dv": []}
+    for b, h in groups:
+        b, qs, ks = group_slices(case, b, h)
+        leaves = [to_framework(arrays[n][b:b + 1, s], "torch", case.dtype, case.device)
+                  .requires_grad_(True) for n, s in (("q", qs), ("k", ks), ("v", ks))]
+        grad_out = to_framework(d_out[b:b + 1, qs], "torch", case.dtype, case.device)
+        torch_attention(*leaves, case, rows).backward(grad_out)
+        for name, t in zip(parts, leaves, strict=True):
+            parts[name].append(to_numpy64(t.grad))
+    return {n: np.concatenate(p, axis=1) for n, p in parts.items()}
+

@@ -54,11 +54,6 @@ class Case:
     def softmax_scale(self) -> float:
         return self.scale if self.scale is not None else 1.0 / math.sqrt(self.head_dim)
 
-    @property
-    def seq_len(self) -> int:
-        """The sequence length a report plots against: the key length."""
-        return self.seq_kv
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

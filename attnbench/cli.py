@@ -147,7 +147,7 @@ def cmd_list(args: argparse.Namespace, argv: list[str]) -> int:
 
 def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     from attnbench import environment
-    from attnbench.execute import Options
+    from attnbench.execute import Options, run_check_seed
     from attnbench.plugins import build_registry
     from attnbench.runner import make_plan, resolve_devices
     from attnbench.timing import TimerConfig
@@ -163,8 +163,9 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     if not plan.backends:
         raise UsageError("no backend is available to run")
     opts = Options(seed=args.seed, time_it=timed, timer=TimerConfig(budget_s=args.budget),
-                   threads=args.threads, memory=timed)  # check: agreement only, no gc-heavy peaks
-    meta = {"command": "attnbench " + shlex.join(argv), "config": _config(args, scenarios),
+                   threads=args.threads, memory=timed,  # check: agreement only, no gc-heavy peaks
+                   check_seed=run_check_seed(old_meta))  # rows beyond the oracle budget
+    meta = {"command": "attnbench " + shlex.join(argv), "config": _config(args, scenarios, opts),
             "environment": environment.fingerprint()}
     if old_meta is not None:
         from attnbench.resume import check
@@ -199,12 +200,12 @@ def _print_results(args: argparse.Namespace, result: Any, timed: bool) -> None:
         print(f"junit: {write_junit(result.records, args.junit_xml)}")
 
 
-def _config(args: argparse.Namespace, scenarios: list[Any]) -> dict[str, Any]:
+def _config(args: argparse.Namespace, scenarios: list[Any], opts: Any) -> dict[str, Any]:
     return {"scenarios": [{"name": s.name, "path": s.path, "spec": s.spec} for s in scenarios],
             "backends": args.backend, "devices": args.device, "dtypes": args.dtype,
             "seed": args.seed, "budget_s": args.budget, "plugins": args.plugin,
             "timed": args.command == "run", "timeout_s": args.timeout,
-            "threads": getattr(args, "threads", None)}
+            "threads": getattr(args, "threads", None), "check_seed": opts.check_seed}
 
 
 def _adopt_resumed(args: argparse.Namespace) -> dict[str, Any] | None:

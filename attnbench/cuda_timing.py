@@ -20,7 +20,7 @@ GRAPH_BELOW_MS = 0.05  # kernels under ~50 µs also get a CUDA-graph (warm-L2) t
 
 @dataclass
 class CudaTimerConfig:
-    """Warm-up and iteration targets of METHOD.md (milliseconds of device time)."""
+    """Warm-up and iteration targets of docs/timing.md (milliseconds of device time)."""
 
     warmup_calls: int = 10
     warmup_ms: float = 25.0
@@ -133,7 +133,7 @@ def time_cuda(
     first_call_ms: float | None = None,
     budget_ms: float | None = None,
 ) -> Timing:
-    """Time fn on the GPU per METHOD.md; samples are per-call device times in ms (cold L2).
+    """Time fn on the GPU as docs/timing.md says; samples are per-call device times in ms (cold L2).
 
     budget_ms (the user's --budget) caps the timed iterations of a slow kernel, never below 3.
     """

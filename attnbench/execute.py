@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
+import secrets
 import time
 import traceback
+import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 from attnbench import agreement, grad, memory
 from attnbench import inputs as inputs_mod
 from attnbench.backend import Backend, Unsupported
-from attnbench.baseline import baseline_rows
+from attnbench.baseline import baseline_error
 from attnbench.case import Case
 from attnbench.record import Status, new_record
 from attnbench.reference import check_rows, oracle
@@ -28,6 +31,9 @@ class Options:
     timer: TimerConfig = field(default_factory=TimerConfig)
     threads: int | None = None  # None: all cores
     memory: bool = True  # measure peak memory with one extra untimed call
+    # seed of the rows compared beyond the oracle budget: drawn per run, kept in run.json's
+    # config (so --resume compares the same rows); None draws a fresh one per case
+    check_seed: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict (the worker process receives this)."""
@@ -41,6 +47,12 @@ class Options:
         return cls(**d, timer=TimerConfig(**timer) if timer else TimerConfig())
 
 
+def run_check_seed(resumed_meta: dict[str, Any] | None = None) -> int:
+    """The run's check seed: the stored one when resuming a run that has one, else a new draw."""
+    stored = ((resumed_meta or {}).get("config") or {}).get("check_seed")
+    return stored if isinstance(stored, int) else secrets.randbits(32)
+
+
 def prepare_process(opts: Options) -> dict[str, Any]:
     """Once per worker process, before any case: apply thread settings; return what was set."""
     from attnbench.threads import set_threads
@@ -49,40 +61,59 @@ def prepare_process(opts: Options) -> dict[str, Any]:
 
 
 class CaseData:
-    """Shared float64 inputs, checked rows and oracle output of one case.
+    """One case's pristine float64 inputs, compared rows, oracle output and pass rules.
 
     A worker keeps the last one; the runner goes backend by backend, so each backend's worker
-    builds its own (the oracle costs a few rows, the inputs one RNG draw).
+    builds its own. Nothing a backend gets shares memory with these arrays (every framework
+    copy is a new one), and the baseline runs on its own copies of them.
     """
 
-    def __init__(self, case: Case, seed: int):
-        self.case = case
+    def __init__(self, case: Case, seed: int, check_seed: int | None = None):
+        self.case, self.seed = case, seed
         self.arrays = inputs_mod.reference_arrays(case, seed)
-        self.rows = check_rows(case, seed)
-        self.ref = oracle(self.arrays, case, self.rows)
-        self.seed = seed
-        self._baseline: dict[str, float | None] = {}
-        self.extra: dict[str, Any] = {}  # per-case caches (gradient oracle, dO)
+        # None: a fresh draw, so which rows are compared beyond the budget is not predictable
+        self.check_seed = secrets.randbits(32) if check_seed is None else check_seed
+        self._oracle: tuple[np.ndarray, np.ndarray] | None = None
+        self._rules: dict[str, agreement.Rule] = {}
+        self._grads: grad.GradData | None = None
 
-    def baseline_err(self, inputs: Any, framework: str) -> float | None:
-        """Max error of the same-dtype naive baseline on this device; None if there is none."""
-        if framework not in self._baseline:
+    def use_check_seed(self, check_seed: int | None) -> None:
+        """Draw the compared rows from this seed (the run's); a new seed drops the oracle."""
+        if check_seed is not None and check_seed != self.check_seed:
+            self.check_seed, self._oracle, self._rules = check_seed, None, {}
+
+    def _rows_and_ref(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._oracle is None:
+            rows = check_rows(self.case, self.check_seed)
+            self._oracle = (rows, oracle(self.arrays, self.case, rows))
+        return self._oracle
+
+    @property
+    def rows(self) -> np.ndarray:
+        """The query rows compared with the oracle (all of them within the oracle budget)."""
+        return self._rows_and_ref()[0]
+
+    @property
+    def ref(self) -> np.ndarray:
+        """The float64 oracle output on those rows."""
+        return self._rows_and_ref()[1]
+
+    def rule(self, framework: str) -> agreement.Rule:
+        """The output's pass rule in a framework: its same-dtype baseline's error, or why none."""
+        if framework not in self._rules:
             try:
-                with _no_grad(framework):  # the baseline needs no autograd graph
-                    out = baseline_rows(inputs, self.rows, framework)
-                self._baseline[framework] = agreement.metrics(
-                    agreement.to_numpy64(out), self.ref)["max_abs_err"]
-            except Exception:
-                self._baseline[framework] = None
-        return self._baseline[framework]
+                err = baseline_error(self.arrays, self.case, self.ref, self.rows, framework)
+                why = None
+            except Exception as exc:  # no baseline: fixed bounds, and the record says why
+                err, why = None, f"baseline raised {exc!r}"[:300]
+            self._rules[framework] = agreement.Rule(self.case.dtype, err, fallback_reason=why)
+        return self._rules[framework]
 
-
-def _no_grad(framework: str) -> Any:
-    if framework == "torch":
-        import torch
-
-        return torch.no_grad()
-    return contextlib.nullcontext()
+    def grads(self) -> grad.GradData:
+        """dO, the gradient-checked groups and their oracle (built on first use)."""
+        if self._grads is None:
+            self._grads = grad.grad_data(self.case, self.arrays, self.seed)
+        return self._grads
 
 
 def sync(device: str) -> None:
@@ -118,45 +149,125 @@ def execute(
                           traceback="".join(tb))
 
 
+@dataclass
+class FirstCall:
+    """What the backend's first call gave: the callable to time, its output and gradients."""
+
+    fn: Callable[[], Any]
+    out: Any
+    grads: dict[str, Any] | None
+    ms: float
+
+
 def _measure(
     backend: Backend, data: CaseData, opts: Options, rec: dict[str, Any]
 ) -> dict[str, Any]:
     case = data.case
+    data.use_check_seed(opts.check_seed)
+    rule = data.rule(backend.framework)  # before the backend's inputs exist: pristine copies
     inputs = inputs_mod.make_inputs(case, data.arrays, backend.framework)
+    handed = {"q": inputs.q, "k": inputs.k, "v": inputs.v}
+    first = _first_call(backend, inputs, data)
+    rec["agreement"] = _agree(first.out, data, rule)
+    if first.grads is not None:
+        _add_grads(rec["agreement"], grad.check_grads(case, data.arrays, data.grads(),
+                                                      first.grads))
+    _check_inputs(rec, inputs, handed, data)
+    rec["first_call_ms"] = first.ms
+    fn, timed, watch = first.fn, _synced(first.fn, case.device), OutputWatch(first.out)
+    del first  # so that the first call's output and gradients are freed before timing
+    if case.mode != "bwd":  # bwd replays one held output by design
+        _flag_reused(rec, watch, timed)
+    ops = _cuda_ops(case.device) if opts.time_it else None  # flush buffer before the baseline
+    if opts.memory:
+        rec["memory"] = memory.peak(timed, case.device)
+    if opts.time_it:
+        rec["timing"] = _time(fn, case.device, ops, opts, rec["first_call_ms"])
+        rec["gflops_per_s"] = rec["flops"] / (rec["timing"]["median_ms"] * 1e6)
+    if opts.time_it or opts.memory:
+        _check_inputs(rec, inputs, handed, data)  # the timed calls may change them too
+    return rec
+
+
+def _first_call(backend: Backend, inputs: Any, data: CaseData) -> FirstCall:
+    """Prepare the backend and run its first call (with autograd in bwd and fwd_bwd)."""
+    case = data.case
     if case.mode == "fwd":
         fn = backend.prepare(inputs)
         t0 = time.perf_counter_ns()
         out = fn()
         sync(case.device)
-        first_ms, grads, d_out = (time.perf_counter_ns() - t0) / 1e6, None, None
-    else:
-        d_out = _d_out(data, backend.framework)
-        run = grad.prepare_grad(lambda: backend.prepare(inputs), inputs, d_out, case.mode,
-                                lambda: sync(case.device))
-        fn, out, first_ms, grads = run.step, run.out, run.first_call_ms, run.grads
-        del run  # so that `del out, grads` below frees the first call's tensors
-    rec["agreement"] = _agree(out, inputs, data, backend.framework)
-    if grads is not None:
-        _add_grads(rec["agreement"], grad.check_grads(data, inputs, grads, d_out))
-    rec["status"] = (Status.OK if rec["agreement"]["passed"] else Status.MISMATCH).value
-    rec["first_call_ms"] = first_ms
-    del out, grads
-    timed = _synced(fn, case.device)
-    ops = _cuda_ops(case.device) if opts.time_it else None  # flush buffer before the baseline
-    if opts.memory:
-        rec["memory"] = memory.peak(timed, case.device)
-    if opts.time_it:
-        rec["timing"] = _time(fn, case.device, ops, opts, first_ms)
-        rec["gflops_per_s"] = rec["flops"] / (rec["timing"]["median_ms"] * 1e6)
-    return rec
+        return FirstCall(fn, out, None, (time.perf_counter_ns() - t0) / 1e6)
+    d_out = inputs_mod.to_framework(data.grads().d_out, backend.framework, case.dtype,
+                                    case.device)
+    run = grad.prepare_grad(lambda: backend.prepare(inputs), inputs, d_out, case.mode,
+                            lambda: sync(case.device))
+    return FirstCall(run.step, run.out, run.grads, run.first_call_ms)
 
 
-def _d_out(data: CaseData, framework: str) -> Any:
-    """The case's fixed upstream gradient, float64 (cached) and in the backend's framework."""
-    case = data.case
-    if "d_out" not in data.extra:
-        data.extra["d_out"] = grad.upstream_grad(case, data.seed)
-    return inputs_mod.to_framework(data.extra["d_out"], framework, case.dtype, case.device)
+def _check_inputs(rec: dict[str, Any], inputs: Any, handed: dict[str, Any],
+                  data: CaseData) -> None:
+    """A backend that changed its inputs is a mismatch, with a sentence saying so."""
+    agree = rec["agreement"]
+    problems = agreement.changed_inputs(inputs, handed, data.arrays, data.case.softmax_scale)
+    if problems and not agree.get("problems"):
+        agree["problems"] = problems
+        agree["passed"] = False
+    rec["status"] = (Status.OK if agree["passed"] else Status.MISMATCH).value
+
+
+class OutputWatch:
+    """Weak references to a first call's output and to the array owning its memory.
+
+    Weak, so the first output is freed before the next call (as it would be in use): then
+    the next call can only return the same object or memory if the backend kept it.
+    """
+
+    def __init__(self, out: Any):
+        self.out, self.owner = _weak(out), _weak(_owner(out))
+
+    def reused_by(self, again: Any) -> bool:
+        """True when again is the first output, or shares memory its backend kept alive."""
+        first = self.out() if self.out else None
+        if first is not None and again is first:
+            return True
+        owner = self.owner() if self.owner else None
+        return owner is not None and _shares_memory(again, owner)
+
+
+def _weak(x: Any) -> weakref.ref | None:
+    try:
+        return weakref.ref(x)
+    except TypeError:  # not weak-referenceable (a list, None): not checked
+        return None
+
+
+def _owner(x: Any) -> Any:
+    """The array that owns x's memory: NumPy's base chain, torch's _base."""
+    if isinstance(x, np.ndarray):
+        while isinstance(x.base, np.ndarray):
+            x = x.base
+        return x
+    base = getattr(x, "_base", None)  # a torch view's base tensor
+    return x if base is None else base
+
+
+def _shares_memory(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return bool(np.may_share_memory(a, b))
+    try:
+        return bool(a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr())
+    except (AttributeError, RuntimeError, TypeError):
+        return False
+
+
+def _flag_reused(rec: dict[str, Any], watch: OutputWatch, timed: Callable[[], Any]) -> None:
+    """Call once more: the first output (or its memory) back means the work may be cached."""
+    if watch.reused_by(timed()):
+        rec["flags"] = [*rec.get("flags", []), "reused_output"]
+        rec["notes"] = [*rec.get("notes", []), "the callable returned the same output object "
+                        "(or memory) on two calls: it may return cached work instead of "
+                        "computing; its time is recorded as measured"]
 
 
 def _add_grads(agree: dict[str, Any], checked: dict[str, Any]) -> None:
@@ -196,12 +307,15 @@ def _synced(fn: Any, device: str) -> Any:
     return run
 
 
-def _agree(out: Any, inputs: Any, data: CaseData, framework: str) -> dict[str, Any]:
+def _agree(out: Any, data: CaseData, rule: agreement.Rule) -> dict[str, Any]:
+    """The output's agreement entry, which rows were compared and how they were chosen."""
     case = data.case
     shape = (case.batch, case.heads_q, case.seq_q, case.head_dim)
-    base = data.baseline_err(inputs, framework)
-    result = agreement.compare("out", out, data.ref, data.rows, case.dtype, base, shape)
+    result = agreement.compare("out", out, shape, agreement.rows_of(data.rows, case.seq_q),
+                               data.ref, rule)
     full = len(data.rows) == case.seq_q
-    return {"passed": result["passed"], "outputs": [result],
-            "rows_checked": "all" if full else int(len(data.rows)),
-            "oracle": "float64 numpy", "out_dtype": str(getattr(out, "dtype", "?"))}
+    agree: dict[str, Any] = {"passed": result["passed"], "outputs": [result],
+             "rows_checked": "all" if full else int(len(data.rows)),
+             "oracle": "float64 numpy", "out_dtype": agreement.dtype_name(out)}
+    agree["check_seed"] = data.check_seed  # with the case, it says which rows were compared
+    return agree

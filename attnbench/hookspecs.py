@@ -21,7 +21,15 @@ def attnbench_backends() -> Iterable[Backend]:
 
     Called once when the plugin manager is built (for `list`, `run`, `check`
     and in every worker process). Return an iterable of `attnbench.Backend`
-    instances; names must be unique across all plugins.
+    instances; names must be unique across all plugins. Each backend is
+    checked when it registers (name `[A-Za-z0-9][A-Za-z0-9._+-]{0,63}`,
+    framework "numpy" or "torch", typed capabilities); an invalid one stops
+    the command with a one-line error naming the plugin. A hook that raises
+    is reported as a failed plugin and the others keep working. Example:
+
+        @hookimpl
+        def attnbench_backends():
+            return [NumpyChunked()]  # a subclass of attnbench.Backend
     """
 
 
@@ -29,8 +37,13 @@ def attnbench_backends() -> Iterable[Backend]:
 def attnbench_scenario_dirs() -> Iterable[str]:
     """Return extra folders that hold scenario files (`*.toml`).
 
-    Called when a scenario is looked up by name; shipped scenarios win on a
-    name clash. Return an iterable of paths.
+    Called once when the plugin manager is built; the folders are searched
+    when a scenario is looked up by name, and shipped scenarios win on a name
+    clash. Return an iterable of paths (str or os.PathLike). Example:
+
+        @hookimpl
+        def attnbench_scenario_dirs():
+            return [str(Path(__file__).parent / "scenarios")]
     """
 
 
@@ -40,5 +53,10 @@ def attnbench_record_written(record: dict[str, Any]) -> None:
 
     Called in the runner process once per (case, backend) record, after the
     record is flushed. The return value is ignored; an exception is reported
-    and the run goes on.
+    and the run goes on. Example:
+
+        @hookimpl
+        def attnbench_record_written(record):
+            if record["status"] != "ok":
+                print("not ok:", record["backend"], record["case_id"])
     """

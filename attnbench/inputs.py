@@ -41,13 +41,18 @@ def reference_arrays(case: Case, seed: int) -> dict[str, np.ndarray]:
 
 
 def to_framework(x: np.ndarray, framework: str, dtype: str, device: str) -> Any:
-    """Convert a float64 NumPy array to the backend's framework, dtype and device."""
+    """A new contiguous copy of a float64 NumPy array in a framework, dtype and device.
+
+    Always a copy, even in float64 on the CPU: what a backend does to its inputs never
+    reaches the shared arrays the oracle and the baseline read.
+    """
     if framework == "numpy":
-        return np.ascontiguousarray(x.astype(dtype))
+        return np.array(x, dtype=dtype, order="C", copy=True)
     if framework == "torch":
         import torch
 
-        return torch.from_numpy(x).to(device=device, dtype=getattr(torch, dtype)).contiguous()
+        t = torch.from_numpy(np.ascontiguousarray(x))
+        return t.to(device=device, dtype=getattr(torch, dtype), copy=True).contiguous()
     raise ValueError(f"unknown framework {framework!r}")
 
 

@@ -1,4 +1,8 @@
-"""Peak memory of one call beyond what the process already holds (CPU: VmHWM, CUDA: allocator)."""
+"""Memory: the peak of one call (CPU: VmHWM, CUDA: allocator) and what the harness must hold.
+
+`check_fits` refuses, before anything runs, a case whose own inputs and oracle (what the
+harness allocates, not the backend) cannot fit: that is the case's fault, not a backend's oom.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,15 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from attnbench.case import Case
+from attnbench.errors import UsageError
+from attnbench.grad import GRAD_SKIP_LIMIT
+from attnbench.inputs import ELEM_BYTES
+from attnbench.reference import BLOCK_ENTRIES, rows_in_budget
+
 STATUS = "/proc/self/status"
 CLEAR_REFS = "/proc/self/clear_refs"
+MEMINFO = "/proc/meminfo"
 
 
 def read_status(path: str = STATUS) -> dict[str, int]:
@@ -96,3 +107,73 @@ def cuda_peak(fn: Callable[[], Any]) -> dict[str, Any]:
 def peak(fn: Callable[[], Any], device: str) -> dict[str, Any]:
     """Peak memory of one untimed call of fn on the device."""
     return cuda_peak(fn) if device == "cuda" else cpu_peak(fn)
+
+
+def harness_bytes(case: Case) -> dict[str, int]:
+    """Bytes the harness itself holds for a case, by where they live ("host", "device").
+
+    float64 q, k, v (and dO), the backend's copy in the case dtype, the oracle's rows with
+    the float64 copy of the compared output, the oracle's block workspace and, with
+    gradients, the gradient oracle's largest group.
+    """
+    b, d, group = case.batch, case.head_dim, case.heads_q // case.heads_kv
+    q = b * case.heads_q * case.seq_q * d
+    elems = q + 2 * b * case.heads_kv * case.seq_kv * d + (q if case.mode != "fwd" else 0)
+    compared = 4 * 8 * b * case.heads_q * rows_in_budget(case) * d  # ref, copy, 2 temporaries
+    workspace = 4 * 8 * max(BLOCK_ENTRIES, group * case.seq_kv)
+    if case.mode != "fwd":
+        workspace += 5 * 8 * min(group * case.seq_q * case.seq_kv, GRAD_SKIP_LIMIT)
+    host = 8 * elems + compared + workspace
+    framework = ELEM_BYTES[case.dtype] * elems
+    if case.device == "cuda":
+        return {"host": host, "device": framework}
+    return {"host": host + framework, "device": 0}
+
+
+def available_bytes(device: str) -> dict[str, int | None]:
+    """Memory free now: host MemAvailable (/proc/meminfo) and, for CUDA, the device's free
+    memory when torch can tell; None where it cannot be read."""
+    host = None
+    try:
+        with open(MEMINFO) as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    host = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    dev = None
+    if device == "cuda":
+        try:
+            import torch
+
+            dev = int(torch.cuda.mem_get_info()[0])
+        except Exception:  # no torch, no device: the worker will say so
+            dev = None
+    return {"host": host, "device": dev}
+
+
+def check_fits(cases: list[Case]) -> None:
+    """Raise UsageError naming the first case whose harness memory exceeds what is free."""
+    free: dict[str, dict[str, int | None]] = {}
+    too_big = []
+    for case in dict.fromkeys(cases):
+        if case.device not in free:
+            free[case.device] = available_bytes(case.device)
+        need = harness_bytes(case)
+        for where in ("host", "device"):
+            have = free[case.device][where]
+            if need[where] and have is not None and need[where] > have:
+                too_big.append((case, where, need[where], have))
+                break
+    if too_big:
+        case, where, need, have = too_big[0]
+        label = "host memory (MemAvailable)" if where == "host" else "free CUDA device memory"
+        more = f" ({len(too_big) - 1} more case(s) too large as well)" if len(too_big) > 1 else ""
+        raise UsageError(
+            f"case {case.id} needs {_gib(need)} for the harness's own inputs and oracle "
+            f"(float64 q/k/v, the {case.dtype} copy, the oracle rows), more than the "
+            f"{_gib(have)} of {label} now{more}; run smaller cases")
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB"

@@ -14,9 +14,11 @@ from typing import Any
 
 import pluggy
 
-from attnbench import hookspecs
+from attnbench import guard, hookspecs
 from attnbench.backend import Backend
 from attnbench.errors import UsageError
+from attnbench.sanitize import plain
+from attnbench.validate import InvalidBackend, check_backend
 
 BUILTIN_MODULES = (
     "attnbench.backends.numpy_naive",
@@ -40,6 +42,7 @@ class Registry:
     failures: list[tuple[str, str]] = field(default_factory=list)
     plugin_specs: tuple[str, ...] = ()  # --plugin specs, so a worker can rebuild the same registry
     autoload: bool = False  # whether entry points were loaded
+    extra_scenario_dirs: list[str] = field(default_factory=list)
 
     def get(self, name: str) -> Backend:
         if name not in self.backends:
@@ -48,7 +51,8 @@ class Registry:
         return self.backends[name]
 
     def scenario_dirs(self) -> list[str]:
-        return [str(d) for dirs in self.pm.hook.attnbench_scenario_dirs() for d in dirs]
+        """Folders of scenario files the plugins add (asked once, when the registry is built)."""
+        return list(self.extra_scenario_dirs)
 
 
 def autoload_enabled() -> bool:
@@ -71,19 +75,18 @@ def build_registry(
     for spec in plugins:
         _register(reg, spec, lambda s=spec: import_plugin(s))
     _collect_backends(reg)
+    _collect_scenario_dirs(reg)
     return reg
 
 
 def _register(reg: Registry, name: str, loader: Any) -> None:
-    try:
-        plugin = loader()
-    except UsageError:
-        raise
-    except BaseException as exc:  # a plugin's import may raise anything, SystemExit included
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        reg.failures.append((name, f"import failed: {type(exc).__name__}: {exc}"))
+    loaded = guard.call("import", loader)  # a plugin's import may raise anything, or hang
+    if isinstance(loaded.error, UsageError):
+        raise loaded.error
+    if not loaded.ok:
+        _fail(reg, name, str(loaded.failure))  # "import raised ..." or "... did not return"
         return
+    plugin = loaded.value
     if reg.pm.is_registered(plugin):
         return
     try:
@@ -91,7 +94,12 @@ def _register(reg: Registry, name: str, loader: Any) -> None:
         reg.pm.check_pending()
     except pluggy.PluginValidationError as exc:
         reg.pm.unregister(plugin)
-        reg.failures.append((name, f"invalid plugin: {exc}"))
+        _fail(reg, name, f"invalid plugin: {exc}")
+
+
+def _fail(reg: Registry, plugin: str, reason: str) -> None:
+    """Note a plugin that failed, as one line of printable text (it is shown as it is)."""
+    reg.failures.append((plain(plugin), plain(reason)))
 
 
 def import_plugin(spec: str) -> ModuleType:
@@ -119,25 +127,46 @@ def import_plugin(spec: str) -> ModuleType:
     return importlib.import_module(spec)
 
 
+def _hook_results(reg: Registry, hook: Any, what: str) -> list[tuple[str, list[Any]]]:
+    """(plugin, list returned) for each implementation of a hook, in registration order;
+    an implementation that raises, hangs or returns no iterable is a failure of its plugin."""
+    out = []
+    for impl in hook.get_hookimpls():
+        got = guard.call(what, lambda f=impl.function: list(f() or []))
+        if got.ok:
+            out.append((impl.plugin_name, got.value))
+        else:
+            _fail(reg, impl.plugin_name, str(got.failure))
+    return out
+
+
 def _collect_backends(reg: Registry) -> None:
-    for impl in reg.pm.hook.attnbench_backends.get_hookimpls():  # registration order
-        try:
-            found = list(impl.function() or [])
-        except Exception as exc:
-            reg.failures.append((impl.plugin_name, f"attnbench_backends() raised {exc!r}"))
-            continue
+    for plugin, found in _hook_results(reg, reg.pm.hook.attnbench_backends,
+                                       "attnbench_backends()"):
         for backend in found:
-            _add_backend(reg, backend, impl.plugin_name)
+            _add_backend(reg, backend, plugin)
+
+
+def _collect_scenario_dirs(reg: Registry) -> None:
+    for plugin, dirs in _hook_results(reg, reg.pm.hook.attnbench_scenario_dirs,
+                                      "attnbench_scenario_dirs()"):
+        bad = [d for d in dirs if not isinstance(d, (str, os.PathLike))]
+        if bad:
+            _fail(reg, plugin, f"attnbench_scenario_dirs() returned {bad[0]!r}, not a path")
+        reg.extra_scenario_dirs += [os.fspath(d) for d in dirs
+                                    if isinstance(d, (str, os.PathLike))]
 
 
 def _add_backend(reg: Registry, backend: Any, plugin: str) -> None:
-    if not isinstance(backend, Backend) or not backend.name:
-        reg.failures.append((plugin, f"returned {backend!r}, not a named attnbench.Backend"))
-        return
-    if backend.name in reg.backends:
-        raise UsageError(
-            f"backend name {backend.name!r} is provided twice: by {reg.origins[backend.name]!r} "
-            f"and by {plugin!r}"
-        )
-    reg.backends[backend.name] = backend
-    reg.origins[backend.name] = plugin
+    """Register one backend once check_backend accepts it; else a one-line UsageError."""
+    checked = guard.call("reading the backend's attributes", check_backend, backend)
+    if isinstance(checked.error, InvalidBackend):
+        raise UsageError(plain(f"plugin {plugin!r}: {checked.error}"))
+    if not checked.ok:
+        raise UsageError(plain(f"plugin {plugin!r}: {checked.failure}"))
+    name = checked.value
+    if name in reg.backends:
+        raise UsageError(plain(f"backend name {name!r} is provided twice: by "
+                               f"{reg.origins[name]!r} and by {plugin!r}"))
+    reg.backends[name] = backend
+    reg.origins[name] = plugin

@@ -7,14 +7,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
+from attnbench.sanitize import plain, rich_text
+
 
 def record_line(done: int, total: int, rec: dict[str, Any]) -> str:
     """`[3/12] b1-h8:8-q256-... numpy-naive: ok 1.234 ms` for one record."""
     med = (rec.get("timing") or {}).get("median_ms")
-    tail = f" {med:.3f} ms" if med is not None else ""
+    tail = f" {med:.3f} ms" if isinstance(med, (int, float)) else ""
     if rec.get("status") not in ("ok", "unsupported") and rec.get("error"):
-        tail += f" ({str(rec['error']).splitlines()[0][:120]})"
-    return f"[{done}/{total}] {rec.get('case_id')} {rec.get('backend')}: {rec.get('status')}{tail}"
+        tail += f" ({plain(str(rec['error']).strip().splitlines()[0])[:120]})"
+    head = plain(f"{rec.get('case_id')} {rec.get('backend')}: {rec.get('status')}")
+    return f"[{done}/{total}] {head}{tail}"
 
 
 class Progress:
@@ -68,7 +71,8 @@ class RichProgress(Progress):
             yield self
 
     def starting(self, case_id: str, backend: str) -> None:
-        self.bar.update(self.task, description=f"{case_id} [bold]{backend}[/]")
+        self.bar.update(self.task,
+                        description=f"{rich_text(case_id)} [bold]{rich_text(backend)}[/]")
 
     def advance(self, rec: dict[str, Any]) -> None:
         self.done += 1

@@ -1,22 +1,44 @@
-"""The float64 NumPy oracle: exact semantics, on all query rows or a sample of them."""
+"""The float64 NumPy oracle: exact semantics, on every query row or on rows drawn per run.
+
+Every row is checked while the oracle's matmul FLOPs fit ORACLE_FLOP_BUDGET; beyond it, as
+many rows as the budget allows (at least MIN_SAMPLED_ROWS): the first, the last and rows drawn
+from the run's check seed, so no backend can know in advance which rows are compared. The
+oracle is computed in blocks of rows, so its working memory stays under BLOCK_ENTRIES scores.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import numpy as np
 
 from attnbench.case import Case
+from attnbench.inputs import case_seed
 
-FULL_ORACLE_LIMIT = 2**24  # score entries (B·Hq·Sq·Skv) up to which every row is checked
-SAMPLED_ROWS = 64
+ORACLE_FLOP_BUDGET = 2**35  # matmul FLOPs of the float64 oracle (~2 to 4 s on one CPU core)
+MIN_SAMPLED_ROWS = 64
+BLOCK_ENTRIES = 2**21  # score entries of one block (16 MiB in float64)
 
 
-def check_rows(case: Case, seed: int = 0) -> np.ndarray:
-    """Query rows to check: all for small cases, else first, last and random ones (sorted)."""
-    n = case.seq_q
-    if case.batch * case.heads_q * n * case.seq_kv <= FULL_ORACLE_LIMIT or n <= SAMPLED_ROWS:
+def oracle_flops(case: Case, n_rows: int) -> int:
+    """Matmul FLOPs of the oracle on n_rows query rows (every key, every batch and head)."""
+    return 4 * case.batch * case.heads_q * n_rows * case.seq_kv * case.head_dim
+
+
+def rows_in_budget(case: Case, budget: int | None = None) -> int:
+    """How many query rows the oracle checks: all that fit the budget, at least the minimum."""
+    budget = ORACLE_FLOP_BUDGET if budget is None else budget
+    per_row = max(1, oracle_flops(case, 1))
+    return min(case.seq_q, max(MIN_SAMPLED_ROWS, budget // per_row))
+
+
+def check_rows(case: Case, check_seed: int, budget: int | None = None) -> np.ndarray:
+    """Query rows to compare: every row within the budget, else first, last and drawn ones."""
+    n, count = case.seq_q, rows_in_budget(case, budget)
+    if count >= n:
         return np.arange(n)
-    rng = np.random.default_rng(seed + n)
-    picks = rng.choice(np.arange(1, n - 1), size=SAMPLED_ROWS - 2, replace=False)
+    rng = np.random.default_rng(case_seed(case, check_seed))
+    picks = rng.choice(np.arange(1, n - 1), size=count - 2, replace=False)
     return np.unique(np.concatenate([[0, n - 1], picks]))
 
 
@@ -33,23 +55,61 @@ def row_visibility(case: Case, rows: np.ndarray) -> np.ndarray:
     return np.arange(case.seq_kv)[None, :] <= (rows[:, None] + off)
 
 
+def probabilities(q: np.ndarray, k: np.ndarray, case: Case, rows: np.ndarray) -> np.ndarray:
+    """softmax(q kᵀ·scale + mask) on the given query rows, in q's dtype; empty rows are 0.
+
+    q: (B, Hq', Sq, D) and k: (B, Hkv', Skv, D) with Hq' a multiple of Hkv' (a slice of heads
+    is fine). A row that sees no key has max −inf; it is shifted by 0, so every exp is 0.
+    """
+    kx = expand_kv(k, q.shape[1])
+    s = np.matmul(q[:, :, rows, :], np.swapaxes(kx, -1, -2))
+    s *= q.dtype.type(case.softmax_scale)  # in place from here on: one score-sized array
+    if case.mask != "none":
+        np.copyto(s, -np.inf, where=~row_visibility(case, rows))
+    m = s.max(axis=-1, keepdims=True)
+    s -= np.where(np.isfinite(m), m, 0)
+    np.exp(s, out=s)
+    den = s.sum(axis=-1, keepdims=True)
+    s /= np.where(den == 0, 1, den)
+    return s
+
+
 def attention_rows(
     q: np.ndarray, k: np.ndarray, v: np.ndarray, case: Case, rows: np.ndarray
 ) -> np.ndarray:
     """softmax(q kᵀ·scale + mask) v for the given query rows, in q's dtype; empty rows → 0."""
-    dt = q.dtype
-    kx, vx = expand_kv(k, case.heads_q), expand_kv(v, case.heads_q)
-    s = np.matmul(q[:, :, rows, :], np.swapaxes(kx, -1, -2)) * dt.type(case.softmax_scale)
-    vis = row_visibility(case, rows)
-    s = np.where(vis, s, -np.inf)
-    m = s.max(axis=-1, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0)
-    p = np.exp(s - m)
-    den = p.sum(axis=-1, keepdims=True)
-    out = np.matmul(p / np.where(den == 0, 1, den), vx).astype(dt)
-    return np.where(vis.any(axis=-1)[:, None], out, dt.type(0))
+    p = probabilities(q, k, case, rows)
+    return np.matmul(p, expand_kv(v, q.shape[1])).astype(q.dtype)
+
+
+def group_slices(case: Case, b: int, h: int) -> tuple[int, slice, slice]:
+    """Batch index, query-head slice and kv-head slice of one (batch, kv head) group."""
+    g = case.heads_q // case.heads_kv
+    return b, slice(h * g, (h + 1) * g), slice(h, h + 1)
+
+
+Block = tuple[int, slice, slice, np.ndarray, slice]
+
+
+def blocks(case: Case, rows: np.ndarray) -> Iterator[Block]:
+    """(batch, query-head slice, kv-head slice, query rows, their positions in rows) blocks.
+
+    One block is one kv head with its group of query heads and as many of the rows as keep
+    its scores under BLOCK_ENTRIES, so any size is computed in bounded memory.
+    """
+    step = max(1, BLOCK_ENTRIES // (case.heads_q // case.heads_kv * case.seq_kv))
+    for b in range(case.batch):
+        for h in range(case.heads_kv):
+            _, qs, ks = group_slices(case, b, h)
+            for i in range(0, len(rows), step):
+                yield b, qs, ks, rows[i:i + step], slice(i, i + step)
 
 
 def oracle(arrays: dict[str, np.ndarray], case: Case, rows: np.ndarray) -> np.ndarray:
-    """The float64 reference output on the given rows."""
-    return attention_rows(arrays["q"], arrays["k"], arrays["v"], case, rows)
+    """The float64 reference output on the given rows: (B, Hq, len(rows), D), block by block."""
+    q, k, v = arrays["q"], arrays["k"], arrays["v"]
+    out = np.empty((case.batch, case.heads_q, len(rows), case.head_dim))
+    for b, qs, ks, r, at in blocks(case, rows):
+        out[b:b + 1, qs, at] = attention_rows(q[b:b + 1, qs], k[b:b + 1, ks], v[b:b + 1, ks],
+                                              case, r)
+    return out

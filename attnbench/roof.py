@@ -22,21 +22,46 @@ def roof_fraction(record: dict[str, Any], roofs: dict[str, dict[str, float | Non
     """Add roof_flops_per_s and roof_fraction to a timed record, in place, when a roof is known."""
     roof = roofs.get(record.get("device", ""), {}).get(record.get("dtype", ""))
     gflops = record.get("gflops_per_s")
-    if roof:
+    if isinstance(roof, (int, float)) and roof > 0:
         record["roof_flops_per_s"] = roof
         if gflops is not None:
             record["roof_fraction"] = gflops * 1e9 / roof
 
 
-def measure_roofs(device: str, dtypes: list[str], seconds: float = 0.3) -> dict[str, float | None]:
-    """Matmul roof in FLOP/s for each dtype on a device; None where it cannot be measured."""
-    out: dict[str, float | None] = {}
+UNMEASURED = "unmeasured"  # key of a device's roofs: {dtype: why it has no roof}
+
+
+def measure_roofs(device: str, dtypes: list[str], seconds: float = 0.3) -> dict[str, Any]:
+    """Matmul roof in FLOP/s for each dtype on a device; None where it cannot be measured,
+    and then under UNMEASURED the reason, so a missing roof fraction is explained."""
+    out: dict[str, Any] = {}
+    reasons: dict[str, str] = {}
     for dtype in dtypes:
         try:
             measure = _cuda_roof if device == "cuda" else _cpu_roof
             out[dtype] = measure(dtype, seconds)
-        except Exception:  # an unsupported dtype on this device: no roof, no failure
+            if out[dtype] is None:
+                reasons[dtype] = (f"no BLAS matmul in {dtype} here (NumPy has none and torch "
+                                  "is not importable)")
+        except Exception as exc:  # an unsupported dtype on this device: no roof, no failure
             out[dtype] = None
+            reasons[dtype] = f"the {dtype} matmul raised {type(exc).__name__}: {exc}"[:300]
+    if reasons:
+        out[UNMEASURED] = reasons
+    return out
+
+
+def unmeasured(roofs: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """{device: {dtype: reason}} for every roof of a run.json that could not be measured."""
+    out = {}
+    for device, per in (roofs or {}).items():
+        if not isinstance(per, dict):
+            continue
+        why = per.get(UNMEASURED) if isinstance(per.get(UNMEASURED), dict) else {}
+        missing = {d: str(why.get(d, "not measured (the roof worker failed)"))
+                   for d, v in per.items() if d != UNMEASURED and v is None}
+        if missing:
+            out[device] = missing
     return out
 
 

@@ -20,11 +20,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from attnbench import environment
+from attnbench import environment, guard
 from attnbench.backend import Backend, device_failure
 from attnbench.case import Case, Scenario
 from attnbench.errors import UsageError
-from attnbench.execute import Options, execute
+from attnbench.execute import Options
+from attnbench.memory import check_fits
 from attnbench.plugins import Registry
 from attnbench.progress import Progress, auto_progress
 from attnbench.record import CHECK_FAILED, Status, key, new_record, record_key
@@ -96,8 +97,7 @@ def make_plan(
 ) -> Plan:
     """Expand scenarios for each device (dtype overridden when asked) and pick backends."""
     backends = [registry.get(n) for n in backend_names] if backend_names else [
-        b for b in registry.backends.values()
-        if not b.availability() and any(not b.device_reasons(d) for d in devices)
+        b for b in registry.backends.values() if guard.plannable(b, devices)
     ]
     items: list[tuple[str, Case]] = []
     for scenario in scenarios:
@@ -107,6 +107,7 @@ def make_plan(
                     item = (scenario.name, replace(case, dtype=dt))
                     if item not in items:
                         items.append(item)
+    check_fits([c for _, c in items])  # inputs the harness cannot hold: exit 2, nothing runs
     return Plan(items, backends, registry)
 
 
@@ -169,9 +170,9 @@ class Sweep:
         try:
             for scenario, case in todo:
                 self.progress.starting(case.id, backend.name)
-                if backend.unsupported(case):  # no worker needed to say so
-                    rec = execute(backend, scenario, case, _no_data, self.opts)
-                else:
+                # unsupported, or unsupported() raised or overran: no worker needed to say so
+                rec = guard.parent_record(backend, scenario, case, self.timeout_s)
+                if rec is None:
                     rec = self.in_worker(worker, backend, scenario, case)
                 finish(rec)
         except BaseException:
@@ -206,10 +207,6 @@ class Sweep:
             w.stop()
             rec["worker"]["restarted_after"] = True
         return rec
-
-
-def _no_data() -> Any:
-    raise AssertionError("an unsupported case needs no data")
 
 
 def run_plan(

@@ -74,7 +74,7 @@ def time_cpu(
     first_call_ms: float | None = None,
     clock: Callable[[], int] = time.perf_counter_ns,
 ) -> Timing:
-    """Time fn on the CPU per METHOD.md; pass first_call_ms if the first call was already made."""
+    """Time fn on the CPU (docs/timing.md); pass first_call_ms if the first call was made."""
     cfg = config or TimerConfig()
     if first_call_ms is None:
         t0 = clock()

@@ -6,34 +6,14 @@ Also flash-attn-4 (flash_attn.cute.flash_attn_func, the CuTe DSL kernels) the sa
 from __future__ import annotations
 
 import importlib
-import re
 from collections.abc import Callable
 from typing import Any
 
 from attnbench import Backend, Capabilities, Inputs, Unsupported, hookimpl
 
-MIN_VERSION = (2, 1)  # causal became bottom-right aligned in flash-attn 2.1
+MIN_VERSIONS = {"flash_attn": "2.1"}  # causal became bottom-right aligned in flash-attn 2.1
 HALF_DTYPES = ("float16", "bfloat16")
 MODES = ("fwd", "bwd", "fwd_bwd")
-
-
-def parse_version(text: str) -> tuple[int, ...] | None:
-    """The leading (major, minor) of a version string, or None when there is none."""
-    m = re.match(r"\s*(\d+)\.(\d+)", text or "")
-    return (int(m.group(1)), int(m.group(2))) if m else None
-
-
-def version_reason(module: str, minimum: tuple[int, int]) -> str | None:
-    """Why the installed module's __version__ is too old for bottom-right causal, or None."""
-    version = str(getattr(importlib.import_module(module), "__version__", ""))
-    parsed = parse_version(version)
-    if parsed is None:
-        return (f"{module} has no readable __version__ ({version!r}); "
-                f"need >= {minimum[0]}.{minimum[1]}")
-    if parsed < minimum:
-        return (f"{module} {version} is older than {minimum[0]}.{minimum[1]}: its causal mask is "
-                "top-left aligned, not bottom-right")
-    return None
 
 
 class FlashAttnFunc(Backend):
@@ -41,19 +21,11 @@ class FlashAttnFunc(Backend):
 
     framework = "torch"
 
-    def __init__(self, name: str, module: str, min_version: tuple[int, int] | None,
-                 caps: Capabilities, note: str):
-        self.name, self.module, self.min_version = name, module, min_version
+    def __init__(self, name: str, module: str, caps: Capabilities, note: str):
+        self.name, self.module = name, module
         self.requires = (module,)
         self.capabilities = caps
         self.description = note
-
-    def availability(self) -> list[str]:
-        reasons = super().availability()
-        if not reasons and self.min_version is not None:
-            too_old = version_reason(self.module.split(".")[0], self.min_version)
-            reasons += [too_old] if too_old else []
-        return reasons
 
     def prepare(self, inputs: Inputs) -> Callable[[], Any]:
         func = importlib.import_module(self.module).flash_attn_func
@@ -79,14 +51,15 @@ class FlashAttnFunc(Backend):
 def flash_backends() -> list[Backend]:
     """flash-attn (FlashAttention-2) and flash-attn-4 (CuTe DSL)."""
     caps = Capabilities(devices=("cuda",), dtypes=HALF_DTYPES, modes=MODES,
-                        head_dim_min=8, head_dim_max=256, head_dim_multiple=8)
+                        head_dim_min=8, head_dim_max=256, head_dim_multiple=8,
+                        min_versions=MIN_VERSIONS)
     # FlashAttention-4 documents fewer head sizes (64, 96, 128); kept to what it states
     caps4 = Capabilities(devices=("cuda",), dtypes=HALF_DTYPES, modes=MODES,
                          head_dim_min=64, head_dim_max=128, head_dim_multiple=32)
     return [
-        FlashAttnFunc("flash-attn", "flash_attn", MIN_VERSION, caps,
+        FlashAttnFunc("flash-attn", "flash_attn", caps,
                       "FlashAttention-2: flash_attn.flash_attn_func, bottom-right causal (>= 2.1)"),
-        FlashAttnFunc("flash-attn-4", "flash_attn.cute", None, caps4,
+        FlashAttnFunc("flash-attn-4", "flash_attn.cute", caps4,
                       "FlashAttention-4: flash_attn.cute.flash_attn_func (Hopper/Blackwell)"),
     ]
 

@@ -55,14 +55,8 @@ class FlexAttention(Backend):
     capabilities = Capabilities(
         devices=("cpu", "cuda"), dtypes=("float32", "float16", "bfloat16"),
         modes=("fwd", "bwd", "fwd_bwd"),
+        per_device={"cpu": {"modes": ("fwd",)}},  # no backward on the CPU: NotImplementedError
     )
-
-    def unsupported(self, case: Case) -> list[str]:
-        reasons = super().unsupported(case)
-        if not reasons and case.device == "cpu" and case.mode != "fwd":
-            reasons.append(f"{self.name} has no backward on the CPU (torch raises "
-                           f"NotImplementedError); {case.mode} runs on CUDA only")
-        return reasons
 
     def prepare(self, inputs: Inputs) -> Callable[[], Any]:
         case = inputs.case
@@ -71,12 +65,11 @@ class FlexAttention(Backend):
         block_mask = causal_block_mask(case, str(q.device)) if case.mask == "causal" else None
         kwargs = {"block_mask": block_mask, "scale": inputs.scale,
                   "enable_gqa": case.heads_q != case.heads_kv}
-        empty = inputs.empty_rows()
+        inputs.empty_rows()  # built now, not in the first call
 
         def run() -> Any:
-            out = flex(q, k, v, **kwargs)
             # rows that see no key must be zeros, whatever the kernel leaves there
-            return out if empty is None else out.masked_fill(empty, 0.0)
+            return inputs.zero_empty_rows(flex(q, k, v, **kwargs))
 
         return run
 

@@ -25,7 +25,7 @@ class TorchNaive(Backend):
         group = case.heads_q // case.heads_kv
         q, k, v = inputs.q, inputs.k, inputs.v
         hidden = None if case.mask == "none" else ~inputs.visible()
-        empty = inputs.empty_rows()
+        inputs.empty_rows()  # built now, not in the first call
         # expand kv heads once here, as numpy-naive does; with autograd the expansion must be
         # part of every call (a graph built in prepare() is freed by the first backward)
         expand_per_call = group > 1 and k.requires_grad
@@ -38,9 +38,7 @@ class TorchNaive(Backend):
             s = torch.matmul(q, kk.transpose(-1, -2)) * inputs.scale
             if hidden is not None:
                 s = s.masked_fill(hidden, float("-inf"))
-            p = torch.softmax(s, dim=-1)
-            if empty is not None:
-                p = p.masked_fill(empty, 0.0)
+            p = inputs.zero_empty_rows(torch.softmax(s, dim=-1))  # rows that see no key: 0
             return torch.matmul(p, vv)
 
         return run

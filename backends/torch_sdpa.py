@@ -6,9 +6,10 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from attnbench import Backend, Capabilities, Case, Inputs, Unsupported, hookimpl
+from attnbench import Backend, Capabilities, Inputs, Unsupported, hookimpl
 
 ALL_DTYPES = ("float64", "float32", "float16", "bfloat16")
+HALF = ("float16", "bfloat16")
 MODES = ("fwd", "bwd", "fwd_bwd")
 
 
@@ -32,18 +33,9 @@ class TorchSDPA(Backend):
     framework = "torch"
     kernel: str | None = None
 
-    def __init__(
-        self, name: str, kernel: str | None, caps: Capabilities, cuda_dtypes: tuple, note: str
-    ):
+    def __init__(self, name: str, kernel: str | None, caps: Capabilities, note: str):
         self.name, self.kernel, self.capabilities = name, kernel, caps
-        self.cuda_dtypes = cuda_dtypes
         self.description = note
-
-    def unsupported(self, case: Case) -> list[str]:
-        reasons = super().unsupported(case)
-        if not reasons and case.device == "cuda" and case.dtype not in self.cuda_dtypes:
-            reasons.append(f"{self.name} on CUDA supports {', '.join(self.cuda_dtypes)} only")
-        return reasons
 
     def prepare(self, inputs: Inputs) -> Callable[[], Any]:
         import torch.nn.functional as F
@@ -54,13 +46,12 @@ class TorchSDPA(Backend):
         if case.heads_q != case.heads_kv:
             kwargs["enable_gqa"] = True
         q, k, v = inputs.q, inputs.k, inputs.v
-        empty = inputs.empty_rows()
+        inputs.empty_rows()  # built now, not in the first call
         forced = getattr(SDPBackend, self.kernel) if self.kernel else None
 
         def call() -> Any:
-            out = F.scaled_dot_product_attention(q, k, v, **kwargs)
             # rows that see no key must be zeros; some kernels leave NaN there
-            return out if empty is None else out.masked_fill(empty, 0.0)
+            return inputs.zero_empty_rows(F.scaled_dot_product_attention(q, k, v, **kwargs))
 
         def run() -> Any:
             try:
@@ -79,22 +70,21 @@ class TorchSDPA(Backend):
 def sdpa_backends() -> list[Backend]:
     """The default dispatch plus one backend per SDPA kernel."""
     every = Capabilities(devices=("cpu", "cuda"), dtypes=ALL_DTYPES, modes=MODES)
+    half_on_cuda = Capabilities(devices=("cpu", "cuda"), dtypes=ALL_DTYPES, modes=MODES,
+                                per_device={"cuda": {"dtypes": HALF}})
     return [
-        TorchSDPA("torch-sdpa", None, every, ALL_DTYPES,
+        TorchSDPA("torch-sdpa", None, every,
                   "F.scaled_dot_product_attention with PyTorch's own kernel choice"),
-        TorchSDPA("torch-sdpa-math", "MATH", every, ALL_DTYPES,
+        TorchSDPA("torch-sdpa-math", "MATH", every,
                   "SDPA forced to the math kernel (the composite reference path)"),
-        TorchSDPA("torch-sdpa-flash", "FLASH_ATTENTION",
-                  Capabilities(devices=("cpu", "cuda"), dtypes=ALL_DTYPES, modes=MODES),
-                  ("float16", "bfloat16"), "SDPA forced to the FlashAttention kernel"),
+        TorchSDPA("torch-sdpa-flash", "FLASH_ATTENTION", half_on_cuda,
+                  "SDPA forced to the FlashAttention kernel"),
         TorchSDPA("torch-sdpa-efficient", "EFFICIENT_ATTENTION",
-                  Capabilities(devices=("cuda",), dtypes=("float32", "float16", "bfloat16"),
-                               modes=MODES),
-                  ("float32", "float16", "bfloat16"),
+                  Capabilities(devices=("cuda",), dtypes=("float32", *HALF), modes=MODES),
                   "SDPA forced to the memory-efficient (xformers-derived) kernel; CUDA only"),
         TorchSDPA("torch-sdpa-cudnn", "CUDNN_ATTENTION",
-                  Capabilities(devices=("cuda",), dtypes=("float16", "bfloat16"), modes=MODES),
-                  ("float16", "bfloat16"), "SDPA forced to the cuDNN fused kernel; CUDA only"),
+                  Capabilities(devices=("cuda",), dtypes=HALF, modes=MODES),
+                  "SDPA forced to the cuDNN fused kernel; CUDA only"),
     ]
 
 

@@ -61,7 +61,7 @@ class XformersMEA(Backend):
         bias = causal_bias(case)
         scale = inputs.scale
         out_shape = (case.batch, case.seq_q, case.heads_q, case.head_dim)
-        empty = inputs.empty_rows()
+        inputs.empty_rows()  # built now, not in the first call
 
         def run() -> Any:
             try:
@@ -71,7 +71,7 @@ class XformersMEA(Backend):
                                   f"{str(exc).strip().splitlines()[0]}") from exc
             out = out.reshape(out_shape).transpose(1, 2)  # (B, Hq, Sq, D), a view
             # rows that see no key must be zeros, whatever the kernel leaves there
-            return out if empty is None else out.masked_fill(empty, 0.0)
+            return inputs.zero_empty_rows(out)
 
         return run
 

@@ -13,6 +13,11 @@ from attnbench.execute import Options
 from attnbench.worker.parent import WorkerProcess
 
 
+def ms(xs: list[float]) -> str:
+    """Median and minimum of durations in seconds, as milliseconds."""
+    return f"median {statistics.median(xs) * 1e3:.2f} ms, min {min(xs) * 1e3:.2f} ms"
+
+
 def main(n: int = 50) -> None:
     opts = Options(time_it=False, memory=False)
     hello = {"plugins": [], "autoload": False, "options": opts.to_dict()}
@@ -35,8 +40,7 @@ def main(n: int = 50) -> None:
             rt.append(time.perf_counter() - t0)
             over.append(reply.roundtrip_s - reply.data["worker_s"])
         w.stop()
-    ms = lambda xs: f"median {statistics.median(xs) * 1e3:.2f} ms, min {min(xs) * 1e3:.2f} ms"  # noqa: E731
-    print(f"worker start (python -m attnbench.worker, registry, prepare_process): "
+    print(f"worker start (python -m attnbench.worker.child, registry, prepare_process): "
           f"{ms(starts)} over {len(starts)}")
     print(f"per-task overhead beyond execute() (JSON, pipe, parent): {ms(over)} over {n}")
     print(f"whole round trip of a tiny untimed case: {ms(rt)}")

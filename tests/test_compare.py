@@ -8,20 +8,19 @@ import shutil
 from pathlib import Path
 
 import pytest
-from report_runs import real_run
 
 from attnbench.cli import main
 from attnbench.report.compare import _mann_whitney_normal, compare_pair, mann_whitney_p
 
 
-def test_run_against_itself_passes(capsys):
+def test_run_against_itself_passes(real_run, capsys):
     base = str(real_run("base"))
     assert main(["compare", base, base]) == 0
     out = capsys.readouterr()
     assert "compare: passed" in out.out and "WARNING" not in out.err
 
 
-def test_slower_backend_is_a_regression_and_named(capsys):
+def test_slower_backend_is_a_regression_and_named(real_run, capsys):
     assert main(["compare", str(real_run("base")), str(real_run("slow"))]) == 1
     out = capsys.readouterr().out
     verdict = out.strip().splitlines()[-1]
@@ -29,19 +28,19 @@ def test_slower_backend_is_a_regression_and_named(capsys):
     assert "numpy-naive" not in verdict
 
 
-def test_a_huge_threshold_lets_the_slow_run_pass(capsys):
+def test_a_huge_threshold_lets_the_slow_run_pass(real_run, capsys):
     assert main(["compare", str(real_run("base")), str(real_run("slow")),
                  "--threshold", "1000"]) == 0
 
 
-def test_new_mismatch_always_fails(capsys):
+def test_new_mismatch_always_fails(real_run, capsys):
     assert main(["compare", str(real_run("base")), str(real_run("wrong")),
                  "--threshold", "1000", "--min-abs", "1000"]) == 1
     verdict = capsys.readouterr().out.strip().splitlines()[-1]
     assert "slow-copy (new failure)" in verdict
 
 
-def test_different_environment_warns_loudly(tmp_path: Path, capsys):
+def test_different_environment_warns_loudly(real_run, tmp_path: Path, capsys):
     other = tmp_path / "other"
     shutil.copytree(real_run("base"), other)
     meta = json.loads((other / "run.json").read_text())
@@ -53,7 +52,7 @@ def test_different_environment_warns_loudly(tmp_path: Path, capsys):
     assert "WARNING" in err and "elsewhere" in err and "0.0-other" in err
 
 
-def test_bad_flags_are_usage_errors(capsys):
+def test_bad_flags_are_usage_errors(real_run, capsys):
     base = str(real_run("base"))
     assert main(["compare", base, base, "--threshold", "-1"]) == 2
     assert main(["compare", base, "/nonexistent/run"]) == 2

@@ -75,10 +75,25 @@ def test_bwd_mode_is_timed_and_counts_backward_flops(registry):
     rec = execute(registry.get("torch-naive"), "t", case, lambda: data, opts)
     assert rec["status"] == "ok" and rec["timing"]["median_ms"] > 0
     assert rec["flops"] == 2.5 * 4 * 2 * 64 * 64 * 16
-    assert rec["memory"]["peak_bytes"] >= 0
+    mem = rec["memory"]  # measured in bwd mode too: a resident-set base and a named method
+    assert mem["base_bytes"] > 2**20 and mem["method"].startswith(("VmHWM", "ru_maxrss"))
 
 
 def test_numpy_backends_refuse_backward(registry):
     case = Case(1, 2, 2, 16, 16, 16, mode="bwd")
     rec = execute(registry.get("numpy-naive"), "t", case, lambda: CaseData(case, 0), OPTS)
     assert rec["status"] == "unsupported" and "no bwd mode" in rec["reasons"][0]
+
+
+def test_torch_backend_that_changes_k_through_data_is_a_mismatch(plugin_path):
+    """.data.mul_ escapes autograd's in-place check; the record names it and the gradient
+    bounds come from pristine inputs (the same as for an honest backend)."""
+    reg = build_registry([plugin_path("mutates_inputs.py")], autoload=False)
+    case = Case(1, 2, 2, 16, 24, 16, mask="causal", mode="fwd_bwd")
+    data = CaseData(case, 0)
+    rec = execute(reg.get("test-torch-scales-k"), "t", case, lambda: data, OPTS)
+    honest = execute(reg.get("torch-naive"), "t", case, lambda: CaseData(case, 0), OPTS)
+    assert rec["status"] == "mismatch" and honest["status"] == "ok"
+    assert "overwrote k in place" in rec["agreement"]["problems"][0]
+    bounds = [(o["name"], o["bound"]) for o in rec["agreement"]["outputs"]]
+    assert bounds == [(o["name"], o["bound"]) for o in honest["agreement"]["outputs"]]

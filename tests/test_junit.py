@@ -5,13 +5,11 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from report_runs import real_run
-
 from attnbench.report.junit import write_junit
 from attnbench.results import read_run
 
 
-def test_one_testcase_per_record_with_statuses(tmp_path: Path):
+def test_one_testcase_per_record_with_statuses(real_run, tmp_path: Path):
     _, records = read_run(real_run("base"))
     root = ET.parse(write_junit(records, tmp_path / "j.xml")).getroot()
     suite = root.find("testsuite")
@@ -28,7 +26,7 @@ def test_one_testcase_per_record_with_statuses(tmp_path: Path):
     assert all("<script>alert('pwned')</script>" in e.text for e in errors)  # parsed back intact
 
 
-def test_check_cli_writes_failures_carrying_the_metrics():
+def test_check_cli_writes_failures_carrying_the_metrics(real_run):
     _, records = read_run(real_run("wrong"))  # check --junit-xml, slow-copy made wrong
     suite = ET.parse(real_run("wrong") / "junit.xml").getroot().find("testsuite")
     assert suite.get("tests") == str(len(records)) == "4"

@@ -58,3 +58,36 @@ def test_naive_peak_grows_with_n_squared_and_flash_does_not(registry):
     assert ratios["numpy-naive"] >= 3.0, ratios
     assert ratios["torch-sdpa-math"] >= 3.0, ratios
     assert ratios["torch-sdpa-flash"] < 2.0, ratios
+
+
+@linux
+@pytest.mark.parametrize("mode", ["fwd", "fwd_bwd"])
+def test_harness_estimate_covers_what_the_harness_really_allocates(mode):
+    """The plan-time estimate is an upper bound of the real peak of the case data, the
+    oracle and (bwd) the gradient oracle: measured, not assumed."""
+    from attnbench.memory import harness_bytes
+
+    case = Case(2, 4, 2, 512, 640, 64, dtype="float32", mask="causal", mode=mode)
+
+    def build():
+        data = CaseData(case, 0)
+        keep = [data.ref]
+        if mode != "fwd":
+            keep.append(data.grads().ref)
+        return data, keep
+
+    real = cpu_peak(build)["peak_bytes"]
+    need = harness_bytes(case)
+    assert need["device"] == 0 and real <= need["host"], (real, need)
+    assert need["host"] < 20 * real  # and not absurdly loose
+
+
+def test_plan_refuses_a_case_the_host_cannot_hold(registry, tmp_path):
+    from attnbench.case import load_scenario
+    from attnbench.errors import UsageError
+    from attnbench.runner import make_plan
+
+    (tmp_path / "s.toml").write_text('name = "x"\n[base]\nbatch = 64\nheads = 64\n'
+                                     'head_dim = 128\nseq_len = 262144\n')
+    with pytest.raises(UsageError, match=r"case b64-h64:64-q262144-k262144-d128-.* needs \d"):
+        make_plan(registry, [load_scenario(tmp_path / "s.toml")], ["numpy-naive"], ["cpu"], [])

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from matplotlib.image import imread
-from report_runs import real_run
 
 from attnbench.report import plots
 from attnbench.report.groups import Group, Run, make_groups, read_runs
@@ -21,7 +20,7 @@ def test_colours_follow_sorted_names_whatever_the_order():
 
 
 @pytest.fixture(scope="module")
-def drawn(tmp_path_factory) -> tuple[list[plots.Plot], Group]:
+def drawn(real_run, tmp_path_factory) -> tuple[list[plots.Plot], Group]:
     runs = read_runs([real_run("base")])
     group = make_groups(runs)[0]
     cmap = plots.colours(group.backends())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 from pathlib import Path
@@ -123,8 +124,6 @@ def test_plugin_raising_on_import_is_reported(plugin_path):
     assert "wrong-scale" in reg.backends and runs_ok(reg, "numpy-naive")
 
 
-
-
 def test_two_backends_with_one_name(plugin_path):
     spec = plugin_path("duplicate_name.py")
     with pytest.raises(UsageError) as info:
@@ -155,7 +154,7 @@ def test_loading_a_file_twice_is_harmless(plugin_path):
     assert first.origins["wrong-scale"] == second.origins["wrong-scale"] == spec
 
 
-def test_hook_returning_a_non_backend_is_reported(tmp_path):
+def test_hook_returning_a_non_backend_is_a_usage_error(tmp_path):
     path = tmp_path / "bad_return.py"
     path.write_text(textwrap.dedent('''
         """Returns something that is not a Backend."""
@@ -165,5 +164,108 @@ def test_hook_returning_a_non_backend_is_reported(tmp_path):
         def attnbench_backends():
             return ["not a backend"]
     '''))
+    with pytest.raises(UsageError, match="returned 'not a backend', not an attnbench.Backend"):
+        build_registry([str(path)], autoload=False)
+
+
+DEFECT_MESSAGES = {
+    "name-type": "backend name 42 is not 1-64 characters",
+    "name-chars": "backend name 'bad name[/]' is not 1-64 characters",
+    "framework": "backend 'test-defective': framework 'jax' is not one of numpy, torch",
+    "capabilities-none": "capabilities is None, not an attnbench.Capabilities",
+    "dtype": "capabilities.dtypes is ('float8',): need a non-empty tuple of float64",
+    "head-dim": "capabilities.head_dim_min is 0, not a positive int",
+    "per-device": "capabilities.per_device['cuda']: 'cuda' is not one of the devices ('cpu',)",
+    "per-device-key": "capabilities.per_device['cpu'] must map some of dtypes, masks",
+    "min-versions": "capabilities.min_versions['numpy'] = 'latest': need a module name",
+    "raises": "reading the backend's attributes raised RuntimeError: the name property fails",
+}
+
+
+@pytest.mark.parametrize("defect", sorted(DEFECT_MESSAGES))
+def test_an_invalid_backend_is_a_usage_error_naming_the_plugin(plugin_path, monkeypatch, defect):
+    monkeypatch.setenv("ATTNBENCH_TEST_DEFECT", defect)
+    spec = plugin_path("invalid_backend.py")
+    with pytest.raises(UsageError) as info:
+        build_registry([spec], autoload=False)
+    msg = str(info.value)
+    assert msg.startswith(f"plugin {spec!r}: ") and DEFECT_MESSAGES[defect] in msg, msg
+    assert "\n" not in msg
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("verb", ["list", "run", "check"])
+def test_invalid_backend_in_the_cli_is_one_line_exit_2(cli, plugin_path, verb):
+    proc = cli(verb, "--plugin", plugin_path("invalid_backend.py"),
+               env={"ATTNBENCH_TEST_DEFECT": "capabilities-none"})
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "invalid_backend.py" in lines[0], proc.stderr
+    assert "capabilities is None" in lines[0] and "Traceback" not in proc.stderr
+
+
+@pytest.mark.process
+def test_an_attribute_that_never_returns_is_a_usage_error(cli, plugin_path):
+    proc = cli("list", "--plugin", plugin_path("invalid_backend.py"),
+               env={"ATTNBENCH_TEST_DEFECT": "sleeps", "ATTNBENCH_PLUGIN_CALL_TIMEOUT": "1"},
+               timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().endswith(
+        "reading the backend's attributes did not return within 1 s"), proc.stderr
+
+
+def test_every_builtin_overrides_only_prepare_and_init(registry):
+    """Built-in backends say what they support as data (capabilities, per_device,
+    min_versions): none overrides unsupported(), availability() or device_reasons()."""
+    from attnbench.backend import Backend
+
+    for name, backend in registry.backends.items():
+        own = {m for cls in type(backend).__mro__ if cls not in Backend.__mro__
+               for m, v in vars(cls).items() if callable(v) and not m.startswith("__")}
+        assert own <= {"prepare"}, (name, own)
+
+
+def test_scenario_dirs_hook_adds_a_folder(plugin_path, tmp_path, monkeypatch):
+    from attnbench.case import resolve_scenario
+
+    (tmp_path / "mine.toml").write_text('name = "mine"\n[base]\nbatch = 1\nheads = 1\n'
+                                        'head_dim = 8\nseq_len = 16\n')
+    monkeypatch.setenv("ATTNBENCH_TEST_SCENARIO_DIR", str(tmp_path))
+    reg = build_registry([plugin_path("observer.py")], autoload=False)
+    assert reg.scenario_dirs() == [str(tmp_path)]
+    assert resolve_scenario("mine", reg.scenario_dirs()).path == str(tmp_path / "mine.toml")
+
+
+def test_a_scenario_dirs_hook_that_raises_is_reported(tmp_path):
+    path = tmp_path / "bad_dirs.py"
+    path.write_text('"""Raises in attnbench_scenario_dirs."""\nfrom attnbench import hookimpl\n\n'
+                    "@hookimpl\ndef attnbench_scenario_dirs():\n    raise OSError('no dirs')\n")
     reg = build_registry([str(path)], autoload=False)
-    assert any(name == str(path) and "not a named" in why for name, why in reg.failures)
+    assert (str(path), "attnbench_scenario_dirs() raised OSError: no dirs") in reg.failures
+    assert reg.scenario_dirs() == [] and "numpy-naive" in reg.backends
+
+
+@pytest.mark.process
+def test_record_written_is_called_once_per_record_with_the_record(cli, plugin_path, tmp_path):
+    observed, out = tmp_path / "observed.jsonl", tmp_path / "run"
+    (tmp_path / "mine.toml").write_text('name = "mine"\n[base]\nbatch = 1\nheads = 2\n'
+                                        'head_dim = 8\n[sweep]\nseq_len = [16, 32]\n')
+    proc = cli("check", "-s", "mine", "-b", "numpy-naive", "-b", "xformers", "--device", "cpu",
+               "--plugin", plugin_path("observer.py"), "--out", str(out),
+               env={"ATTNBENCH_TEST_SCENARIO_DIR": str(tmp_path),
+                    "ATTNBENCH_TEST_OBSERVED": str(observed)})
+    assert proc.returncode == 0, proc.stderr
+    written = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
+    seen = [json.loads(x) for x in observed.read_text().splitlines()]
+    assert len(written) == 4 and seen == written  # ok and unsupported records alike
+
+
+@pytest.mark.process
+def test_a_plugin_whose_import_never_finishes_is_reported(cli, plugin_path):
+    proc = cli("list", "--plugin", plugin_path("hangs_on_import.py"),
+               "--plugin", plugin_path("wrong_scale.py"),
+               env={"ATTNBENCH_PLUGIN_CALL_TIMEOUT": "1"}, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "hangs_on_import.py failed: import did not return within 1 s" in (
+        " ".join(proc.stdout.split()))
+    assert "wrong-scale" in proc.stdout and "numpy-naive" in proc.stdout

@@ -1,32 +1,47 @@
-"""The float64 oracle's row sampling and grouped-head expansion (its values: test_semantics.py)."""
+"""The float64 oracle: every row within its budget, rows drawn per run beyond it, in blocks."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from attnbench import reference
 from attnbench.case import Case
 from attnbench.reference import (
-    FULL_ORACLE_LIMIT,
-    SAMPLED_ROWS,
+    MIN_SAMPLED_ROWS,
+    ORACLE_FLOP_BUDGET,
     attention_rows,
     check_rows,
     expand_kv,
+    oracle,
+    oracle_flops,
 )
 
 
-def test_small_cases_check_every_row():
+def test_cases_within_the_budget_check_every_row():
     c = Case(1, 2, 2, 100, 100, 8)
-    assert np.array_equal(check_rows(c), np.arange(100))
+    assert np.array_equal(check_rows(c, 0), np.arange(100))
+    big = Case(1, 8, 8, 8192, 8192, 16)  # 4·8·8192²·16 = 2³⁵ FLOPs: just within
+    assert oracle_flops(big, big.seq_q) <= ORACLE_FLOP_BUDGET
+    assert np.array_equal(check_rows(big, 0), np.arange(8192))
 
 
-def test_large_cases_sample_first_last_and_random_rows():
-    n = 4096
-    c = Case(4, 32, 8, n, n, 64)
-    assert c.batch * c.heads_q * n * n > FULL_ORACLE_LIMIT
-    rows = check_rows(c, seed=0)
-    assert len(rows) == SAMPLED_ROWS and rows[0] == 0 and rows[-1] == n - 1
+def test_beyond_the_budget_rows_come_from_the_run_seed():
+    n = 8192
+    c = Case(1, 8, 8, n, n, 64)  # 137 GFLOP: over the budget
+    assert oracle_flops(c, n) > ORACLE_FLOP_BUDGET
+    rows = check_rows(c, check_seed=11)
+    assert MIN_SAMPLED_ROWS <= len(rows) < n and rows[0] == 0 and rows[-1] == n - 1
+    assert oracle_flops(c, len(rows)) <= ORACLE_FLOP_BUDGET  # as many rows as the budget allows
     assert np.all(np.diff(rows) > 0)
-    assert np.array_equal(rows, check_rows(c, seed=0))
+    assert np.array_equal(rows, check_rows(c, check_seed=11))  # the same run: the same rows
+    other = check_rows(c, check_seed=12)
+    assert len(np.intersect1d(rows, other)) < len(rows) // 2  # another run: other rows
+
+
+def test_a_huge_case_still_checks_the_minimum_of_rows():
+    c = Case(8, 32, 8, 65536, 65536, 128)
+    rows = check_rows(c, 0)
+    assert len(rows) == MIN_SAMPLED_ROWS and rows[0] == 0 and rows[-1] == 65535
 
 
 def test_expand_kv_maps_query_head_to_kv_head():
@@ -43,3 +58,16 @@ def test_oracle_on_rows_equals_full_oracle_rows():
     rows = np.array([0, 3, 11])
     assert np.array_equal(attention_rows(q, k, v, c, rows), full[:, :, rows])
     assert np.all(full[:, :, :3] == 0) and np.all(np.isfinite(full))
+
+
+def test_blocked_oracle_equals_one_piece(monkeypatch):
+    c = Case(2, 6, 2, 40, 33, 8, mask="causal", dtype="float64")
+    rng = np.random.default_rng(1)
+    arrays = {"q": rng.standard_normal((2, 6, 40, 8)), "k": rng.standard_normal((2, 2, 33, 8)),
+              "v": rng.standard_normal((2, 2, 33, 8))}
+    whole = attention_rows(arrays["q"], arrays["k"], arrays["v"], c, np.arange(40))
+    monkeypatch.setattr(reference, "BLOCK_ENTRIES", 3 * 33 * 7)  # blocks of 7 rows
+    assert len(list(reference.blocks(c, np.arange(40)))) == 2 * 2 * 6
+    np.testing.assert_allclose(oracle(arrays, c, np.arange(40)), whole, rtol=0, atol=1e-15)
+    rows = np.array([0, 5, 17, 39])
+    np.testing.assert_allclose(oracle(arrays, c, rows), whole[:, :, rows], rtol=0, atol=1e-15)

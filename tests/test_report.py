@@ -10,18 +10,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from report_runs import real_run
 
 from attnbench.cli import main
 from attnbench.report.write import write_report
 from attnbench.results import read_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
+def report(real_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     assert main(["report", str(real_run("base")), "-o", str(out), "--baseline", "numpy-naive"]) == 0
     return out
@@ -38,7 +36,7 @@ def test_files_exist_and_plots_are_images(report: Path):
         assert png.with_suffix(".svg").read_text().lstrip().startswith("<?xml")
 
 
-def test_summary_csv_holds_the_records_numbers(report: Path):
+def test_summary_csv_holds_the_records_numbers(real_run, report: Path):
     _, records = read_run(real_run("base"))
     rows = {(r["backend"], r["case_id"]): r for r in csv.DictReader(open(report / "summary.csv"))}
     assert len(rows) == len(records)
@@ -54,7 +52,7 @@ def _md_row(md: str, label: str) -> list[str]:
     return [c.strip() for c in line.strip("|").split("|")]
 
 
-def test_markdown_table_numbers_and_best(report: Path):
+def test_markdown_table_numbers_and_best(real_run, report: Path):
     _, records = read_run(real_run("base"))
     md = (report / "report.md").read_text()
     header = _md_row(md, "case")
@@ -79,7 +77,7 @@ def test_plugin_markup_is_escaped(report: Path):
     assert "\\| \\*bold\\* \\_it\\_ \\`tick\\`" in md  # no table break, no emphasis, no code
 
 
-def test_run_with_failed_and_missing_records_renders(tmp_path: Path):
+def test_run_with_failed_and_missing_records_renders(real_run, tmp_path: Path):
     broken = tmp_path / "broken"
     shutil.copytree(real_run("base"), broken)
     meta = json.loads((broken / "run.json").read_text())
@@ -113,19 +111,18 @@ window.addEventListener('load', () => {
 </script></body>"""
 
 
-def chromium_dom(page: Path) -> subprocess.CompletedProcess:
+def chromium_dom(chromium: str, page: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000", "--dump-dom",
          page.as_uri()], capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
-def test_html_renders_in_chromium(report: Path, tmp_path: Path):
+def test_html_renders_in_chromium(chromium: str, report: Path, tmp_path: Path):
     page = (report / "report.html").read_text()
     probe = tmp_path / "probe.html"
     probe.write_text(page.replace("</body>", PROBE))
-    proc = chromium_dom(probe)
+    proc = chromium_dom(chromium, probe)
     found = re.search(r'<pre id="probe">(.*?)</pre>', proc.stdout)
     assert found, proc.stderr[-2000:]
     stats = json.loads(found.group(1).replace("&quot;", '"'))
@@ -134,15 +131,14 @@ def test_html_renders_in_chromium(report: Path, tmp_path: Path):
     assert "Uncaught" not in proc.stderr and "ERROR:CONSOLE" not in proc.stderr
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
-def test_markup_stays_text_in_chromium(report: Path):
-    proc = chromium_dom(report / "report.html")
+def test_markup_stays_text_in_chromium(chromium: str, report: Path):
+    proc = chromium_dom(chromium, report / "report.html")
     assert "<script" not in proc.stdout.lower() and "<img src=\"x\"" not in proc.stdout
     assert "&lt;script&gt;alert('pwned')&lt;/script&gt;" in proc.stdout
     assert "Uncaught" not in proc.stderr and "ERROR:CONSOLE" not in proc.stderr
 
 
-def test_measurements_table_shows_each_records_numbers(report: Path):
+def test_measurements_table_shows_each_records_numbers(real_run, report: Path):
     """First call, median, IQR, peak memory and GFLOP/s of every ok record, as recorded."""
     _, records = read_run(real_run("base"))
     md = (report / "report.md").read_text()

@@ -17,6 +17,8 @@ from attnbench.cli import main
 from attnbench.record import record_key
 from attnbench.results import read_run
 
+pytestmark = pytest.mark.process  # runs the CLI in processes
+
 SCENARIO = """name = "ten"
 [base]
 batch = 1

@@ -26,3 +26,18 @@ def test_roof_fraction_uses_the_record_device_and_dtype():
     other = {"device": "cuda", "dtype": "float32"}
     roof_fraction(other, roofs)
     assert other == {"device": "cuda", "dtype": "float32"}
+
+
+def test_a_roof_that_cannot_be_measured_says_why():
+    from attnbench.roof import UNMEASURED, unmeasured
+
+    roofs = measure_roofs("cpu", ["float32", "no-such-dtype"], seconds=0.01)
+    assert roofs["no-such-dtype"] is None and roofs["float32"] > 0
+    assert "no-such-dtype" in roofs[UNMEASURED]["no-such-dtype"]
+    stored = {"cpu": roofs, "cuda": {"bfloat16": None}}  # a roof worker that died: no reason
+    assert unmeasured(stored) == {
+        "cpu": {"no-such-dtype": roofs[UNMEASURED]["no-such-dtype"]},
+        "cuda": {"bfloat16": "not measured (the roof worker failed)"}}
+    rec = {"device": "cpu", "dtype": "no-such-dtype", "gflops_per_s": 1.0}
+    roof_fraction(rec, stored)
+    assert "roof_fraction" not in rec

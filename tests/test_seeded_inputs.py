@@ -37,3 +37,17 @@ def test_make_inputs_converts_to_the_framework():
     assert inputs.scale == c.softmax_scale and inputs.causal_offset == 2
     n = make_inputs(Case(1, 1, 1, 2, 2, 4), reference_arrays(Case(1, 1, 1, 2, 2, 4), 0), "numpy")
     assert n.q.dtype == np.float32 and n.q.flags.c_contiguous
+
+
+@pytest.mark.parametrize("framework", ["numpy", "torch"])
+def test_a_backend_never_shares_memory_with_the_shared_arrays(framework: str):
+    """Even in float64 on the CPU (where a conversion could be a no-op), inputs are copies."""
+    if framework == "torch":
+        pytest.importorskip("torch")
+    c = Case(1, 2, 2, 8, 8, 4, dtype="float64")
+    arrays = reference_arrays(c, 0)
+    pristine = {n: a.copy() for n, a in arrays.items()}
+    inputs = make_inputs(c, arrays, framework)
+    for n in "qkv":
+        getattr(inputs, n)[...] = 0
+    assert all(np.array_equal(arrays[n], pristine[n]) for n in "qkv")

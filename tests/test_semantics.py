@@ -1,4 +1,4 @@
-"""The attention semantics of DESIGN.md, against hand-written expectations and a brute-force loop.
+"""The attention semantics of the README, against hand-written expectations and a brute-force loop.
 
 Bottom-right causal (Lq < Lk and Lq > Lk), zeros for rows that see no key, grouped heads
 (query head h reads kv head h // (Hq/Hkv)) and a non-default scale: the oracle is checked

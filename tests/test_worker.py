@@ -12,6 +12,8 @@ from attnbench.plugins import build_registry
 from attnbench.runner import make_plan, run_plan
 from attnbench.worker.parent import exit_reason
 
+pytestmark = pytest.mark.process  # sweeps in worker processes
+
 BAD = {"test-segfaults": "crashed", "test-hangs": "timeout", "test-hog": "oom",
        "test-raises": "error", "test-returns-nan": "mismatch", "test-cuda-poison": "error"}
 PLUGINS = ["segfaults.py", "hangs.py", "hog.py", "raises.py", "returns_nan.py",
@@ -35,12 +37,10 @@ def test_exit_reason_names_signals_and_codes():
 
 
 @pytest.fixture(scope="module")
-def bad_sweep(tmp_path_factory):
-    from conftest import PLUGINS as PLUGIN_DIR
-
+def bad_sweep(tmp_path_factory, plugin_path):
     tmp = tmp_path_factory.mktemp("bad")
     (tmp / "tiny.toml").write_text(SCENARIO)
-    reg = build_registry([str(PLUGIN_DIR / p) for p in PLUGINS], autoload=False)
+    reg = build_registry([plugin_path(p) for p in PLUGINS], autoload=False)
     plan = make_plan(reg, [load_scenario(tmp / "tiny.toml")], ["numpy-naive", *BAD], ["cpu"], [])
     result = run_plan(plan, tmp / "run", Options(time_it=False), {"command": "test"},
                       timeout_s=3.0)

@@ -1,19 +1,24 @@
-"""`attnbench check` catches the deliberately wrong test plugins and exits 1."""
+"""Deliberately wrong test plugins are caught: by `attnbench check` (exit 1) and in-process."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from attnbench.case import resolve_scenario
+from attnbench import reference
+from attnbench.case import Case, resolve_scenario
+from attnbench.execute import CaseData, Options, execute
+from attnbench.plugins import build_registry
 
 
 def records(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.process
 def test_forgotten_scale_is_a_mismatch(cli, plugin_path, tmp_path):
     out = tmp_path / "run"
     proc = cli("check", "-s", "smoke", "--plugin", plugin_path("wrong_scale.py"),
@@ -27,6 +32,7 @@ def test_forgotten_scale_is_a_mismatch(cli, plugin_path, tmp_path):
     assert worst["max_abs_err"] > worst["bound"]
 
 
+@pytest.mark.process
 def test_top_left_causal_fails_only_where_lq_differs_from_lk(cli, plugin_path, tmp_path):
     pytest.importorskip("torch")
     out = tmp_path / "run"
@@ -40,3 +46,40 @@ def test_top_left_causal_fails_only_where_lq_differs_from_lk(cli, plugin_path, t
     expected = {r["case_id"] for r in recs if r["mask"] == "causal" and r["seq_q"] != r["seq_kv"]}
     assert expected and bad == expected
     assert {r["status"] for r in recs if r["case_id"] not in bad} == {"ok"}
+
+
+def test_beyond_the_budget_a_nan_off_the_compared_rows_still_fails(plugin_path, monkeypatch):
+    """Rows are sampled (budget lowered to 64 rows); row 1 holds the NaN and is not among
+    them: the whole-output scan fails the case, with the error on the compared rows tiny."""
+    case = Case(1, 2, 2, 512, 512, 16, mask="causal")
+    monkeypatch.setattr(reference, "ORACLE_FLOP_BUDGET", reference.oracle_flops(case, 64))
+    data = CaseData(case, 0, check_seed=3)
+    assert len(data.rows) == 64 and 1 not in data.rows
+    reg = build_registry([plugin_path("wrong_outputs.py")], autoload=False)
+    rec = execute(reg.get("test-nan-in-row-1"), "t", case, lambda: data,
+                  Options(time_it=False, memory=False, check_seed=3))
+    out = rec["agreement"]["outputs"][0]
+    assert rec["status"] == "mismatch" and rec["agreement"]["rows_checked"] == 64
+    assert out["nonfinite"] == 1 and out["max_abs_err"] <= out["bound"]
+    assert rec["agreement"]["check_seed"] == 3
+
+
+def test_the_run_seed_chooses_the_rows(monkeypatch):
+    case = Case(1, 2, 2, 512, 512, 16)
+    monkeypatch.setattr(reference, "ORACLE_FLOP_BUDGET", reference.oracle_flops(case, 64))
+    data = CaseData(case, 0, check_seed=1)
+    rows = data.rows.copy()
+    data.use_check_seed(2)  # what execute() does with the run's Options.check_seed
+    assert not np.array_equal(rows, data.rows)
+    assert np.array_equal(data.ref, reference.oracle(data.arrays, case, data.rows))
+
+
+def test_a_torch_backend_returning_views_of_a_cached_tensor_is_flagged(registry, plugin_path):
+    pytest.importorskip("torch")
+    reg = build_registry([plugin_path("reuses_output.py")], autoload=False)
+    case = Case(1, 2, 2, 16, 16, 8)
+    opts = Options(time_it=False, memory=False)
+    rec = execute(reg.get("test-torch-cached-view"), "t", case, lambda: CaseData(case, 0), opts)
+    assert rec["status"] == "ok" and rec["flags"] == ["reused_output"]
+    honest = execute(registry.get("torch-naive"), "t", case, lambda: CaseData(case, 0), opts)
+    assert "flags" not in honest  # its fresh outputs may land in the same freed memory

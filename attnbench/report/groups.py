@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from attnbench.results import read_run
+from attnbench.sanitize import plain
 
 # The x axis of a group is the first of these that varies; the others that vary make variants.
 AXES = ("seq_kv", "seq_q", "heads_q", "heads_kv", "batch", "head_dim")
@@ -50,12 +52,16 @@ class Group:
 
     @property
     def title(self) -> str:
-        return f"{self.scenario} · {self.device} · {self.run.label}"
+        return plain(f"{self.scenario} · {self.device} · {self.run.label}")
 
     @property
     def slug(self) -> str:
+        """A file-name stem unique to the group: readable part plus a hash of the exact names
+        (scenarios `x y` and `x_y` read alike but get different files)."""
         raw = f"{self.scenario}-{self.device}-{self.run.label}"
-        return "".join(c if c.isalnum() or c in "-_" else "_" for c in raw)
+        safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in raw)
+        digest = hashlib.sha1(raw.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        return f"{safe[:80]}-{digest}"
 
     def variant(self, rec: dict[str, Any]) -> str:
         """A short label of the case fields, other than the axis, that vary in this group."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -15,6 +17,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from attnbench.record import error_ratio, median_ms, peak_bytes
 from attnbench.report.groups import AXIS_TITLE, Group
+from attnbench.sanitize import plain
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39")
@@ -22,13 +25,29 @@ STYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 MAX_OVERLAID_LINES = 12  # more backend x variant lines than this: one panel per variant
 FLOOR = 1e-4  # error ratios below this are drawn at it (an exact match has ratio 0)
+# plugin and scenario names are text: no mathtext ($...$), no LaTeX, whatever matplotlibrc says
+PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
+
+
+def plain_text(draw: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a drawing function with PLAIN_TEXT: every Text it makes shows its string as it is."""
+    @functools.wraps(draw)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with matplotlib.rc_context(PLAIN_TEXT):
+            return draw(*args, **kwargs)
+
+    return wrapper
+
+
+def _where(g: Group) -> str:
+    """'scenario on device' for a title, one line of printable text."""
+    return plain(f"{g.scenario} on {g.device}")
 
 
 @dataclass
 class Plot:
-    """One saved plot: its kind, its title and the files written."""
+    """One saved plot: its title and the files written."""
 
-    kind: str
     title: str
     png: Path
     svg: Path
@@ -67,7 +86,7 @@ def _panels(g: Group, title: str) -> tuple[Figure, dict[str, Axes]]:
     for ax in axes[len(variants):]:
         ax.set_visible(False)
     for ax, v in zip(axes, variants, strict=False):
-        ax.set_title(v, fontsize=9)
+        ax.set_title(plain(v), fontsize=9)
     fig.suptitle(title, fontsize=11)
     return fig, dict(zip(variants, axes, strict=False))
 
@@ -92,10 +111,11 @@ def _x_axis(ax: Axes, g: Group, xs: list[float]) -> None:
 def _legend(panels: dict[str, Axes], g: Group, cmap: dict[str, str], s: Series,
             extra: list[Line2D] | None = None) -> None:
     """Backends drawn, by colour; variants by line style when they share one axes."""
-    handles = [Line2D([], [], color=cmap[b], lw=2, label=b) for b in sorted({k[0] for k in s})]
+    handles = [Line2D([], [], color=cmap[b], lw=2, label=plain(b))
+               for b in sorted({k[0] for k in s})]
     axes = list(dict.fromkeys(panels.values()))
     if len(axes) == 1 and len(panels) > 1:
-        handles += [Line2D([], [], color="black", label=v, **_style(g, v, panels))
+        handles += [Line2D([], [], color="black", label=plain(v), **_style(g, v, panels))
                     for v in panels]
     handles += extra or []
     axes[0].legend(handles=handles, fontsize=8, loc="best", framealpha=0.85)
@@ -125,7 +145,7 @@ def _finish(fig: Figure, panels: dict[str, Axes], g: Group, xs: list[float], yla
 
 
 def _run_label(fig: Figure, g: Group) -> None:
-    fig.text(0.005, 0.002, f"run {g.run.label}", ha="left", va="bottom", fontsize=7,
+    fig.text(0.005, 0.002, plain(f"run {g.run.label}"), ha="left", va="bottom", fontsize=7,
              color="grey")
 
 
@@ -156,12 +176,13 @@ def _band(samples: Any) -> tuple[float, float] | None:
     return None
 
 
+@plain_text
 def latency(g: Group, cmap: dict[str, str]) -> Figure | None:
     """Median latency vs size with the interquartile range of the samples as a band."""
     s = series(g, median_ms)
     if not s:
         return None
-    fig, panels = _panels(g, f"{g.scenario} on {g.device}: median latency (band: IQR)")
+    fig, panels = _panels(g, f"{_where(g)}: median latency (band: IQR)")
     xs = _lines(g, s, panels, cmap)
     for (backend, variant), pts in s.items():
         bands = [(p[0], _band((p[2].get("timing") or {}).get("samples_ms"))) for p in pts]
@@ -180,6 +201,7 @@ def _flops(rec: dict[str, Any]) -> float | None:
     return float(value) * 1e9 if isinstance(value, (int, float)) else None
 
 
+@plain_text
 def throughput(g: Group, cmap: dict[str, str]) -> Figure | None:
     """Achieved FLOP/s vs size, with the device's measured matmul roof when the run has one."""
     s = series(g, _flops)
@@ -193,7 +215,7 @@ def throughput(g: Group, cmap: dict[str, str]) -> Figure | None:
     top = max([p[1] for pts in s.values() for p in pts] + list(roofs.values()))
     unit, div = ("TFLOP/s", 1e12) if top >= 1e12 else ("GFLOP/s", 1e9)
     s = {k: [(x, y / div, r) for x, y, r in pts] for k, pts in s.items()}
-    fig, panels = _panels(g, f"{g.scenario} on {g.device}: achieved {unit}")
+    fig, panels = _panels(g, f"{_where(g)}: achieved {unit}")
     xs = _lines(g, s, panels, cmap)
     extra = []
     for i, (dtype, roof) in enumerate(sorted(roofs.items())):
@@ -206,6 +228,7 @@ def throughput(g: Group, cmap: dict[str, str]) -> Figure | None:
     return fig
 
 
+@plain_text
 def memory(g: Group, cmap: dict[str, str]) -> Figure | None:
     """Peak memory vs size, with the naive score-matrix size of each case as a grey reference."""
     s = series(g, peak_bytes)
@@ -213,7 +236,7 @@ def memory(g: Group, cmap: dict[str, str]) -> Figure | None:
         return None
     mib = 2.0 ** 20
     s = {k: [(x, y / mib, r) for x, y, r in pts] for k, pts in s.items()}
-    fig, panels = _panels(g, f"{g.scenario} on {g.device}: peak memory beyond the inputs")
+    fig, panels = _panels(g, f"{_where(g)}: peak memory beyond the inputs")
     xs = _lines(g, s, panels, cmap)
     refs: dict[str, dict[float, float]] = {}
     for r in g.records:
@@ -232,6 +255,7 @@ def memory(g: Group, cmap: dict[str, str]) -> Figure | None:
     return fig
 
 
+@plain_text
 def agreement(g: Group, cmap: dict[str, str]) -> Figure | None:
     """Each backend's max error over its allowed bound, every case a dot; above 1 fails."""
     backends = g.backends()
@@ -254,7 +278,7 @@ def agreement(g: Group, cmap: dict[str, str]) -> Figure | None:
     _log_y(ax)
     top = max(min(max(p[1] for p in pts), 1e6), 1.0)
     ax.set_ylim(top=top * 2.5)
-    ax.set_xticks(range(len(backends)), backends, rotation=25, ha="right")
+    ax.set_xticks(range(len(backends)), [plain(b) for b in backends], rotation=25, ha="right")
     ax.set_xlim(-0.6, len(backends) - 0.4)
     ax.set_ylabel("max abs error / allowed bound")
     ax.grid(True, axis="y", alpha=0.3)
@@ -262,11 +286,12 @@ def agreement(g: Group, cmap: dict[str, str]) -> Figure | None:
                        Line2D([], [], marker="o", ls="", color="grey", label="case passed"),
                        Line2D([], [], marker="X", ls="", color="#d62728", mec="black",
                               label="case failed")], fontsize=8, loc="best")
-    fig.suptitle(f"{g.scenario} on {g.device}: agreement with the float64 oracle", fontsize=11)
+    fig.suptitle(f"{_where(g)}: agreement with the float64 oracle", fontsize=11)
     _run_label(fig, g)
     return fig
 
 
+@plain_text
 def speedup(g: Group, cmap: dict[str, str], baseline: str) -> Figure | None:
     """Each backend's speedup over the baseline backend on the same case (above 1: faster)."""
     base = {r["case_id"]: median_ms(r) for r in g.records
@@ -280,16 +305,18 @@ def speedup(g: Group, cmap: dict[str, str], baseline: str) -> Figure | None:
     s = {k: v for k, v in series(g, value).items() if k[0] != baseline}
     if not s:
         return None
-    fig, panels = _panels(g, f"{g.scenario} on {g.device}: speedup over {baseline}")
+    fig, panels = _panels(g, plain(f"{_where(g)}: speedup over {baseline}"))
     xs = _lines(g, s, panels, cmap)
     for ax in dict.fromkeys(panels.values()):
         ax.axhline(1.0, color=cmap.get(baseline, "black"), lw=1.2, ls="--")
-    extra = [Line2D([], [], color=cmap.get(baseline, "black"), ls="--", label=f"{baseline} = 1")]
-    _finish(fig, panels, g, xs, f"× faster than {baseline}")
+    extra = [Line2D([], [], color=cmap.get(baseline, "black"), ls="--",
+                    label=plain(f"{baseline} = 1"))]
+    _finish(fig, panels, g, xs, plain(f"× faster than {baseline}"))
     _legend(panels, g, cmap, s, extra)
     return fig
 
 
+@plain_text
 def save_group(g: Group, out: Path, cmap: dict[str, str], baseline: str) -> list[Plot]:
     """Draw every plot the group has data for; save each as PNG and SVG under out."""
     kinds: list[tuple[str, str, Callable[[], Figure | None]]] = [
@@ -308,5 +335,5 @@ def save_group(g: Group, out: Path, cmap: dict[str, str], baseline: str) -> list
         png, svg = out / f"{g.slug}-{kind}.png", out / f"{g.slug}-{kind}.svg"
         fig.savefig(png, dpi=110)
         fig.savefig(svg, metadata={"Date": None})
-        plots.append(Plot(kind, title, png, svg))
+        plots.append(Plot(title, png, svg))
     return plots

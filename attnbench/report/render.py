@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from attnbench.sanitize import plain
+
 MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|&~])")
 MD_LEADING = re.compile(r"^([#+\-=])")
 MD_NUMBERED = re.compile(r"^(\d+)([.)])")
@@ -45,7 +47,6 @@ class Table:
 class Image:
     path: Path
     alt: str
-    svg: Path | None = None
 
 
 @dataclass
@@ -60,8 +61,9 @@ class Doc:
 
 
 def md_escape(text: object) -> str:
-    """Inline text safe in Markdown: punctuation backslash-escaped, one line."""
-    return MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+    """Inline text safe in Markdown: one line, control characters shown escaped, punctuation
+    backslash-escaped."""
+    return MD_SPECIAL.sub(r"\\\1", " ".join(plain(text).split()))
 
 
 def md_block(text: object) -> str:
@@ -114,9 +116,14 @@ figcaption{font-size:.8em;color:#555}
 """
 
 
+def html_escape(text: object) -> str:
+    """Text safe in HTML: markup escaped, control characters shown escaped, one line."""
+    return html.escape(plain(text))
+
+
 def to_html(doc: Doc) -> str:
     """The document as one self-contained HTML page (images inlined as data URIs, no script)."""
-    esc = html.escape
+    esc = html_escape
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            f"<title>{esc(doc.title)}</title><style>{CSS}</style></head><body>",
            f"<h1>{esc(doc.title)}</h1>"]
@@ -137,7 +144,7 @@ def to_html(doc: Doc) -> str:
 
 
 def _html_table(t: Table) -> str:
-    esc = html.escape
+    esc = html_escape
     rows = ["<table>"]
     if t.caption:
         rows.append(f"<caption>{esc(t.caption)}</caption>")
@@ -152,4 +159,4 @@ def _html_table(t: Table) -> str:
 def _html_cell(c: Cell) -> str:
     cls = " ".join(name for name, on in (("best", c.best), ("msg", c.wrap)) if on)
     attr = f' class="{cls}"' if cls else ""
-    return f"<td{attr}>{html.escape(c.text)}</td>"
+    return f"<td{attr}>{html_escape(c.text)}</td>"

@@ -7,11 +7,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from attnbench import guard
 from attnbench.record import error_ratio, failure_text
 from attnbench.report.groups import field_label
+from attnbench.sanitize import plain
 
 MARK = {"ok": "✓", "mismatch": "✗ mismatch", "unsupported": "–", "error": "error",
         "oom": "oom", "timeout": "timeout", "crashed": "crashed"}
+BUILTIN_PREFIX = "attnbench.backends."
 LABEL_FIELDS = ("batch", "heads_q", "heads_kv", "seq_q", "seq_kv", "head_dim", "dtype", "mask",
                 "mode", "scale")
 
@@ -40,7 +43,7 @@ def cell(rec: dict[str, Any], timed: bool) -> str:
     if status in ("ok", "mismatch"):
         ratio = error_ratio(rec)
         return f"{MARK[status]} {ratio:.2f}" if ratio is not None else MARK[status]
-    return MARK.get(status, status)
+    return MARK.get(status, plain(status))
 
 
 def summary(records: list[dict[str, Any]], timed: bool) -> list[Table]:
@@ -51,17 +54,17 @@ def summary(records: list[dict[str, Any]], timed: bool) -> list[Table]:
         groups.setdefault((r["scenario"], r["device"]), []).append(r)
     for (scenario, device), recs in groups.items():
         what = "median ms, ✓ agrees" if timed else "agreement, error/bound"
-        table = Table(title=f"{scenario} on {device} ({what})", title_justify="left")
+        table = Table(title=plain(f"{scenario} on {device} ({what})"), title_justify="left")
         labels = case_labels(recs)
         backends = list(dict.fromkeys(r["backend"] for r in recs))
         table.add_column("case")
         for b in backends:
-            table.add_column(b, justify="right")
+            table.add_column(plain(b), justify="right")
         rows: dict[str, dict[str, str]] = {}
         for r in recs:
             rows.setdefault(r["case_id"], {})[r["backend"]] = cell(r, timed)
         for case_id, cells in rows.items():
-            table.add_row(labels[case_id], *(cells.get(b, "") for b in backends))
+            table.add_row(plain(labels[case_id]), *(cells.get(b, "") for b in backends))
         tables.append(table)
     return tables
 
@@ -75,26 +78,61 @@ def failures(records: list[dict[str, Any]]) -> Table | None:
     for col in ("backend", "case", "status", "detail"):
         table.add_column(col)
     for r in bad:
-        table.add_row(r["backend"], r["case_id"], r["status"], failure_text(r)[:300])
+        table.add_row(plain(r["backend"]), plain(r["case_id"]), plain(r["status"]),
+                      plain(failure_text(r)[:300]))
     return table
 
 
 def backend_list(registry: Any) -> Table:
-    """Every backend: where it runs, what it supports, and why not when it cannot run."""
+    """Every backend: where it runs, what it supports (per device where it differs), and why
+    not when it cannot run. Plugin methods are called under the guard: one that raises or
+    hangs makes its backend "unavailable: <method> raised ..."."""
     table = Table(title="Backends", title_justify="left")
-    for col in ("backend", "framework", "status", "dtypes", "modes", "plugin"):
-        table.add_column(col)
+    for col in ("backend", "framework", "status", "dtypes", "modes", "limits", "plugin",
+                "description"):
+        table.add_column(col, no_wrap=col == "backend", overflow="fold")
     for name, b in registry.backends.items():
-        reasons = b.availability()
-        devices = [] if reasons else b.capabilities.devices
-        runnable = [d for d in devices if not b.device_reasons(d)]
-        if runnable:
-            status = "available on " + ", ".join(runnable)
-        else:
-            why = reasons or [r for d in b.capabilities.devices for r in b.device_reasons(d)]
-            status = "unavailable: " + "; ".join(why)
-        table.add_row(name, b.framework, status, ",".join(b.capabilities.dtypes),
-                      ",".join(b.capabilities.modes), registry.origins[name])
+        caps = b.capabilities
+        origin = registry.origins[name]
+        table.add_row(plain(name), plain(b.framework), plain(backend_status(b)),
+                      per_device(caps, "dtypes"), per_device(caps, "modes"), limits(caps),
+                      "built-in" if origin.startswith(BUILTIN_PREFIX) else plain(origin),
+                      plain(b.description))
     return table
 
 
+def backend_status(b: Any) -> str:
+    """'available on cpu, cuda' or 'unavailable: <reasons>'."""
+    reasons = guard.availability(b)
+    runnable = [] if reasons else [d for d in b.capabilities.devices
+                                   if not guard.device_reasons(b, d)]
+    if runnable:
+        return "available on " + ", ".join(runnable)
+    why = reasons or [r for d in b.capabilities.devices for r in guard.device_reasons(b, d)]
+    return "unavailable: " + "; ".join(dict.fromkeys(why))
+
+
+def per_device(caps: Any, name: str) -> str:
+    """'fwd,bwd' when every device has the same; 'cpu: fwd / cuda: fwd,bwd' when not."""
+    values = {d: ", ".join(getattr(caps.on(d), name)) for d in caps.devices}
+    if len(set(values.values())) == 1:
+        return next(iter(values.values()))
+    return " / ".join(f"{d}: {v}" for d, v in values.items())
+
+
+def limits(caps: Any) -> str:
+    """head_dim range and multiple, no grouped heads, no seq_q != seq_kv, minimum versions."""
+    def one(c: Any) -> str:
+        parts = []
+        if c.head_dim_min > 1 or c.head_dim_max is not None:
+            parts.append(f"head_dim {c.head_dim_min}..{c.head_dim_max or ''}")
+        if c.head_dim_multiple > 1:
+            parts.append(f"head_dim % {c.head_dim_multiple}")
+        parts += [t for t, on in (("no gqa", not c.gqa), ("q=k only", not c.cross)) if on]
+        return ", ".join(parts)
+
+    values = {d: one(caps.on(d)) for d in caps.devices}
+    text = next(iter(values.values())) if len(set(values.values())) == 1 else " / ".join(
+        f"{d}: {v or '-'}" for d, v in values.items())
+    versions = [f"{m} >= {v}" for m, v in caps.min_versions.items()]
+    return plain(", ".join(filter(None, [text, *versions])))

@@ -14,6 +14,8 @@ from attnbench.report import plots
 from attnbench.report.groups import Group, Run, field_label, make_groups, read_runs
 from attnbench.report.render import Cell, Doc, Heading, Image, Table, Text, to_html, to_markdown
 from attnbench.report.scaling import Scaling, analyse
+from attnbench.roof import unmeasured
+from attnbench.sanitize import csv_cell
 
 STATUS_MARK = {"ok": "✓", "mismatch": "✗"}
 
@@ -124,7 +126,7 @@ def group_section(g: Group, made: list[plots.Plot], baseline: str) -> list[Any]:
     if g.variant_fields:
         blocks.append(Text("cases also vary in: " + ", ".join(g.variant_fields)))
     blocks.append(group_table(g, baseline))
-    blocks += [Image(p.png, f"{g.scenario} on {g.device}: {p.title}", p.svg) for p in made]
+    blocks += [Image(p.png, f"{g.scenario} on {g.device}: {p.title}") for p in made]
     if not any(r.get("status") == "ok" for r in g.records):
         blocks.append(Text(f"no backend ran {g.scenario} on {g.device} successfully.", True))
     return blocks
@@ -202,6 +204,12 @@ def agreement_cell(recs: list[dict[str, Any]]) -> str:
     worst = max((e for r in recs if (e := error_ratio(r)) is not None), default=None)
     if worst is not None:
         parts.append(f"worst error/bound {worst:.2g}")
+    fixed = list(dict.fromkeys(o["fallback_reason"] for r in recs
+                               for o in (r.get("agreement") or {}).get("outputs") or []
+                               if isinstance(o, dict) and o.get("fallback_reason")))
+    if fixed:  # the pass rule fell back to fixed tolerances: say why
+        more = f" (+{len(fixed) - 1} more)" if len(fixed) > 1 else ""
+        parts.append(f"fixed bounds used because: {str(fixed[0])[:160]}{more}")
     return "; ".join(parts)
 
 
@@ -218,7 +226,11 @@ def records_section(groups: list[Group]) -> list[Any]:
     intro = Text("One row per measured record. first call: JIT, compile and page faults, kept "
                  "out of the median; IQR marked ~ when noisy (IQR/median ≥ 10 %); peak memory "
                  "beyond the inputs, next to what a naive score matrix would hold.")
-    return [Heading(2, "Measurements"), intro, Table(RECORD_HEADERS, rows)]
+    runs = {id(g.run): g.run for g in groups}.values()
+    no_roof = [Text(f"no matmul roof for {device} {dtype} in run {run.label}: {why}")
+               for run in runs for device, per in unmeasured(run.meta.get("roofs")).items()
+               for dtype, why in per.items()]
+    return [Heading(2, "Measurements"), intro, Table(RECORD_HEADERS, rows), *no_roof]
 
 
 def record_row(g: Group, r: dict[str, Any]) -> list[str]:
@@ -269,7 +281,8 @@ def write_csv(path: Path, groups: list[Group], baseline: str) -> None:
                     if r["backend"] == baseline and r.get("status") == "ok"}
             for r in g.records:
                 med, b = median_ms(r), base.get(r["case_id"])
-                w.writerow({**r, "run": g.run.label, "variant": g.variant(r), "median_ms": med,
-                            "iqr_ms": (r.get("timing") or {}).get("iqr_ms"),
-                            "peak_bytes": peak_bytes(r), "error_over_bound": error_ratio(r),
-                            "speedup_vs_baseline": b / med if b and med else None})
+                row = {**r, "run": g.run.label, "variant": g.variant(r), "median_ms": med,
+                       "iqr_ms": (r.get("timing") or {}).get("iqr_ms"),
+                       "peak_bytes": peak_bytes(r), "error_over_bound": error_ratio(r),
+                       "speedup_vs_baseline": b / med if b and med else None}
+                w.writerow({k: csv_cell(row.get(k)) for k in CSV_FIELDS})  # no formulas

@@ -16,9 +16,9 @@ import types
 import numpy as np
 import pytest
 import torch
-from attnbench.backends.flash_attn_func import flash_backends, parse_version
+from attnbench.backends.flash_attn_func import flash_backends
 
-from attnbench.backend import device_failure, import_failure
+from attnbench.backend import device_failure, import_failure, parse_version, version_failure
 from attnbench.case import Case
 from attnbench.execute import CaseData
 from attnbench.inputs import make_inputs
@@ -57,8 +57,10 @@ def fake_flash_attn(monkeypatch):
     monkeypatch.setitem(sys.modules, "flash_attn", root)
     monkeypatch.setitem(sys.modules, "flash_attn.cute", cute)
     import_failure.cache_clear()
+    version_failure.cache_clear()
     yield calls
     import_failure.cache_clear()
+    version_failure.cache_clear()
 
 
 BACKENDS = {b.name: b for b in flash_backends()}
@@ -92,9 +94,16 @@ def test_version_rule(fake_flash_attn, monkeypatch):
     cuda = Case(1, 2, 2, 8, 8, 64, dtype="bfloat16", device="cuda")
     assert BACKENDS["flash-attn"].unsupported(cuda) == [r for r in [device_failure("cuda")] if r]
     monkeypatch.setattr(sys.modules["flash_attn"], "__version__", "2.0.9")
+    version_failure.cache_clear()
     (reason,) = BACKENDS["flash-attn"].availability()
-    assert "flash_attn 2.0.9 is older than 2.1" in reason and "top-left" in reason
-    assert parse_version("2.1.0.post1") == (2, 1) and parse_version("dev") is None
+    assert reason == "flash_attn 2.0.9 is older than 2.1, the lowest version supported"
+    assert BACKENDS["flash-attn-4"].availability() == []  # it declares no minimum
+    monkeypatch.setattr(sys.modules["flash_attn"], "__version__", "dev")
+    version_failure.cache_clear()
+    (reason,) = BACKENDS["flash-attn"].availability()
+    assert "no readable version ('dev')" in reason
+    assert parse_version("2.1.0.post1") == (2, 1, 0) and parse_version("dev") is None
+    assert parse_version("2.10") > parse_version("2.9")
 
 
 def test_capability_reasons(fake_flash_attn):

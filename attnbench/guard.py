@@ -1,0 +1,131 @@
+"""Calls into plugin code from the parent process: under a time limit, exceptions as data.
+
+A plugin's method runs in a daemon thread; the caller waits at most the limit. An exception
+(SystemExit included) or an overrun comes back as a one-line failure naming the method, and a
+backend that overran once is not called again (its thread may still be stuck): later calls fail
+at once with the first failure.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from attnbench.backend import first_line
+
+DEFAULT_LIMIT_S = 60.0  # imports of torch or flash-attn in availability() can take a while
+LIMIT_ENV = "ATTNBENCH_PLUGIN_CALL_TIMEOUT"
+_hung: dict[int, str] = {}  # id(plugin object) -> the failure of the call that overran
+
+
+@dataclass
+class Outcome:
+    """What a guarded call gave: its value, or why there is none."""
+
+    value: Any = None
+    failure: str | None = None
+    error: BaseException | None = None  # the exception the call raised, when it raised
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+def default_limit() -> float:
+    """The limit of a parent-side plugin call: $ATTNBENCH_PLUGIN_CALL_TIMEOUT seconds, or 60."""
+    try:
+        value = float(os.environ.get(LIMIT_ENV, "") or DEFAULT_LIMIT_S)
+    except ValueError:
+        return DEFAULT_LIMIT_S
+    return value if value > 0 else DEFAULT_LIMIT_S
+
+
+def call(what: str, fn: Callable[..., Any], *args: Any, limit: float | None = None,
+         owner: Any = None) -> Outcome:
+    """fn(*args) under a time limit; `what` names it in the failure ("unsupported()").
+
+    owner: the plugin object the call belongs to; once one of its calls overran, the others
+    are not made.
+    """
+    if owner is not None and id(owner) in _hung:
+        return Outcome(failure=f"{what} not called: {_hung[id(owner)]}")
+    limit = default_limit() if limit is None else limit
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn(*args)
+        except BaseException as exc:  # a plugin may raise anything, SystemExit included
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"attnbench-guard {what}", daemon=True)
+    thread.start()
+    thread.join(limit)
+    if thread.is_alive():
+        failure = f"{what} did not return within {limit:g} s"
+        if owner is not None:
+            _hung[id(owner)] = failure
+        return Outcome(failure=failure)
+    if "error" in box:
+        exc = box["error"]
+        return Outcome(failure=f"{what} raised {type(exc).__name__}: {first_line(exc)}",
+                       error=exc)
+    return Outcome(box.get("value"))
+
+
+def reasons(what: str, fn: Callable[..., Any], *args: Any, limit: float | None = None,
+            owner: Any = None) -> Outcome:
+    """A guarded call that must return a list of reason strings (availability, unsupported)."""
+    out = call(what, fn, *args, limit=limit, owner=owner)
+    if out.ok and (not isinstance(out.value, (list, tuple))
+                   or not all(isinstance(r, str) for r in out.value)):
+        return Outcome(failure=f"{what} returned {type(out.value).__name__}, "
+                               "not a list of strings")
+    return Outcome([str(r) for r in out.value]) if out.ok else out
+
+
+def availability(backend: Any, limit: float | None = None) -> list[str]:
+    """backend.availability() guarded: its reasons, or its failure as the one reason."""
+    out = reasons("availability()", backend.availability, limit=limit, owner=backend)
+    return out.value if out.ok else [str(out.failure)]
+
+
+def device_reasons(backend: Any, device: str, limit: float | None = None) -> list[str]:
+    """backend.device_reasons(device) guarded: its reasons, or its failure as the one reason."""
+    out = reasons("device_reasons()", backend.device_reasons, device, limit=limit, owner=backend)
+    return out.value if out.ok else [str(out.failure)]
+
+
+def plannable(backend: Any, devices: list[str], limit: float | None = None) -> bool:
+    """Whether a run without -b includes the backend: available on one of the devices, or
+    broken (availability() or device_reasons() raised or hung), so that its cases are
+    recorded as errors rather than silently left out."""
+    out = reasons("availability()", backend.availability, limit=limit, owner=backend)
+    if not out.ok:
+        return True
+    if out.value:
+        return False
+    for device in devices:
+        dev = reasons("device_reasons()", backend.device_reasons, device, limit=limit,
+                      owner=backend)
+        if not dev.ok or not dev.value:
+            return True
+    return False
+
+
+def parent_record(backend: Any, scenario: str, case: Any, limit: float | None = None
+                  ) -> dict[str, Any] | None:
+    """The record the parent writes without a worker: `unsupported` with the reasons, or
+    `error` when unsupported() raised or overran; None when the case is for the worker."""
+    from attnbench.record import Status, new_record
+
+    out = reasons("unsupported()", backend.unsupported, case, limit=limit, owner=backend)
+    if not out.ok:
+        return dict(new_record(scenario, case, backend, Status.ERROR,
+                               error=f"{backend.name}: {out.failure}"))
+    if out.value:
+        return dict(new_record(scenario, case, backend, Status.UNSUPPORTED, reasons=out.value))
+    return None
