@@ -266,13 +266,15 @@ def evaluate(case: Case, seed: int, impls: dict[str, Impl], applies: dict,
             outputs[name] = (fw, got)
     out = []
     for name, (fw, got) in outputs.items():
-        err = np.abs(np.nan_to_num(agreement.to_numpy64(got), nan=np.inf) - ref).max(axis=-1)
-        bound = agreement.K_OUTPUT * base[fw] + floor
-        old = agreement.K_OUTPUT * base[fw] + OLD_FLOOR[case.dtype]
+        got64 = agreement.to_numpy64(got)
+        m = agreement.metrics(got64, ref)
+        m["nonfinite"] = agreement.nonfinite_count(got)
+        rule = agreement.Rule(case.dtype, base[fw], floor=floor)
+        new = agreement.verdict(m, rule, agreement.row_errors(got64, ref))
+        old = agreement.verdict(m, agreement.Rule(case.dtype, base[fw]))  # the constant floor
         out.append({"impl": name, "case": case.id, "dtype": case.dtype, "base": base[fw],
-                    "max_err": float(err.max()), "passed": bool((err <= bound).all()),
-                    "passed_old_rule": bool((err <= old).all()),
-                    "worst_ratio": float((err / bound).max()),
+                    "max_err": m["max_abs_err"], "passed": new["passed"],
+                    "passed_old_rule": old["passed"], "worst_ratio": new["error_over_bound"],
                     "floor_max": float(np.max(floor))})
     return out
 
