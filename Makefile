@@ -3,15 +3,15 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.attnbench-installed
-# Where $(PYTHON) has no torch that sees a GPU, set-up installs the CPU build of this torch into
-# a fresh venv, from PyTorch's CPU wheel index (PyPI's Linux wheel of the same version is the CUDA
-# build). `make TORCH_INDEX=` takes torch from the configured package indexes alone.
+# Where $(PYTHON) has no torch that sees a GPU, set-up installs torch==$(TORCH_VERSION) into a
+# fresh venv from the configured package indexes; where those offer the CUDA build (PyPI's Linux
+# wheel is one), `make TORCH_INDEX=<url of a CPU wheel index>` takes the CPU build from there.
+# Set-up prints which build it got.
 TORCH_VERSION ?= 2.13.0
-TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 # Where $(PYTHON) imports a CUDA torch that sees a GPU, the venv reuses it (system packages
 # visible) and installs nothing it already has.
 HAS_CUDA_TORCH := $(PYTHON) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"
-REACHES := $(PYTHON) -c "import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=10)"
 SAY_TORCH := $(BIN)/python -c "import torch; print('attnbench: torch', torch.__version__, \
 	'(CUDA %s build)' % torch.version.cuda if torch.version.cuda else '(CPU build)', \
 	'from', torch.__file__.rsplit('/', 2)[0])"
@@ -33,15 +33,11 @@ $(STAMP): pyproject.toml
 		     $(BIN)/pip install -q --no-build-isolation --no-deps -e .; }; \
 	else \
 		echo "attnbench: $(PYTHON) has no torch that sees a GPU: installing torch" \
-			"$(TORCH_VERSION), the CPU build"; \
+			"$(TORCH_VERSION) into a new venv"; \
 		if command -v nvidia-smi >/dev/null; then echo "attnbench: (a GPU is present: to use it," \
 			"install a CUDA torch for $(PYTHON), or pass PYTHON=, then make clean setup)"; fi; \
 		$(PYTHON) -m venv $(VENV); \
-		idx=""; if [ -n "$(TORCH_INDEX)" ]; then \
-			if $(REACHES) '$(TORCH_INDEX)/torch/' 2>/dev/null; then idx="--extra-index-url $(TORCH_INDEX)"; \
-			else echo "attnbench: $(TORCH_INDEX) is out of reach: torch from the configured" \
-				"indexes, which may give the CUDA build (PyPI does on Linux)"; fi; \
-		fi; \
+		idx=""; [ -z "$(TORCH_INDEX)" ] || idx="--extra-index-url $(TORCH_INDEX)"; \
 		$(BIN)/pip install -q 'torch==$(TORCH_VERSION)' $$idx -e '.[numba,dev]'; \
 	fi
 	@$(SAY_TORCH)

@@ -171,7 +171,7 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
         from attnbench.resume import check
 
         meta["resume_notes"] = check(old_meta, meta, plan.describe(), args.allow_code_change)
-    result = _runner(args)(plan, Path(args.out) if args.out else None, opts, meta)
+    result = _runner(args, plan, opts, meta)
     _print_results(args, result, timed)
     if not getattr(result, "finished", True):
         print(f"attnbench: {result.stopped or 'stopped'}; the records so far are kept, "
@@ -219,18 +219,18 @@ def _adopt_resumed(args: argparse.Namespace) -> dict[str, Any] | None:
     return adopt(args, build_parser().parse_args([args.command]))
 
 
-def _runner(args: argparse.Namespace) -> Any:
-    """run_plan, or the --frontier sweep with the same signature."""
-    from functools import partial
+def _runner(args: argparse.Namespace, plan: Any, opts: Any, meta: dict[str, Any]) -> Any:
+    """Run the plan as the flags say: run_plan, or the --frontier sweep; the RunResult."""
+    from attnbench.runner import RunConfig, run_plan
 
-    from attnbench.runner import run_plan
+    config = RunConfig(out_dir=Path(args.out) if args.out else None, opts=opts, meta=meta,
+                       resume=bool(args.resume), timeout_s=args.timeout,
+                       frontier_max=getattr(args, "frontier_max", None))
+    if getattr(args, "frontier", False):
+        from attnbench.frontier import run_frontier
 
-    if not getattr(args, "frontier", False):
-        return partial(run_plan, resume=bool(args.resume), timeout_s=args.timeout)
-
-    from attnbench.frontier import run_frontier
-
-    return partial(run_frontier, limit=args.frontier_max, timeout_s=args.timeout)
+        return run_frontier(plan, config)
+    return run_plan(plan, config)
 
 
 def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:

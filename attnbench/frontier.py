@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from attnbench.case import Case
 from attnbench.errors import UsageError
-from attnbench.execute import Options
-from attnbench.record import STOPPED
-from attnbench.results import RunWriter, new_run_id
-from attnbench.runner import Plan, RunResult, run_plan
+from attnbench.record import STOPPED, Status
+from attnbench.runner import Plan, RunConfig, RunResult, open_sweep
+from attnbench.sweep import Sweep
 
-STOPS = (*STOPPED, "unsupported")  # a size the backend refuses ends its climb too
+STOPS = (*STOPPED, Status.UNSUPPORTED)  # a size the backend refuses ends its climb too
 DEFAULT_MAX = {"cpu": 65536, "cuda": 262144}
 
 
@@ -75,51 +73,49 @@ def _advance(chain: Chain, rec: dict[str, Any], limit: int) -> None:
         chain.case = nxt
 
 
-def run_frontier(plan: Plan, out_dir: Path | None, opts: Options, meta: dict[str, Any],
-                 limit: int | None = None, **run_kw: Any) -> RunResult:
-    """Run every chain level by level; records go to one run folder, stops to frontier.json.
+def run_frontier(plan: Plan, config: RunConfig) -> RunResult:
+    """Climb every chain, backend by backend in one worker each; one run folder, one writer.
 
-    run_kw (progress, timeout_s...) is passed on to each run_plan call.
+    Records go to records.jsonl as each finishes, worker logs to logs/, where each chain
+    stopped to frontier.json (written also when the run is interrupted).
     """
-    if run_kw.pop("resume", False):
+    if config.resume:
         raise UsageError("--resume cannot continue a --frontier run; start a new one")
-    run_id = new_run_id()
-    out = Path(out_dir) if out_dir else Path("results") / run_id
-    writer = RunWriter(out, {"run_id": run_id, **meta})
-    result = RunResult(out)
     chains = [Chain(s, b, c, start=c.id) for s, c in starts(plan) for b in plan.backends]
-    try:
-        while any(c.status == "running" for c in chains):
+    with open_sweep(plan, config, sum(_levels(c, config.frontier_max) for c in chains)) as sweep:
+        sweep.writer.write_meta(frontier={"max_seq_kv": config.frontier_max,
+                                          "chains": len(chains)})
+        try:
+            if config.opts.time_it:
+                sweep.measure_roofs(config.roof_s)
             for backend in plan.backends:
-                live = [c for c in chains if c.backend is backend and c.status == "running"]
-                if live:
-                    step = replace(plan, items=[(c.scenario, c.case) for c in live],
-                                   backends=[backend])
-                    _level(live, step, opts, limit, writer, result, run_kw)
-        result.finished = True
-    finally:
-        _write_stops(out, chains)
-        writer.close(result.finished, records=len(result.records))
-    return result
+                _climb(sweep, backend, [c for c in chains if c.backend is backend],
+                       config.frontier_max)
+        finally:
+            _write_stops(sweep.out, chains)
+    return sweep.result
 
 
-def _level(live: list[Chain], plan: Plan, opts: Options, limit: int | None,
-           writer: RunWriter, result: RunResult, run_kw: dict[str, Any]) -> None:
-    """Run the current case of every live chain of one backend (one run_plan call)."""
-    with tempfile.TemporaryDirectory(prefix="attnbench-frontier-") as tmp:
-        known = {"roofs": writer.meta["roofs"]} if writer.meta.get("roofs") else {}
-        step = run_plan(plan, Path(tmp) / "step", opts, known, **run_kw)  # roof measured once
-        step_meta = json.loads((Path(tmp) / "step" / "run.json").read_text())
-    if step_meta.get("roofs") and "roofs" not in writer.meta:
-        writer.write_meta(roofs=step_meta["roofs"])
-    by_item = {(r["scenario"], r["case_id"]): r for r in step.records}
-    for chain in live:
-        rec = by_item.get((chain.scenario, chain.case.id))
-        if rec is None:  # the step was interrupted before this case
-            raise KeyboardInterrupt
-        _advance(chain, rec, limit or DEFAULT_MAX.get(chain.case.device, 65536))
-        writer.append(rec)
-        result.records.append(rec)
+def _limit(case: Case, frontier_max: int | None) -> int:
+    return frontier_max or DEFAULT_MAX.get(case.device, 65536)
+
+
+def _levels(chain: Chain, frontier_max: int | None) -> int:
+    """At most how many cases a chain runs (the progress total)."""
+    n, case = 1, chain.case
+    while doubled(case).seq_kv <= _limit(case, frontier_max):
+        n, case = n + 1, doubled(case)
+    return n
+
+
+def _climb(sweep: Sweep, backend: Any, chains: list[Chain], frontier_max: int | None) -> None:
+    """One backend's chains, level by level, in one worker (restarted after a crash)."""
+    with sweep.worker(backend) as w:
+        while live := [c for c in chains if c.status == "running"]:
+            for chain in live:
+                rec = sweep.record(w, backend, chain.scenario, chain.case)
+                _advance(chain, rec, _limit(chain.case, frontier_max))
+                sweep.finish(rec)
 
 
 def _write_stops(out: Path, chains: list[Chain]) -> None:

@@ -7,14 +7,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
+from attnbench.record import Status
 from attnbench.sanitize import plain, rich_text
+
+QUIET = (Status.OK, Status.UNSUPPORTED)  # statuses a plain line shows without their error
 
 
 def record_line(done: int, total: int, rec: dict[str, Any]) -> str:
     """`[3/12] b1-h8:8-q256-... numpy-naive: ok 1.234 ms` for one record."""
     med = (rec.get("timing") or {}).get("median_ms")
     tail = f" {med:.3f} ms" if isinstance(med, (int, float)) else ""
-    if rec.get("status") not in ("ok", "unsupported") and rec.get("error"):
+    if rec.get("status") not in QUIET and rec.get("error"):
         tail += f" ({plain(str(rec['error']).strip().splitlines()[0])[:120]})"
     head = plain(f"{rec.get('case_id')} {rec.get('backend')}: {rec.get('status')}")
     return f"[{done}/{total}] {head}{tail}"
@@ -77,7 +80,7 @@ class RichProgress(Progress):
     def advance(self, rec: dict[str, Any]) -> None:
         self.done += 1
         self.bar.update(self.task, advance=1)
-        if rec.get("status") not in ("ok", "unsupported"):
+        if rec.get("status") not in QUIET:
             line = record_line(self.done, self.total, rec)
             self.bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
 

@@ -3,15 +3,13 @@
 Order is backend-major: one worker process per backend runs all of that backend's cases, then
 quits, so only one worker holds case data (and device memory) at a time. Cases a backend does
 not support are recorded by the parent without a worker. The parent is the only writer of
-records.jsonl; a worker that dies or overruns its time becomes a `crashed` / `timeout` record
-and is restarted for the next case.
+records.jsonl, and holds the folder's lock (runlock) while it writes; a worker that dies,
+overruns its time or breaks the protocol becomes a `crashed` / `timeout` record and is
+restarted for the next case (attnbench/sweep.py runs the workers).
 """
 
 from __future__ import annotations
 
-import signal
-import statistics
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,10 +26,12 @@ from attnbench.execute import Options
 from attnbench.memory import check_fits
 from attnbench.plugins import Registry
 from attnbench.progress import Progress, auto_progress
-from attnbench.record import CHECK_FAILED, Status, key, new_record, record_key
+from attnbench.record import CHECK_FAILED, key, record_key
 from attnbench.results import RunWriter, new_run_id, read_run
-from attnbench.roof import METHOD, roof_fraction
-from attnbench.worker.parent import WorkerDied, WorkerProcess, WorkerTimeout
+from attnbench.runlock import RunLock
+from attnbench.sweep import Interrupted, Sweep, stop_on_signals
+
+__all__ = ["Interrupted", "Plan", "RunConfig", "RunResult", "make_plan", "run_plan"]
 
 BASE_TIMEOUT_S = 300.0
 BUDGET_TIMEOUT_FACTOR = 10.0
@@ -40,10 +40,6 @@ BUDGET_TIMEOUT_FACTOR = 10.0
 def default_timeout(opts: Options) -> float:
     """Per-task limit: 300 s (inputs, oracle, first call with JIT) plus 10 timing budgets."""
     return BASE_TIMEOUT_S + (BUDGET_TIMEOUT_FACTOR * opts.timer.budget_s if opts.time_it else 0)
-
-
-class Interrupted(KeyboardInterrupt):
-    """The run was asked to stop (SIGINT or SIGTERM); what was measured is kept."""
 
 
 @dataclass
@@ -111,177 +107,93 @@ def make_plan(
     return Plan(items, backends, registry)
 
 
-@contextmanager
-def _stop_on_signals() -> Iterator[None]:
-    """Turn SIGTERM (and SIGINT) into Interrupted for the duration of the sweep."""
-    def handler(signum: int, frame: Any) -> None:
-        raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
+@dataclass
+class RunConfig:
+    """How a run goes: where it writes, what each case does, its limits, who hears of records."""
 
-    try:
-        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread: signals stay as they are
-        old = {}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
+    out_dir: Path | None = None
+    opts: Options = field(default_factory=Options)
+    meta: dict[str, Any] = field(default_factory=dict)  # command, config, environment...
+    resume: bool = False  # continue the run in out_dir (run_plan only)
+    timeout_s: float | None = None  # per task (and per worker start); None: default_timeout
+    roof_s: float = 0.3
+    frontier_max: int | None = None  # run_frontier's largest key length; None: per device
+    progress: Progress | None = None  # None: auto_progress()
+    on_record: Callable[[dict[str, Any]], None] | None = None  # gets a copy of each record
 
-
-class Sweep:
-    """One run in progress: the writer, the workers, the roofs and the records so far."""
-
-    def __init__(self, plan: Plan, out: Path, opts: Options, timeout_s: float,
-                 progress: Progress, on_record: Callable[[dict], None] | None):
-        self.plan, self.out, self.opts, self.timeout_s = plan, out, opts, timeout_s
-        self.progress, self.on_record = progress, on_record
-        reg = plan.registry
-        self.hello = {"plugins": list(reg.plugin_specs) if reg else [],
-                      "autoload": reg.autoload if reg else False, "options": opts.to_dict()}
-        self.roofs: dict[str, dict[str, float | None]] = {}
-        self.process_info: dict[str, Any] | None = None  # what prepare_process set in workers
-        self.worker_stats: dict[str, Any] = {"starts": [], "overhead_ms": [], "restarts": 0}
-
-    def new_worker(self, label: str) -> WorkerProcess:
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in label)
-        return WorkerProcess(self.hello, self.out / "logs" / f"{safe}.log")
-
-    def measure_roofs(self, writer: RunWriter, roof_s: float) -> None:
-        """Once per device of the plan: the matmul roof in each dtype its cases use."""
-        for device in sorted({c.device for _, c in self.plan.items}):
-            if device in self.roofs:
-                continue
-            dtypes = sorted({c.dtype for _, c in self.plan.items if c.device == device})
-            w = self.new_worker(f"roof-{device}")
-            try:
-                self.process_info = w.start().get("process")
-                msg = {"roof": device, "dtypes": dtypes, "seconds": roof_s}
-                self.roofs[device] = w.request(msg, BASE_TIMEOUT_S).data["roofs"]
-            except (WorkerDied, WorkerTimeout) as exc:
-                self.roofs[device] = {d: None for d in dtypes}
-                print(f"attnbench: roof of {device} not measured: {exc}", file=sys.stderr)
-            finally:
-                w.stop()
-        writer.write_meta(roofs=self.roofs, roof_method=METHOD, worker_process=self.process_info)
-
-    def run_backend(self, backend: Backend, todo: list[tuple[str, Case]],
-                    finish: Callable[[dict[str, Any]], None]) -> None:
-        worker = self.new_worker(backend.name)
-        try:
-            for scenario, case in todo:
-                self.progress.starting(case.id, backend.name)
-                # unsupported, or unsupported() raised or overran: no worker needed to say so
-                rec = guard.parent_record(backend, scenario, case, self.timeout_s)
-                if rec is None:
-                    rec = self.in_worker(worker, backend, scenario, case)
-                finish(rec)
-        except BaseException:
-            worker.kill()  # interrupted mid-case: don't wait for the case to end
-            raise
-        finally:
-            worker.stop()
-
-    def in_worker(self, w: WorkerProcess, backend: Backend, scenario: str, case: Case) -> dict:
-        task = {"task": 1, "scenario": scenario, "backend": backend.name, "case": case.to_dict()}
-        try:
-            if not w.alive:
-                if w.proc is not None:
-                    self.worker_stats["restarts"] += 1
-                self.process_info = w.start().get("process")
-                self.worker_stats["starts"].append(round(w.start_s, 3))
-            reply = w.request(task, self.timeout_s)
-        except WorkerTimeout as exc:
-            return new_record(scenario, case, backend, Status.TIMEOUT, error=f"timeout: {exc}",
-                              timeout_s=self.timeout_s)
-        except WorkerDied as exc:
-            return new_record(scenario, case, backend, Status.CRASHED,
-                              error=f"worker {exc.reason}", log_tail=exc.log_tail)
-        if "record" not in reply.data:
-            return new_record(scenario, case, backend, Status.ERROR,
-                              error=reply.data.get("missing", "no record in the worker's reply"))
-        overhead_ms = (reply.roundtrip_s - reply.data["worker_s"]) * 1e3
-        self.worker_stats["overhead_ms"].append(round(overhead_ms, 3))
-        rec = reply.data["record"]
-        rec["worker"] = {"pid": w.info.get("pid"), "overhead_ms": round(overhead_ms, 3)}
-        if reply.data.get("restart"):  # e.g. a CUDA error that broke the context: fresh worker
-            w.stop()
-            rec["worker"]["restarted_after"] = True
-        return rec
+    @property
+    def task_timeout_s(self) -> float:
+        return self.timeout_s or default_timeout(self.opts)
 
 
-def run_plan(
-    plan: Plan, out_dir: Path | None, opts: Options, meta: dict[str, Any],
-    progress: Progress | None = None, on_record: Callable[[dict], None] | None = None,
-    resume: bool = False, timeout_s: float | None = None, roof_s: float = 0.3,
-) -> RunResult:
+def run_plan(plan: Plan, config: RunConfig) -> RunResult:
     """Run every (case, backend) of the plan in workers, writing each record as it finishes.
 
-    resume=True continues the run in out_dir: finished records (by record_key) are kept and
-    not repeated, new ones are appended. SIGINT/SIGTERM stop the run; run.json says why.
+    config.resume continues the run in config.out_dir: finished records (by record_key) are kept
+    and not repeated, new ones are appended. SIGINT/SIGTERM stop the run; run.json says why.
     """
-    out, meta, old = _open_run(out_dir, meta, resume)
-    timeout_s = timeout_s or default_timeout(opts)
-    writer = RunWriter(out, {**meta, "timeout_s": timeout_s, "plan": plan.describe()}, resume)
-    result = RunResult(out, records=list(old))
-    done_keys = {record_key(r) for r in old}
-    progress = progress or auto_progress()
-    sweep = Sweep(plan, out, opts, timeout_s, progress, on_record)
-    sweep.roofs = dict(meta.get("roofs") or {})
-    started = time.time()
-
-    def finish(rec: dict[str, Any]) -> None:
-        roof_fraction(rec, sweep.roofs)
-        writer.append(rec)
-        result.records.append(rec)
-        _notify(plan, rec, on_record)
-        progress.advance(rec)
-
-    try:
-        with _stop_on_signals(), progress.running(plan.total, len(done_keys)):
-            if opts.time_it:
-                sweep.measure_roofs(writer, roof_s)
-            for backend in plan.backends:
-                todo = [(s, c) for s, c in plan.items
-                        if key(s, c.id, c.device, backend.name) not in done_keys]
-                sweep.run_backend(backend, todo, finish)
-        result.finished = True
-    except KeyboardInterrupt as exc:
-        result.stopped = str(exc) or "interrupted by SIGINT"
-    finally:
-        writer.close(result.finished, stopped=result.stopped, records=len(result.records),
-                     wall_s=round(meta.get("wall_s", 0) + time.time() - started, 3),
-                     workers=_worker_summary(sweep.worker_stats), environment_end=_env_end(),
-                     worker_process=sweep.process_info or meta.get("worker_process"))
-    return result
+    with open_sweep(plan, config, plan.total) as sweep:
+        done = {record_key(r) for r in sweep.result.records}
+        if config.opts.time_it:
+            sweep.measure_roofs(config.roof_s)
+        for backend in plan.backends:
+            sweep.run_backend(backend, [(s, c) for s, c in plan.items
+                                        if key(s, c.id, c.device, backend.name) not in done])
+    return sweep.result
 
 
-def _notify(plan: Plan, rec: dict[str, Any], on_record: Callable[[dict], None] | None) -> None:
-    if on_record:
-        on_record(rec)
-    if plan.registry is not None:
+@contextmanager
+def open_sweep(plan: Plan, config: RunConfig, total: int) -> Iterator[Sweep]:
+    """The run folder locked, its writer open and a Sweep to run in it; closed whatever happens.
+
+    An interrupt (SIGINT/SIGTERM) inside ends the sweep, not the caller: result.stopped says so.
+    """
+    given = dict(config.meta) if config.resume else {"run_id": new_run_id(), **config.meta}
+    out = _run_dir(config, given.get("run_id"))
+    with RunLock(out, config.meta.get("command")):
+        meta, old = _open_run(out, given, config.resume)
+        timeout_s = config.task_timeout_s
+        writer = RunWriter(out, {**meta, "timeout_s": timeout_s, "plan": plan.describe()},
+                           config.resume)
+        result = RunResult(out, records=list(old))
+        progress = config.progress or auto_progress()
+        sweep = Sweep(plan, out, config.opts, timeout_s, progress, writer, result,
+                      config.on_record)
+        sweep.roofs = dict(meta.get("roofs") or {})
+        started = time.time()
         try:
-            plan.registry.pm.hook.attnbench_record_written(record=rec)
-        except Exception as exc:  # a plugin's observer must not stop the run
-            print(f"attnbench: attnbench_record_written raised {exc!r}", file=sys.stderr)
+            with stop_on_signals(sweep.signals), progress.running(total, len(old)):
+                yield sweep
+            result.finished = True
+        except KeyboardInterrupt as exc:
+            result.stopped = str(exc) or "interrupted by SIGINT"
+        finally:
+            writer.close(result.finished, stopped=result.stopped, records=len(result.records),
+                         wall_s=round(meta.get("wall_s", 0) + time.time() - started, 3),
+                         environment_end=_env_end(), **sweep.summary(),
+                         worker_process=sweep.process_info or meta.get("worker_process"))
 
 
-def _open_run(out_dir: Path | None, meta: dict[str, Any], resume: bool
-              ) -> tuple[Path, dict[str, Any], list[dict[str, Any]]]:
-    """The run folder, its meta and the records already there (resume), torn last line cut."""
+def _run_dir(config: RunConfig, run_id: str | None) -> Path:
+    if config.out_dir is not None:
+        return Path(config.out_dir)
+    if config.resume or run_id is None:
+        raise UsageError("resume needs the run folder")
+    return Path("results") / run_id
+
+
+def _open_run(out: Path, meta: dict[str, Any], resume: bool
+              ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The run's meta and the records already there (resume), torn last line cut."""
     now = datetime.now(timezone.utc).isoformat()
     if not resume:
-        run_id = new_run_id()
-        out = Path(out_dir) if out_dir else Path("results") / run_id
-        return out, {"run_id": run_id, "started": now, **meta}, []
-    if out_dir is None:
-        raise UsageError("resume needs the run folder")
-    out = Path(out_dir)
+        return {"started": now, **meta}, []
     old_meta, records = read_run(out)
     _cut_torn_tail(out / "records.jsonl")
     entry = {"at": now, "command": meta.get("command"), "notes": meta.get("resume_notes") or []}
     resumes = [*old_meta.get("resumes", []), entry]
     keep = {k: v for k, v in old_meta.items() if k not in ("finished", "stopped", "ended")}
-    return out, {**keep, "resumes": resumes}, records
+    return {**keep, "resumes": resumes}, records
 
 
 def _cut_torn_tail(path: Path) -> None:
@@ -292,15 +204,6 @@ def _cut_torn_tail(path: Path) -> None:
     if data and not data.endswith(b"\n"):
         with open(path, "r+b") as fh:
             fh.truncate(data.rfind(b"\n") + 1)
-
-
-def _worker_summary(stats: dict[str, Any]) -> dict[str, Any]:
-    def median(xs: list[float]) -> float | None:
-        return statistics.median(xs) if xs else None
-
-    return {"starts": len(stats["starts"]), "restarts": stats["restarts"],
-            "start_s_median": median(stats["starts"]),
-            "overhead_ms_median": median(stats["overhead_ms"])}
 
 
 def _env_end() -> dict[str, Any] | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from attnbench.case import Case
 from attnbench.frontier import Chain, _advance, doubled, starts
 from attnbench.results import read_run
@@ -42,6 +44,7 @@ def test_chain_stops_at_a_failure_or_the_limit():
     assert rec["frontier_stop"] == "oom" and "too big" in failing.reason
 
 
+@pytest.mark.process
 def test_frontier_run_stops_where_the_backend_runs_out_of_memory(cli, tmp_path: Path,
                                                                    plugin_path):
     scenario = tmp_path / "grow.toml"
@@ -49,7 +52,7 @@ def test_frontier_run_stops_where_the_backend_runs_out_of_memory(cli, tmp_path: 
                         'head_dim = 8\nseq_len = 32\n')
     proc = cli("run", "--frontier", "--frontier-max", "1024", "-s", str(scenario),
                "-b", "test-hog", "--plugin", plugin_path("hog.py"), "--budget", "0.02",
-               "--out", "fr")
+               "--timeout", "77", "--out", "fr")
     assert proc.returncode == 0, proc.stderr
     stops = json.loads((tmp_path / "fr" / "frontier.json").read_text())
     assert len(stops) == 1
@@ -57,7 +60,9 @@ def test_frontier_run_stops_where_the_backend_runs_out_of_memory(cli, tmp_path: 
     assert (stops[0]["reached_seq_kv"], stops[0]["stopped_at_seq_kv"]) == (32, 64)
     assert stops[0]["stop"] == "oom"
     meta, records = read_run(tmp_path / "fr")
-    assert meta["finished"] is True
+    assert meta["finished"] is True and meta["timeout_s"] == 77.0  # --timeout reached the run
+    assert meta["frontier"]["max_seq_kv"] == 1024
+    assert (tmp_path / "fr" / "logs" / "test-hog.log").is_file()  # worker logs are kept
     assert [(r["seq_kv"], r["status"]) for r in records] == [(32, "ok"), (64, "oom")]
     assert records[-1]["frontier_stop"] == "oom"
     from attnbench.report.write import write_report
@@ -65,14 +70,3 @@ def test_frontier_run_stops_where_the_backend_runs_out_of_memory(cli, tmp_path: 
     md = write_report([tmp_path / "fr"], tmp_path / "rep", "test-hog").markdown.read_text()
     frontier_rows = md.split("## Frontier")[1].split("##")[0]
     assert "| test-hog |" in frontier_rows and "| 32 | 64 | oom |" in frontier_rows
-
-
-def test_frontier_gets_the_timeout_and_the_limit_from_the_command_line():
-    from attnbench.cli import _runner, build_parser
-    from attnbench.frontier import run_frontier
-
-    args = build_parser().parse_args(["run", "--frontier", "--frontier-max", "4096",
-                                      "--timeout", "7"])
-    runner = _runner(args)
-    assert runner.func is run_frontier
-    assert runner.keywords == {"limit": 4096, "timeout_s": 7.0}

@@ -9,7 +9,7 @@ import pytest
 from attnbench.case import load_scenario
 from attnbench.execute import Options
 from attnbench.plugins import build_registry
-from attnbench.runner import make_plan, run_plan
+from attnbench.runner import RunConfig, make_plan, run_plan
 from attnbench.worker.parent import exit_reason
 
 pytestmark = pytest.mark.process  # sweeps in worker processes
@@ -29,6 +29,9 @@ seq_len = [64, 32]
 """
 
 
+pytestmark = pytest.mark.process
+
+
 def test_exit_reason_names_signals_and_codes():
     assert exit_reason(-11) == "killed by SIGSEGV"
     assert exit_reason(-6) == "killed by SIGABRT"
@@ -42,9 +45,9 @@ def bad_sweep(tmp_path_factory, plugin_path):
     (tmp / "tiny.toml").write_text(SCENARIO)
     reg = build_registry([plugin_path(p) for p in PLUGINS], autoload=False)
     plan = make_plan(reg, [load_scenario(tmp / "tiny.toml")], ["numpy-naive", *BAD], ["cpu"], [])
-    result = run_plan(plan, tmp / "run", Options(time_it=False), {"command": "test"},
-                      timeout_s=3.0)
-    return result
+    config = RunConfig(out_dir=tmp / "run", opts=Options(time_it=False),
+                       meta={"command": "test"}, timeout_s=15.0)
+    return run_plan(plan, config)
 
 
 def test_sweep_with_bad_plugins_finishes(bad_sweep):
@@ -65,7 +68,7 @@ def test_each_bad_case_gets_its_status(bad_sweep):
     assert by[("numpy-naive", 64)]["status"] == by[("numpy-naive", 32)]["status"] == "ok"
     assert "SIGSEGV" in by[("test-segfaults", 64)]["error"]
     assert "Segmentation fault" in by[("test-segfaults", 64)]["log_tail"]  # faulthandler
-    assert "3 s" in by[("test-hangs", 64)]["error"]
+    assert "15 s" in by[("test-hangs", 64)]["error"]
     assert "MemoryError" in by[("test-hog", 64)]["error"]
     assert "fails on purpose" in by[("test-raises", 64)]["error"]
 
@@ -85,3 +88,9 @@ def test_a_broken_cuda_context_gets_a_fresh_worker(bad_sweep):
     assert by[32]["status"] == "ok" and by[32]["worker"]["pid"] != by[64]["worker"]["pid"]
     plain = {r["seq_kv"]: r for r in bad_sweep.records if r["backend"] == "test-raises"}
     assert plain[32]["worker"]["pid"] == plain[64]["worker"]["pid"]  # an ordinary error: kept
+
+
+def test_an_oom_gets_a_fresh_worker(bad_sweep):
+    by = {r["seq_kv"]: r for r in bad_sweep.records if r["backend"] == "test-hog"}
+    assert by[64]["status"] == "oom" and by[64]["worker"]["restarted_after"]
+    assert by[32]["worker"]["pid"] != by[64]["worker"]["pid"]

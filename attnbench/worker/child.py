@@ -10,6 +10,7 @@ import time
 from typing import IO, Any
 
 from attnbench.case import Case
+from attnbench.record import Status
 
 
 def _die_with_parent() -> None:
@@ -22,12 +23,21 @@ def _die_with_parent() -> None:
         pass
 
 
-def _protocol_stream() -> IO[str]:
-    """Keep the real stdout for the protocol; point fd 1 (and sys.stdout) at stderr."""
-    proto = os.fdopen(os.dup(1), "w", encoding="utf-8")
+def _protocol_streams() -> tuple[IO[str], IO[str]]:
+    """Move the protocol to private fds that no subprocess inherits (os.dup is non-inheritable).
+
+    fd 0 then reads /dev/null and fd 1 (and sys.stdout) goes to the log, so a backend, or a
+    program it starts, can neither read a task meant for the worker nor print into a reply.
+    """
+    proto_in = os.fdopen(os.dup(0), "r", encoding="utf-8")
+    proto_out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
     os.dup2(2, 1)
+    sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 (lives as long as the worker)
     sys.stdout = sys.stderr
-    return proto
+    return proto_in, proto_out
 
 
 class Session:
@@ -37,6 +47,7 @@ class Session:
         from attnbench.execute import Options, prepare_process
         from attnbench.plugins import build_registry
 
+        self.token = str(hello.get("token", ""))  # chosen by the parent, sent back in each reply
         self.registry = build_registry(hello.get("plugins", []), autoload=hello.get("autoload"))
         self.opts = Options.from_dict(hello["options"])
         self.process = prepare_process(self.opts)
@@ -63,10 +74,10 @@ class Session:
         backend = self.registry.backends.get(msg["backend"])
         if backend is None:
             why = "; ".join(f"{p}: {r}" for p, r in self.registry.failures) or "not registered"
-            return {"task": msg.get("task"), "missing": f"backend {msg['backend']!r} not found "
+            return {"missing": f"backend {msg['backend']!r} not found "
                     f"in the worker ({why})"}
         rec = execute(backend, msg["scenario"], case, lambda: self.case_data(case), self.opts)
-        return {"task": msg.get("task"), "record": rec, "worker_s": time.perf_counter() - t0,
+        return {"record": rec, "worker_s": time.perf_counter() - t0,
                 "restart": poisons_process(rec)}
 
 
@@ -77,13 +88,26 @@ POISON = ("CUDA error", "illegal memory access", "device-side assert", "CUBLAS_S
 
 def poisons_process(rec: dict[str, Any]) -> bool:
     """True when the record's error leaves the worker unfit for the next case."""
-    return rec.get("status") == "error" and any(s in (rec.get("error") or "") for s in POISON)
+    return rec.get("status") == Status.ERROR and any(s in (rec.get("error") or "") for s in POISON)
 
 
-def _send(out: IO[str], obj: dict[str, Any]) -> None:
+def capped(obj: Any) -> Any:
+    """obj with every text in it (error, traceback, reasons, agreement notes...) capped."""
+    from attnbench.record import cap_text
+
+    if isinstance(obj, str):
+        return cap_text(obj)
+    if isinstance(obj, dict):
+        return {k: capped(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [capped(v) for v in obj]
+    return obj
+
+
+def _send(out: IO[str], obj: dict[str, Any], token: str) -> None:
     from attnbench.results import json_default
 
-    out.write(json.dumps(obj, default=json_default) + "\n")
+    out.write(json.dumps({**capped(obj), "token": token}, default=json_default) + "\n")
     out.flush()
 
 
@@ -94,20 +118,20 @@ def main() -> int:
     faulthandler.enable()  # a segfault prints the Python stack into the worker's log
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     _die_with_parent()
-    out = _protocol_stream()
-    hello = json.loads(sys.stdin.readline() or "{}")
+    proto_in, out = _protocol_streams()
+    hello = json.loads(proto_in.readline() or "{}")
     session = Session(hello)
-    _send(out, {"ready": True, "pid": os.getpid(), "process": session.process,
-                "failures": session.registry.failures})
-    for line in sys.stdin:
+    _send(out, {"ready": True, "task": None, "pid": os.getpid(), "process": session.process,
+                "failures": session.registry.failures}, session.token)
+    for line in proto_in:
         if not line.strip():
             continue
         msg = json.loads(line)
         try:
             reply = session.run_task(msg)
         except Exception as exc:  # a harness bug, not a backend failure: report, keep serving
-            reply = {"task": msg.get("task"), "missing": f"worker failed: {exc!r}"}
-        _send(out, reply)
+            reply = {"missing": f"worker failed: {exc!r}"}
+        _send(out, {**reply, "task": msg.get("task")}, session.token)
     return 0
 
 

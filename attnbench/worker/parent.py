@@ -1,9 +1,11 @@
-"""Parent side of a worker: start it, send a task, read its reply, kill it and its children."""
+"""Parent side of a worker: start it, send a task, check its reply, kill it and its children."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import select
 import signal
 import subprocess
@@ -13,8 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from attnbench.worker.streams import LineReader, LineTooLong, LogSink
+
 START_TIMEOUT_S = 120.0  # importing torch and plugins on a cold disk can take a while
-LOG_TAIL_BYTES = 2000
+POLL_S = 0.25  # how often a wait checks that the worker is still there
+DRAIN_S = 2.0  # after a worker ends, how long its log may take to reach EOF
 
 
 class WorkerDied(Exception):
@@ -25,8 +30,16 @@ class WorkerDied(Exception):
         self.reason, self.log_tail = reason, log_tail
 
 
+class ProtocolError(WorkerDied):
+    """The worker sent something that is not the reply to the task asked; it has been killed."""
+
+
 class WorkerTimeout(Exception):
     """A reply did not come within the time limit; the worker has been killed."""
+
+    def __init__(self, message: str, log_tail: str = ""):
+        super().__init__(message)
+        self.log_tail = log_tail
 
 
 def exit_reason(returncode: int | None) -> str:
@@ -59,101 +72,202 @@ class WorkerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.info: dict[str, Any] = {}
         self.start_s = 0.0
-        self._buf = b""
+        self.starts = 0  # processes started by this handle (more than one: restarts)
+        self._token = ""
+        self._task = 0
+        self._lines = LineReader()
+        self._log: LogSink | None = None
+        self._out = self._err = -1  # the worker's stdout (replies) and stderr (log) fds
+        self._open: set[int] = set()  # of those, the ones not yet at EOF
+        self._killed = False
 
     @property
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self) -> dict[str, Any]:
-        """Start the process and wait for its ready line; return it."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+    @property
+    def started(self) -> bool:
+        """A process was started and not yet stopped (it may have exited since)."""
+        return self.proc is not None
+
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> dict[str, Any]:
+        """Start the process and wait for its ready line (at most timeout_s); return it."""
+        limit = min(timeout_s, START_TIMEOUT_S)
         t0 = time.perf_counter()
-        with open(self.log_path, "ab") as log:
+        self._token, self._lines = secrets.token_hex(16), LineReader()
+        self.starts += 1
+        try:
+            self._log = LogSink(self.log_path)
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "attnbench.worker.child"], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=log, start_new_session=True)
-        self._buf = b""
-        self.info = self.request(self.hello, START_TIMEOUT_S).data
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
+                start_new_session=True)
+        except OSError as exc:  # no process, no file descriptors, no disk for the log
+            if self._log is not None:
+                self._log.close()
+            self._log = None
+            raise WorkerDied(f"could not be started: {exc}") from None
+        self._killed = False
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self._out, self._err = self.proc.stdout.fileno(), self.proc.stderr.fileno()
+        self._open = {self._out, self._err}
+        for fd in self._open:
+            os.set_blocking(fd, False)
+        try:
+            data = self._exchange({**self.hello, "token": self._token}, limit, None)
+        except WorkerTimeout as exc:
+            raise WorkerTimeout(f"the worker did not start within {limit:g} s (a plugin import "
+                                f"that hangs?); worker killed", exc.log_tail) from None
+        if data.get("ready") is not True:
+            raise self._broken(f"its first line is not the ready line: {_show(data)}")
+        self.info = data
         self.start_s = time.perf_counter() - t0
         return self.info
 
     def request(self, message: dict[str, Any], timeout_s: float) -> Reply:
-        """Send one message and wait for one reply line; WorkerDied / WorkerTimeout otherwise."""
-        assert self.proc is not None and self.proc.stdin is not None
-        log_start = self._log_size()
+        """Send one task and wait for its reply; WorkerDied / ProtocolError / WorkerTimeout."""
+        self._task += 1
         t0 = time.perf_counter()
-        try:
-            self.proc.stdin.write((json.dumps(message) + "\n").encode())
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            raise self._died(log_start) from None
-        line = self._read_line(t0 + timeout_s, log_start, timeout_s)
-        return Reply(json.loads(line), time.perf_counter() - t0)
+        data = self._exchange({**message, "task": self._task}, timeout_s, self._task)
+        return Reply(data, time.perf_counter() - t0)
 
-    def _read_line(self, deadline: float, log_start: int, timeout_s: float) -> bytes:
-        assert self.proc is not None and self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        while b"\n" not in self._buf:
+    def _exchange(self, message: dict[str, Any], timeout_s: float, task: int | None
+                  ) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdin is not None and self._log is not None
+        self._log.mark()
+        try:
+            _write_all(self.proc.stdin.fileno(), (json.dumps(message) + "\n").encode())
+        except OSError:  # its end of the pipe is closed: it exited, or closed its input
+            raise self._died() from None
+        line = self._read_line(time.perf_counter() + timeout_s, timeout_s)
+        return self._check(line, task)
+
+    def _check(self, line: bytes, task: int | None) -> dict[str, Any]:
+        """The reply as a dict, if it is one, with this worker's token and the task's id."""
+        try:
+            data = json.loads(line)
+        except ValueError:
+            raise self._broken(f"it sent a line that is not JSON: {_show(line)}") from None
+        if not isinstance(data, dict) or data.get("token") != self._token:
+            raise self._broken("it sent a line without this worker's token (written by "
+                               f"something else in the worker?): {_show(data)}")
+        if data.get("task") != task:
+            raise self._broken(f"it answered task {data.get('task')!r}, not task {task!r}")
+        return data
+
+    def _read_line(self, deadline: float, timeout_s: float) -> bytes:
+        assert self.proc is not None
+        while not self._lines.lines:
             left = deadline - time.perf_counter()
             if left <= 0:
+                tail = self._tail()
                 self.kill()
-                raise WorkerTimeout(f"no reply within {timeout_s:g} s; worker killed")
-            ready, _, _ = select.select([fd], [], [], left)
-            if ready:
-                chunk = os.read(fd, 1 << 20)
-                if not chunk:
-                    raise self._died(log_start)
-                self._buf += chunk
-        line, _, self._buf = self._buf.partition(b"\n")
-        return line
+                raise WorkerTimeout(f"no reply within {timeout_s:g} s; worker killed", tail)
+            ready, _, _ = select.select(sorted(self._open), [], [], min(left, POLL_S))
+            for fd in ready:
+                self._pump(fd)
+            if not ready and self.proc.poll() is not None:  # exited; a child holds its pipes
+                raise self._died()
+        return self._lines.lines.popleft()
 
-    def _died(self, log_start: int) -> WorkerDied:
+    def _pump(self, fd: int) -> None:
+        """Read what is there on one of the worker's streams (reply lines or its log)."""
+        assert self._log is not None
+        try:
+            chunk = os.read(fd, 1 << 20)
+        except BlockingIOError:
+            return
+        if fd != self._out:
+            if chunk:
+                self._log.write(chunk)
+            else:
+                self._open.discard(fd)
+            return
+        if not chunk:
+            raise self._died()
+        try:
+            self._lines.feed(chunk)
+        except LineTooLong as exc:
+            raise self._broken(str(exc)) from None
+
+    def _broken(self, reason: str) -> ProtocolError:
+        tail = self._tail()
+        self.kill()
+        return ProtocolError(f"broke the protocol: {reason}", tail)
+
+    def _died(self) -> WorkerDied:
         assert self.proc is not None
         try:
             rc = self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            rc = self.proc.returncode
-        return WorkerDied(exit_reason(rc), self._log_tail(log_start))
+        except subprocess.TimeoutExpired:  # closed its stdout but runs on
+            rc = None
+        self.kill()
+        return WorkerDied(exit_reason(rc if rc is not None else self.proc.returncode),
+                          self._tail())
 
-    def _log_size(self) -> int:
-        try:
-            return self.log_path.stat().st_size
-        except OSError:
-            return 0
+    def reap(self) -> WorkerDied:
+        """For a worker found dead between tasks: how it ended, its children killed."""
+        return self._died()
 
-    def _log_tail(self, start: int) -> str:
-        try:
-            with open(self.log_path, "rb") as fh:
-                fh.seek(max(start, self._log_size() - LOG_TAIL_BYTES))
-                return fh.read().decode(errors="replace").strip()
-        except OSError:
-            return ""
+    def _tail(self) -> str:
+        return self._log.tail() if self._log is not None else ""
+
+    def _drain(self, seconds: float) -> None:
+        """Read the worker's log until EOF (its group is dead) or for at most `seconds`."""
+        end = time.perf_counter() + seconds
+        while self._err in self._open and time.perf_counter() < end:
+            ready, _, _ = select.select([self._err], [], [], max(0.0, end - time.perf_counter()))
+            if ready:
+                self._pump(self._err)
 
     def kill(self) -> None:
-        """SIGKILL the worker (its whole session) and reap it."""
-        if self.proc is None:
+        """SIGKILL the worker's whole process group (what it started too) and reap it."""
+        if self.proc is None or self._killed:
             return
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                self.proc.kill()
+        self._killed = True
+        _kill_group(self.proc)
         self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
+        _kill_group(self.proc)  # children of a worker that had already exited
+        self._drain(DRAIN_S)
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream is not None:
-                stream.close()
+                with contextlib.suppress(OSError):
+                    stream.close()
+        self._open.clear()
 
     def stop(self) -> None:
-        """Ask the worker to quit (closing its stdin); kill it if it does not."""
+        """Ask the worker to quit (closing its stdin); kill it and its group if it does not."""
         if self.proc is None:
             return
-        if self.proc.poll() is None and self.proc.stdin is not None:
-            try:
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
                 self.proc.stdin.close()
-                self.proc.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
+        end = time.perf_counter() + 5
+        while self.proc.poll() is None and time.perf_counter() < end:
+            self._drain(0.1)
+            if not self._open:
+                time.sleep(0.01)
         self.kill()
-        self.proc = None
+        if self._log is not None:
+            self._log.close()
+        self.proc, self._log = None, None
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the process group the worker leads (start_new_session); gone already is fine."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _show(value: Any) -> str:
+    text = value.decode(errors="replace") if isinstance(value, bytes) else repr(value)
+    return text[:200] + ("..." if len(text) > 200 else "")
