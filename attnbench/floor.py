@@ -2,13 +2,14 @@
 
 A correct implementation in a dtype of unit roundoff u errs, on output row i, by about
 
-    u · V_i · (1 + A_i + log2(1 + L_i))
+    u · V_i · (1 + A_i)  +  u_sum · V_i · log2(1 + L_i)
 
 where A_i = max_j scale · Σ_t |q_it| |k_jt| over the keys row i sees (a score's rounding error is
 at most a few u times this sum of magnitudes, and exp turns an absolute error in the score into a
 relative error of the weight: δp/p = δs), V_i = max |v_j| over those keys (the weights multiply
 v), and L_i the number of keys it sees (sums of L_i terms, in blocks or pairwise, add a few
-roundings per doubling).
+roundings per doubling, in the precision of the accumulator u_sum: the dtype's own for float32
+and float64, float32 for float16 and bfloat16, whose kernels all accumulate in float32).
 docs/agreement.md gives the derivation and the study that fixed the constant.
 """
 
@@ -21,6 +22,7 @@ from attnbench.reference import expand_kv, row_visibility
 
 UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11,
                  "bfloat16": 2.0**-8}
+SUM_ROUNDOFF = {**UNIT_ROUNDOFF, "float16": 2.0**-24, "bfloat16": 2.0**-24}
 FLOOR_FACTOR = 2.0  # the study's worst correct implementation needs 0.8 (float32)
 ROW_BLOCK_ENTRIES = 2**22  # score entries per block while the magnitudes are computed
 
@@ -47,6 +49,7 @@ def row_magnitudes(arrays: dict[str, np.ndarray], case: Case, rows: np.ndarray
 
 def row_floor(magnitudes: dict[str, np.ndarray], dtype: str,
               factor: float = FLOOR_FACTOR) -> np.ndarray:
-    """The floor per (batch, head, row): factor · u · V · (1 + A + log2(1 + L))."""
+    """The floor per (batch, head, row): factor · V · (u (1 + A) + u_sum log2(1 + L))."""
     m = magnitudes
-    return factor * UNIT_ROUNDOFF[dtype] * m["V"] * (1.0 + m["A"] + np.log2(1.0 + m["L"]))
+    sums = SUM_ROUNDOFF[dtype] * np.log2(1.0 + m["L"])
+    return factor * m["V"] * (UNIT_ROUNDOFF[dtype] * (1.0 + m["A"]) + sums)
