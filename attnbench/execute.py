@@ -17,6 +17,7 @@ from attnbench import inputs as inputs_mod
 from attnbench.backend import Backend, Unsupported
 from attnbench.baseline import baseline_error
 from attnbench.case import Case
+from attnbench.floor import row_floor, row_magnitudes
 from attnbench.record import Status, new_record
 from attnbench.reference import check_rows, oracle
 from attnbench.timing import TimerConfig, time_cpu
@@ -106,8 +107,16 @@ class CaseData:
                 why = None
             except Exception as exc:  # no baseline: fixed bounds, and the record says why
                 err, why = None, f"baseline raised {exc!r}"[:300]
-            self._rules[framework] = agreement.Rule(self.case.dtype, err, fallback_reason=why)
+            floor, mags = self._floor()
+            self._rules[framework] = agreement.Rule(self.case.dtype, err, fallback_reason=why,
+                                                    floor=floor, magnitudes=mags)
         return self._rules[framework]
+
+    def _floor(self) -> tuple[np.ndarray, dict[str, float]]:
+        """The output's rounding floor per compared row, and the magnitudes it came from."""
+        m = row_magnitudes(self.arrays, self.case, self.rows)
+        mags = {f"{name}_max": float(a.max(initial=0.0)) for name, a in m.items()}
+        return row_floor(m, self.case.dtype), mags
 
     def grads(self) -> grad.GradData:
         """dO, the gradient-checked groups and their oracle (built on first use)."""

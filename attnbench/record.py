@@ -162,6 +162,8 @@ def error_ratio(rec: dict[str, Any]) -> float | None:
         err, bound = o.get("max_abs_err"), o.get("bound")
         if o.get("nonfinite") or o.get("error"):  # NaN/Inf or a wrong shape: fails outright
             ratios.append(float("inf"))
+        elif isinstance(o.get("error_over_bound"), (int, float)):  # per-row bounds: the worst
+            ratios.append(float(o["error_over_bound"]))
         elif isinstance(err, (int, float)) and isinstance(bound, (int, float)) and bound > 0:
             ratios.append(err / bound if err == err else float("inf"))
     return max(ratios) if ratios else None
@@ -181,5 +183,7 @@ def failure_text(rec: dict[str, Any]) -> str:
 def _output_failure(o: dict[str, Any]) -> str:
     if o.get("error"):
         return f"{o.get('name')}: {o['error']}"
-    return (f"{o.get('name')}: max_abs_err {o.get('max_abs_err'):.3g} > bound "
+    ratio = o.get("error_over_bound")
+    worst = f"error/bound {ratio:.3g} at the worst row, " if isinstance(ratio, float) else ""
+    return (f"{o.get('name')}: {worst}max_abs_err {o.get('max_abs_err'):.3g}, bound "
             f"{o.get('bound'):.3g} ({o.get('rule')}), nonfinite {o.get('nonfinite')}")
