@@ -2,9 +2,9 @@
 
 import importlib.metadata
 
-from attnbench.backend import Backend, Capabilities, Inputs, Unsupported
 from attnbench.case import Case, Scenario
-from attnbench.hookspecs import hookimpl
+from attnbench.plugin.backend import Backend, Capabilities, Inputs, Unsupported
+from attnbench.plugin.hookspecs import hookimpl
 from attnbench.results import load
 
 try:

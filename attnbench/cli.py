@@ -12,8 +12,8 @@ from typing import Any
 
 from attnbench.case import DTYPES, resolve_scenario
 from attnbench.errors import UsageError
+from attnbench.measure.threads import available_cores
 from attnbench.record import CHECK_FAILED, VERIFIED
-from attnbench.threads import available_cores
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MAX_SEED = 2**32 - 1
@@ -179,7 +179,7 @@ def settle_args(args: argparse.Namespace) -> None:
 
 def cmd_list(args: argparse.Namespace, argv: list[str]) -> int:
     from attnbench.case import scenario_names
-    from attnbench.plugins import build_registry
+    from attnbench.plugin.registry import build_registry
     from attnbench.report.tables import backend_list, console
 
     registry = build_registry(args.plugin)
@@ -193,11 +193,11 @@ def cmd_list(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
-    from attnbench import environment
-    from attnbench.execute import Options, run_check_seed
-    from attnbench.plugins import build_registry
-    from attnbench.runner import make_plan, resolve_devices
-    from attnbench.timing import TimerConfig
+    from attnbench.measure import environment
+    from attnbench.measure.timing import TimerConfig
+    from attnbench.plugin.registry import build_registry
+    from attnbench.run.execute import Options, run_check_seed
+    from attnbench.run.runner import make_plan, resolve_devices
 
     timed = args.command == "run"
     old_meta = _adopt_resumed(args)
@@ -216,7 +216,7 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     meta = {"command": "attnbench " + shlex.join(argv), "config": _config(args, scenarios, opts),
             "environment": environment.fingerprint(), **({"run_id": run_id} if run_id else {})}
     if old_meta is not None:
-        from attnbench.resume import check
+        from attnbench.run.resume import check
 
         meta["resume_notes"] = check(old_meta, meta, plan.describe(), args.allow_code_change)
     result = _runner(args, plan, opts, meta)
@@ -309,21 +309,21 @@ def _adopt_resumed(args: argparse.Namespace) -> dict[str, Any] | None:
         return None
     if getattr(args, "frontier", False):
         raise UsageError("--resume does not combine with --frontier")
-    from attnbench.resume import adopt
+    from attnbench.run.resume import adopt
 
     return adopt(args, build_parser().parse_args([args.command]))
 
 
 def _runner(args: argparse.Namespace, plan: Any, opts: Any, meta: dict[str, Any]) -> Any:
     """Run the plan as the flags say: run_plan, or the --frontier sweep; the RunResult."""
-    from attnbench.runner import RunConfig, run_plan
+    from attnbench.run.runner import RunConfig, run_plan
 
     config = RunConfig(out_dir=Path(args.out) if args.out else None, opts=opts, meta=meta,
                        resume=bool(args.resume), overwrite=getattr(args, "overwrite", False),
                        timeout_s=args.timeout,
                        frontier_max=getattr(args, "frontier_max", None))
     if getattr(args, "frontier", False):
-        from attnbench.frontier import run_frontier
+        from attnbench.run.frontier import run_frontier
 
         return run_frontier(plan, config)
     return run_plan(plan, config)

@@ -6,8 +6,8 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, TypedDict
 
 if TYPE_CHECKING:
-    from attnbench.backend import Backend
     from attnbench.case import Case
+    from attnbench.plugin.backend import Backend
 
 
 class Status(str, Enum):
@@ -90,7 +90,7 @@ MAX_TEXT = 64 * 1024  # error texts and tracebacks keep their head and tail beyo
 def new_record(scenario: str, case: Case, backend: Backend, status: Status | str,
                **fields: Any) -> Record:
     """The one constructor of a record: case fields, work model, status and what is given."""
-    from attnbench import inputs
+    from attnbench.verify import inputs
 
     rec: Record = {
         "scenario": scenario, "case_id": case.id, "backend": backend.name,

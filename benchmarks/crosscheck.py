@@ -15,10 +15,10 @@ import time
 from typing import Any
 
 from attnbench.case import Case
-from attnbench.execute import Options, prepare_process
-from attnbench.inputs import make_inputs, reference_arrays
-from attnbench.plugins import build_registry
-from attnbench.timing import TimerConfig, time_cpu
+from attnbench.measure.timing import TimerConfig, time_cpu
+from attnbench.plugin.registry import build_registry
+from attnbench.run.execute import Options, prepare_process
+from attnbench.verify.inputs import make_inputs, reference_arrays
 
 
 def prepared(case: Case) -> Any:
@@ -92,7 +92,7 @@ def gpu_rows() -> list[str]:
         from triton.testing import do_bench
     except ImportError as exc:
         return [f"GPU cross-check skipped: triton not importable ({exc})."]
-    from attnbench.cuda_timing import TorchCudaOps, time_cuda
+    from attnbench.measure.cuda_timing import TorchCudaOps, time_cuda
 
     ops = TorchCudaOps()
     rows = ["| N | mask | attnbench ms | do_bench ms | diff |", "|---|---|---|---|---|"]

@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from attnbench import agreement
 from attnbench.case import Case
-from attnbench.floor import row_floor, row_magnitudes
-from attnbench.inputs import reference_arrays
-from attnbench.reference import attention_rows, row_visibility
+from attnbench.verify import agreement
+from attnbench.verify.floor import row_floor, row_magnitudes
+from attnbench.verify.inputs import reference_arrays
+from attnbench.verify.reference import attention_rows, row_visibility
 
 Impl = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Case], torch.Tensor]
 
@@ -212,7 +212,7 @@ def shipped(name: str) -> Impl | None:
     """A built-in backend as an implementation (None when it cannot run here)."""
     from attnbench.backends import numba_cpu, numpy_naive, torch_naive, torch_sdpa
 
-    from attnbench.inputs import make_inputs
+    from attnbench.verify.inputs import make_inputs
 
     backends = {b.name: b for b in [numpy_naive.NumpyNaive(), numba_cpu.NumbaCPU(),
                                     torch_naive.TorchNaive(), *torch_sdpa.sdpa_backends()]}
@@ -233,7 +233,7 @@ OLD_FLOOR = {"float64": 1e-12, "float32": 2e-6, "float16": 2e-3, "bfloat16": 1.6
 
 def baselines(arrays: dict[str, np.ndarray], case: Case, ref: np.ndarray) -> dict[str, float]:
     """Max error of attnbench's same-dtype baseline, per framework (as `check` computes it)."""
-    from attnbench.baseline import baseline_error
+    from attnbench.verify.baseline import baseline_error
 
     rows = np.arange(case.seq_q)
     return {fw: baseline_error(arrays, case, ref, rows, fw) for fw in ("numpy", "torch")

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from attnbench.case import Case
-from attnbench.execute import Options
+from attnbench.run.execute import Options
 from attnbench.worker.parent import WorkerProcess
 
 

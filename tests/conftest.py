@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from attnbench.plugins import AUTOLOAD_OFF_ENV
+from attnbench.plugin.registry import AUTOLOAD_OFF_ENV
 
 # The one place the tests turn entry-point plugins off: every process they start inherits it,
 # so an installed third-party plugin cannot change what the suite sees.
@@ -108,7 +108,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def registry():
-    from attnbench.plugins import build_registry
+    from attnbench.plugin.registry import build_registry
 
     return build_registry(autoload=False)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attnbench.agreement import (
+from attnbench.case import Case
+from attnbench.plugin.backend import Inputs
+from attnbench.verify.agreement import (
     FIXED_ATOL,
     FLOOR,
     K_OUTPUT,
@@ -16,8 +18,6 @@ from attnbench.agreement import (
     rows_of,
     verdict,
 )
-from attnbench.backend import Inputs
-from attnbench.case import Case
 
 
 def test_metrics_values():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attnbench.backend import Capabilities, Inputs, capability_reasons
 from attnbench.case import Case
+from attnbench.plugin.backend import Capabilities, Inputs, capability_reasons
 from attnbench.report.tables import limits, per_device
 
 CAPS = Capabilities(devices=("cpu", "cuda"), dtypes=("float32", "float16", "bfloat16"),
@@ -47,7 +47,7 @@ def test_builtin_limits_are_data(registry):
 
 
 def test_min_versions_of_an_installed_module(registry):
-    from attnbench.backend import Backend, version_failure
+    from attnbench.plugin.backend import Backend, version_failure
 
     class Needs(Backend):
         name, capabilities = "needs", Capabilities(min_versions={"numpy": "999.0"})
@@ -73,7 +73,7 @@ def test_zero_empty_rows(framework):
 
 
 def test_lists_are_taken_as_tuples_a_bare_string_is_refused():
-    from attnbench.validate import capabilities_problem
+    from attnbench.plugin.validate import capabilities_problem
 
     caps = Capabilities(devices=["cpu"], dtypes=["float64", "float32"])  # type: ignore[arg-type]
     assert caps.dtypes == ("float64", "float32") and capabilities_problem(caps) is None

@@ -12,7 +12,7 @@ import pytest
 from attnbench.case import Case
 from attnbench.cli import main
 from attnbench.errors import UsageError
-from attnbench.runner import make_plan
+from attnbench.run.runner import make_plan
 
 TINY = """name = "tiny"
 [base]

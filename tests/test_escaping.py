@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from attnbench.progress import RichProgress
+from attnbench.run.progress import RichProgress
 from attnbench.sanitize import csv_cell, plain
 
 RAW = ("\x1b", "\x07", "\u202e", "\r")  # control characters that must never reach a sink raw

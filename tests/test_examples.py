@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from attnbench.case import Case
-from attnbench.execute import CaseData, Options, execute
-from attnbench.plugins import build_registry
+from attnbench.plugin.registry import build_registry
+from attnbench.run.execute import CaseData, Options, execute
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "my_backend.py"
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attnbench import agreement
 from attnbench.case import Case
-from attnbench.execute import CaseData, Options, execute
-from attnbench.floor import UNIT_ROUNDOFF, row_floor, row_magnitudes
-from attnbench.inputs import reference_arrays
-from attnbench.reference import expand_kv, row_visibility
+from attnbench.run.execute import CaseData, Options, execute
+from attnbench.verify import agreement
+from attnbench.verify.floor import UNIT_ROUNDOFF, row_floor, row_magnitudes
+from attnbench.verify.inputs import reference_arrays
+from attnbench.verify.reference import expand_kv, row_visibility
 
 PEER = Case(2, 5, 5, 13, 16, 128, dtype="float32", scale=0.795495)  # a peer suite's shape
 
@@ -40,7 +40,7 @@ def test_magnitudes_match_brute_force_in_any_block_size(case, monkeypatch):
     want = brute_magnitudes(arrays, case)
     rows = np.arange(case.seq_q)
     for block in (1, 7, 1 << 22):  # rows per block: 1 row, a few, everything at once
-        monkeypatch.setattr("attnbench.floor.ROW_BLOCK_ENTRIES", block * case.seq_kv
+        monkeypatch.setattr("attnbench.verify.floor.ROW_BLOCK_ENTRIES", block * case.seq_kv
                             * case.batch * case.heads_q)
         got = row_magnitudes(arrays, case, rows)
         for name in ("A", "V"):
@@ -87,7 +87,7 @@ def test_a_wrong_scale_is_still_caught_in_float32(registry):
     rule = data.rule("numpy")
     wrong = Case(2, 5, 5, 13, 16, 128, dtype="float32", scale=1 / np.sqrt(129))
     arrays = data.arrays
-    from attnbench.reference import attention_rows
+    from attnbench.verify.reference import attention_rows
 
     out = attention_rows(arrays["q"].astype("float32"), arrays["k"].astype("float32"),
                          arrays["v"].astype("float32"), wrong, data.rows)

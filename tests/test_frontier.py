@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from attnbench.case import Case
-from attnbench.frontier import Chain, _advance, doubled, starts
 from attnbench.results import read_run
-from attnbench.runner import Plan
+from attnbench.run.frontier import Chain, _advance, doubled, starts
+from attnbench.run.runner import Plan
 
 
 def test_doubling_keeps_a_decode_query_single():

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from attnbench.case import Case
-from attnbench.execute import CaseData, Options, execute
-from attnbench.grad import GRAD_ORACLE_LIMIT, attention_grads, grad_groups
-from attnbench.inputs import reference_arrays
-from attnbench.plugins import build_registry
+from attnbench.plugin.registry import build_registry
+from attnbench.run.execute import CaseData, Options, execute
+from attnbench.verify.grad import GRAD_ORACLE_LIMIT, attention_grads, grad_groups
+from attnbench.verify.inputs import reference_arrays
 
 torch = pytest.importorskip("torch")
 OPTS = Options(time_it=False, memory=False)

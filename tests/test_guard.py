@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from attnbench import guard
 from attnbench.case import Case
-from attnbench.plugins import build_registry
+from attnbench.plugin import guard
+from attnbench.plugin.registry import build_registry
 from attnbench.record import Status
 
 CASE_64 = Case(1, 2, 2, 64, 64, 16)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from attnbench.case import Case
-from attnbench.inputs import flops, io_bytes, score_bytes, visible_pairs
-from attnbench.reference import row_visibility
+from attnbench.verify.inputs import flops, io_bytes, score_bytes, visible_pairs
+from attnbench.verify.reference import row_visibility
 
 SHAPES = [(64, 64), (48, 80), (80, 48), (1, 57), (57, 1), (1, 1), (3, 1000), (1000, 3)]
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from attnbench.case import Case
-from attnbench.execute import CaseData, Options, execute
-from attnbench.memory import cpu_peak, read_status
+from attnbench.measure.memory import cpu_peak, read_status
+from attnbench.run.execute import CaseData, Options, execute
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc (Linux)")
 
@@ -65,7 +65,7 @@ def test_naive_peak_grows_with_n_squared_and_flash_does_not(registry):
 def test_harness_estimate_covers_what_the_harness_really_allocates(mode):
     """The plan-time estimate is an upper bound of the real peak of the case data, the
     oracle and (bwd) the gradient oracle: measured, not assumed."""
-    from attnbench.memory import harness_bytes
+    from attnbench.measure.memory import harness_bytes
 
     case = Case(2, 4, 2, 512, 640, 64, dtype="float32", mask="causal", mode=mode)
 
@@ -85,7 +85,7 @@ def test_harness_estimate_covers_what_the_harness_really_allocates(mode):
 def test_plan_refuses_a_case_the_host_cannot_hold(registry, tmp_path):
     from attnbench.case import load_scenario
     from attnbench.errors import UsageError
-    from attnbench.runner import make_plan
+    from attnbench.run.runner import make_plan
 
     (tmp_path / "s.toml").write_text('name = "x"\n[base]\nbatch = 64\nheads = 64\n'
                                      'head_dim = 128\nseq_len = 262144\n')

@@ -11,8 +11,8 @@ import pytest
 
 from attnbench.case import Case
 from attnbench.errors import UsageError
-from attnbench.execute import CaseData, Options, execute
-from attnbench.plugins import BUILTIN_MODULES, build_registry
+from attnbench.plugin.registry import BUILTIN_MODULES, build_registry
+from attnbench.run.execute import CaseData, Options, execute
 
 PLUGIN_SOURCE = '''
 """A tiny plugin written by a test: {name} wraps the numpy-naive computation."""
@@ -217,7 +217,7 @@ def test_an_attribute_that_never_returns_is_a_usage_error(cli, plugin_path):
 def test_every_builtin_overrides_only_prepare_and_init(registry):
     """Built-in backends say what they support as data (capabilities, per_device,
     min_versions): none overrides unsupported(), availability() or device_reasons()."""
-    from attnbench.backend import Backend
+    from attnbench.plugin.backend import Backend
 
     for name, backend in registry.backends.items():
         own = {m for cls in type(backend).__mro__ if cls not in Backend.__mro__

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from attnbench import reference
 from attnbench.case import Case
-from attnbench.reference import (
+from attnbench.verify import reference
+from attnbench.verify.reference import (
     MIN_SAMPLED_ROWS,
     ORACLE_FLOP_BUDGET,
     attention_rows,

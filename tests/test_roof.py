@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from attnbench.roof import measure_roofs, roof_fraction
+from attnbench.measure.roof import measure_roofs, roof_fraction
 
 
 def test_cpu_roof_is_measured_per_dtype():
@@ -29,7 +29,7 @@ def test_roof_fraction_uses_the_record_device_and_dtype():
 
 
 def test_a_roof_that_cannot_be_measured_says_why():
-    from attnbench.roof import UNMEASURED, unmeasured
+    from attnbench.measure.roof import UNMEASURED, unmeasured
 
     roofs = measure_roofs("cpu", ["float32", "no-such-dtype"], seconds=0.01)
     assert roofs["no-such-dtype"] is None and roofs["float32"] > 0

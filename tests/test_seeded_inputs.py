@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from attnbench.case import Case
-from attnbench.inputs import case_seed, make_inputs, quantize, reference_arrays
+from attnbench.verify.inputs import case_seed, make_inputs, quantize, reference_arrays
 
 
 def test_inputs_are_seeded_normal_and_shared():

@@ -12,11 +12,11 @@ import math
 import numpy as np
 import pytest
 
-from attnbench.agreement import to_numpy64
 from attnbench.case import Case
-from attnbench.inputs import make_inputs
-from attnbench.plugins import build_registry
-from attnbench.reference import attention_rows
+from attnbench.plugin.registry import build_registry
+from attnbench.verify.agreement import to_numpy64
+from attnbench.verify.inputs import make_inputs
+from attnbench.verify.reference import attention_rows
 
 REGISTRY = build_registry(autoload=False)
 

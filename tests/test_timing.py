@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from attnbench.cuda_timing import (
+from attnbench.measure.cuda_timing import (
     CudaTimerConfig,
     flush_bytes,
     iterations,
     time_cuda,
     warmup_count,
 )
-from attnbench.timing import TimerConfig, summarize, time_cpu
+from attnbench.measure.timing import TimerConfig, summarize, time_cpu
 
 
 class FakeClock:
@@ -167,8 +167,8 @@ def test_options_round_trip_through_json_and_prepare_process_sets_threads():
     import importlib.util
     import json
 
-    from attnbench.execute import Options, prepare_process
-    from attnbench.threads import available_cores
+    from attnbench.measure.threads import available_cores
+    from attnbench.run.execute import Options, prepare_process
 
     opts = Options(seed=3, threads=1, memory=False)
     opts.timer.budget_s = 0.5

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from attnbench.case import load_scenario
-from attnbench.execute import Options
-from attnbench.plugins import build_registry
-from attnbench.runner import RunConfig, make_plan, run_plan
+from attnbench.plugin.registry import build_registry
+from attnbench.run.execute import Options
+from attnbench.run.runner import RunConfig, make_plan, run_plan
 from attnbench.worker.parent import exit_reason
 
 pytestmark = pytest.mark.process  # sweeps in worker processes

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from attnbench.case import load_scenario
-from attnbench.execute import Options
-from attnbench.plugins import build_registry
+from attnbench.plugin.registry import build_registry
 from attnbench.record import invalid_reason
-from attnbench.runner import RunConfig, make_plan, run_plan
+from attnbench.run.execute import Options
+from attnbench.run.runner import RunConfig, make_plan, run_plan
 
 pytestmark = pytest.mark.process
 

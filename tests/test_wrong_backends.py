@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attnbench import reference
 from attnbench.case import Case, resolve_scenario
-from attnbench.execute import CaseData, Options, execute
-from attnbench.plugins import build_registry
+from attnbench.plugin.registry import build_registry
+from attnbench.run.execute import CaseData, Options, execute
+from attnbench.verify import reference
 
 
 def records(out: Path) -> list[dict]:

@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from attnbench import guard
+from attnbench.plugin import guard
 from attnbench.record import VERIFIED, Status, error_ratio, failure_text
 from attnbench.report.groups import field_label
 from attnbench.sanitize import plain

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from attnbench.measure.roof import unmeasured
 from attnbench.record import (
     NOT_OK,
     VERIFIED,
@@ -22,7 +23,6 @@ from attnbench.report import plots
 from attnbench.report.groups import Group, Run, field_label, make_groups, read_runs
 from attnbench.report.render import Cell, Doc, Heading, Image, Table, Text, to_html, to_markdown
 from attnbench.report.scaling import Scaling, analyse
-from attnbench.roof import unmeasured
 from attnbench.sanitize import csv_cell
 
 STATUS_MARK = {Status.OK: "✓", Status.MISMATCH: "✗"}

@@ -44,8 +44,8 @@ class Session:
     """Worker-side state: the registry, options and the last case's shared data."""
 
     def __init__(self, hello: dict[str, Any]):
-        from attnbench.execute import Options, prepare_process
-        from attnbench.plugins import build_registry
+        from attnbench.plugin.registry import build_registry
+        from attnbench.run.execute import Options, prepare_process
 
         self.token = str(hello.get("token", ""))  # chosen by the parent, sent back in each reply
         self.registry = build_registry(hello.get("plugins", []), autoload=hello.get("autoload"))
@@ -54,7 +54,7 @@ class Session:
         self._data: tuple[Any, Any] | None = None
 
     def case_data(self, case: Case) -> Any:
-        from attnbench.execute import CaseData
+        from attnbench.run.execute import CaseData
 
         if self._data is None or self._data[0] != case:
             self._data = None  # free the previous case before building the next
@@ -62,11 +62,11 @@ class Session:
         return self._data[1]
 
     def run_task(self, msg: dict[str, Any]) -> dict[str, Any]:
-        from attnbench.execute import execute
+        from attnbench.run.execute import execute
 
         t0 = time.perf_counter()
         if "roof" in msg:
-            from attnbench.roof import measure_roofs
+            from attnbench.measure.roof import measure_roofs
 
             return {"roofs": measure_roofs(msg["roof"], msg["dtypes"], msg.get("seconds", 0.3)),
                     "worker_s": time.perf_counter() - t0}

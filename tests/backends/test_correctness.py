@@ -7,10 +7,10 @@ from functools import cache
 
 import pytest
 
-from attnbench.backend import device_failure
 from attnbench.case import Case, resolve_scenario
-from attnbench.execute import CaseData, Options, execute
-from attnbench.plugins import build_registry
+from attnbench.plugin.backend import device_failure
+from attnbench.plugin.registry import build_registry
+from attnbench.run.execute import CaseData, Options, execute
 
 REGISTRY = build_registry(autoload=False)
 DEVICES = ["cpu"] + (["cuda"] if device_failure("cuda") is None else [])

@@ -18,10 +18,10 @@ import pytest
 import torch
 from attnbench.backends.flash_attn_func import flash_backends
 
-from attnbench.backend import device_failure, import_failure, parse_version, version_failure
 from attnbench.case import Case
-from attnbench.execute import CaseData
-from attnbench.inputs import make_inputs
+from attnbench.plugin.backend import device_failure, import_failure, parse_version, version_failure
+from attnbench.run.execute import CaseData
+from attnbench.verify.inputs import make_inputs
 
 
 def fake_flash(calls: list, q, k, v, dropout_p=0.0, softmax_scale=None, causal=False,

@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 from attnbench.backends.flex_attention import FlexAttention
 
-from attnbench.backend import import_failure
 from attnbench.case import Case
-from attnbench.execute import CaseData, Options, execute
-from attnbench.timing import TimerConfig
+from attnbench.measure.timing import TimerConfig
+from attnbench.plugin.backend import import_failure
+from attnbench.run.execute import CaseData, Options, execute
 
 pytestmark = pytest.mark.skipif(
     import_failure("torch.nn.attention.flex_attention") is not None,

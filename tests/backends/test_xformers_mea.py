@@ -19,10 +19,10 @@ import pytest
 import torch
 from attnbench.backends.xformers_mea import XformersMEA
 
-from attnbench.backend import device_failure, import_failure
 from attnbench.case import Case
-from attnbench.execute import CaseData
-from attnbench.inputs import make_inputs
+from attnbench.plugin.backend import device_failure, import_failure
+from attnbench.run.execute import CaseData
+from attnbench.verify.inputs import make_inputs
 
 
 class LowerTriangularMask:

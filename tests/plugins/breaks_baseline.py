@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from attnbench.backends.numpy_naive import NumpyNaive
 
-from attnbench import Backend, baseline, hookimpl, roof
+from attnbench import Backend, hookimpl
+from attnbench.measure import roof
+from attnbench.verify import baseline
 
 
 def _broken_baseline(*args, **kwargs):

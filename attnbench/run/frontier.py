@@ -10,8 +10,8 @@ from typing import Any
 from attnbench.case import Case
 from attnbench.errors import UsageError
 from attnbench.record import STOPPED, Status
-from attnbench.runner import Plan, RunConfig, RunResult, open_sweep
-from attnbench.sweep import Sweep
+from attnbench.run.runner import Plan, RunConfig, RunResult, open_sweep
+from attnbench.run.sweep import Sweep
 
 STOPS = (*STOPPED, Status.UNSUPPORTED)  # a size the backend refuses ends its climb too
 DEFAULT_MAX = {"cpu": 65536, "cuda": 262144}

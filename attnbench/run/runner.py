@@ -5,7 +5,7 @@ quits, so only one worker holds case data (and device memory) at a time. Cases a
 not support are recorded by the parent without a worker. The parent is the only writer of
 records.jsonl, and holds the folder's lock (runlock) while it writes; a worker that dies,
 overruns its time or breaks the protocol becomes a `crashed` / `timeout` record and is
-restarted for the next case (attnbench/sweep.py runs the workers).
+restarted for the next case (attnbench/run/sweep.py runs the workers).
 """
 
 from __future__ import annotations
@@ -18,18 +18,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from attnbench import environment, guard
-from attnbench.backend import Backend, device_failure
 from attnbench.case import Case, Scenario
 from attnbench.errors import UsageError
-from attnbench.execute import Options
-from attnbench.memory import check_fits
-from attnbench.plugins import Registry
-from attnbench.progress import Progress, auto_progress
+from attnbench.measure import environment
+from attnbench.measure.memory import check_fits
+from attnbench.plugin import guard
+from attnbench.plugin.backend import Backend, device_failure
+from attnbench.plugin.registry import Registry
 from attnbench.record import CHECK_FAILED, key, record_key
 from attnbench.results import RunWriter, clear_run, new_run_id, read_run
-from attnbench.runlock import RunLock
-from attnbench.sweep import Interrupted, Sweep, stop_on_signals
+from attnbench.run.execute import Options
+from attnbench.run.progress import Progress, auto_progress
+from attnbench.run.runlock import RunLock
+from attnbench.run.sweep import Interrupted, Sweep, stop_on_signals
 
 __all__ = ["Interrupted", "Plan", "RunConfig", "RunResult", "make_plan", "run_plan"]
 

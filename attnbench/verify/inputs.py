@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from attnbench.backend import Inputs
 from attnbench.case import Case
+from attnbench.plugin.backend import Inputs
 
 ELEM_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
 

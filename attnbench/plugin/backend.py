@@ -109,7 +109,7 @@ def visible_mask(case: Case, like: Any = None) -> Any:
     """The visibility matrix of a case as NumPy, or as a torch tensor on like's device."""
     import numpy as np
 
-    from attnbench.reference import row_visibility
+    from attnbench.verify.reference import row_visibility
 
     return _like(row_visibility(case, np.arange(case.seq_q)), like)
 

@@ -12,15 +12,16 @@ from typing import Any
 
 import numpy as np
 
-from attnbench import agreement, grad, memory
-from attnbench import inputs as inputs_mod
-from attnbench.backend import Backend, Unsupported
-from attnbench.baseline import baseline_error
 from attnbench.case import Case
-from attnbench.floor import row_floor, row_magnitudes
+from attnbench.measure import memory
+from attnbench.measure.timing import TimerConfig, time_cpu
+from attnbench.plugin.backend import Backend, Unsupported
 from attnbench.record import Status, new_record
-from attnbench.reference import check_rows, oracle
-from attnbench.timing import TimerConfig, time_cpu
+from attnbench.verify import agreement, grad
+from attnbench.verify import inputs as inputs_mod
+from attnbench.verify.baseline import baseline_error
+from attnbench.verify.floor import row_floor, row_magnitudes
+from attnbench.verify.reference import check_rows, oracle
 
 
 @dataclass
@@ -56,7 +57,7 @@ def run_check_seed(resumed_meta: dict[str, Any] | None = None) -> int:
 
 def prepare_process(opts: Options) -> dict[str, Any]:
     """Once per worker process, before any case: apply thread settings; return what was set."""
-    from attnbench.threads import set_threads
+    from attnbench.measure.threads import set_threads
 
     return {"threads": set_threads(opts.threads)}
 
@@ -288,7 +289,7 @@ def _add_grads(agree: dict[str, Any], checked: dict[str, Any]) -> None:
 def _cuda_ops(device: str) -> Any:
     if device != "cuda":
         return None
-    from attnbench.cuda_timing import TorchCudaOps
+    from attnbench.measure.cuda_timing import TorchCudaOps
 
     return TorchCudaOps()
 
@@ -296,7 +297,7 @@ def _cuda_ops(device: str) -> Any:
 def _time(fn: Any, device: str, ops: Any, opts: Options, first_ms: float) -> dict[str, Any]:
     """Timing summary, raw samples and how they were taken (CUDA: events, no per-call sync)."""
     if device == "cuda":
-        from attnbench.cuda_timing import time_cuda
+        from attnbench.measure.cuda_timing import time_cuda
 
         t = time_cuda(fn, ops, first_call_ms=first_ms, budget_ms=opts.timer.budget_s * 1e3)
         return t.record()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from attnbench.case import Case
-from attnbench.reference import expand_kv, row_visibility
+from attnbench.verify.reference import expand_kv, row_visibility
 
 UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11,
                  "bfloat16": 2.0**-8}

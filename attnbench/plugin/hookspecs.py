@@ -12,7 +12,7 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 if TYPE_CHECKING:
-    from attnbench.backend import Backend
+    from attnbench.plugin.backend import Backend
 
 
 @hookspec

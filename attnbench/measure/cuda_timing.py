@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from attnbench.timing import Timing, summarize
+from attnbench.measure.timing import Timing, summarize
 
 FLUSH_MIN_BYTES = 256 * 2**20  # the L2-flush buffer: at least 2 × L2 and at least 256 MiB
 ESTIMATE_CALLS = 5

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from attnbench.case import Case
-from attnbench.inputs import case_seed
+from attnbench.verify.inputs import case_seed
 
 ORACLE_FLOP_BUDGET = 2**35  # matmul FLOPs of the float64 oracle (~2 to 4 s on one CPU core)
 MIN_SAMPLED_ROWS = 64

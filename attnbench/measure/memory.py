@@ -17,9 +17,9 @@ from typing import Any
 
 from attnbench.case import Case
 from attnbench.errors import UsageError
-from attnbench.grad import GRAD_SKIP_LIMIT
-from attnbench.inputs import ELEM_BYTES
-from attnbench.reference import BLOCK_ENTRIES, rows_in_budget
+from attnbench.verify.grad import GRAD_SKIP_LIMIT
+from attnbench.verify.inputs import ELEM_BYTES
+from attnbench.verify.reference import BLOCK_ENTRIES, rows_in_budget
 
 STATUS = "/proc/self/status"
 CLEAR_REFS = "/proc/self/clear_refs"

@@ -14,11 +14,11 @@ from typing import Any
 
 import pluggy
 
-from attnbench import guard, hookspecs
-from attnbench.backend import Backend
 from attnbench.errors import UsageError
+from attnbench.plugin import guard, hookspecs
+from attnbench.plugin.backend import Backend
+from attnbench.plugin.validate import InvalidBackend, check_backend
 from attnbench.sanitize import plain
-from attnbench.validate import InvalidBackend, check_backend
 
 BUILTIN_MODULES = (
     "attnbench.backends.numpy_naive",

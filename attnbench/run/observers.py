@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from attnbench.plugins import Registry
+from attnbench.plugin.registry import Registry
 
 
 class Signals:

@@ -10,19 +10,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from attnbench import guard
-from attnbench.backend import Backend
 from attnbench.case import Case
-from attnbench.execute import Options
-from attnbench.observers import Observers, Signals
-from attnbench.progress import Progress
+from attnbench.measure.roof import METHOD, roof_fraction
+from attnbench.plugin import guard
+from attnbench.plugin.backend import Backend
 from attnbench.record import Status, invalid_reason, key, new_record, record_key
 from attnbench.results import RunWriter
-from attnbench.roof import METHOD, roof_fraction
+from attnbench.run.execute import Options
+from attnbench.run.observers import Observers, Signals
+from attnbench.run.progress import Progress
 from attnbench.worker.parent import START_TIMEOUT_S, WorkerDied, WorkerProcess, WorkerTimeout
 
 if TYPE_CHECKING:
-    from attnbench.runner import Plan, RunResult
+    from attnbench.run.runner import Plan, RunResult
 
 ROOF_TIMEOUT_S = 300.0
 

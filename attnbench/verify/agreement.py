@@ -17,7 +17,7 @@ K_GRAD = 3.0
 # Fixed bounds when no same-dtype baseline exists (xformers' forward tolerances).
 FIXED_ATOL = {"float64": 1e-10, "float32": 3e-4, "float16": 4e-3, "bfloat16": 2e-2}
 # Floor added to k × baseline where no per-row floor is given (gradients): a couple of units in
-# the last place at magnitude 1. Outputs get the floor derived per row (attnbench.floor).
+# the last place at magnitude 1. Outputs get the floor derived per row (attnbench.verify.floor).
 FLOOR = {"float64": 1e-12, "float32": 2e-6, "float16": 2e-3, "bfloat16": 1.6e-2}
 
 

@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from attnbench import agreement
-from attnbench.baseline import baseline_grads
 from attnbench.case import Case
-from attnbench.inputs import case_seed, quantize
-from attnbench.reference import expand_kv, group_slices, probabilities
+from attnbench.verify import agreement
+from attnbench.verify.baseline import baseline_grads
+from attnbench.verify.inputs import case_seed, quantize
+from attnbench.verify.reference import expand_kv, group_slices, probabilities
 
 GRAD_ORACLE_LIMIT = 2**22  # score entries of all checked groups together
 GRAD_SKIP_LIMIT = 2**24  # one group larger than this: gradients are not checked

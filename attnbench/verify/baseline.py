@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from attnbench.agreement import to_numpy64
 from attnbench.case import Case
-from attnbench.inputs import to_framework
-from attnbench.reference import attention_rows, blocks, group_slices, row_visibility
+from attnbench.verify.agreement import to_numpy64
+from attnbench.verify.inputs import to_framework
+from attnbench.verify.reference import attention_rows, blocks, group_slices, row_visibility
 
 FRAMEWORKS = ("numpy", "torch")
 

@@ -1,0 +1,1 @@
+"""Where a backend plugs in: the hooks, the registry, the Backend API, validation, guarded calls."""

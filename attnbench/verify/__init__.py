@@ -1,0 +1,1 @@
+"""Correctness: seeded inputs, the float64 oracle, the same-dtype baseline, the pass rule."""
