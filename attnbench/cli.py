@@ -195,6 +195,7 @@ def cmd_list(args: argparse.Namespace, argv: list[str]) -> int:
 def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     from attnbench.measure import environment
     from attnbench.measure.timing import TimerConfig
+    from attnbench.plugin import guard
     from attnbench.plugin.registry import build_registry
     from attnbench.run.execute import Options, run_check_seed
     from attnbench.run.runner import make_plan, resolve_devices
@@ -202,6 +203,7 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     timed = args.command == "run"
     old_meta = _adopt_resumed(args)
     run_id = _out_folder(args)
+    guard.set_run_limit(args.timeout)  # every plugin call in this process obeys --timeout
     registry = build_registry(args.plugin)
     for plugin, reason in registry.failures:
         print(f"attnbench: plugin {plugin} failed: {reason}", file=sys.stderr)

@@ -50,6 +50,9 @@ def test_run_and_report_show_hostile_text_as_text(cli, plugin_path, tmp_path):
     assert "`tick` [l](u) evil[/] [link=htt" in proc.stderr  # markup printed, not read
     assert EVIL in json.loads(records[-1])["error"]  # the record keeps the text as it was
     check_report(cli, out, tmp_path / "rep")
+    compared = cli("compare", str(out), str(out), "--all")  # names printed by compare too
+    assert compared.returncode == 0 and "Traceback" not in compared.stderr
+    assert no_raw_controls(compared.stdout + compared.stderr)
 
 
 def check_report(cli, run: Path, rep: Path) -> None:

@@ -76,6 +76,7 @@ def test_a_method_that_never_returns_is_cut_at_the_timeout(cli, plugin_path, swe
     assert later["status"] == "error" and "not called: unsupported() did not return" in later[
         "error"]
     assert all(recs[("test-availability-sleeps", n)]["status"] == "error" for n in (32, 64, 128))
+    assert "within 2 s" in recs[("test-availability-sleeps", 32)]["error"]  # --timeout rules
     assert all(recs[("numpy-naive", n)]["status"] == "ok" for n in (32, 64, 128))
 
 

@@ -34,8 +34,19 @@ class Outcome:
         return self.failure is None
 
 
+_run_limit: list[float] = []  # the run's --timeout, once the command line has set it
+
+
+def set_run_limit(seconds: float | None) -> None:
+    """Make a run's --timeout the limit of every later parent-side plugin call."""
+    _run_limit[:] = [seconds] if seconds else []
+
+
 def default_limit() -> float:
-    """The limit of a parent-side plugin call: $ATTNBENCH_PLUGIN_CALL_TIMEOUT seconds, or 60."""
+    """The limit of a parent-side plugin call: the run's --timeout when set, else
+    $ATTNBENCH_PLUGIN_CALL_TIMEOUT seconds, else 60."""
+    if _run_limit:
+        return _run_limit[0]
     try:
         value = float(os.environ.get(LIMIT_ENV, "") or DEFAULT_LIMIT_S)
     except ValueError:

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from attnbench.errors import UsageError
-from attnbench.record import NOT_OK, median_ms, record_key
+from attnbench.record import NOT_OK, Status, median_ms, record_key
 from attnbench.report.groups import Run, read_runs
+from attnbench.sanitize import plain
 
 ALPHA = 0.05
 DEFAULTS = {"cpu": (0.10, 0.050), "cuda": (0.05, 0.010)}  # (threshold, min_abs ms) per device
@@ -89,8 +90,8 @@ def _apart(base: dict[str, Any], new: dict[str, Any]) -> bool:
 
 def _newly_failing(base_status: str, new_status: str) -> bool:
     """A failure the base did not have; a wrong answer is new unless the base was wrong too."""
-    if new_status == "mismatch":
-        return base_status != "mismatch"
+    if new_status == Status.MISMATCH:
+        return base_status != Status.MISMATCH
     return new_status in NOT_OK and base_status not in NOT_OK
 
 
@@ -106,10 +107,10 @@ def compare_pair(base: dict[str, Any], new: dict[str, Any], threshold: float | N
     if _newly_failing(bs, ns):
         row.verdict, row.gated = "new failure", True
         return row
-    if bs in NOT_OK and ns == "ok":
+    if bs in NOT_OK and ns == Status.OK:
         row.verdict = "fixed"
         return row
-    if bs == "ok" and ns == "unsupported":
+    if bs == Status.OK and ns == Status.UNSUPPORTED:
         row.verdict, row.gated = "now unsupported", True  # lost coverage is not a pass
         return row
     if not b_ms or not n_ms:
@@ -193,7 +194,7 @@ def print_comparison(base: Run, new: Run, rows: list[Row], missing: list[tuple],
     diffs = environment_differences(base, new)
     if diffs:
         print("WARNING: the two runs come from different environments; the numbers may not "
-              "be comparable: " + "; ".join(diffs), file=sys.stderr)
+              "be comparable: " + plain("; ".join(diffs)), file=sys.stderr)
     table = Table(title=f"{base.label} → {new.label}", title_justify="left")
     for col in ("scenario", "case", "device", "backend", "base ms", "new ms", "ratio", "p",
                 "verdict"):
@@ -203,7 +204,7 @@ def print_comparison(base: Run, new: Run, rows: list[Row], missing: list[tuple],
         if show_all or r.verdict != "same":
             verdict = r.verdict + (f" ({r.base_status} → {r.new_status})"
                                    if r.base_status != r.new_status else "")
-            table.add_row(*r.key, _fmt(r.base_ms, ".4f"), _fmt(r.new_ms, ".4f"),
+            table.add_row(*map(plain, r.key), _fmt(r.base_ms, ".4f"), _fmt(r.new_ms, ".4f"),
                           _fmt(r.ratio, ".3f"), _fmt(r.p_value, ".2g"),
                           Text(verdict, style="bold red" if r.gated else ""))
     if table.row_count:
@@ -212,10 +213,11 @@ def print_comparison(base: Run, new: Run, rows: list[Row], missing: list[tuple],
     for col in ("backend", "ratio", "cases"):
         means.add_column(col)
     for backend, (g, n) in geomean_by_backend(rows).items():
-        means.add_row(backend, f"{g:.3f}", str(n))
+        means.add_row(plain(backend), f"{g:.3f}", str(n))
     out.print(means)
     for key in missing[:20]:
-        print(f"note: {' '.join(key)} is in the base run but not in the new one", file=sys.stderr)
+        print(f"note: {plain(' '.join(key))} is in the base run but not in the new one",
+              file=sys.stderr)
     if len(missing) > 20:
         print(f"note: {len(missing) - 20} more records of the base run are not in the new one",
               file=sys.stderr)
@@ -252,7 +254,7 @@ def run_compare(base_path: str, new_path: str, threshold: float | None, min_abs_
               file=sys.stderr)
     losses = coverage_losses(base, new, missing)
     for text in losses:
-        print(f"{'note' if allow_missing else 'coverage'}: {text}", file=sys.stderr)
+        print(f"{'note' if allow_missing else 'coverage'}: {plain(text)}", file=sys.stderr)
     gated = [r for r in rows if r.gated]
     counts = {v: sum(r.verdict == v for r in rows) for v in dict.fromkeys(r.verdict for r in rows)}
     summary = ", ".join(f"{n} {v}" for v, n in counts.items()) or "no common records"
@@ -263,7 +265,7 @@ def run_compare(base_path: str, new_path: str, threshold: float | None, min_abs_
     if losses and not allow_missing:
         parts.append("lost coverage: " + "; ".join(losses) + " (--allow-missing accepts it)")
     if parts:
-        print("compare: FAILED, " + "; ".join(parts) + f". [{summary}]")
+        print(plain("compare: FAILED, " + "; ".join(parts) + f". [{summary}]"))
         return 1
     print(f"compare: passed [{summary}]")
     return 0

@@ -47,7 +47,7 @@ def testcase(rec: dict[str, Any]) -> ET.Element:
         child = ET.SubElement(el, "failure", message=clean(f"{status}: outputs disagree with "
                                                            "the float64 oracle"), type=status)
         child.text = metrics(rec)
-    elif status not in ("ok", *SKIPPED):
+    elif status not in (Status.OK.value, *SKIPPED):
         child = ET.SubElement(el, "error", message=clean(f"{status}: {first}")[:500], type=status)
         child.text = metrics(rec)
     elif status in SKIPPED:
@@ -63,7 +63,7 @@ def write_junit(records: Iterable[dict[str, Any]], path: str | Path,
     recs = list(records)
     count = {k: sum(str(r.get("status")) in v for r in recs)
              for k, v in (("failures", FAILURE), ("skipped", SKIPPED))}
-    errors = sum(str(r.get("status")) not in ("ok", *FAILURE, *SKIPPED) for r in recs)
+    errors = sum(str(r.get("status")) not in (Status.OK.value, *FAILURE, *SKIPPED) for r in recs)
     root = ET.Element("testsuites")
     ts = ET.SubElement(root, "testsuite", name=suite, tests=str(len(recs)), errors=str(errors),
                        failures=str(count["failures"]), skipped=str(count["skipped"]))
