@@ -156,3 +156,20 @@ def test_measurements_table_shows_each_records_numbers(real_run, report: Path):
         if rec.get("memory"):
             assert float(cells[7]) == pytest.approx(rec["memory"]["peak_bytes"] / 2**20,
                                                     rel=5e-3, abs=1e-3)
+
+
+def test_closeness_to_the_bound_per_backend(real_run, report: Path):
+    """Per backend: how many checked records, and the max error/bound, as the records say."""
+    from attnbench.record import VERIFIED, error_ratio
+
+    _, records = read_run(real_run("base"))
+    md = (report / "report.md").read_text()
+    section = md.split("## How close to the bound", 1)[1].split("\n## ", 1)[0]
+    rows = {cells[0]: cells for line in section.splitlines()
+            if line.startswith("| ") and not line.startswith("| backend")
+            and (cells := [c.strip() for c in line.strip("|").split("|")])}
+    for backend in {r["backend"] for r in records if r["status"] in VERIFIED}:
+        mine = [error_ratio(r) for r in records
+                if r["backend"] == backend and r["status"] in VERIFIED]
+        assert int(rows[backend][1]) == len(mine)
+        assert float(rows[backend][4]) == pytest.approx(max(mine), rel=0.05)

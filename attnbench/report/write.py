@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from attnbench.measure.roof import unmeasured
 from attnbench.record import (
     NOT_OK,
@@ -56,7 +58,7 @@ def write_report(paths: list[str | Path], out_dir: str | Path | None = None,
         doc.add(*group_section(g, made, baseline))
     scaling = analyse(groups)
     doc.add(*scaling_section(scaling), *frontier_section(runs), *agreement_section(groups),
-            *records_section(groups), *failures_section(groups))
+            *margin_section(groups), *records_section(groups), *failures_section(groups))
     md, page, table = out / "report.md", out / "report.html", out / "summary.csv"
     md.write_text(to_markdown(doc, out), encoding="utf-8")
     page.write_text(to_html(doc), encoding="utf-8")
@@ -196,6 +198,27 @@ def agreement_section(groups: list[Group]) -> list[Any]:
     rows = [[Cell(b)] + [Cell(agreement_cell(cells.get((b, s), [])), wrap=True)
                          for s in scenarios] for b in backends]
     return [Heading(2, "Agreement"), Table(["backend"] + scenarios, rows)]
+
+
+def margin_section(groups: list[Group]) -> list[Any]:
+    """Per backend, the distribution of error/bound over its checked records: how close to the
+    edge of the pass rule it runs (1 is the bound)."""
+    ratios: dict[str, list[float]] = {}
+    for g in groups:
+        for r in g.records:
+            e = error_ratio(r)
+            if r.get("status") in VERIFIED and e is not None:
+                ratios.setdefault(r["backend"], []).append(e)
+    headers = ["backend", "records", "median", "p90", "max", "over 0.5"]
+    rows = []
+    for b, xs in sorted(ratios.items()):
+        q = np.quantile(np.asarray(xs), [0.5, 0.9]) if all(map(np.isfinite, xs)) else None
+        mid, p90 = (f"{q[0]:.2g}", f"{q[1]:.2g}") if q is not None else ("–", "–")
+        rows.append([Cell(b), Cell(str(len(xs))), Cell(mid), Cell(p90), Cell(f"{max(xs):.2g}"),
+                     Cell(str(sum(x > 0.5 for x in xs)))])
+    intro = Text("error/bound of each checked output (the worst row's error over that row's "
+                 "bound; a record passes at 1 or less), per backend over every record.")
+    return [Heading(2, "How close to the bound"), intro, Table(headers, rows)] if rows else []
 
 
 def agreement_cell(recs: list[dict[str, Any]]) -> str:
