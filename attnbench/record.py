@@ -90,10 +90,11 @@ MAX_TEXT = 64 * 1024  # error texts and tracebacks keep their head and tail beyo
 def new_record(scenario: str, case: Case, backend: Backend, status: Status | str,
                **fields: Any) -> Record:
     """The one constructor of a record: case fields, work model, status and what is given."""
+    from attnbench.plugin.backend import name_of
     from attnbench.verify import inputs
 
     rec: Record = {
-        "scenario": scenario, "case_id": case.id, "backend": backend.name,
+        "scenario": scenario, "case_id": case.id, "backend": name_of(backend),
         **case.to_dict(), "softmax_scale": case.softmax_scale, "framework": backend.framework,
         "flops": inputs.flops(case), "io_bytes": inputs.io_bytes(case),
         "score_bytes": inputs.score_bytes(case), "status": Status(status).value, "reasons": [],

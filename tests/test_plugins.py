@@ -269,3 +269,16 @@ def test_a_plugin_whose_import_never_finishes_is_reported(cli, plugin_path):
     assert "hangs_on_import.py failed: import did not return within 1 s" in (
         " ".join(proc.stdout.split()))
     assert "wrong-scale" in proc.stdout and "numpy-naive" in proc.stdout
+
+
+@pytest.mark.process
+def test_a_backend_cannot_write_records_under_another_name(cli, plugin_path, tmp_path):
+    """Records carry the name a backend registered under, whatever its .name says later."""
+    (tmp_path / "tiny.toml").write_text('name = "tiny"\n[base]\nbatch = 1\nheads = 2\n'
+                                        'head_dim = 16\n[sweep]\nseq_len = [16, 32]\n')
+    proc = cli("check", "-s", "tiny.toml", "--plugin", plugin_path("shapeshifts.py"),
+               "-b", "test-shapeshifts", "-b", "numpy-naive", "--out", "run")
+    assert proc.returncode == 0, proc.stderr
+    lines = (tmp_path / "run" / "records.jsonl").read_text().splitlines()
+    names = [json.loads(line)["backend"] for line in lines]
+    assert names == ["test-shapeshifts"] * 2 + ["numpy-naive"] * 2

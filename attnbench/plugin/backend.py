@@ -206,14 +206,14 @@ class Backend:
         """Reasons this backend cannot run on a device here."""
         caps = self.capabilities
         if device not in caps.devices:
-            return [f"{self.name} runs only on {', '.join(caps.devices)}, not {device}"]
+            return [f"{name_of(self)} runs only on {', '.join(caps.devices)}, not {device}"]
         failure = device_failure(device)
         return [failure] if failure else []
 
     def unsupported(self, case: Case) -> list[str]:
         """Why this case cannot run here, as sentences; [] means supported."""
         reasons = self.availability() + self.device_reasons(case.device)
-        return reasons + capability_reasons(self.name, self.capabilities, case)
+        return reasons + capability_reasons(name_of(self), self.capabilities, case)
 
     def prepare(self, inputs: Inputs) -> Callable[[], Any]:
         """Convert layouts and allocate now; return a zero-argument callable computing out."""
@@ -221,6 +221,21 @@ class Backend:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+_PINNED: dict[int, tuple[Backend, str]] = {}  # id(backend) -> (backend, name at registration)
+
+
+def pin_name(backend: Backend, name: str) -> None:
+    """Fix the name a backend registered under: records use it, whatever .name says later."""
+    _PINNED[id(backend)] = (backend, name)
+
+
+def name_of(backend: Backend) -> str:
+    """The name a backend registered under (a property or a reassigned attribute cannot change
+    it, so no backend writes records under another's name); its .name if never registered."""
+    pinned = _PINNED.get(id(backend))
+    return pinned[1] if pinned is not None and pinned[0] is backend else str(backend.name)
 
 
 def capability_reasons(name: str, caps: Capabilities, case: Case) -> list[str]:

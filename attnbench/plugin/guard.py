@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from attnbench.plugin.backend import first_line
+from attnbench.plugin.backend import first_line, name_of
 
 DEFAULT_LIMIT_S = 60.0  # imports of torch or flash-attn in availability() can take a while
 LIMIT_ENV = "ATTNBENCH_PLUGIN_CALL_TIMEOUT"
@@ -136,7 +136,7 @@ def parent_record(backend: Any, scenario: str, case: Any, limit: float | None = 
     out = reasons("unsupported()", backend.unsupported, case, limit=limit, owner=backend)
     if not out.ok:
         return dict(new_record(scenario, case, backend, Status.ERROR,
-                               error=f"{backend.name}: {out.failure}"))
+                               error=f"{name_of(backend)}: {out.failure}"))
     if out.value:
         return dict(new_record(scenario, case, backend, Status.UNSUPPORTED, reasons=out.value))
     return None

@@ -16,7 +16,7 @@ import pluggy
 
 from attnbench.errors import UsageError
 from attnbench.plugin import guard, hookspecs
-from attnbench.plugin.backend import Backend
+from attnbench.plugin.backend import Backend, pin_name
 from attnbench.plugin.validate import InvalidBackend, check_backend
 from attnbench.sanitize import plain
 
@@ -168,5 +168,6 @@ def _add_backend(reg: Registry, backend: Any, plugin: str) -> None:
     if name in reg.backends:
         raise UsageError(plain(f"backend name {name!r} is provided twice: by "
                                f"{reg.origins[name]!r} and by {plugin!r}"))
+    pin_name(backend, name)
     reg.backends[name] = backend
     reg.origins[name] = plugin

@@ -9,6 +9,7 @@ from typing import Any
 
 from attnbench.case import Case
 from attnbench.errors import UsageError
+from attnbench.plugin.backend import name_of
 from attnbench.record import STOPPED, Status
 from attnbench.run.runner import Plan, RunConfig, RunResult, open_sweep
 from attnbench.run.sweep import Sweep
@@ -30,8 +31,9 @@ class Chain:
     reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"scenario": self.scenario, "backend": self.backend.name, "device": self.case.device,
-                "start_case": self.start, "reached_seq_kv": self.reached,
+        return {"scenario": self.scenario, "backend": name_of(self.backend),
+                "device": self.case.device, "start_case": self.start,
+                "reached_seq_kv": self.reached,
                 "stopped_at_seq_kv": self.stopped_at, "stop": self.status, "reason": self.reason}
 
     start: str = ""

@@ -23,7 +23,7 @@ from attnbench.errors import UsageError
 from attnbench.measure import environment
 from attnbench.measure.memory import check_fits
 from attnbench.plugin import guard
-from attnbench.plugin.backend import Backend, device_failure
+from attnbench.plugin.backend import Backend, device_failure, name_of
 from attnbench.plugin.registry import Registry
 from attnbench.record import CHECK_FAILED, key, record_key
 from attnbench.results import RunWriter, clear_run, new_run_id, read_run
@@ -57,7 +57,7 @@ class Plan:
 
     def describe(self) -> dict[str, Any]:
         """What resume compares: backends, devices and every record key the plan makes."""
-        return {"backends": [b.name for b in self.backends],
+        return {"backends": [name_of(b) for b in self.backends],
                 "devices": sorted({c.device for _, c in self.items}),
                 "cases": [f"{s}/{c.id}/{c.device}" for s, c in self.items], "total": self.total}
 
@@ -152,7 +152,7 @@ def run_plan(plan: Plan, config: RunConfig) -> RunResult:
             sweep.measure_roofs(config.roof_s)
         for backend in plan.backends:
             sweep.run_backend(backend, [(s, c) for s, c in plan.items
-                                        if key(s, c.id, c.device, backend.name) not in done])
+                                        if key(s, c.id, c.device, name_of(backend)) not in done])
     return sweep.result
 
 

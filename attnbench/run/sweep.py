@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from attnbench.case import Case
 from attnbench.measure.roof import METHOD, roof_fraction
 from attnbench.plugin import guard
-from attnbench.plugin.backend import Backend
+from attnbench.plugin.backend import Backend, name_of
 from attnbench.record import Status, invalid_reason, key, new_record, record_key
 from attnbench.results import RunWriter
 from attnbench.run.execute import Options
@@ -94,7 +94,7 @@ class Sweep:
     @contextmanager
     def worker(self, backend: Backend) -> Iterator[WorkerProcess]:
         """A worker for one backend's cases; it and its children are gone afterwards."""
-        w = self.new_worker(backend.name)
+        w = self.new_worker(name_of(backend))
         try:
             yield w
         except BaseException:
@@ -111,7 +111,7 @@ class Sweep:
 
     def record(self, w: WorkerProcess, backend: Backend, scenario: str, case: Case) -> dict:
         """The record of one (case, backend): in the parent when unsupported, else in w."""
-        self.progress.starting(case.id, backend.name)
+        self.progress.starting(case.id, name_of(backend))
         # unsupported, or unsupported() raised or overran (under the guard): no worker needed
         rec = guard.parent_record(backend, scenario, case, self.timeout_s)
         return self.in_worker(w, backend, scenario, case) if rec is None else rec
@@ -123,7 +123,7 @@ class Sweep:
             return new_record(scenario, case, backend, Status.CRASHED, log_tail=died.log_tail,
                               error=f"worker {died.reason} between tasks, before answering "
                                     "this case; a fresh worker runs the next one")
-        task = {"scenario": scenario, "backend": backend.name, "case": case.to_dict()}
+        task = {"scenario": scenario, "backend": name_of(backend), "case": case.to_dict()}
         try:
             if not w.started:
                 self._start(w)
@@ -152,7 +152,7 @@ class Sweep:
             return new_record(scenario, case, backend, Status.ERROR,
                               error=str(data.get("missing", "no record in the worker's reply")))
         why = invalid_reason(rec)
-        if why is None and record_key(rec) != key(scenario, case.id, case.device, backend.name):
+        if why is None and record_key(rec) != key(scenario, case.id, case.device, name_of(backend)):
             why = f"it is the record of {record_key(rec)}"
         if why is not None or not isinstance(data.get("worker_s"), (int, float)):
             w.kill()
