@@ -84,13 +84,15 @@ class Watch:
             others = w["others_cores"] or 0.0
             idle = others < self.limit and (not load or load1 < self.cores)
             spent = time.monotonic() - t0
-            if idle or spent >= limit:
+            if idle:
                 break
             if tty or spent - said >= WAIT_SAY_S:
                 said = spent
                 self._say(f"attnbench: {what}: load {load1:.2f} on {self.cores} cores, other "
                           f"processes use {others:.2g} cores ({spent:.0f} s of "
                           f"{limit:g} s)", tty)
+            if spent >= limit:
+                break
         if tty:
             self._say("", tty)
         if not idle:
