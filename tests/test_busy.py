@@ -92,3 +92,11 @@ def test_the_warning_names_the_reasons_and_what_was_seen():
     assert lines[1].startswith("  - other processes used 1.9 of the 2 cores")
     assert lines[-1].startswith("  seen: load 0.30 on 2 cores before the run, other processes "
                                 "1.9 cores")
+
+
+def test_a_roof_between_backends_counts_too():
+    verdict = judge(readings(roof_best_known={}, roof_during=[
+        {"at_s": 700.0, "roofs": {"cpu": {"float32": 90 * GF}}}]))
+    assert verdict["busy"]
+    assert ("the float32 matmul roof on cpu was 176 GFLOP/s at the start and 172 at the end "
+            "(lowest 90 in between): it fell to 51 % during the run") in verdict["reasons"]

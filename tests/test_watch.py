@@ -178,3 +178,28 @@ def test_a_run_beside_a_cpu_hog_is_busy(cli, tmp_path: Path):
     assert pids & {t["pid"] for t in meta["contention"]["run"].get("top_others", [])}
     assert "waiting for an idle machine" in proc.stderr and "still busy after" in proc.stderr
     assert meta["contention"]["wait_idle"]["idle"] is False
+
+
+@pytest.mark.process  # a sweep in worker processes
+def test_a_long_sweep_measures_the_roofs_between_backends(monkeypatch, tmp_path: Path):
+    from attnbench.case import load_scenario
+    from attnbench.measure.timing import TimerConfig
+    from attnbench.plugin.registry import build_registry
+    from attnbench.run import sweep
+    from attnbench.run.execute import Options
+    from attnbench.run.runner import RunConfig, make_plan, run_plan
+
+    monkeypatch.setattr(sweep, "ROOF_EVERY_S", 0.0)  # the backend starts "long after" the roof
+    (tmp_path / "t.toml").write_text(TOML.replace("64, 128, 256", "32"))
+    plan = make_plan(build_registry(autoload=False), [load_scenario(tmp_path / "t.toml")],
+                     ["numpy-naive"], ["cpu"], [])
+    opts = Options(timer=TimerConfig(budget_s=0.05), memory=False)
+    result = run_plan(plan, RunConfig(out_dir=tmp_path / "run", opts=opts, roof_s=0.02,
+                                      meta={"command": "test"}))
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    during = meta["contention"]["roof_during"]
+    assert [d["roofs"]["cpu"]["float32"] > 0 for d in during] == [True]
+    assert meta["contention"]["roof_end"]["cpu"]["float32"] > 0
+    assert isinstance(meta["busy"]["busy"], bool) and result.busy == meta["busy"]
+    first = json.loads((tmp_path / "run" / "records.jsonl").read_text().splitlines()[0])
+    assert set(first["contention"]) >= {"others_cores", "steal_pct", "load1", "under_load"}

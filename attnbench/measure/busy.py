@@ -4,8 +4,8 @@ judge(contention) -> {"busy", "reasons", "advice", "seen"}. A run is busy when a
 - other processes used at least OTHERS_FRACTION of the cores (at least OTHERS_MIN cores) on
   average over the run, or while more than LOADED_FRACTION of its records were timed;
 - CPU steal (time a VM's host gave to its other guests) reached STEAL_PCT of CPU time;
-- a matmul roof fell below ROOF_DROP of the best known for this machine, or the end roof fell
-  below ROOF_FALL of the start roof;
+- a matmul roof (at the start, between backends of a long sweep, at the end) fell below
+  ROOF_DROP of the best known for this machine, or below ROOF_FALL of the start roof;
 - more than NOISY_FRACTION of the timed records were noisy (IQR/median >= 10 %);
 - another process used the GPU, or the GPU was slowed down (power cap, thermal) while idle.
 Load average and iowait are shown, not judged: the load counts this run's own threads and lags
@@ -91,22 +91,25 @@ def _roofs(c: dict[str, Any]) -> list[str]:
     out = []
     start, end = c.get("roof_start") or {}, c.get("roof_end") or {}
     best = c.get("roof_best_known") or {}
+    during = [d.get("roofs") or {} for d in c.get("roof_during") or [] if isinstance(d, dict)]
     for device, per in start.items():
         for dtype, s in (per or {}).items() if isinstance(per, dict) else ():
-            s = _num(s)
-            e = _num((end.get(device) or {}).get(dtype))
+            s, e = _num(s), _num((end.get(device) or {}).get(dtype))
+            mid = [x for d in during if (x := _num((d.get(device) or {}).get(dtype)))]
             b = _num(((best.get(device) or {}).get(dtype) or {}).get("flops_per_s"))
-            measured = [x for x in (s, e) if x]
+            measured = [x for x in (s, *mid, e) if x]
             if not measured:
                 continue
             low = min(measured)
             what = f"the {dtype} matmul roof on {device} was {_g(s)} GFLOP/s at the start" + (
-                f" and {_g(e)} at the end" if e else "")
+                f" and {_g(e)} at the end" if e else "") + (
+                f" (lowest {_g(min(mid))} in between)" if mid and min(mid) < min(s or 1e30,
+                                                                                 e or 1e30) else "")
             if b and low < ROOF_DROP * b:
                 out.append(f"{what}, {100 * low / b:.0f} % of the best known {_g(b)} GFLOP/s "
                            "on this machine")
-            elif s and e and e < ROOF_FALL * s:
-                out.append(f"{what}: it fell to {100 * e / s:.0f} % during the run")
+            elif s and low < ROOF_FALL * s:
+                out.append(f"{what}: it fell to {100 * low / s:.0f} % during the run")
     return out
 
 

@@ -153,11 +153,11 @@ def run_plan(plan: Plan, config: RunConfig) -> RunResult:
         done = {record_key(r) for r in sweep.result.records}
         if config.opts.time_it:
             sweep.measure_roofs(config.roof_s)
+        roof_s = config.roof_s if config.opts.time_it else None
         for i, backend in enumerate(plan.backends):
-            last = i == len(plan.backends) - 1 and config.opts.time_it
             sweep.run_backend(backend, [(s, c) for s, c in plan.items
                                         if key(s, c.id, c.device, name_of(backend)) not in done],
-                              end_roof_s=config.roof_s if last else None)
+                              roof_s, last=i == len(plan.backends) - 1)
     return sweep.result
 
 
@@ -194,7 +194,8 @@ def open_sweep(plan: Plan, config: RunConfig, total: int) -> Iterator[Sweep]:
         except KeyboardInterrupt as exc:
             result.stopped = str(exc) or "interrupted by SIGINT"
         finally:
-            judged = watch.finish(sweep.roofs, sweep.roofs_end, sweep.end_roof_s)
+            judged = watch.finish(sweep.roofs, sweep.roofs_end, sweep.end_roof_s,
+                                  sweep.roofs_during)
             result.busy = judged["busy"]
             writer.close(result.finished, stopped=result.stopped, records=len(result.records),
                          wall_s=round(meta.get("wall_s", 0) + time.time() - started, 3),

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from attnbench.run.runner import Plan, RunResult
 
 ROOF_TIMEOUT_S = 300.0
+ROOF_EVERY_S = 600.0  # a long sweep measures the roofs again between backends this often
 
 
 class Interrupted(KeyboardInterrupt):
@@ -67,6 +68,8 @@ class Sweep:
         self.roofs: dict[str, dict[str, float | None]] = {}
         self.roofs_end: dict[str, dict[str, float | None]] = {}
         self.end_roof_s: float | None = None
+        self.roofs_during: list[dict[str, Any]] = []  # long sweeps: between backends
+        self._roof_at = self._began = time.monotonic()
         self.watch: Watch | None = None  # contention readings (open_sweep sets it)
         self._paused_s = 0.0
         self.process_info: dict[str, Any] | None = None  # what prepare_process set in workers
@@ -86,8 +89,19 @@ class Sweep:
                 self.roofs[device] = self._roof(w, device, roof_s)
             finally:
                 w.stop()
+        self._roof_at = time.monotonic()
         self.writer.write_meta(roofs=self.roofs, roof_method=METHOD,
                                worker_process=self.process_info)
+
+    def roofs_if_due(self, w: WorkerProcess, roof_s: float) -> None:
+        """In a long sweep, the roofs again (in w) once ROOF_EVERY_S passed since the last."""
+        if time.monotonic() - self._roof_at < ROOF_EVERY_S:
+            return
+        roofs = {device: self._roof(w, device, roof_s)
+                 for device in sorted({c.device for _, c in self.plan.items})}
+        self.roofs_during.append({"at_s": round(time.monotonic() - self._began, 1),
+                                  "roofs": roofs})
+        self._roof_at = time.monotonic()
 
     def measure_end_roofs(self, roof_s: float, w: WorkerProcess | None = None) -> None:
         """The roofs again after the last case (in w, the last backend's worker, when given:
@@ -132,14 +146,17 @@ class Sweep:
             w.stop()
 
     def run_backend(self, backend: Backend, todo: list[tuple[str, Case]],
-                    end_roof_s: float | None = None) -> None:
-        """Every (scenario, case) of todo on one backend, in one worker (restarted as needed);
-        with end_roof_s, the end roofs are measured in that worker after its last case."""
+                    roof_s: float | None = None, last: bool = False) -> None:
+        """Every (scenario, case) of todo on one backend, in one worker (restarted as needed).
+        With roof_s (timed runs), the roofs are measured again in that worker first when due,
+        and after its last case when it is the last backend (the end roofs)."""
         with self.worker(backend) as w:
+            if roof_s is not None and todo:
+                self.roofs_if_due(w, roof_s)
             for scenario, case in todo:
                 self.finish(self.record(w, backend, scenario, case))
-            if end_roof_s is not None:
-                self.measure_end_roofs(end_roof_s, w)
+            if roof_s is not None and last:
+                self.measure_end_roofs(roof_s, w)
 
     def record(self, w: WorkerProcess, backend: Backend, scenario: str, case: Case) -> dict:
         """The record of one (case, backend): in the parent when unsupported, else in w."""

@@ -131,7 +131,8 @@ class Watch:
                 or abs((s["steal_pct"] or 0) - (short["steal_pct"] or 0)) >= CHANGE_STEAL)
 
     def finish(self, roofs: dict[str, Any], roofs_end: dict[str, Any],
-               end_roof_s: float | None) -> dict[str, Any]:
+               end_roof_s: float | None, during: list[dict[str, Any]] | None = None
+               ) -> dict[str, Any]:
         """run.json's `contention` and `busy`: the readings, the roofs and the verdict; the best
         known roof of this machine is read, then raised by this run's roofs."""
         run = contention.window(self.start, self._snap())
@@ -140,12 +141,14 @@ class Watch:
         c = {"cores": self.cores, "threads": self.threads, "before": self.before, "run": run,
              "after": self._reading({}), "records": dict(self.counts),
              "roof_start": _plain(roofs), "roof_end": _plain(roofs_end),
+             "roof_during": [{**d, "roofs": _plain(d.get("roofs") or {})} for d in during or []],
              "roof_best_known": best, "machine_key": key,
              "cost_s": {"readings": round(self.cost_s, 4), "end_roof": end_roof_s},
              **({"wait_idle": {**(self.waited or {}), "paused_s": round(self.paused_s, 1)}}
                 if self.wait_idle_s is not None else {})}
         verdict = busy.judge(c)
-        roofcache.remember(key, [roofs, roofs_end], self.meta.get("run_id"),
+        roofcache.remember(key, [roofs, roofs_end, *(d["roofs"] for d in c["roof_during"])],
+                           self.meta.get("run_id"),
                            datetime.now(timezone.utc).isoformat())
         return {"contention": c, "busy": verdict}
 
