@@ -76,7 +76,9 @@ def busy_section(runs: list[Run]) -> list[Any]:
                               f"run {run.label}")
         if lines:
             blocks.append(Text(lines[0].removeprefix("WARNING: "), True))
-            blocks += [Text(line.strip()) for line in lines[1:]]
+            blocks += [Text(f"why: {r}") for r in verdict.get("reasons") or []]
+            if verdict.get("seen"):
+                blocks.append(Text(f"seen: {verdict['seen']}"))
     return blocks
 
 
