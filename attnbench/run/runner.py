@@ -194,13 +194,20 @@ def open_sweep(plan: Plan, config: RunConfig, total: int) -> Iterator[Sweep]:
         except KeyboardInterrupt as exc:
             result.stopped = str(exc) or "interrupted by SIGINT"
         finally:
-            judged = watch.finish(sweep.roofs, sweep.roofs_end, sweep.end_roof_s,
-                                  sweep.roofs_during)
+            judged = _judged(watch, sweep)
             result.busy = judged["busy"]
             writer.close(result.finished, stopped=result.stopped, records=len(result.records),
                          wall_s=round(meta.get("wall_s", 0) + time.time() - started, 3),
                          environment_end=_env_end(), **sweep.summary(), **judged,
                          worker_process=sweep.process_info or meta.get("worker_process"))
+
+
+def _judged(watch: Watch, sweep: Sweep) -> dict[str, Any]:
+    """run.json's contention readings and busy verdict; a failure to read them loses no run."""
+    try:
+        return watch.finish(sweep.roofs, sweep.roofs_end, sweep.end_roof_s, sweep.roofs_during)
+    except Exception as exc:  # a reading bug must not keep run.json from being closed
+        return {"contention": {"error": f"{type(exc).__name__}: {exc}"[:300]}, "busy": None}
 
 
 def _run_dir(config: RunConfig, run_id: str | None) -> Path:
