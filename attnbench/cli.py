@@ -301,9 +301,10 @@ def _print_results(args: argparse.Namespace, result: Any, timed: bool) -> None:
     print(f"results: {result.out_dir}")
     if timed:  # last, so that it is what the user sees
         from attnbench.measure.busy import warning_lines
+        from attnbench.sanitize import plain
 
         for line in warning_lines(getattr(result, "busy", None)):
-            print(line, file=sys.stderr)
+            print(plain(line), file=sys.stderr)  # process names are anyone's text
     if getattr(args, "junit_xml", None):
         from attnbench.report.junit import write_junit
 
