@@ -221,7 +221,7 @@ def _fmt(x: float | None, spec: str) -> str:
 
 
 def print_comparison(base: Run, new: Run, rows: list[Row], missing: list[tuple],
-                     show_all: bool = False, strict: bool = False) -> None:
+                     show_all: bool = False) -> None:
     """Warnings, the cases that changed (or all), the geometric means and a one-line verdict."""
     from rich.table import Table
     from rich.text import Text
@@ -229,8 +229,6 @@ def print_comparison(base: Run, new: Run, rows: list[Row], missing: list[tuple],
     from attnbench.report.tables import console
 
     out = console()
-    for line in busy_warnings(base, new, strict):
-        print(plain(line), file=sys.stderr)
     diffs = environment_differences(base, new)
     if diffs:
         print("WARNING: the two runs come from different environments; the numbers may not "
@@ -292,7 +290,9 @@ def run_compare(base_path: str, new_path: str, threshold: float | None, min_abs_
         raise UsageError(f"{base_path} and {new_path} have no (scenario, case, device, backend) "
                          "in common: nothing to compare")
     spared = discount_busy(rows, base, new, strict)
-    print_comparison(base, new, rows, missing, show_all, strict)
+    for line in busy_warnings(base, new, strict):  # at the top: before the table
+        print(plain(line), file=sys.stderr)
+    print_comparison(base, new, rows, missing, show_all)
     if base.meta.get("finished") is not True:
         print(f"note: the base run {base.path} did not finish; only its records are compared",
               file=sys.stderr)
