@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                    default=None, metavar="SECONDS",
                    help="before starting, wait (at most SECONDS, default 600) until the load is "
                         "under the core count and other processes leave the cores free; between "
-                        "cases, pause while other processes load the machine")
+                        "cases, pause (at most SECONDS each time) after a case that other "
+                        "processes ran beside")
     p = sub.add_parser("check", help="check agreement only; exit 1 on any mismatch or failure")
     add_common(p)
     add_sweep(p, "smoke")

@@ -110,13 +110,15 @@ def test_wait_idle_gives_up_after_its_seconds_and_pauses_between_cases(monkeypat
     w = watch_mod.Watch({}, None, gpu=False, wait_idle_s=0, stream=out)
     w.wait_until_idle()
     assert w.waited["idle"] is False and "still busy after 0 s; going on" in out.getvalue()
+    assert w.pause_if_loaded() == 0.0 and "pausing" not in out.getvalue()  # no record yet
     machine.run(1.0)
-    assert w.pause_if_loaded() >= 0 and "pausing between cases" in out.getvalue()
+    w.observe(timed())  # a record others ran beside
+    assert w.pause_if_loaded() >= 0 and "pausing between cases: load" in out.getvalue()
     machine.run(1.0, 0.0)
-    assert w.pause_if_loaded() == 0.0  # idle since the last reading: no pause
     rec = timed()
     w.observe(rec, paused_s=3.0)
     assert rec["contention"]["paused_s"] == 3.0
+    assert w.pause_if_loaded() == 0.0  # that record ran alone: no pause
 
 
 # --- end to end: the real CLI, a real hog ---------------------------------------------------
@@ -178,6 +180,9 @@ def test_a_run_beside_a_cpu_hog_is_busy(cli, tmp_path: Path):
     assert pids & {t["pid"] for t in meta["contention"]["run"].get("top_others", [])}
     assert "waiting for an idle machine" in proc.stderr and "still busy after" in proc.stderr
     assert meta["contention"]["wait_idle"]["idle"] is False
+    assert "pausing between cases" in proc.stderr  # the hogs are still there after a case
+    records = [json.loads(x) for x in (tmp_path / "hogged" / "records.jsonl").open()]
+    assert any((r.get("contention") or {}).get("paused_s") for r in records)
 
 
 @pytest.mark.process  # a sweep in worker processes

@@ -37,6 +37,7 @@ class Watch:
         self.stored: dict[str, Any] | None = None
         self.paused_s = 0.0
         self.waited: dict[str, Any] | None = None
+        self.recent: dict[str, Any] | None = None  # the window of the last record
         self.before = self._reading(contention.probe(PROBE_S))
         self.start = self.last = self._snap()
 
@@ -62,15 +63,15 @@ class Watch:
         self.start = self.last = self._snap()
 
     def pause_if_loaded(self) -> float:
-        """--wait-idle between cases: after a record others ran beside, wait for them to stop."""
-        if self.wait_idle_s is None:
+        """--wait-idle between cases: after a record others ran beside (its window), wait for
+        them to stop; the seconds waited."""
+        if self.wait_idle_s is None or self.recent is None:
             return 0.0
-        w = contention.window(self.last, self._snap())
-        if (w["others_cores"] or 0.0) < self.limit:
+        if (self.recent["others_cores"] or 0.0) < self.limit:
             return 0.0
         waited, _ = self._wait("other processes started: pausing between cases", load=False)
         self.paused_s += waited
-        self.last = self._snap()
+        self.last, self.recent = self._snap(), None
         return waited
 
     def _wait(self, what: str, load: bool) -> tuple[float, bool]:
@@ -108,7 +109,7 @@ class Watch:
         """After a record: read its window, count it, and store readings on it where they moved."""
         now = self._snap()
         w = contention.window(self.last, now)
-        self.last = now
+        self.last, self.recent = now, w
         self.counts["windows"] += 1
         loaded = (w["others_cores"] or 0.0) >= self.limit
         self.counts["under_load"] += loaded
