@@ -58,8 +58,9 @@ class Watch:
         others use fewer than the busy limit of cores, or the wait's seconds are spent."""
         if self.wait_idle_s is None:
             return
-        waited, idle = self._wait("waiting for an idle machine before the run", load=True)
+        waited, idle, last = self._wait("waiting for an idle machine before the run", load=True)
         self.waited = {"before_s": round(waited, 1), "idle": idle}
+        self.before = self._reading(last)  # the machine as the run starts, after the wait
         self.start = self.last = self._snap()
 
     def pause_if_loaded(self) -> float:
@@ -69,13 +70,15 @@ class Watch:
             return 0.0
         if (self.recent["others_cores"] or 0.0) < self.limit:
             return 0.0
-        waited, _ = self._wait("other processes started: pausing between cases", load=False)
+        waited, _, _ = self._wait("other processes ran beside the last case, pausing between "
+                                  "cases", load=False)
         self.paused_s += waited
         self.last, self.recent = self._snap(), None
         return waited
 
-    def _wait(self, what: str, load: bool) -> tuple[float, bool]:
-        """Probe until idle or out of time; (seconds waited, whether it became idle)."""
+    def _wait(self, what: str, load: bool) -> tuple[float, bool, dict[str, Any]]:
+        """Probe until idle or out of time; (seconds waited, whether it became idle, the last
+        window read)."""
         t0, said = time.monotonic(), -WAIT_SAY_S
         limit = float(self.wait_idle_s or 0)
         tty = getattr(self.stream or sys.stderr, "isatty", lambda: False)()
@@ -99,7 +102,7 @@ class Watch:
         if not idle:
             self._say(f"attnbench: still busy after {spent:.0f} s; going on (the run will be "
                       "judged on what it sees)", False)
-        return spent, idle
+        return spent, idle, w
 
     def _say(self, line: str, tty: bool) -> None:
         out = self.stream or sys.stderr
