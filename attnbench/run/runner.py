@@ -28,6 +28,8 @@ from attnbench.plugin.registry import Registry
 from attnbench.record import CHECK_FAILED, key, record_key
 from attnbench.results import RunWriter, clear_run, new_run_id, read_run
 from attnbench.run.execute import Options
+from attnbench.run.executors import Executor
+from attnbench.run.executors.local import LocalExecutor
 from attnbench.run.progress import Progress, auto_progress
 from attnbench.run.runlock import RunLock
 from attnbench.run.sweep import Interrupted, Sweep, stop_on_signals
@@ -134,6 +136,7 @@ class RunConfig:
     frontier_max: int | None = None  # run_frontier's largest key length; None: per device
     progress: Progress | None = None  # None: auto_progress()
     on_record: Callable[[dict[str, Any]], None] | None = None  # gets a copy of each record
+    executor: Executor | None = None  # where the cases run (run_plan only); None: local
 
     @property
     def task_timeout_s(self) -> float:
@@ -146,13 +149,13 @@ def run_plan(plan: Plan, config: RunConfig) -> RunResult:
     config.resume continues the run in config.out_dir: finished records (by record_key) are kept
     and not repeated, new ones are appended. SIGINT/SIGTERM stop the run; run.json says why.
     """
+    executor = config.executor or LocalExecutor()
     with open_sweep(plan, config, plan.total) as sweep:
         done = {record_key(r) for r in sweep.result.records}
-        if config.opts.time_it:
-            sweep.measure_roofs(config.roof_s)
-        for backend in plan.backends:
-            sweep.run_backend(backend, [(s, c) for s, c in plan.items
-                                        if key(s, c.id, c.device, name_of(backend)) not in done])
+        sweep.writer.write_meta(executor=executor.describe())
+        executor.run(sweep, [(b, [(s, c) for s, c in plan.items
+                                  if key(s, c.id, c.device, name_of(b)) not in done])
+                             for b in plan.backends], config.roof_s)
     return sweep.result
 
 
