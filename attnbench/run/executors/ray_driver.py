@@ -11,6 +11,7 @@ again are recorded `crashed` with both reasons. Ctrl-C (or SIGTERM) cancels ever
 
 from __future__ import annotations
 
+import hashlib
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -180,11 +181,14 @@ class RayExecutor:
         if share.device == "cpu" and not hello["options"].get("threads"):
             hello["options"]["threads"] = self.options.cpus_per_task  # the CPUs it was given
         items = [(s, c.to_dict()) for s, c in share.left.values()]
+        meta = self.sweep.writer.meta
+        run_id = str(meta.get("run_id") or self.sweep.out.name)
+        # this run (a resume included) and no other: what a node's roof cache is keyed by
+        run_key = hashlib.sha256(f"{run_id} {meta.get('started')}".encode()).hexdigest()[:12]
         return {"hello": hello, "backend": name_of(share.backend), "items": items,
                 "device": share.device, "dtypes": sorted({c.dtype for _, c in share.items}),
                 "timeout_s": self.sweep.timeout_s, "run_limit": guard.default_limit(),
-                "run_id": str(self.sweep.writer.meta.get("run_id") or self.sweep.out.name),
-                "roof_s": self.roof_s}
+                "run_id": run_id, "run_key": run_key, "roof_s": self.roof_s}
 
     def loop(self) -> None:
         """Take each task's messages as they come, until every task has ended."""

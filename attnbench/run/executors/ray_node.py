@@ -83,7 +83,7 @@ def run_share(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def node_roofs(tasks: TaskRunner, spec: dict[str, Any]) -> dict[str, Any]:
     """The matmul roofs of this node for the share's device, measured once per run and node."""
     device, dtypes = spec["device"], spec["dtypes"]
-    cache = work_dir(spec["run_id"]) / f"roofs-{device}.json"
+    cache = work_dir(spec["run_id"]) / f"roofs-{spec.get('run_key', '')}-{device}.json"
     try:
         roofs = json.loads(cache.read_text())
         if all(d in roofs for d in dtypes):

@@ -1,0 +1,64 @@
+"""Executors without a cluster: flags, the progress line, node fingerprints, device types."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from attnbench.cli import main
+from attnbench.errors import UsageError
+from attnbench.report.groups import Run, device_type, make_groups
+from attnbench.run.executors.ray_node import env_id
+from attnbench.run.progress import cluster_line
+
+
+def test_cluster_line_counts_tasks_per_node_and_queued():
+    assert cluster_line({"vm:1a2b3c": 2, "vm:4d5e6f": 1, "queued": 4}) == \
+        "cluster: 3 tasks running (vm:1a2b3c 2, vm:4d5e6f 1), 4 queued"
+    assert cluster_line({}) == "cluster: 0 tasks running"
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--ray-address", "auto"], "--ray-address needs --executor ray"),
+    (["--ray-cpus-per-task", "2"], "--ray-cpus-per-task needs --executor ray"),
+    (["--executor", "ray", "--ray-resource", "gpu=-1"], "--ray-resource 'gpu=-1'"),
+    (["--executor", "ray", "--ray-resource", "=1"], "--ray-resource '=1'"),
+    (["--executor", "ray", "--frontier"], "--frontier runs on this machine only"),
+])
+def test_bad_executor_flags_are_one_line_usage_errors(flags, message, tmp_path, capsys):
+    code = main(["run", "-s", "smoke", "-b", "numpy-naive", "--out", str(tmp_path / "r"),
+                 *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()  # refused before anything ran
+
+
+def test_executor_ray_without_ray_says_how_to_install(monkeypatch):
+    # fakes a missing library (sys.modules entry None makes `import ray` fail) to test our message
+    monkeypatch.setitem(sys.modules, "ray", None)
+    from attnbench.run.executors.ray_driver import import_ray
+
+    with pytest.raises(UsageError, match=r"pip install 'attnbench\[ray\]'"):
+        import_ray()
+
+
+def test_env_id_ignores_what_changes_while_a_node_runs():
+    env = {"host": "a", "cpu": "X", "versions": {"numpy": "2.0"}, "threads": {"torch": 4},
+           "gpu": {"name": "H100", "driver": "550", "cuda": "12.4",
+                   "devices": [{"clocks.sm": "1980", "temperature.gpu": "40"}]}}
+    hot = {**env, "threads": {"torch": 1},
+           "gpu": {**env["gpu"], "devices": [{"clocks.sm": "1410", "temperature.gpu": "80"}]}}
+    assert env_id(env) == env_id(hot)
+    assert env_id(env) != env_id({**env, "versions": {"numpy": "2.1"}})
+    assert env_id(env) != env_id({**env, "gpu": {**env["gpu"], "name": "A100"}})
+
+
+def test_gpu_types_of_a_cluster_run_are_grouped_apart():
+    base = {"scenario": "s", "backend": "b", "device": "cuda", "seq_q": 1, "seq_kv": 1}
+    recs = [{**base, "seq_kv": n, "node": {"gpu": gpu}} for n in (1, 2) for gpu in ("H100", "A100")]
+    groups = make_groups([Run(Path("."), {}, recs + [{**base, "device": "cpu"}])])
+    assert sorted(g.device for g in groups) == ["cpu", "cuda (A100)", "cuda (H100)"]
+    assert device_type({**base, "device": "cpu", "node": {"cpu": "EPYC"}}) == "cpu (EPYC)"
+    assert device_type(base) == "cuda"  # a local run's records: as before
