@@ -93,7 +93,7 @@ def add_sweep(p: argparse.ArgumentParser, default_scenario: str) -> None:
 
 
 def add_executor(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--executor", choices=["local", "ray"], default="local",
+    p.add_argument("--executor", choices=["local", "ray"], default=None,  # None: local
                    help="where cases run: local (this machine, default) or ray (a Ray cluster, "
                         "needs attnbench[ray]; records are written here all the same)")
     p.add_argument("--ray-address", metavar="ADDRESS", default=None,
@@ -319,7 +319,7 @@ def _config(args: argparse.Namespace, scenarios: list[Any], opts: Any) -> dict[s
             "seed": args.seed, "budget_s": args.budget, "plugins": args.plugin,
             "timed": args.command == "run", "timeout_s": args.timeout,
             "threads": getattr(args, "threads", None), "check_seed": opts.check_seed,
-            "executor": args.executor, "ray_address": args.ray_address,
+            "executor": args.executor or "local", "ray_address": args.ray_address,
             "ray_cpus_per_task": args.ray_cpus_per_task, "ray_resources": args.ray_resource}
 
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import pytest
 
-from attnbench.cli import main
+from attnbench.cli import _executor, build_parser, main
 from attnbench.errors import UsageError
 from attnbench.report.groups import Run, device_type, make_groups
+from attnbench.results import SCHEMA_VERSION
 from attnbench.run.executors.ray_node import env_id
 from attnbench.run.progress import cluster_line
+from attnbench.run.resume import adopt
 
 
 def test_cluster_line_counts_tasks_per_node_and_queued():
@@ -62,3 +65,32 @@ def test_gpu_types_of_a_cluster_run_are_grouped_apart():
     assert sorted(g.device for g in groups) == ["cpu", "cuda (A100)", "cuda (H100)"]
     assert device_type({**base, "device": "cpu", "node": {"cpu": "EPYC"}}) == "cpu (EPYC)"
     assert device_type(base) == "cuda"  # a local run's records: as before
+
+
+def _stored_run(tmp_path: Path, **config: object) -> Path:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION, "config": {
+        "scenarios": [], "timed": True, **config}}))
+    return run
+
+
+def test_resume_takes_the_executor_and_cluster_from_run_json(tmp_path):
+    run = _stored_run(tmp_path, executor="ray", ray_address="ray://head:10001",
+                      ray_cpus_per_task=4, ray_resources=["accelerator_type:H100"])
+    args = build_parser().parse_args(["run", "--resume", str(run)])
+    adopt(args, build_parser().parse_args(["run"]))
+    assert (args.executor, args.ray_address, args.ray_cpus_per_task, args.ray_resource) == \
+        ("ray", "ray://head:10001", 4, ["accelerator_type:H100"])
+    args = build_parser().parse_args(["run", "--resume", str(run), "--ray-address", "auto"])
+    adopt(args, build_parser().parse_args(["run"]))
+    assert args.ray_address == "auto"  # a cluster's address may change: the given one wins
+    args = build_parser().parse_args(["run", "--resume", str(run), "--executor", "local"])
+    with pytest.raises(UsageError, match="--executor local differs from the run's ray"):
+        adopt(args, build_parser().parse_args(["run"]))
+
+
+def test_resume_of_a_run_from_before_executors_stays_local(tmp_path):
+    args = build_parser().parse_args(["run", "--resume", str(_stored_run(tmp_path))])
+    adopt(args, build_parser().parse_args(["run"]))
+    assert args.executor == "local" and _executor(args) is None

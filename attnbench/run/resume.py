@@ -75,6 +75,8 @@ def _check_config(run_dir: Path, config: dict[str, Any]) -> None:
 def _stored_flag(config: dict[str, Any], key: str) -> Any:
     if key == "scenarios":
         return [s["path"] for s in config.get("scenarios", [])]
+    if key == "executor":  # runs from before executors ran locally
+        return config.get(key) or "local"
     return config.get(key, [] if FLAG_TYPES.get(key) is list else None)
 
 
