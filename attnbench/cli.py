@@ -364,8 +364,10 @@ def _executor(args: argparse.Namespace) -> Any:
         raise UsageError("--frontier runs on this machine only: leave out --executor ray")
     from attnbench.run.executors.ray_driver import RayExecutor, RayOptions
 
-    return RayExecutor(RayOptions(args.ray_address, args.ray_cpus_per_task or 1,
-                                  _resources(args.ray_resource)))
+    executor = RayExecutor(RayOptions(args.ray_address, args.ray_cpus_per_task or 1,
+                                      _resources(args.ray_resource)))
+    executor.connect()  # a cluster that cannot be reached: exit 2 before the run folder exists
+    return executor
 
 
 def _resources(labels: list[str]) -> dict[str, float]:

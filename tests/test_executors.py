@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from pathlib import Path
 
@@ -94,3 +95,16 @@ def test_resume_of_a_run_from_before_executors_stays_local(tmp_path):
     args = build_parser().parse_args(["run", "--resume", str(_stored_run(tmp_path))])
     adopt(args, build_parser().parse_args(["run"]))
     assert args.executor == "local" and _executor(args) is None
+
+
+def test_a_cluster_address_that_takes_no_connection_is_refused_quickly():
+    from attnbench.run.executors.ray_driver import probe
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(UsageError, match=f"cannot reach the Ray cluster at 127.0.0.1:{port}"):
+        probe(f"127.0.0.1:{port}", timeout_s=2)
+    with pytest.raises(UsageError, match="use auto, host:port or ray://host:port"):
+        probe("ray://nohost")
+    probe("auto")  # found by Ray itself

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import signal
+import socket
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ from attnbench.run.sweep import Sweep
 
 POLL_S = 0.5  # ray.wait returns at least this often, so Ctrl-C is seen promptly
 QUEUED = "queued"  # per_node's name for tasks whose node is not known yet
+PROBE_S = 5.0  # how long --ray-address's host:port may take to accept a connection
 MAX_ATTEMPTS = 2  # a share's first run and one retry on another node
 
 
@@ -64,6 +66,19 @@ class Share:
 def node_label(node: dict[str, Any]) -> str:
     """`host:1a2b3c` (nodes of one machine share a host name; the id tells them apart)."""
     return f"{node.get('host')}:{str(node.get('node_id'))[:6]}"
+
+
+def probe(address: str | None, timeout_s: float = PROBE_S) -> None:
+    """Refuse (exit 2) a host:port that takes no connection; ray.init would wait minutes."""
+    if not address or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--ray-address {address!r}: use auto, host:port or ray://host:port")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot reach the Ray cluster at {address}: {exc}") from None
 
 
 def import_ray() -> Any:
@@ -117,6 +132,7 @@ class RayExecutor:
             return
         handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
         address = self.options.address
+        probe(address)
         kw = {} if address else {"include_dashboard": False}
         try:
             self.ray.init(address=address, log_to_driver=False, **kw)
