@@ -173,4 +173,5 @@ def test_cli_run_on_a_cluster_then_resume(cluster, tmp_path, cli):
                    timed=True)
     meta, records = read_run(tmp_path / "run")
     assert statuses(records).keys() == statuses(full).keys() and len(result.records) == 2
-    assert len(meta["resumes"]) == 1 and all("node" in r for r in records)
+    assert len(meta["resumes"]) == 1
+    assert all(r["node"]["node_id"] in meta["nodes"] for r in records)  # old and new nodes

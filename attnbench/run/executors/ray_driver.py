@@ -111,6 +111,8 @@ class RayExecutor:
 
     def run(self, sweep: Sweep, work: Work, roof_s: float) -> None:
         self.sweep, self.roof_s = sweep, roof_s if sweep.opts.time_it else 0.0
+        self.nodes = dict(sweep.writer.meta.get("nodes") or {})  # a resumed run's nodes stay
+        self.roofs = {n: dict(v.get("roofs") or {}) for n, v in self.nodes.items()}
         self.connect()
         try:
             for backend, todo in work:
