@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 	@if $(HAS_CUDA_TORCH) 2>/dev/null; then \
 		echo "attnbench: $(PYTHON) has a torch that sees a GPU: the venv reuses it"; \
 		$(PYTHON) -m venv --system-site-packages $(VENV); \
-		$(BIN)/pip install -q --no-build-isolation -e '.[dev]' \
+		$(BIN)/pip install -q --no-build-isolation -e '.[dev,ray]' \
 		|| { echo "attnbench: could not install the dev tools; installing attnbench alone"; \
 		     $(BIN)/pip install -q --no-build-isolation --no-deps -e .; }; \
 	else \
@@ -38,7 +38,7 @@ $(STAMP): pyproject.toml
 			"install a CUDA torch for $(PYTHON), or pass PYTHON=, then make clean setup)"; fi; \
 		$(PYTHON) -m venv $(VENV); \
 		idx=""; [ -z "$(TORCH_INDEX)" ] || idx="--extra-index-url $(TORCH_INDEX)"; \
-		$(BIN)/pip install -q 'torch==$(TORCH_VERSION)' $$idx -e '.[numba,dev]'; \
+		$(BIN)/pip install -q 'torch==$(TORCH_VERSION)' $$idx -e '.[numba,dev,ray]'; \
 	fi
 	@$(SAY_TORCH)
 	@touch $(STAMP)

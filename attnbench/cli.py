@@ -89,6 +89,22 @@ def add_sweep(p: argparse.ArgumentParser, default_scenario: str) -> None:
     p.add_argument("--allow-code-change", action="store_true",
                    help="with --resume: go on although the attnbench git commit changed "
                         "(recorded in run.json; other library versions must still match)")
+    add_executor(p)
+
+
+def add_executor(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", choices=["local", "ray"], default=None,  # None: local
+                   help="where cases run: local (this machine, default) or ray (a Ray cluster, "
+                        "needs attnbench[ray]; records are written here all the same)")
+    p.add_argument("--ray-address", metavar="ADDRESS", default=None,
+                   help="with --executor ray: the cluster to join, auto (the one this machine "
+                        "belongs to) or ray://host:port; default: start a local Ray")
+    p.add_argument("--ray-cpus-per-task", type=number(int, 1, 4096), default=1, metavar="N",
+                   help="with --executor ray: CPUs each task asks for (default 1); a CPU "
+                        "task's worker runs N threads unless --threads says otherwise")
+    p.add_argument("--ray-resource", action="append", default=[], metavar="LABEL[=AMOUNT]",
+                   help="with --executor ray: a Ray resource every task asks for (repeatable), "
+                        "e.g. accelerator_type:H100 to keep a sweep on one GPU type")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -317,7 +333,9 @@ def _config(args: argparse.Namespace, scenarios: list[Any], opts: Any) -> dict[s
             "backends": args.backend, "devices": args.device, "dtypes": args.dtype,
             "seed": args.seed, "budget_s": args.budget, "plugins": args.plugin,
             "timed": args.command == "run", "timeout_s": args.timeout,
-            "threads": getattr(args, "threads", None), "check_seed": opts.check_seed}
+            "threads": getattr(args, "threads", None), "check_seed": opts.check_seed,
+            "executor": args.executor or "local", "ray_address": args.ray_address,
+            "ray_cpus_per_task": args.ray_cpus_per_task, "ray_resources": args.ray_resource}
 
 
 def _adopt_resumed(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -339,12 +357,48 @@ def _runner(args: argparse.Namespace, plan: Any, opts: Any, meta: dict[str, Any]
                        resume=bool(args.resume), overwrite=getattr(args, "overwrite", False),
                        timeout_s=args.timeout,
                        frontier_max=getattr(args, "frontier_max", None),
-                       wait_idle_s=getattr(args, "wait_idle", None))
+                       wait_idle_s=getattr(args, "wait_idle", None),
+                       executor=_executor(args))
     if getattr(args, "frontier", False):
         from attnbench.run.frontier import run_frontier
 
         return run_frontier(plan, config)
     return run_plan(plan, config)
+
+
+def _executor(args: argparse.Namespace) -> Any:
+    """The Ray executor when --executor ray, else None (the local one); --ray-* flags checked."""
+    ray_flags = [f for f, given in (("--ray-address", args.ray_address),
+                                    ("--ray-resource", args.ray_resource),
+                                    ("--ray-cpus-per-task", (args.ray_cpus_per_task or 1) != 1))
+                 if given]
+    if (args.executor or "local") != "ray":
+        if ray_flags:
+            raise UsageError(f"{ray_flags[0]} needs --executor ray")
+        return None
+    if getattr(args, "frontier", False):
+        raise UsageError("--frontier runs on this machine only: leave out --executor ray")
+    from attnbench.run.executors.ray_driver import RayExecutor, RayOptions
+
+    executor = RayExecutor(RayOptions(args.ray_address, args.ray_cpus_per_task or 1,
+                                      _resources(args.ray_resource)))
+    executor.connect()  # a cluster that cannot be reached: exit 2 before the run folder exists
+    return executor
+
+
+def _resources(labels: list[str]) -> dict[str, float]:
+    """--ray-resource LABEL[=AMOUNT] values as Ray's resources dict (amount 1 by default)."""
+    out: dict[str, float] = {}
+    for text in labels:
+        label, _, amount = text.partition("=")
+        try:
+            value = float(amount) if amount else 1.0
+        except ValueError:
+            value = -1.0
+        if not label or not math.isfinite(value) or value <= 0:
+            raise UsageError(f"--ray-resource {text!r}: use LABEL or LABEL=AMOUNT (AMOUNT > 0)")
+        out[label] = value
+    return out
 
 
 def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:

@@ -104,13 +104,22 @@ def read_runs(paths: list[str | Path]) -> list[Run]:
     return runs
 
 
+def device_type(rec: dict[str, Any]) -> str:
+    """The record's device; for a record measured on a cluster node (executor ray) with the
+    node's GPU (cuda) or CPU model, so that two device types never share a table or plot."""
+    device = str(rec.get("device", "?"))
+    node = rec.get("node") if isinstance(rec.get("node"), dict) else {}
+    model = node.get("gpu") if device == "cuda" else node.get("cpu")
+    return f"{device} ({model})" if isinstance(model, str) and model else device
+
+
 def make_groups(runs: list[Run]) -> list[Group]:
     """Groups in order of scenario, then device, then run."""
     out: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     for i, run in enumerate(runs):
         for r in run.records:
             if "scenario" in r and "backend" in r:
-                out.setdefault((str(r["scenario"]), str(r.get("device", "?")), i), []).append(r)
+                out.setdefault((str(r["scenario"]), device_type(r), i), []).append(r)
     groups = []
     for (scenario, device, i), recs in sorted(out.items(), key=lambda kv: kv[0]):
         axis, variants = choose_axis(recs)

@@ -23,6 +23,16 @@ def record_line(done: int, total: int, rec: dict[str, Any]) -> str:
     return f"[{done}/{total}] {head}{tail}"
 
 
+def cluster_line(running: dict[str, int], queued: str = "queued") -> str:
+    """`cluster: 3 tasks running (host:1a2b3c 2, host:4d5e6f 1), 4 queued`."""
+    waiting = running.get(queued, 0)
+    nodes = {n: k for n, k in sorted(running.items()) if n != queued}
+    total = sum(nodes.values())
+    line = f"cluster: {total} task{'s' * (total != 1)} running"
+    line += f" ({', '.join(f'{plain(n)} {k}' for n, k in nodes.items())})" if nodes else ""
+    return line + (f", {waiting} queued" if waiting else "")
+
+
 class Progress:
     """Plain progress: one line per finished record on a stream (stderr by default)."""
 
@@ -45,6 +55,13 @@ class Progress:
         """A record was written."""
         self.done += 1
         self._print(record_line(self.done, self.total, rec))
+
+    def cluster(self, running: dict[str, int]) -> None:
+        """Tasks now running on each node of a cluster (executor ray); said when it changes."""
+        line = cluster_line(running)
+        if line != getattr(self, "_cluster", None):
+            self._cluster = line
+            self._print(line)
 
     def _print(self, line: str) -> None:
         print(line, file=self.stream or sys.stderr, flush=True)
@@ -76,6 +93,9 @@ class RichProgress(Progress):
     def starting(self, case_id: str, backend: str) -> None:
         self.bar.update(self.task,
                         description=f"{rich_text(case_id)} [bold]{rich_text(backend)}[/]")
+
+    def _print(self, line: str) -> None:
+        self.bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     def advance(self, rec: dict[str, Any]) -> None:
         self.done += 1

@@ -12,11 +12,16 @@ from attnbench.results import read_meta
 # command-line flag (argparse dest) -> key in run.json's config
 FLAGS = {"scenario": "scenarios", "backend": "backends", "device": "devices", "dtype": "dtypes",
          "seed": "seed", "budget": "budget_s", "plugin": "plugins", "timeout": "timeout_s",
-         "threads": "threads"}
+         "threads": "threads", "executor": "executor", "ray_cpus_per_task": "ray_cpus_per_task",
+         "ray_resource": "ray_resources"}
+# flags taken from the stored config only when not given (a cluster's address may change)
+ADOPTED = {"ray_address": "ray_address"}
 # the JSON type each stored flag must have (a run.json edited by hand is refused, not run)
 FLAG_TYPES: dict[str, type | tuple[type, ...]] = {
     "backends": list, "devices": list, "dtypes": list, "plugins": list, "seed": int,
     "budget_s": (int, float), "timeout_s": (int, float, type(None)), "threads": (int, type(None)),
+    "executor": (str, type(None)), "ray_cpus_per_task": (int, type(None)), "ray_resources": list,
+    "ray_address": (str, type(None)),
 }
 # fingerprint keys that must not change: a new value would mix incomparable numbers
 CODE_KEYS = ("host", "cpu", "python", "versions", "git_commit")
@@ -47,6 +52,9 @@ def adopt(args: argparse.Namespace, defaults: argparse.Namespace) -> dict[str, A
             raise UsageError(f"cannot resume {run_dir}: --{dest} {_show(given)} differs from "
                              f"the run's {_show(stored)}; start a new run instead")
         setattr(args, dest, stored)
+    for dest, key in ADOPTED.items():
+        if hasattr(args, dest) and getattr(args, dest) is None:
+            setattr(args, dest, config.get(key))
     args.out = str(run_dir)
     return meta
 
@@ -67,6 +75,8 @@ def _check_config(run_dir: Path, config: dict[str, Any]) -> None:
 def _stored_flag(config: dict[str, Any], key: str) -> Any:
     if key == "scenarios":
         return [s["path"] for s in config.get("scenarios", [])]
+    if key == "executor":  # runs from before executors ran locally
+        return config.get(key) or "local"
     return config.get(key, [] if FLAG_TYPES.get(key) is list else None)
 
 

@@ -28,6 +28,8 @@ from attnbench.plugin.registry import Registry
 from attnbench.record import CHECK_FAILED, key, record_key
 from attnbench.results import RunWriter, clear_run, new_run_id, read_run
 from attnbench.run.execute import Options
+from attnbench.run.executors import Executor
+from attnbench.run.executors.local import LocalExecutor
 from attnbench.run.progress import Progress, auto_progress
 from attnbench.run.runlock import RunLock
 from attnbench.run.sweep import Interrupted, Sweep, stop_on_signals
@@ -137,6 +139,7 @@ class RunConfig:
     progress: Progress | None = None  # None: auto_progress()
     wait_idle_s: float | None = None  # --wait-idle: the most seconds to wait for an idle machine
     on_record: Callable[[dict[str, Any]], None] | None = None  # gets a copy of each record
+    executor: Executor | None = None  # where the cases run (run_plan only); None: local
 
     @property
     def task_timeout_s(self) -> float:
@@ -149,15 +152,13 @@ def run_plan(plan: Plan, config: RunConfig) -> RunResult:
     config.resume continues the run in config.out_dir: finished records (by record_key) are kept
     and not repeated, new ones are appended. SIGINT/SIGTERM stop the run; run.json says why.
     """
+    executor = config.executor or LocalExecutor()
     with open_sweep(plan, config, plan.total) as sweep:
         done = {record_key(r) for r in sweep.result.records}
-        if config.opts.time_it:
-            sweep.measure_roofs(config.roof_s)
-        roof_s = config.roof_s if config.opts.time_it else None
-        for i, backend in enumerate(plan.backends):
-            sweep.run_backend(backend, [(s, c) for s, c in plan.items
-                                        if key(s, c.id, c.device, name_of(backend)) not in done],
-                              roof_s, last=i == len(plan.backends) - 1)
+        sweep.writer.write_meta(executor=executor.describe())
+        executor.run(sweep, [(b, [(s, c) for s, c in plan.items
+                                  if key(s, c.id, c.device, name_of(b)) not in done])
+                             for b in plan.backends], config.roof_s)
     return sweep.result
 
 

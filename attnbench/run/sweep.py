@@ -1,4 +1,4 @@
-"""One run in progress: a worker per backend, the record of each task, written and observed."""
+"""One run in progress: the writer, roofs, contention watch and observers; each record written."""
 
 from __future__ import annotations
 
@@ -7,19 +7,18 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attnbench.case import Case
 from attnbench.measure.roof import METHOD, roof_fraction
-from attnbench.plugin import guard
-from attnbench.plugin.backend import Backend, name_of
-from attnbench.record import Status, invalid_reason, key, new_record, record_key
+from attnbench.plugin.backend import Backend
 from attnbench.results import RunWriter
 from attnbench.run.execute import Options
 from attnbench.run.observers import Observers, Signals
 from attnbench.run.progress import Progress
+from attnbench.run.tasks import TaskRunner
 from attnbench.run.watch import Watch
 from attnbench.worker.parent import START_TIMEOUT_S, WorkerDied, WorkerProcess, WorkerTimeout
 
@@ -53,7 +52,7 @@ def stop_on_signals(signals: Signals) -> Iterator[None]:
 
 
 class Sweep:
-    """The workers, the writer, the roofs and the records of one run."""
+    """The writer, the roofs, the observers and the records of one run; its tasks' runner."""
 
     def __init__(self, plan: Plan, out: Path, opts: Options, timeout_s: float,
                  progress: Progress, writer: RunWriter, result: RunResult,
@@ -72,12 +71,19 @@ class Sweep:
         self._roof_at = self._began = time.monotonic()
         self.watch: Watch | None = None  # contention readings (open_sweep sets it)
         self._paused_s = 0.0
-        self.process_info: dict[str, Any] | None = None  # what prepare_process set in workers
-        self.worker_stats: dict[str, Any] = {"starts": [], "overhead_ms": [], "restarts": 0}
+        self.tasks = TaskRunner(self.hello, out / "logs", timeout_s, progress.starting)
+
+    @property
+    def process_info(self) -> dict[str, Any] | None:
+        """What prepare_process set in the workers (run.json's worker_process)."""
+        return self.tasks.process_info
+
+    @property
+    def worker_stats(self) -> dict[str, Any]:
+        return self.tasks.worker_stats
 
     def new_worker(self, label: str) -> WorkerProcess:
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in label)
-        return WorkerProcess(self.hello, self.out / "logs" / f"{safe}.log")
+        return self.tasks.new_worker(label)
 
     def measure_roofs(self, roof_s: float) -> None:
         """Once per device of the plan: the matmul roof in each dtype its cases use."""
@@ -124,7 +130,8 @@ class Sweep:
         try:
             if not (w.started and w.alive):
                 w.stop()
-                self.process_info = w.start(min(self.timeout_s, START_TIMEOUT_S)).get("process")
+                self.tasks.process_info = w.start(
+                    min(self.timeout_s, START_TIMEOUT_S)).get("process")
             msg = {"roof": device, "dtypes": dtypes, "seconds": roof_s}
             roofs = w.request(msg, ROOF_TIMEOUT_S).data.get("roofs")
             if isinstance(roofs, dict):
@@ -133,17 +140,9 @@ class Sweep:
             print(f"attnbench: roof of {device} not measured: {exc}", file=sys.stderr)
         return out
 
-    @contextmanager
-    def worker(self, backend: Backend) -> Iterator[WorkerProcess]:
+    def worker(self, backend: Backend) -> AbstractContextManager[WorkerProcess]:
         """A worker for one backend's cases; it and its children are gone afterwards."""
-        w = self.new_worker(name_of(backend))
-        try:
-            yield w
-        except BaseException:
-            w.kill()  # interrupted mid-case: don't wait for the case to end
-            raise
-        finally:
-            w.stop()
+        return self.tasks.worker(backend)
 
     def run_backend(self, backend: Backend, todo: list[tuple[str, Case]],
                     roof_s: float | None = None, last: bool = False) -> None:
@@ -162,67 +161,14 @@ class Sweep:
         """The record of one (case, backend): in the parent when unsupported, else in w."""
         if self.watch is not None:  # --wait-idle: others started working meanwhile
             self._paused_s = self.watch.pause_if_loaded()
-        self.progress.starting(case.id, name_of(backend))
-        # unsupported, or unsupported() raised or overran (under the guard): no worker needed
-        rec = guard.parent_record(backend, scenario, case, self.timeout_s)
-        return self.in_worker(w, backend, scenario, case) if rec is None else rec
+        return self.tasks.record(w, backend, scenario, case)
 
-    def in_worker(self, w: WorkerProcess, backend: Backend, scenario: str, case: Case) -> dict:
-        if w.started and not w.alive:  # it exited after its last reply
-            died = w.reap()
-            w.stop()
-            return new_record(scenario, case, backend, Status.CRASHED, log_tail=died.log_tail,
-                              error=f"worker {died.reason} between tasks, before answering "
-                                    "this case; a fresh worker runs the next one")
-        task = {"scenario": scenario, "backend": name_of(backend), "case": case.to_dict()}
-        try:
-            if not w.started:
-                self._start(w)
-            reply = w.request(task, self.timeout_s)
-        except WorkerTimeout as exc:
-            w.stop()
-            return new_record(scenario, case, backend, Status.TIMEOUT, error=f"timeout: {exc}",
-                              timeout_s=self.timeout_s, log_tail=exc.log_tail)
-        except WorkerDied as exc:
-            w.stop()
-            return new_record(scenario, case, backend, Status.CRASHED,
-                              error=f"worker {exc.reason}", log_tail=exc.log_tail)
-        return self._from_reply(w, reply.data, reply.roundtrip_s, backend, scenario, case)
+    def finish(self, rec: dict[str, Any],
+               roofs: dict[str, dict[str, float | None]] | None = None) -> None:
+        """Write one record, keep it, then tell the progress and the observers.
 
-    def _start(self, w: WorkerProcess) -> None:
-        if w.starts:
-            self.worker_stats["restarts"] += 1
-        self.process_info = w.start(self.timeout_s).get("process")
-        self.worker_stats["starts"].append(round(w.start_s, 3))
-
-    def _from_reply(self, w: WorkerProcess, data: dict[str, Any], roundtrip_s: float,
-                    backend: Backend, scenario: str, case: Case) -> dict:
-        """The worker's record, checked: a valid record of this very task, else `crashed`."""
-        rec = data.get("record")
-        if rec is None:
-            return new_record(scenario, case, backend, Status.ERROR,
-                              error=str(data.get("missing", "no record in the worker's reply")))
-        why = invalid_reason(rec)
-        if why is None and record_key(rec) != key(scenario, case.id, case.device, name_of(backend)):
-            why = f"it is the record of {record_key(rec)}"
-        if why is not None or not isinstance(data.get("worker_s"), (int, float)):
-            w.kill()
-            w.stop()
-            return new_record(scenario, case, backend, Status.CRASHED,
-                              error=f"worker broke the protocol: its reply is not a record of "
-                                    f"this task ({why or 'no worker_s'}); worker killed")
-        overhead_ms = round((roundtrip_s - data["worker_s"]) * 1e3, 3)
-        self.worker_stats["overhead_ms"].append(overhead_ms)
-        rec["worker"] = {"pid": w.info.get("pid"), "overhead_ms": overhead_ms}
-        # a CUDA error that broke the context, or an oom that may have left memory held
-        if data.get("restart") or rec["status"] == Status.OOM:
-            w.stop()
-            rec["worker"]["restarted_after"] = True
-        return rec
-
-    def finish(self, rec: dict[str, Any]) -> None:
-        """Write one record, keep it, then tell the progress and the observers."""
-        roof_fraction(rec, self.roofs)
+        roofs: those of the machine that measured it (default the run's, measured here)."""
+        roof_fraction(rec, self.roofs if roofs is None else roofs)
         if self.watch is not None:
             self.watch.observe(rec, self._paused_s)
             self._paused_s = 0.0
