@@ -1,4 +1,4 @@
-"""The cost of each variant against dense causal, per backend: a Markdown table for docs/variants.md.
+"""The cost of each variant against dense causal, per backend: the table of docs/variants.md.
 
     .venv/bin/python benchmarks/variants_cost.py [ROUNDS] [BACKEND ...]
 
