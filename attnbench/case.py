@@ -302,7 +302,7 @@ def _make_case(v: dict[str, Any], device: str, path: str) -> Case:
         scale=float(v["scale"]) if "scale" in v else None,
         window_left=v.get("window_left"), window_right=v.get("window_right"),
         q_lens=_lens(v, "q_lens", v["seq_q"]), kv_lens=_lens(v, "kv_lens", v["seq_kv"]),
-        doc_lens=_docs(v), layout=v.get("layout", "padded"), page_size=v.get("page_size"),
+        doc_lens=_docs(v, path), layout=v.get("layout", "padded"), page_size=v.get("page_size"),
         alibi=v.get("alibi", False), bias=v.get("bias", "none"),
         softcap=float(v["softcap"]) if "softcap" in v else None, head_dim_v=v.get("head_dim_v"),
     )
@@ -319,12 +319,13 @@ def _lens(v: dict[str, Any], key: str, top: int) -> tuple[int, ...] | None:
     return None if x is None else tuple(x)
 
 
-def _docs(v: dict[str, Any]) -> tuple[int, ...] | None:
+def _docs(v: dict[str, Any], path: str) -> tuple[int, ...] | None:
     x = v.get("doc_lens")
     if isinstance(x, str):
         n = int(x.partition(":")[2])
         if n > v["seq_q"]:
-            raise ScenarioError(f"key 'doc_lens': {n} documents do not fit seq_q={v['seq_q']}")
+            raise ScenarioError(f"{path}: key 'doc_lens': {n} documents do not fit "
+                                f"seq_q={v['seq_q']}")
         return var.random_documents(n, v["seq_q"])
     return None if x is None else tuple(x)
 
