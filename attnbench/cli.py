@@ -101,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(p)
     add_sweep(p, "default")
     add_frontier(p)
+    p.add_argument("--wait-idle", type=number(float, 0, MAX_TIMEOUT_S), nargs="?", const=600.0,
+                   default=None, metavar="SECONDS",
+                   help="before starting, wait (at most SECONDS, default 600) until the load is "
+                        "under the core count and other processes leave the cores free; between "
+                        "cases, pause (at most SECONDS each time) after a case that other "
+                        "processes ran beside")
     p = sub.add_parser("check", help="check agreement only; exit 1 on any mismatch or failure")
     add_common(p)
     add_sweep(p, "smoke")
@@ -136,6 +142,9 @@ def add_report_parsers(sub: Any) -> None:
                    metavar="MS", help="smallest absolute change in ms that counts, at most "
                    f"{MAX_MIN_ABS_MS:g} (default 0.05 on cpu, 0.01 on cuda)")
     p.add_argument("--all", action="store_true", help="list every case, not only changed ones")
+    p.add_argument("--strict", action="store_true",
+                   help="gate timing regressions even when either run was made on a busy "
+                        "machine (by default they are listed as unreliable, not gated)")
     p.add_argument("--allow-missing", action="store_true",
                    help="pass although the new run lacks cases or backends of the base run or "
                         "did not finish (by default that lost coverage fails, exit 1)")
@@ -291,6 +300,12 @@ def _print_results(args: argparse.Namespace, result: Any, timed: bool) -> None:
     if bad is not None:
         out.print(bad)
     print(f"results: {result.out_dir}")
+    if timed:  # last, so that it is what the user sees
+        from attnbench.measure.busy import warning_lines
+        from attnbench.sanitize import plain
+
+        for line in warning_lines(getattr(result, "busy", None)):
+            print(plain(line), file=sys.stderr)  # process names are anyone's text
     if getattr(args, "junit_xml", None):
         from attnbench.report.junit import write_junit
 
@@ -323,7 +338,8 @@ def _runner(args: argparse.Namespace, plan: Any, opts: Any, meta: dict[str, Any]
     config = RunConfig(out_dir=Path(args.out) if args.out else None, opts=opts, meta=meta,
                        resume=bool(args.resume), overwrite=getattr(args, "overwrite", False),
                        timeout_s=args.timeout,
-                       frontier_max=getattr(args, "frontier_max", None))
+                       frontier_max=getattr(args, "frontier_max", None),
+                       wait_idle_s=getattr(args, "wait_idle", None))
     if getattr(args, "frontier", False):
         from attnbench.run.frontier import run_frontier
 
@@ -344,7 +360,7 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
     from attnbench.report.compare import run_compare
 
     return run_compare(args.base, args.new, args.threshold, args.min_abs, args.all,
-                       allow_missing=args.allow_missing)
+                       allow_missing=args.allow_missing, strict=args.strict)
 
 
 COMMANDS = {"list": cmd_list, "run": cmd_sweep, "check": cmd_sweep, "report": cmd_report,

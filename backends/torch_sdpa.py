@@ -13,9 +13,25 @@ HALF = ("float16", "bfloat16")
 MODES = ("fwd", "bwd", "fwd_bwd")
 
 
+MASK_VARIANTS = ("window", "lengths", "documents", "alibi", "bias")  # all through attn_mask
+NOT_SDPA = {  # the variants SDPA cannot express, and why (`attnbench list` shows them unsupported)
+    "softcap": "soft-capping rewrites the scores before the mask, which attn_mask cannot express",
+    "packed": "SDPA takes padded (batch, heads, seq, d) tensors, not cu_seqlens (varlen)",
+    "paged": "SDPA reads contiguous k/v per sequence, not pages through a block table",
+}
+
+
 def sdpa_mask_args(inputs: Inputs) -> dict[str, Any]:
-    """Mask arguments with bottom-right causal alignment (is_causal is top-left in PyTorch)."""
+    """Mask arguments with bottom-right causal alignment (is_causal is top-left in PyTorch).
+
+    Variants go through attn_mask: a boolean mask (True = attend) where only visibility
+    changes (window, lengths, documents), the additive mask (−inf, + ALiBi + bias) otherwise.
+    """
     case = inputs.case
+    if case.alibi or case.bias != "none":
+        return {"attn_mask": inputs.additive_mask()}
+    if set(case.variants) & {"window", "lengths", "documents"}:
+        return {"attn_mask": inputs.visible()}
     if case.mask == "none":
         return {}
     if case.seq_q == case.seq_kv:
@@ -60,7 +76,7 @@ class TorchSDPA(Backend):
                 with sdpa_kernel(forced):
                     return call()
             except RuntimeError as exc:
-                if "No viable backend" in str(exc):
+                if "No viable backend" in str(exc) or "No available kernel" in str(exc):
                     raise Unsupported(f"{self.name}: torch refused the case: {exc}") from exc
                 raise
 
@@ -68,22 +84,38 @@ class TorchSDPA(Backend):
 
 
 def sdpa_backends() -> list[Backend]:
-    """The default dispatch plus one backend per SDPA kernel."""
-    every = Capabilities(devices=("cpu", "cuda"), dtypes=ALL_DTYPES, modes=MODES)
-    half_on_cuda = Capabilities(devices=("cpu", "cuda"), dtypes=ALL_DTYPES, modes=MODES,
-                                per_device={"cuda": {"dtypes": HALF}})
+    """The default dispatch plus one backend per SDPA kernel.
+
+    The math kernel and the default dispatch take every attn_mask and a value head dim of its
+    own (dv). The flash kernel takes attn_mask on the CPU but no dv; on CUDA it takes no
+    attn_mask at all. The efficient kernel takes attn_mask and dv; cuDNN's attn_mask. Where
+    torch still refuses a case at run time, the record is unsupported with torch's words.
+    """
+    mask_dv = (*MASK_VARIANTS, "dv")
+    no_dv = {**NOT_SDPA, "dv": "this kernel needs v's head dim equal to q's"}
+    flash_why = {**no_dv, **{v: "the flash kernel takes no attn_mask on CUDA"
+                             for v in MASK_VARIANTS}}
+
+    def caps(devices: tuple[str, ...], dtypes: tuple[str, ...], variants: tuple[str, ...],
+             why: dict[str, str], **extra: Any) -> Capabilities:
+        return Capabilities(devices=devices, dtypes=dtypes, modes=MODES, variants=variants,
+                            why_not=why, **extra)
+
+    both = ("cpu", "cuda")
     return [
-        TorchSDPA("torch-sdpa", None, every,
+        TorchSDPA("torch-sdpa", None, caps(both, ALL_DTYPES, mask_dv, NOT_SDPA),
                   "F.scaled_dot_product_attention with PyTorch's own kernel choice"),
-        TorchSDPA("torch-sdpa-math", "MATH", every,
+        TorchSDPA("torch-sdpa-math", "MATH", caps(both, ALL_DTYPES, mask_dv, NOT_SDPA),
                   "SDPA forced to the math kernel (the composite reference path)"),
-        TorchSDPA("torch-sdpa-flash", "FLASH_ATTENTION", half_on_cuda,
+        TorchSDPA("torch-sdpa-flash", "FLASH_ATTENTION",
+                  caps(both, ALL_DTYPES, MASK_VARIANTS, flash_why,
+                       per_device={"cuda": {"dtypes": HALF, "variants": ()}}),
                   "SDPA forced to the FlashAttention kernel"),
         TorchSDPA("torch-sdpa-efficient", "EFFICIENT_ATTENTION",
-                  Capabilities(devices=("cuda",), dtypes=("float32", *HALF), modes=MODES),
+                  caps(("cuda",), ("float32", *HALF), mask_dv, NOT_SDPA),
                   "SDPA forced to the memory-efficient (xformers-derived) kernel; CUDA only"),
         TorchSDPA("torch-sdpa-cudnn", "CUDNN_ATTENTION",
-                  Capabilities(devices=("cuda",), dtypes=HALF, modes=MODES),
+                  caps(("cuda",), HALF, MASK_VARIANTS, no_dv),
                   "SDPA forced to the cuDNN fused kernel; CUDA only"),
     ]
 

@@ -16,6 +16,9 @@ from attnbench.plugin.registry import AUTOLOAD_OFF_ENV
 # The one place the tests turn entry-point plugins off: every process they start inherits it,
 # so an installed third-party plugin cannot change what the suite sees.
 os.environ[AUTOLOAD_OFF_ENV] = "1"
+# Runs made by the tests neither read nor raise the user's best-known roofs; the tests of the
+# cache point ATTNBENCH_ROOF_CACHE at a file of their own.
+os.environ["ATTNBENCH_ROOF_CACHE"] = "off"
 ROOT = Path(__file__).resolve().parent.parent
 PLUGINS = Path(__file__).resolve().parent / "plugins"
 # Marked `process` automatically: tests using a fixture that starts processes, and tests of a

@@ -178,6 +178,7 @@ DEFECT_MESSAGES = {
     "per-device": "capabilities.per_device['cuda']: 'cuda' is not one of the devices ('cpu',)",
     "per-device-key": "capabilities.per_device['cpu'] must map some of dtypes, masks",
     "min-versions": "capabilities.min_versions['numpy'] = 'latest': need a module name",
+    "why-not": "capabilities.why_not is {'flash': 'no reason'}: need a mapping of window",
     "raises": "reading the backend's attributes raised RuntimeError: the name property fails",
 }
 

@@ -93,6 +93,31 @@ def test_run_with_failed_and_missing_records_renders(real_run, tmp_path: Path):
     assert rep.html.stat().st_size > 0
 
 
+def test_a_busy_run_is_flagged_at_the_top_of_the_report(real_run, tmp_path: Path):
+    runs = []
+    for busy in (True, False):
+        run = tmp_path / ("busy" if busy else "idle")
+        shutil.copytree(real_run("base"), run)
+        meta = json.loads((run / "run.json").read_text())
+        # the verdict is set by hand: the tiny run was made under whatever load the host had
+        meta["busy"] = {"busy": busy, "advice": "its timings are not reliable: rerun on an idle "
+                        "machine", "reasons": ["other processes used 1.9 of the 2 cores"] * busy,
+                        "seen": "load 4.1 on 2 cores before the run"}
+        (run / "run.json").write_text(json.dumps(meta))
+        runs.append(run)
+    rep = write_report(runs, tmp_path / "out")
+    md = rep.markdown.read_text()
+    top = md[:md.index("## Runs")]
+    assert top.count("was made on a busy machine; its timings are not reliable") == 1
+    assert top.startswith("# attnbench report\n\n> **warning:** run ")
+    assert "why: other processes used 1.9 of the 2 cores" in top
+    assert "seen: load 4.1 on 2 cores before the run" in top
+    runs_table = md[md.index("## Runs"):].split("\n\n")[1]
+    assert "| machine |" in runs_table and "| busy |" in runs_table and "| idle |" in runs_table
+    html = rep.html.read_text()
+    assert html.index("was made on a busy machine") < html.index("<h2>Runs")
+
+
 def test_report_of_a_folder_that_is_not_a_run_is_a_usage_error(tmp_path: Path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "not a run folder" in capsys.readouterr().err

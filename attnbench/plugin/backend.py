@@ -24,6 +24,8 @@ class Capabilities:
     per_device narrows the fields of DEVICE_FIELDS on one device, e.g.
     `per_device={"cuda": {"dtypes": ("float16", "bfloat16")}}` or `{"cpu": {"modes": ("fwd",)}}`.
     min_versions maps a module to the lowest version the backend needs (`{"flash_attn": "2.1"}`).
+    why_not maps a variant the backend lacks to the reason, said with the unsupported record
+    (`{"softcap": "attn_mask cannot rewrite the scores"}`).
     """
 
     devices: tuple[str, ...] = ("cpu",)
@@ -36,6 +38,7 @@ class Capabilities:
     gqa: bool = True
     cross: bool = True
     variants: tuple[str, ...] = ()  # names from attnbench.variants.VARIANTS
+    why_not: Mapping[str, str] = field(default_factory=dict, hash=False)  # variant -> reason
     per_device: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
     min_versions: Mapping[str, str] = field(default_factory=dict, hash=False)
 
@@ -375,8 +378,10 @@ def capability_reasons(name: str, caps: Capabilities, case: Case) -> list[str]:
         out.append(f"{name} does not support seq_q != seq_kv{on('cross')}")
     missing = [v for v in case.variants if v not in caps.variants]
     if missing:
+        why = "; ".join(caps.why_not[v] for v in missing if caps.why_not.get(v))
         out.append(f"{name} does not support the {', '.join(missing)} variant"
-                   f"{'s' if len(missing) > 1 else ''}{on('variants')}")
+                   f"{'s' if len(missing) > 1 else ''}{on('variants')}"
+                   + (f": {why}" if why else ""))
     return out
 
 

@@ -64,7 +64,16 @@ def capabilities_problem(caps: Any) -> str | None:
         problem = _fields_problem(caps.on(device), where, tuple(over), over)
         if problem:
             return problem
-    return _versions_problem(caps.min_versions)
+    return _why_not_problem(caps.why_not) or _versions_problem(caps.min_versions)
+
+
+def _why_not_problem(why: Any) -> str | None:
+    """Why capabilities.why_not is unusable (a mapping of variant names to sentences), or None."""
+    if not isinstance(why, Mapping) or not all(
+            k in VARIANTS and isinstance(v, str) for k, v in why.items()):
+        return (f"capabilities.why_not is {_short(why)}: need a mapping of "
+                f"{', '.join(VARIANTS)} to sentences")
+    return None
 
 
 def _fields_problem(caps: Capabilities, where: str, names: tuple[str, ...],

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from attnbench.errors import UsageError
+from attnbench.measure.busy import warning_lines
 from attnbench.record import NOT_OK, Status, median_ms, record_key
 from attnbench.report.groups import Run, read_runs
 from attnbench.sanitize import plain
@@ -30,6 +31,7 @@ class Row:
     p_value: float | None
     verdict: str  # faster, slower, same, regression, new failure, fixed, untimed
     gated: bool
+    unreliable: bool = False  # a timing verdict between runs either of which was busy
 
     @property
     def ratio(self) -> float | None:
@@ -173,6 +175,42 @@ def _comparable(env: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
+def busy_verdict(run: Run) -> dict[str, Any] | None:
+    """A run's stored busy-machine verdict (run.json `busy`), when it was busy."""
+    verdict = run.meta.get("busy")
+    return verdict if isinstance(verdict, dict) and verdict.get("busy") is True else None
+
+
+TIMING_VERDICTS = ("regression", "slower", "faster")
+
+
+def discount_busy(rows: list[Row], base: Run, new: Run, strict: bool) -> list[Row]:
+    """When either run was busy, timing verdicts are unreliable: listed, and (unless strict)
+    not gated. Correctness verdicts (new failure, now unsupported) stay gated. Returns the
+    timing regressions that are not gated because of it."""
+    if busy_verdict(base) is None and busy_verdict(new) is None:
+        return []
+    spared = []
+    for r in rows:
+        if r.verdict in TIMING_VERDICTS:
+            r.unreliable = True
+            if r.gated and not strict:
+                r.gated = False
+                spared.append(r)
+    return spared
+
+
+def busy_warnings(base: Run, new: Run, strict: bool) -> list[str]:
+    """The busy-machine warnings of both runs, and what compare does about them."""
+    lines = warning_lines(busy_verdict(base), f"the base run {base.label}") + warning_lines(
+        busy_verdict(new), f"the new run {new.label}")
+    if lines:
+        lines.append("compare: timing changes are unreliable and " + (
+            "gated anyway (--strict)" if strict else
+            "listed, not gated (--strict gates them); correctness failures are still gated"))
+    return lines
+
+
 def load_pair(base: str, new: str) -> tuple[Run, Run]:
     runs = read_runs([base, new])
     return runs[0], runs[1]
@@ -203,7 +241,8 @@ def print_comparison(base: Run, new: Run, rows: list[Row], missing: list[tuple],
     for r in rows:
         if show_all or r.verdict != "same":
             verdict = r.verdict + (f" ({r.base_status} → {r.new_status})"
-                                   if r.base_status != r.new_status else "")
+                                   if r.base_status != r.new_status else "") + (
+                " (unreliable: busy machine)" if r.unreliable else "")
             table.add_row(*map(plain, r.key), _fmt(r.base_ms, ".4f"), _fmt(r.new_ms, ".4f"),
                           _fmt(r.ratio, ".3f"), _fmt(r.p_value, ".2g"),
                           Text(verdict, style="bold red" if r.gated else ""))
@@ -240,14 +279,19 @@ def coverage_losses(base: Run, new: Run, missing: list[tuple]) -> list[str]:
 
 
 def run_compare(base_path: str, new_path: str, threshold: float | None, min_abs_ms: float | None,
-                show_all: bool = False, allow_missing: bool = False) -> int:
+                show_all: bool = False, allow_missing: bool = False, strict: bool = False
+                ) -> int:
     """The compare command: 0 when nothing is gated, 1 on a regression, a new failure or lost
-    coverage (missing cases or backends, an unfinished new run) unless allow_missing."""
+    coverage (missing cases or backends, an unfinished new run) unless allow_missing. When
+    either run was busy, timing regressions are listed but not gated unless strict."""
     base, new = load_pair(base_path, new_path)
     rows, missing = compare_runs(base, new, threshold, min_abs_ms)
     if not rows:
         raise UsageError(f"{base_path} and {new_path} have no (scenario, case, device, backend) "
                          "in common: nothing to compare")
+    spared = discount_busy(rows, base, new, strict)
+    for line in busy_warnings(base, new, strict):  # at the top: before the table
+        print(plain(line), file=sys.stderr)
     print_comparison(base, new, rows, missing, show_all)
     if base.meta.get("finished") is not True:
         print(f"note: the base run {base.path} did not finish; only its records are compared",
@@ -260,6 +304,9 @@ def run_compare(base_path: str, new_path: str, threshold: float | None, min_abs_
     summary = ", ".join(f"{n} {v}" for v, n in counts.items()) or "no common records"
     if missing:
         summary += f", {len(missing)} missing from the new run"
+    if spared:
+        summary += (f"; {len(spared)} timing regression(s) not gated, a run was busy: "
+                    + ", ".join(sorted({r.key[3] for r in spared})))
     parts = [f"{len(gated)} gated: " + ", ".join(sorted({f"{r.key[3]} ({r.verdict})"
                                                           for r in gated}))] if gated else []
     if losses and not allow_missing:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from attnbench.measure.busy import warning_lines
 from attnbench.measure.roof import unmeasured
 from attnbench.record import (
     NOT_OK,
@@ -50,7 +51,7 @@ def write_report(paths: list[str | Path], out_dir: str | Path | None = None,
     groups = make_groups(runs)
     cmap = plots.colours([r["backend"] for g in groups for r in g.records])
     doc = Doc("attnbench report")
-    doc.add(*environment_section(runs))
+    doc.add(*busy_section(runs), *environment_section(runs))
     drawn: list[plots.Plot] = []
     for g in groups:
         made = plots.save_group(g, out / "plots", cmap, baseline)
@@ -66,10 +67,33 @@ def write_report(paths: list[str | Path], out_dir: str | Path | None = None,
     return Report(out, md, page, table, drawn)
 
 
+def busy_section(runs: list[Run]) -> list[Any]:
+    """At the top: a loud warning for each run made on a busy machine, with what was seen."""
+    blocks: list[Any] = []
+    for run in runs:
+        verdict = run.meta.get("busy")
+        lines = warning_lines(verdict if isinstance(verdict, dict) else None,
+                              f"run {run.label}")
+        if lines:
+            blocks.append(Text(lines[0].removeprefix("WARNING: "), True))
+            blocks += [Text(f"why: {r}") for r in verdict.get("reasons") or []]
+            if verdict.get("seen"):
+                blocks.append(Text(f"seen: {verdict['seen']}"))
+    return blocks
+
+
+def machine_state(run: Run) -> str:
+    """busy, idle, or not judged (a run made before attnbench judged contention)."""
+    verdict = run.meta.get("busy")
+    if not isinstance(verdict, dict) or not isinstance(verdict.get("busy"), bool):
+        return "not judged"
+    return "busy" if verdict["busy"] else "idle"
+
+
 def environment_section(runs: list[Run]) -> list[Any]:
     """Which runs, on what: one row per run."""
     headers = ["run", "host", "cpu", "cores", "gpu", "python", "torch", "numpy", "commit",
-               "finished", "records"]
+               "finished", "records", "machine"]
     rows = []
     for run in runs:
         env = run.environment
@@ -79,7 +103,7 @@ def environment_section(runs: list[Run]) -> list[Any]:
         values = [run.label, env.get("host"), env.get("cpu"), env.get("cores"), gpu_text,
                   env.get("python"), versions.get("torch"), versions.get("numpy"),
                   str(env.get("git_commit") or "")[:10], run.meta.get("finished"),
-                  len(run.records)]
+                  len(run.records), machine_state(run)]
         rows.append([Cell("" if v is None else str(v)) for v in values])
     blocks: list[Any] = [Heading(2, "Runs"), Table(headers, rows)]
     for run in runs:

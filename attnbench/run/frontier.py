@@ -93,6 +93,8 @@ def run_frontier(plan: Plan, config: RunConfig) -> RunResult:
             for backend in plan.backends:
                 _climb(sweep, backend, [c for c in chains if c.backend is backend],
                        config.frontier_max)
+            if config.opts.time_it:
+                sweep.measure_end_roofs(config.roof_s)
         finally:
             _write_stops(sweep.out, chains)
     return sweep.result

@@ -31,6 +31,7 @@ from attnbench.run.execute import Options
 from attnbench.run.progress import Progress, auto_progress
 from attnbench.run.runlock import RunLock
 from attnbench.run.sweep import Interrupted, Sweep, stop_on_signals
+from attnbench.run.watch import Watch
 
 __all__ = ["Interrupted", "Plan", "RunConfig", "RunResult", "make_plan", "run_plan"]
 
@@ -70,6 +71,7 @@ class RunResult:
     records: list[dict[str, Any]] = field(default_factory=list)
     finished: bool = False
     stopped: str | None = None
+    busy: dict[str, Any] | None = None  # the busy-machine verdict (measure/busy.py)
 
     def failed(self) -> list[dict[str, Any]]:
         return [r for r in self.records if r["status"] in CHECK_FAILED]
@@ -133,6 +135,7 @@ class RunConfig:
     roof_s: float = 0.3
     frontier_max: int | None = None  # run_frontier's largest key length; None: per device
     progress: Progress | None = None  # None: auto_progress()
+    wait_idle_s: float | None = None  # --wait-idle: the most seconds to wait for an idle machine
     on_record: Callable[[dict[str, Any]], None] | None = None  # gets a copy of each record
 
     @property
@@ -150,9 +153,11 @@ def run_plan(plan: Plan, config: RunConfig) -> RunResult:
         done = {record_key(r) for r in sweep.result.records}
         if config.opts.time_it:
             sweep.measure_roofs(config.roof_s)
-        for backend in plan.backends:
+        roof_s = config.roof_s if config.opts.time_it else None
+        for i, backend in enumerate(plan.backends):
             sweep.run_backend(backend, [(s, c) for s, c in plan.items
-                                        if key(s, c.id, c.device, name_of(backend)) not in done])
+                                        if key(s, c.id, c.device, name_of(backend)) not in done],
+                              roof_s, last=i == len(plan.backends) - 1)
     return sweep.result
 
 
@@ -176,18 +181,33 @@ def open_sweep(plan: Plan, config: RunConfig, total: int) -> Iterator[Sweep]:
         sweep = Sweep(plan, out, config.opts, timeout_s, progress, writer, result,
                       config.on_record)
         sweep.roofs = dict(meta.get("roofs") or {})
+        sweep.watch = watch = Watch(meta, config.opts.threads,
+                                    any(c.device == "cuda" for _, c in plan.items),
+                                    config.wait_idle_s)
         started = time.time()
         try:
-            with stop_on_signals(sweep.signals), progress.running(total, len(old)):
-                yield sweep
+            with stop_on_signals(sweep.signals):
+                watch.wait_until_idle()
+                with progress.running(total, len(old)):
+                    yield sweep
             result.finished = True
         except KeyboardInterrupt as exc:
             result.stopped = str(exc) or "interrupted by SIGINT"
         finally:
+            judged = _judged(watch, sweep)
+            result.busy = judged["busy"]
             writer.close(result.finished, stopped=result.stopped, records=len(result.records),
                          wall_s=round(meta.get("wall_s", 0) + time.time() - started, 3),
-                         environment_end=_env_end(), **sweep.summary(),
+                         environment_end=_env_end(), **sweep.summary(), **judged,
                          worker_process=sweep.process_info or meta.get("worker_process"))
+
+
+def _judged(watch: Watch, sweep: Sweep) -> dict[str, Any]:
+    """run.json's contention readings and busy verdict; a failure to read them loses no run."""
+    try:
+        return watch.finish(sweep.roofs, sweep.roofs_end, sweep.end_roof_s, sweep.roofs_during)
+    except Exception as exc:  # a reading bug must not keep run.json from being closed
+        return {"contention": {"error": f"{type(exc).__name__}: {exc}"[:300]}, "busy": None}
 
 
 def _run_dir(config: RunConfig, run_id: str | None) -> Path:

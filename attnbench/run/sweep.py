@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import statistics
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,12 +20,14 @@ from attnbench.results import RunWriter
 from attnbench.run.execute import Options
 from attnbench.run.observers import Observers, Signals
 from attnbench.run.progress import Progress
+from attnbench.run.watch import Watch
 from attnbench.worker.parent import START_TIMEOUT_S, WorkerDied, WorkerProcess, WorkerTimeout
 
 if TYPE_CHECKING:
     from attnbench.run.runner import Plan, RunResult
 
 ROOF_TIMEOUT_S = 300.0
+ROOF_EVERY_S = 600.0  # a long sweep measures the roofs again between backends this often
 
 
 class Interrupted(KeyboardInterrupt):
@@ -63,6 +66,12 @@ class Sweep:
         self.signals = Signals()
         self.observers = Observers(reg, on_record, self.signals)
         self.roofs: dict[str, dict[str, float | None]] = {}
+        self.roofs_end: dict[str, dict[str, float | None]] = {}
+        self.end_roof_s: float | None = None
+        self.roofs_during: list[dict[str, Any]] = []  # long sweeps: between backends
+        self._roof_at = self._began = time.monotonic()
+        self.watch: Watch | None = None  # contention readings (open_sweep sets it)
+        self._paused_s = 0.0
         self.process_info: dict[str, Any] | None = None  # what prepare_process set in workers
         self.worker_stats: dict[str, Any] = {"starts": [], "overhead_ms": [], "restarts": 0}
 
@@ -75,21 +84,54 @@ class Sweep:
         for device in sorted({c.device for _, c in self.plan.items}):
             if device in self.roofs:
                 continue
-            dtypes = sorted({c.dtype for _, c in self.plan.items if c.device == device})
             w = self.new_worker(f"roof-{device}")
-            self.roofs[device] = {d: None for d in dtypes}
             try:
-                self.process_info = w.start(min(self.timeout_s, START_TIMEOUT_S)).get("process")
-                msg = {"roof": device, "dtypes": dtypes, "seconds": roof_s}
-                roofs = w.request(msg, ROOF_TIMEOUT_S).data.get("roofs")
-                if isinstance(roofs, dict):
-                    self.roofs[device] = roofs
-            except (WorkerDied, WorkerTimeout) as exc:
-                print(f"attnbench: roof of {device} not measured: {exc}", file=sys.stderr)
+                self.roofs[device] = self._roof(w, device, roof_s)
             finally:
                 w.stop()
+        self._roof_at = time.monotonic()
         self.writer.write_meta(roofs=self.roofs, roof_method=METHOD,
                                worker_process=self.process_info)
+
+    def roofs_if_due(self, w: WorkerProcess, roof_s: float) -> None:
+        """In a long sweep, the roofs again (in w) once ROOF_EVERY_S passed since the last."""
+        if time.monotonic() - self._roof_at < ROOF_EVERY_S:
+            return
+        roofs = {device: self._roof(w, device, roof_s)
+                 for device in sorted({c.device for _, c in self.plan.items})}
+        self.roofs_during.append({"at_s": round(time.monotonic() - self._began, 1),
+                                  "roofs": roofs})
+        self._roof_at = time.monotonic()
+
+    def measure_end_roofs(self, roof_s: float, w: WorkerProcess | None = None) -> None:
+        """The roofs again after the last case (in w, the last backend's worker, when given:
+        no new process to start), to see whether the machine slowed down during the run."""
+        t0 = time.perf_counter()
+        own = w is None
+        w = w or self.new_worker("roof-end")
+        try:
+            for device in sorted({c.device for _, c in self.plan.items}):
+                self.roofs_end[device] = self._roof(w, device, roof_s)
+        finally:
+            if own:
+                w.stop()
+        self.end_roof_s = round(time.perf_counter() - t0, 3)
+
+    def _roof(self, w: WorkerProcess, device: str, roof_s: float) -> dict[str, Any]:
+        """One device's roofs measured in w (started when it is not running)."""
+        dtypes = sorted({c.dtype for _, c in self.plan.items if c.device == device})
+        out: dict[str, Any] = {d: None for d in dtypes}
+        try:
+            if not (w.started and w.alive):
+                w.stop()
+                self.process_info = w.start(min(self.timeout_s, START_TIMEOUT_S)).get("process")
+            msg = {"roof": device, "dtypes": dtypes, "seconds": roof_s}
+            roofs = w.request(msg, ROOF_TIMEOUT_S).data.get("roofs")
+            if isinstance(roofs, dict):
+                out = roofs
+        except (WorkerDied, WorkerTimeout) as exc:
+            print(f"attnbench: roof of {device} not measured: {exc}", file=sys.stderr)
+        return out
 
     @contextmanager
     def worker(self, backend: Backend) -> Iterator[WorkerProcess]:
@@ -103,14 +145,23 @@ class Sweep:
         finally:
             w.stop()
 
-    def run_backend(self, backend: Backend, todo: list[tuple[str, Case]]) -> None:
-        """Every (scenario, case) of todo on one backend, in one worker (restarted as needed)."""
+    def run_backend(self, backend: Backend, todo: list[tuple[str, Case]],
+                    roof_s: float | None = None, last: bool = False) -> None:
+        """Every (scenario, case) of todo on one backend, in one worker (restarted as needed).
+        With roof_s (timed runs), the roofs are measured again in that worker first when due,
+        and after its last case when it is the last backend (the end roofs)."""
         with self.worker(backend) as w:
+            if roof_s is not None and todo:
+                self.roofs_if_due(w, roof_s)
             for scenario, case in todo:
                 self.finish(self.record(w, backend, scenario, case))
+            if roof_s is not None and last:
+                self.measure_end_roofs(roof_s, w)
 
     def record(self, w: WorkerProcess, backend: Backend, scenario: str, case: Case) -> dict:
         """The record of one (case, backend): in the parent when unsupported, else in w."""
+        if self.watch is not None:  # --wait-idle: others started working meanwhile
+            self._paused_s = self.watch.pause_if_loaded()
         self.progress.starting(case.id, name_of(backend))
         # unsupported, or unsupported() raised or overran (under the guard): no worker needed
         rec = guard.parent_record(backend, scenario, case, self.timeout_s)
@@ -172,6 +223,9 @@ class Sweep:
     def finish(self, rec: dict[str, Any]) -> None:
         """Write one record, keep it, then tell the progress and the observers."""
         roof_fraction(rec, self.roofs)
+        if self.watch is not None:
+            self.watch.observe(rec, self._paused_s)
+            self._paused_s = 0.0
         self.writer.append(rec)
         self.result.records.append(rec)
         self.progress.advance(rec)

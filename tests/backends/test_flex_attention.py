@@ -1,6 +1,7 @@
 """flex-attention, really compiled on the CPU, against the float64 oracle (a few tiny cases).
 
-The first compile costs ~15-25 s cold on a 2-core CPU; later graphs a few seconds each.
+The first compile costs ~15-25 s cold on a 2-core CPU; later graphs a few seconds each (a
+minute each on a loaded one): the variant cases below combine variants to keep them four.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from attnbench.backends.flex_attention import FlexAttention
 from attnbench.case import Case
 from attnbench.measure.timing import TimerConfig
 from attnbench.plugin.backend import import_failure
-from attnbench.run.execute import CaseData, Options, execute
+from attnbench.run.execute import CaseData, Options, execute, expected_shape
+from attnbench.variants import VARIANTS
 
 pytestmark = pytest.mark.skipif(
     import_failure("torch.nn.attention.flex_attention") is not None,
@@ -29,7 +31,7 @@ def check_ok(rec: dict, case: Case) -> None:
     assert rec["status"] == "ok", (rec.get("error"), rec.get("agreement"))
     out = rec["agreement"]["outputs"][0]
     assert out["nonfinite"] == 0 and out["max_abs_err"] <= out["bound"]
-    assert out["shape"] == [case.batch, case.heads_q, case.seq_q, case.head_dim]
+    assert out["shape"] == list(expected_shape(case))
 
 
 def test_causal_more_queries_than_keys():
@@ -55,3 +57,28 @@ def test_reasons():
     assert "flex-attention has no fwd_bwd mode on cpu (supports fwd)" in FLEX.unsupported(
         Case(1, 2, 2, 8, 8, 16, mode="fwd_bwd"))
     assert any("float64" in r for r in FLEX.unsupported(Case(1, 2, 2, 8, 8, 16, dtype="float64")))
+
+
+G = {"batch": 2, "heads_q": 4, "heads_kv": 2, "seq_q": 12, "seq_kv": 20, "head_dim": 16}
+VARIANT_CASES = {  # every variant at least once, in four graphs
+    "window-lengths-softcap-dv": Case(**G, mask="causal", window_left=5, q_lens=(12, 3),
+                                      kv_lens=(7, 20), softcap=2.0, head_dim_v=24),
+    "documents-alibi-bias": Case(**{**G, "seq_q": 20}, mask="causal", doc_lens=(4, 9, 7),
+                                 alibi=True, bias="head"),
+    "packed-window-alibi-bias": Case(**G, layout="packed", q_lens=(6, 12), kv_lens=(20, 9),
+                                     window_left=4, window_right=1, alibi=True,
+                                     bias="batch_head"),
+    "paged-decode": Case(**{**G, "seq_q": 3}, mask="causal", layout="paged", page_size=4,
+                         kv_lens=(11, 20)),
+}
+
+
+def test_variant_cases_cover_every_variant():
+    assert {v for c in VARIANT_CASES.values() for v in c.variants} == set(VARIANTS)
+    assert FLEX.capabilities.variants == VARIANTS
+
+
+@pytest.mark.parametrize("key", list(VARIANT_CASES))
+def test_variants_agree_with_oracle(key):
+    case = VARIANT_CASES[key]
+    check_ok(run(case, Options(time_it=False, memory=False)), case)

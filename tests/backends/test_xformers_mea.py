@@ -3,7 +3,9 @@
 The fake library below is NOT xformers. It is injected into sys.modules only to test OUR
 adapter logic on the CPU: layout (B, S, H, D) and BMGHK for grouped heads, the choice of
 mask class (LowerTriangularMask is top-left, LowerTriangularFromBottomRightMask bottom-right,
-as xformers documents), scale, and the layout of the output. The fake computes attention
+as xformers documents), scale, the layout of the output, and each variant's attn_bias: the
+local, block-diagonal, padded-keys and paged classes (their visibility as xformers' docstrings
+state it) and the dense tensor bias (full shape, rows aligned). The fake computes attention
 with plain torch following xformers' documented conventions, and leaves NaN in rows that see
 no key, so that the adapter's zeroing is exercised. Hardware verification of the real
 library is issue #5.
@@ -21,35 +23,151 @@ from attnbench.backends.xformers_mea import XformersMEA
 
 from attnbench.case import Case
 from attnbench.plugin.backend import device_failure, import_failure
-from attnbench.run.execute import CaseData
+from attnbench.run.execute import CaseData, expected_shape
+from attnbench.verify import layouts
 from attnbench.verify.inputs import make_inputs
+
+
+def causal_pairs(mq, mk, off):
+    """Boolean (mq, mk): key j visible from query i iff j <= i + off."""
+    return torch.arange(mk)[None, :] <= torch.arange(mq)[:, None] + off
 
 
 class LowerTriangularMask:
     """Fake of xformers' top-left causal bias: query i sees key j iff j <= i."""
 
+    def visible(self, mq, mk):
+        return causal_pairs(mq, mk, 0)
+
 
 class LowerTriangularFromBottomRightMask:
     """Fake of xformers' bottom-right causal bias: j <= i + Mk - Mq."""
+
+    def visible(self, mq, mk):
+        return causal_pairs(mq, mk, mk - mq)
+
+
+class LocalAttentionFromBottomRightMask:
+    """Fake: q - window_left <= k + (Mq - Mk) <= q + window_right (both sides >= 0)."""
+
+    def __init__(self, window_left, window_right):
+        assert type(window_left) is int and type(window_right) is int
+        assert window_left >= 0 and window_right >= 0
+        self.window_left, self.window_right = window_left, window_right
+
+    def visible(self, mq, mk):
+        i, j = torch.arange(mq)[:, None], torch.arange(mk)[None, :] + mq - mk
+        return (i - self.window_left <= j) & (j <= i + self.window_right)
+
+
+def starts(lens):
+    return [0, *np.cumsum(lens).tolist()]
+
+
+class BlockDiagonalMask:
+    """Fake: sequence b's queries see only its keys; from_seqlens(q_seqlen, kv_seqlen=None)."""
+
+    def __init__(self, q_seqlen, kv_seqlen, kv_starts=None):
+        assert all(type(n) is int for n in [*q_seqlen, *kv_seqlen])
+        self.q_seqlen, self.kv_seqlen = q_seqlen, kv_seqlen
+        self.kv_starts = kv_starts or starts(kv_seqlen)[:-1]
+
+    @classmethod
+    def from_seqlens(cls, q_seqlen, kv_seqlen=None):
+        return cls(q_seqlen, kv_seqlen if kv_seqlen is not None else q_seqlen)
+
+    def block(self, lq, lk):  # within one sequence, all pairs
+        return torch.ones(lq, lk, dtype=torch.bool)
+
+    def visible(self, mq, mk):
+        seen = torch.zeros(mq, mk, dtype=torch.bool)
+        for q0, lq, k0, lk in zip(starts(self.q_seqlen), self.q_seqlen, self.kv_starts,
+                                  self.kv_seqlen, strict=False):
+            seen[q0:q0 + lq, k0:k0 + lk] = self.block(lq, lk)
+        return seen
+
+
+class BlockDiagonalCausalMask(BlockDiagonalMask):
+    """Fake: block-diagonal, each block top-left causal."""
+
+    def block(self, lq, lk):
+        return causal_pairs(lq, lk, 0)
+
+
+class BlockDiagonalCausalFromBottomRightMask(BlockDiagonalMask):
+    """Fake: block-diagonal, each block bottom-right causal."""
+
+    def block(self, lq, lk):
+        return causal_pairs(lq, lk, lk - lq)
+
+
+class BlockDiagonalPaddedKeysMask(BlockDiagonalMask):
+    """Fake: sequence b's keys start at b * kv_padding, its first kv_seqlen[b] are valid."""
+
+    @classmethod
+    def from_seqlens(cls, q_seqlen, kv_padding, kv_seqlen):
+        assert type(kv_padding) is int and max(kv_seqlen) <= kv_padding
+        bias = cls(q_seqlen, kv_seqlen, [b * kv_padding for b in range(len(kv_seqlen))])
+        bias.kv_padding = kv_padding
+        return bias
+
+    def make_paged(self, block_tables, page_size, paged_type):
+        return paged_type(self, block_tables, page_size)
+
+
+class BlockDiagonalCausalWithOffsetPaddedKeysMask(BlockDiagonalPaddedKeysMask):
+    """Fake: padded keys, each block causal with the offset kv_seqlen - q_seqlen (bottom-right)."""
+
+    def block(self, lq, lk):
+        return causal_pairs(lq, lk, lk - lq)
+
+
+class PagedBlockDiagonalPaddedKeysMask:
+    """Fake: the padded-keys mask read through block_tables: logical key j of sequence b sits
+    in pool row block_tables[b, j // page_size] * page_size + j % page_size."""
+
+    def __init__(self, base, block_tables, page_size):
+        assert block_tables.dtype == torch.int32 and type(page_size) is int
+        self.base, self.block_tables, self.page_size = base, block_tables, page_size
+
+    def visible(self, mq, mk):
+        logical = self.base.visible(mq, len(self.base.kv_seqlen) * self.base.kv_padding)
+        seen = torch.zeros(mq, mk, dtype=torch.bool)
+        for b, row in enumerate(self.block_tables.long()):
+            for j in range(self.base.kv_padding):
+                slot = int(row[j // self.page_size]) * self.page_size + j % self.page_size
+                seen[:, slot] |= logical[:, b * self.base.kv_padding + j]
+        return seen
+
+
+class PagedBlockDiagonalCausalWithOffsetPaddedKeysMask(PagedBlockDiagonalPaddedKeysMask):
+    """Fake: as its padded-keys base (the base carries the causal offset)."""
+
+
+BIAS_CLASSES = [LowerTriangularMask, LowerTriangularFromBottomRightMask,
+                LocalAttentionFromBottomRightMask, BlockDiagonalMask, BlockDiagonalCausalMask,
+                BlockDiagonalCausalFromBottomRightMask, BlockDiagonalPaddedKeysMask,
+                BlockDiagonalCausalWithOffsetPaddedKeysMask, PagedBlockDiagonalPaddedKeysMask,
+                PagedBlockDiagonalCausalWithOffsetPaddedKeysMask]
 
 
 def fake_attention(calls: list, query, key, value, attn_bias=None, p=0.0, scale=None):
     """memory_efficient_attention by xformers' documented rules; records what it was given."""
     calls.append({"query": query, "key": key, "value": value, "attn_bias": attn_bias,
                   "p": p, "scale": scale})
-    shape = query.shape
+    shape = (*query.shape[:-1], value.shape[-1])
     if query.dim() == 5:  # BMGHK: G groups of H heads; k/v already expanded over H
         query, key, value = (x.flatten(2, 3) for x in (query, key, value))
     q, k, v = (x.transpose(1, 2).double() for x in (query, key, value))  # (B, H, M, K)
     s = q @ k.transpose(-1, -2) * (scale if scale is not None else q.shape[-1] ** -0.5)
     mq, mk = q.shape[2], k.shape[2]
-    i, j = torch.arange(mq)[:, None], torch.arange(mk)[None, :]
-    if type(attn_bias) is LowerTriangularMask:
-        s = s.masked_fill(j > i, float("-inf"))
-    elif type(attn_bias) is LowerTriangularFromBottomRightMask:
-        s = s.masked_fill(j > i + mk - mq, float("-inf"))
-    else:
-        assert attn_bias is None, f"fake got an unexpected bias {attn_bias!r}"
+    if isinstance(attn_bias, torch.Tensor):  # full shape, rows aligned to 8 elements
+        assert attn_bias.shape[-2:] == (mq, mk) and attn_bias.stride(-2) % 8 == 0
+        assert attn_bias.shape[0] == q.shape[0] and attn_bias.numel() == s.numel()
+        s = s + attn_bias.reshape(s.shape).double()
+    elif attn_bias is not None:
+        assert type(attn_bias) in BIAS_CLASSES, f"fake got an unexpected bias {attn_bias!r}"
+        s = s.masked_fill(~attn_bias.visible(mq, mk), float("-inf"))
     out = torch.softmax(s, dim=-1) @ v  # NaN where a row sees no key
     return out.transpose(1, 2).reshape(shape).to(query.dtype)
 
@@ -59,8 +177,8 @@ def fake_xformers(monkeypatch) -> list:
     """Install the fake modules xformers, xformers.ops, xformers.ops.fmha(.attn_bias)."""
     calls: list = []
     bias = types.ModuleType("xformers.ops.fmha.attn_bias")
-    bias.LowerTriangularMask = LowerTriangularMask
-    bias.LowerTriangularFromBottomRightMask = LowerTriangularFromBottomRightMask
+    for cls in BIAS_CLASSES:
+        setattr(bias, cls.__name__, cls)
     fmha = types.ModuleType("xformers.ops.fmha")
     fmha.attn_bias = bias
     ops = types.ModuleType("xformers.ops")
@@ -84,7 +202,8 @@ def run_on_cpu(case: Case) -> tuple[torch.Tensor, CaseData]:
 
 
 def max_err(out: torch.Tensor, data: CaseData) -> float:
-    return float(np.abs(out.double().numpy()[:, :, data.rows] - data.ref).max())
+    padded = layouts.padded_output(out.double().numpy(), data.case)
+    return float(np.abs(padded[:, :, data.rows] - data.ref).max())
 
 
 CASES = {
@@ -157,3 +276,61 @@ def test_missing_library_is_the_reason():
     assert reasons[0] == "xformers not importable: No module named 'xformers'"
     if device_failure("cuda"):
         assert "no CUDA device" in " ".join(reasons)
+
+
+G = {"batch": 2, "heads_q": 4, "heads_kv": 2, "seq_q": 12, "seq_kv": 20, "head_dim": 16}
+VARIANT_CASES = {  # name -> (case, the attn_bias type it must get)
+    "window-causal": (Case(**G, mask="causal", window_left=5), LocalAttentionFromBottomRightMask),
+    "window-both": (Case(**{**G, "seq_q": 20}, window_left=3, window_right=2),
+                    LocalAttentionFromBottomRightMask),
+    "kv-lens-causal": (Case(**{**G, "seq_q": 3}, mask="causal", kv_lens=(5, 17)),
+                       BlockDiagonalCausalWithOffsetPaddedKeysMask),
+    "kv-lens-none-dv": (Case(**G, kv_lens=(0, 17), head_dim_v=24), BlockDiagonalPaddedKeysMask),
+    "documents-causal": (Case(**{**G, "seq_q": 20}, mask="causal", doc_lens=(4, 9, 7)),
+                         BlockDiagonalCausalMask),
+    "packed-causal": (Case(**G, mask="causal", layout="packed", q_lens=(12, 3), kv_lens=(5, 20)),
+                      BlockDiagonalCausalFromBottomRightMask),
+    "packed-none": (Case(**G, layout="packed", q_lens=(6, 12), kv_lens=(20, 9)),
+                    BlockDiagonalMask),
+    "paged-causal": (Case(**{**G, "seq_q": 3}, mask="causal", layout="paged", page_size=4,
+                          kv_lens=(11, 20)), PagedBlockDiagonalCausalWithOffsetPaddedKeysMask),
+    "paged-none": (Case(**{**G, "seq_q": 2}, layout="paged", page_size=8, kv_lens=(3, 20)),
+                   PagedBlockDiagonalPaddedKeysMask),
+    "alibi-lengths-window": (Case(**G, mask="causal", alibi=True, q_lens=(12, 5),
+                                  kv_lens=(20, 6), window_left=3), torch.Tensor),
+    "bias-batch-head": (Case(**{**G, "heads_kv": 4}, bias="batch_head"), torch.Tensor),
+}
+
+
+@pytest.mark.parametrize("key", list(VARIANT_CASES))
+def test_variant_mapping(fake_xformers, key):
+    case, bias_type = VARIANT_CASES[key]
+    assert set(case.variants) <= set(XformersMEA.capabilities.variants)
+    out, data = run_on_cpu(case)
+    (call,) = fake_xformers
+    bias = call["attn_bias"]
+    assert isinstance(bias, bias_type) and type(bias).__name__ == bias_type.__name__
+    if isinstance(bias, LocalAttentionFromBottomRightMask):
+        wr = case.window_right if case.mask == "none" else 0
+        assert (bias.window_left, bias.window_right) == (case.window_left, wr)
+    if isinstance(bias, PagedBlockDiagonalPaddedKeysMask):
+        assert np.array_equal(bias.block_tables.numpy(), layouts.block_table(case))
+        assert bias.page_size == case.page_size and bias.base.kv_seqlen == list(case.kv_lens)
+        assert call["key"].shape[:2] == (1, case.batch * layouts.pages_per_seq(case)
+                                         * case.page_size)  # the pool, one row per slot
+    if isinstance(bias, (BlockDiagonalMask, torch.Tensor)):
+        assert call["query"].shape[0] == (case.batch if isinstance(bias, torch.Tensor) else 1)
+    assert tuple(out.shape) == expected_shape(case)
+    assert torch.isfinite(out).all()
+    assert max_err(out, data) < 1e-5
+
+
+def test_combinations_without_a_class_say_why(fake_xformers):
+    from attnbench import Unsupported
+
+    case = Case(**G, layout="packed", q_lens=(6, 12), kv_lens=(20, 9), alibi=True)
+    with pytest.raises(Unsupported, match="packed layout takes block-diagonal masks only"):
+        run_on_cpu(case)
+    cuda = Case(**{**G, "dtype": "float16", "device": "cuda"}, softcap=5.0)
+    (why,) = [r for r in XformersMEA().unsupported(cuda) if "softcap" in r]
+    assert why.endswith("memory_efficient_attention has no soft-capping")

@@ -32,6 +32,7 @@ DEFECTS = {  # defect -> class attributes that make it
     "per-device": {"capabilities": Capabilities(per_device={"cuda": {"dtypes": ("float16",)}})},
     "per-device-key": {"capabilities": Capabilities(per_device={"cpu": {"colour": "red"}})},
     "min-versions": {"capabilities": Capabilities(min_versions={"numpy": "latest"})},
+    "why-not": {"capabilities": Capabilities(why_not={"flash": "no reason"})},
     "raises": {"name": property(_raising)},
     "sleeps": {"name": property(_sleeping)},
 }

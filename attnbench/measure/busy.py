@@ -1,0 +1,175 @@
+"""Whether a run was made on a busy machine: a pure judgement of its contention readings.
+
+judge(contention) -> {"busy", "reasons", "advice", "seen"}. A run is busy when any holds:
+- other processes used at least OTHERS_FRACTION of the cores (at least OTHERS_MIN cores) on
+  average over the run, or while more than LOADED_FRACTION of its records were timed;
+- CPU steal (time a VM's host gave to its other guests) reached STEAL_PCT of CPU time;
+- a matmul roof (at the start, between backends of a long sweep, at the end) fell below
+  ROOF_DROP of the best known for this machine, or below ROOF_FALL of the start roof;
+- more than NOISY_FRACTION of the timed records were noisy (IQR/median >= 10 %);
+- another process used the GPU, or the GPU was slowed down (power cap, thermal) while idle.
+Load average and iowait are shown, not judged: the load counts this run's own threads and lags
+a minute behind, and iowait is idle time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+OTHERS_FRACTION, OTHERS_MIN = 0.2, 0.5
+LOADED_FRACTION = 0.25
+STEAL_PCT = 10.0
+ROOF_DROP, ROOF_FALL = 0.6, 0.7
+NOISY_FRACTION, NOISY_MIN_RECORDS = 0.5, 3
+
+ADVICE_CPU = ("rerun on an idle machine (`attnbench run --wait-idle` waits for one), give the "
+              "run fewer threads than the free cores (`--threads N`), or pin it to cores nothing "
+              "else uses (`taskset -c LIST attnbench run ...`)")
+ADVICE_STEAL = "steal means the VM's host is overcommitted: rerun later or on a dedicated machine"
+ADVICE_GPU = ("wait for the other GPU processes to end (nvidia-smi lists them) or pick an idle "
+              "GPU (CUDA_VISIBLE_DEVICES)")
+
+
+def others_limit(cores: int) -> float:
+    """Cores other processes may use before a run counts as busy."""
+    return max(OTHERS_MIN, OTHERS_FRACTION * cores)
+
+
+def judge(c: dict[str, Any]) -> dict[str, Any]:
+    """The verdict on one run's readings (see the module docstring for the rules)."""
+    reasons: list[str] = []
+    advice: list[str] = []
+    cpu = _others(c) + _loaded(c) + _roofs(c) + _noisy(c)
+    steal = _steal(c)
+    gpu = _gpu(c.get("before")) + _gpu(c.get("after"))
+    reasons += cpu + steal + list(dict.fromkeys(gpu))
+    if cpu or steal:
+        advice.append(ADVICE_CPU)
+    if steal:
+        advice.append(ADVICE_STEAL)
+    if gpu:
+        advice.append(ADVICE_GPU)
+    busy = bool(reasons)
+    text = ("its timings are not reliable: " + "; ".join(advice)) if busy else ""
+    return {"busy": busy, "reasons": reasons, "advice": text, "seen": seen(c)}
+
+
+def _num(x: Any) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+
+
+def _others(c: dict[str, Any]) -> list[str]:
+    cores = int(c.get("cores") or 1)
+    run = c.get("run") or {}
+    used = _num(run.get("others_cores"))
+    if used is None or used < others_limit(cores):
+        return []
+    top = ", ".join(f"{t.get('name')} (pid {t.get('pid')}) {t.get('cores')}"
+                    for t in run.get("top_others") or [] if isinstance(t, dict))
+    return [f"other processes used {used:.2g} of the {cores} cores on average during the run"
+            + (f" (busiest seen: {top})" if top else "")]
+
+
+def _loaded(c: dict[str, Any]) -> list[str]:
+    recs = c.get("records") or {}
+    n, loaded = int(recs.get("windows") or 0), int(recs.get("under_load") or 0)
+    if not n or loaded <= LOADED_FRACTION * n or _others(c):
+        return []  # already said for the whole run
+    limit = others_limit(int(c.get("cores") or 1))
+    return [f"{loaded} of {n} records ran while other processes used {limit:.2g} cores or more"]
+
+
+def _steal(c: dict[str, Any]) -> list[str]:
+    steal = _num((c.get("run") or {}).get("steal_pct"))
+    if steal is None or steal < STEAL_PCT:
+        return []
+    return [f"CPU steal was {steal:.3g} % of CPU time during the run (the VM's host ran its "
+            "other guests)"]
+
+
+def _roofs(c: dict[str, Any]) -> list[str]:
+    out = []
+    start, end = c.get("roof_start") or {}, c.get("roof_end") or {}
+    best = c.get("roof_best_known") or {}
+    during = [d.get("roofs") or {} for d in c.get("roof_during") or [] if isinstance(d, dict)]
+    for device, per in start.items():
+        for dtype, s in (per or {}).items() if isinstance(per, dict) else ():
+            s, e = _num(s), _num((end.get(device) or {}).get(dtype))
+            mid = [x for d in during if (x := _num((d.get(device) or {}).get(dtype)))]
+            b = _num(((best.get(device) or {}).get(dtype) or {}).get("flops_per_s"))
+            measured = [x for x in (s, *mid, e) if x]
+            if not measured:
+                continue
+            low = min(measured)
+            what = f"the {dtype} matmul roof on {device} was {_g(s)} GFLOP/s at the start" + (
+                f" and {_g(e)} at the end" if e else "") + (
+                f" (lowest {_g(min(mid))} in between)" if mid and min(mid) < min(s or 1e30,
+                                                                                 e or 1e30) else "")
+            if b and low < ROOF_DROP * b:
+                out.append(f"{what}, {100 * low / b:.0f} % of the best known {_g(b)} GFLOP/s "
+                           "on this machine")
+            elif s and low < ROOF_FALL * s:
+                out.append(f"{what}: it fell to {100 * low / s:.0f} % during the run")
+    return out
+
+
+def _g(x: float | None) -> str:
+    return "–" if not x else f"{x / 1e9:.3g}"
+
+
+def _noisy(c: dict[str, Any]) -> list[str]:
+    recs = c.get("records") or {}
+    timed, noisy = int(recs.get("timed") or 0), int(recs.get("noisy") or 0)
+    if timed < NOISY_MIN_RECORDS or noisy <= NOISY_FRACTION * timed:
+        return []
+    return [f"{noisy} of {timed} timed records were noisy (IQR/median of 10 % or more)"]
+
+
+def _gpu(reading: Any) -> list[str]:
+    gpu = (reading or {}).get("gpu") if isinstance(reading, dict) else None
+    if not isinstance(gpu, dict):
+        return []
+    out = [f"another process was on the GPU: {p.get('name')} (pid {p.get('pid')}, "
+           f"{p.get('memory_mib')} MiB)" for p in gpu.get("other_processes") or []]
+    for g in gpu.get("gpus") or []:
+        slow = g.get("slowdowns")
+        if isinstance(slow, list) and slow:
+            out.append(f"GPU {g.get('index')} was slowed down while idle: {', '.join(slow)}")
+    return out
+
+
+def seen(c: dict[str, Any]) -> str:
+    """One line of what was measured: load, others' CPU, steal, iowait, roofs, noisy records."""
+    run = c.get("run") or {}
+    cores = c.get("cores")
+    parts = []
+    load = (c.get("before") or {}).get("load")
+    if isinstance(load, list) and load:
+        parts.append(f"load {load[0]:.2f} on {cores} cores before the run")
+    for name, fmt in (("others_cores", "other processes {:.2g} cores"),
+                      ("steal_pct", "steal {:.2g} %"), ("iowait_pct", "iowait {:.2g} %")):
+        if _num(run.get(name)) is not None:
+            parts.append(fmt.format(run[name]))
+    for device, per in (c.get("roof_start") or {}).items():
+        for dtype, s in (per or {}).items() if isinstance(per, dict) else ():
+            if _num(s):
+                e = _num(((c.get("roof_end") or {}).get(device) or {}).get(dtype))
+                b = (((c.get("roof_best_known") or {}).get(device) or {}).get(dtype) or {})
+                parts.append(f"{device} {dtype} roof {_g(s)}" + (f"→{_g(e)}" if e else "")
+                             + (f" GFLOP/s (best known {_g(_num(b.get('flops_per_s')))})"
+                                if b else " GFLOP/s"))
+    recs = c.get("records") or {}
+    if recs.get("timed"):
+        parts.append(f"noisy {recs.get('noisy', 0)} of {recs['timed']}")
+    return ", ".join(parts)
+
+
+def warning_lines(verdict: dict[str, Any] | None, what: str = "this run") -> list[str]:
+    """The loud warning for a busy verdict, as lines (none when the run was not busy)."""
+    if not isinstance(verdict, dict) or not verdict.get("busy"):
+        return []
+    lines = [f"WARNING: {what} was made on a busy machine; {verdict.get('advice')}"]
+    lines += [f"  - {r}" for r in verdict.get("reasons") or []]
+    if verdict.get("seen"):
+        lines.append(f"  seen: {verdict['seen']}")
+    return lines

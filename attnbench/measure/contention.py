@@ -1,0 +1,299 @@
+"""Contention readings: load, steal, iowait, other processes' CPU, CPU clocks, GPU neighbours.
+
+Every reading is a cheap read of /proc and /sys (about 1 ms for a few hundred processes), so
+one can be taken around each record without disturbing its timing. `Snapshot` is the state at
+one instant; `window(a, b)` turns two snapshots into rates over the time between them.
+
+"Other processes' CPU" is what the kernel counted as busy CPU time (/proc/stat: user, nice,
+system, irq, softirq) minus what this run's own process tree used (this process, its live
+descendants from /proc/<pid>/stat, and its reaped children from os.times()). It sees
+processes of other containers on the same kernel too, which a walk over /proc/<pid> cannot.
+The GPU side (nvidia-smi) is read only when a run uses CUDA; where something cannot be read,
+the reading says "unmeasured: why" instead of a number.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BUSY_FIELDS = ("user", "nice", "system", "irq", "softirq")  # guest time is inside user
+STAT_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+TOP_OTHERS = 3  # the busiest other processes a window names
+
+
+@dataclass
+class ProcInfo:
+    """One process as /proc/<pid>/stat shows it: name, parent, own and reaped children's ticks."""
+
+    name: str
+    ppid: int
+    ticks: int  # utime + stime
+    child_ticks: int  # cutime + cstime (children it has reaped)
+    start: int  # starttime: tells a reused pid apart
+
+
+@dataclass
+class Snapshot:
+    """The machine at one instant: /proc/stat totals, load, every process's CPU ticks."""
+
+    t: float
+    cpu: dict[str, int]
+    ncpu: int
+    load: tuple[float, float, float] | None
+    procs: dict[int, ProcInfo] = field(default_factory=dict)
+    own_ticks: float = 0.0  # CPU ticks this process tree has used since it began
+    own: frozenset[int] = frozenset()
+
+
+def clock_ticks() -> int:
+    try:
+        return int(os.sysconf("SC_CLK_TCK"))
+    except (ValueError, OSError, AttributeError):
+        return 100
+
+
+def read_cpu(root: Path) -> tuple[dict[str, int], int]:
+    """The aggregate `cpu` line of /proc/stat as named tick counts, and the number of CPUs."""
+    cpu: dict[str, int] = {}
+    ncpu = 0
+    try:
+        text = (root / "proc/stat").read_text()
+    except OSError:  # not Linux: no CPU times (window() then says unmeasured)
+        return cpu, os.cpu_count() or 1
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        if parts[0] == "cpu":
+            cpu = {name: int(v) for name, v in zip(STAT_FIELDS, parts[1:], strict=False)}
+        elif parts[0].startswith("cpu") and parts[0][3:].isdigit():
+            ncpu += 1
+    return cpu, ncpu or (os.cpu_count() or 1)
+
+
+def read_load(root: Path) -> tuple[float, float, float] | None:
+    """The 1, 5 and 15 minute load averages, or None where /proc/loadavg cannot be read."""
+    try:
+        parts = (root / "proc/loadavg").read_text().split()
+        return float(parts[0]), float(parts[1]), float(parts[2])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def parse_stat(text: str) -> ProcInfo | None:
+    """One /proc/<pid>/stat line; the name sits in parentheses and may hold spaces."""
+    close = text.rfind(")")
+    if close < 0:
+        return None
+    name = text[text.find("(") + 1:close]
+    f = text[close + 2:].split()  # f[0] is field 3 (state)
+    try:
+        return ProcInfo(name, int(f[1]), int(f[11]) + int(f[12]), int(f[13]) + int(f[14]),
+                        int(f[19]))
+    except (IndexError, ValueError):
+        return None
+
+
+def read_procs(root: Path) -> dict[int, ProcInfo]:
+    """Every process /proc lists (those that vanish while read are skipped)."""
+    out: dict[int, ProcInfo] = {}
+    try:
+        names = os.listdir(root / "proc")
+    except OSError:
+        return out
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            info = parse_stat((root / "proc" / name / "stat").read_text())
+        except OSError:
+            continue
+        if info is not None:
+            out[int(name)] = info
+    return out
+
+
+def descendants(procs: dict[int, ProcInfo], top: int) -> frozenset[int]:
+    """top and every process below it in the parent tree."""
+    children: dict[int, list[int]] = {}
+    for pid, info in procs.items():
+        children.setdefault(info.ppid, []).append(pid)
+    out, todo = {top}, [top]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in out:
+                out.add(child)
+                todo.append(child)
+    return frozenset(out)
+
+
+def own_reaped_ticks() -> float:
+    """CPU ticks of this process and of the children it has reaped (os.times)."""
+    t = os.times()
+    return (t.user + t.system + t.children_user + t.children_system) * clock_ticks()
+
+
+def snapshot(root: Path | str = "/", me: int | None = None, reaped: float | None = None
+             ) -> Snapshot:
+    """Read the machine now. root is "/" except in tests (a fake /proc tree); me is the top of
+    this run's process tree (default this process); reaped its own and reaped children's ticks
+    (default os.times())."""
+    root = Path(root)
+    me = os.getpid() if me is None else me
+    cpu, ncpu = read_cpu(root)
+    procs = read_procs(root)
+    own = descendants(procs, me)
+    live = sum(p.ticks + p.child_ticks for pid, p in procs.items() if pid in own and pid != me)
+    base = own_reaped_ticks() if reaped is None else reaped
+    return Snapshot(time.monotonic(), cpu, ncpu, read_load(root), procs, base + live, own)
+
+
+def window(a: Snapshot, b: Snapshot, hz: int | None = None) -> dict[str, Any]:
+    """Rates between two snapshots: others' CPU in cores, steal and iowait in % of CPU time."""
+    hz = hz or clock_ticks()
+    seconds = max(b.t - a.t, 1e-6)
+    if not (a.cpu and b.cpu):
+        why = "unmeasured: /proc/stat cannot be read"
+        return {"seconds": round(seconds, 3), "cores": b.ncpu, "load": why,
+                "others_cores": None, "steal_pct": None, "iowait_pct": None}
+    total = sum(b.cpu.get(k, 0) - a.cpu.get(k, 0) for k in STAT_FIELDS) or 1
+    busy = sum(b.cpu.get(k, 0) - a.cpu.get(k, 0) for k in BUSY_FIELDS)
+    others = max(0.0, busy - (b.own_ticks - a.own_ticks)) / hz / seconds
+    out: dict[str, Any] = {
+        "seconds": round(seconds, 3), "cores": b.ncpu,
+        "load": list(b.load) if b.load else "unmeasured: /proc/loadavg cannot be read",
+        "others_cores": round(others, 3),
+        "steal_pct": round(100 * (b.cpu.get("steal", 0) - a.cpu.get("steal", 0)) / total, 2),
+        "iowait_pct": round(100 * (b.cpu.get("iowait", 0) - a.cpu.get("iowait", 0)) / total, 2),
+    }
+    top = busiest_others(a, b, hz, seconds)
+    if top:
+        out["top_others"] = top
+    return out
+
+
+def busiest_others(a: Snapshot, b: Snapshot, hz: int, seconds: float) -> list[dict[str, Any]]:
+    """The other processes visible here, read at both ends of the window, that used the most
+    CPU in it (at least 0.05 core)."""
+    rows = []
+    for pid, p in b.procs.items():
+        before = a.procs.get(pid)
+        if pid in b.own or before is None or before.start != p.start:
+            continue
+        cores = (p.ticks - before.ticks) / hz / seconds
+        if cores >= 0.05:
+            rows.append({"pid": pid, "name": p.name[:40], "cores": round(cores, 2)})
+    return sorted(rows, key=lambda r: -r["cores"])[:TOP_OTHERS]
+
+
+def probe(seconds: float = 0.25, root: Path | str = "/") -> dict[str, Any]:
+    """A window of `seconds` from now (the run sleeps meanwhile): what others do right now."""
+    a = snapshot(root)
+    time.sleep(seconds)
+    return window(a, snapshot(root))
+
+
+def cpu_freq(root: Path | str = "/") -> dict[str, Any] | str:
+    """Current CPU clocks in MHz (min, mean, max over CPUs) from cpufreq, where it is readable."""
+    base = Path(root) / "sys/devices/system/cpu"
+    mhz = []
+    for f in sorted(base.glob("cpu[0-9]*/cpufreq/scaling_cur_freq")):
+        try:
+            mhz.append(int(f.read_text().strip()) / 1000)
+        except (OSError, ValueError):
+            continue
+    if not mhz:
+        return "unmeasured: no readable cpufreq in /sys (virtual machines usually hide it)"
+    maxes = []
+    for f in sorted(base.glob("cpu[0-9]*/cpufreq/cpuinfo_max_freq")):
+        try:
+            maxes.append(int(f.read_text().strip()) / 1000)
+        except (OSError, ValueError):
+            continue
+    out: dict[str, Any] = {"min_mhz": min(mhz), "mean_mhz": round(sum(mhz) / len(mhz), 1),
+                           "max_mhz": max(mhz)}
+    if maxes:
+        out["rated_max_mhz"] = max(maxes)
+    return out
+
+
+SMI_GPU = "index,clocks.sm,clocks.max.sm,temperature.gpu,power.draw,utilization.gpu"
+REASON_FIELDS = ("clocks_event_reasons.active", "clocks_throttle_reasons.active")  # new, old
+# clock event reasons (NVML bit masks) that slow a GPU down for a reason other than our work
+SLOWDOWNS = {0x4: "software power cap", 0x8: "hardware slowdown",
+             0x20: "software thermal slowdown", 0x40: "hardware thermal slowdown",
+             0x80: "hardware power brake"}
+
+
+def smi(args: list[str], timeout: float = 10.0) -> str:
+    """nvidia-smi's CSV output (no header, no units); raises OSError where it cannot run."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        raise OSError("nvidia-smi not found")
+    try:
+        res = subprocess.run([exe, *args, "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=timeout)
+    except subprocess.SubprocessError as exc:
+        raise OSError(f"nvidia-smi failed: {exc}") from None
+    if res.returncode != 0:
+        raise OSError(f"nvidia-smi exited {res.returncode}: {res.stdout.strip()[:200]}")
+    return res.stdout
+
+
+def gpu_reading(run: Any = smi, own: frozenset[int] = frozenset()) -> dict[str, Any] | str:
+    """Per GPU clocks, temperature, power, utilisation and slowdown reasons, and the compute
+    processes on the GPUs that are not this run's. run is nvidia-smi (tests pass a fake)."""
+    try:
+        rows, reasons = _gpu_rows(run)
+        apps = [line.split(", ") for line in run(
+            ["--query-compute-apps=pid,process_name,used_memory"]).strip().splitlines()]
+    except OSError as exc:
+        return f"unmeasured: {exc}"
+    gpus = []
+    for row in rows:
+        keys = ("index", "sm_mhz", "max_sm_mhz", "temperature_c", "power_w", "utilization_pct")
+        gpu: dict[str, Any] = dict(zip(keys, (_num(x) for x in row), strict=False))
+        mask = _mask(row[len(keys)]) if len(row) > len(keys) and reasons else None
+        gpu["slowdowns"] = ([why for bit, why in SLOWDOWNS.items() if mask & bit]
+                            if mask is not None else "unmeasured: no clock event reasons")
+        gpus.append(gpu)
+    others = [{"pid": _num(a[0]), "name": a[1][:60] if len(a) > 1 else "?",
+               "memory_mib": _num(a[2]) if len(a) > 2 else None}
+              for a in apps if a and a[0].strip() and _num(a[0]) not in own]
+    return {"gpus": gpus, "other_processes": others}
+
+
+def _gpu_rows(run: Any) -> tuple[list[list[str]], bool]:
+    """The per-GPU rows, with the clock event reasons where this driver knows either name."""
+    for name in REASON_FIELDS:
+        try:
+            out = run([f"--query-gpu={SMI_GPU},{name}"])
+            return [line.split(", ") for line in out.strip().splitlines()], True
+        except OSError:
+            continue
+    out = run([f"--query-gpu={SMI_GPU}"])
+    return [line.split(", ") for line in out.strip().splitlines()], False
+
+
+def _num(text: str) -> float | int | str:
+    t = text.strip()
+    try:
+        return int(t)
+    except ValueError:
+        try:
+            return float(t)
+        except ValueError:
+            return t
+
+
+def _mask(text: str) -> int | None:
+    try:
+        return int(text.strip(), 16)
+    except ValueError:
+        return None

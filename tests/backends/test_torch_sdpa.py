@@ -1,0 +1,91 @@
+"""torch-sdpa and its CPU kernels on the variant cases, against the float64 oracle."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+from attnbench.backends.torch_sdpa import sdpa_backends, sdpa_mask_args
+
+from attnbench.case import Case
+from attnbench.run.execute import CaseData, Options, execute, expected_shape
+from attnbench.verify.inputs import make_inputs
+
+BACKENDS = {b.name: b for b in sdpa_backends()}
+CPU_KERNELS = ["torch-sdpa", "torch-sdpa-math", "torch-sdpa-flash"]
+G = {"batch": 2, "heads_q": 4, "heads_kv": 2, "seq_q": 12, "seq_kv": 20, "head_dim": 16}
+CASES = {
+    "window-causal": Case(**G, mask="causal", window_left=5),
+    "window-both": Case(**{**G, "seq_q": 20}, window_left=3, window_right=2),
+    "lengths-empty-rows": Case(**G, mask="causal", q_lens=(12, 0), kv_lens=(7, 20)),
+    "kv-lens-decode": Case(**{**G, "seq_q": 2}, mask="causal", kv_lens=(5, 17)),
+    "documents-causal": Case(**{**G, "seq_q": 20}, mask="causal", doc_lens=(4, 9, 7)),
+    "alibi-causal": Case(**G, mask="causal", alibi=True),
+    "bias-head": Case(**G, bias="head"),
+    "bias-alibi-lengths": Case(**G, mask="causal", bias="batch_head", kv_lens=(9, 3), alibi=True),
+    "dv": Case(**G, mask="causal", head_dim_v=24),
+}
+
+
+def check(name: str, case: Case) -> dict:
+    rec = execute(BACKENDS[name], "test", case, lambda: CaseData(case, seed=0),
+                  Options(time_it=False, memory=False))
+    assert rec["status"] == "ok", (rec.get("error"), rec.get("agreement"))
+    out = rec["agreement"]["outputs"][0]
+    assert out["nonfinite"] == 0 and out["max_abs_err"] <= out["bound"]
+    assert out["shape"] == list(expected_shape(case))
+    return rec
+
+
+@pytest.mark.parametrize("key", list(CASES))
+@pytest.mark.parametrize("name", CPU_KERNELS)
+def test_variants_agree_with_oracle(name, key):
+    case = CASES[key]
+    reasons = BACKENDS[name].unsupported(case)
+    if name == "torch-sdpa-flash" and "dv" in case.variants:
+        assert reasons == ["torch-sdpa-flash does not support the dv variant: this kernel needs "
+                           "v's head dim equal to q's"]
+        return
+    assert reasons == []
+    check(name, case)
+
+
+@pytest.mark.parametrize("key", ["window-causal", "bias-alibi-lengths"])
+def test_bfloat16(key):
+    check("torch-sdpa", replace(CASES[key], dtype="bfloat16"))
+
+
+def test_mask_kinds():
+    """Visibility alone goes as a boolean attn_mask (True = attend); ALiBi/bias additively."""
+    def mask_of(case):
+        data = CaseData(case, seed=0)
+        return sdpa_mask_args(make_inputs(case, data.arrays, "torch"))["attn_mask"]
+
+    window = mask_of(CASES["window-causal"])
+    assert window.dtype == torch.bool and window.shape == (12, 20)
+    lengths = mask_of(CASES["lengths-empty-rows"])
+    assert lengths.dtype == torch.bool and lengths.shape == (2, 1, 12, 20)
+    assert not lengths[1].any()  # q_lens 0: no row of the second sequence sees a key
+    additive = mask_of(CASES["bias-alibi-lengths"])
+    assert additive.dtype == torch.float32 and additive.shape == (2, 4, 12, 20)
+    assert torch.isneginf(additive[1, :, :, 3:]).all()  # kv_lens 3
+
+
+@pytest.mark.parametrize("extra, words", [
+    ({"softcap": 5.0}, "soft-capping rewrites the scores before the mask"),
+    ({"layout": "packed"}, "not cu_seqlens (varlen)"),
+    ({"layout": "paged", "page_size": 4}, "not pages through a block table"),
+])
+def test_unsupported_variants_say_why(extra, words):
+    case = Case(**G, **extra)
+    for name in BACKENDS:
+        reasons = BACKENDS[name].unsupported(replace(case, device="cpu"))
+        assert any(words in r for r in reasons), (name, reasons)
+
+
+def test_flash_kernel_on_cuda_takes_no_mask():
+    flash = BACKENDS["torch-sdpa-flash"]
+    reasons = flash.unsupported(replace(CASES["window-causal"], device="cuda", dtype="float16"))
+    assert any(r.endswith("variant on cuda: the flash kernel takes no attn_mask on CUDA")
+               for r in reasons), reasons

@@ -1,0 +1,102 @@
+"""The busy-machine judgement: each rule fires on its own, an idle run is not busy, and the
+warning says what was seen and what to do. Readings are built by hand (the judgement is pure)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from attnbench.measure.busy import judge, others_limit, warning_lines
+
+GF = 1e9
+IDLE = {
+    "cores": 2,
+    "before": {"load": [0.3, 0.2, 0.1], "others_cores": 0.02, "steal_pct": 0.0,
+               "gpu": "unmeasured: no CUDA case"},
+    "run": {"others_cores": 0.05, "steal_pct": 0.3, "iowait_pct": 0.1},
+    "after": {"gpu": "unmeasured: no CUDA case"},
+    "records": {"windows": 84, "under_load": 2, "timed": 84, "noisy": 5},
+    "roof_start": {"cpu": {"float32": 176 * GF}},
+    "roof_end": {"cpu": {"float32": 172 * GF}},
+    "roof_best_known": {"cpu": {"float32": {"flops_per_s": 179 * GF}}},
+}
+
+
+def readings(**changes) -> dict:
+    """IDLE with some readings changed, a path spelt with __: readings(run__others_cores=1.2)."""
+    c = copy.deepcopy(IDLE)
+    for dotted, value in changes.items():
+        *path, last = dotted.split("__")
+        node = c
+        for key in path:
+            node = node[key]
+        node[last] = value
+    return c
+
+
+def test_an_idle_run_is_not_busy():
+    verdict = judge(IDLE)
+    assert verdict["busy"] is False and verdict["reasons"] == [] and verdict["advice"] == ""
+    assert "cpu float32 roof 176→172 GFLOP/s (best known 179)" in verdict["seen"]
+    assert warning_lines(verdict) == []
+
+
+@pytest.mark.parametrize("changes,words", [
+    ({"run__others_cores": 1.2, "run__top_others": [{"pid": 9, "name": "hog", "cores": 1.0}]},
+     "other processes used 1.2 of the 2 cores on average during the run (busiest seen: hog "
+     "(pid 9) 1.0)"),
+    ({"records__under_load": 30}, "30 of 84 records ran while other processes used 0.5 cores"),
+    ({"run__steal_pct": 25.0}, "CPU steal was 25 % of CPU time"),
+    ({"roof_start__cpu__float32": 28 * GF, "roof_end__cpu__float32": 30 * GF},
+     "the float32 matmul roof on cpu was 28 GFLOP/s at the start and 30 at the end, 16 % of the "
+     "best known 179 GFLOP/s on this machine"),
+    ({"roof_best_known": {}, "roof_end__cpu__float32": 100 * GF},
+     "it fell to 57 % during the run"),
+    ({"records__noisy": 54}, "54 of 84 timed records were noisy"),
+], ids=["others", "spikes", "steal", "roof vs best", "roof fell", "noisy"])
+def test_each_rule_makes_a_run_busy(changes: dict, words: str):
+    verdict = judge(readings(**changes))
+    assert verdict["busy"] is True
+    assert any(words in r for r in verdict["reasons"]), verdict["reasons"]
+    assert "--wait-idle" in verdict["advice"] and "--threads" in verdict["advice"]
+    assert "taskset" in verdict["advice"]
+
+
+def test_steal_advice_and_gpu_neighbours():
+    steal = judge(readings(run__steal_pct=30.0))
+    assert "overcommitted" in steal["advice"]
+    gpu = {"gpus": [{"index": 0, "slowdowns": ["hardware thermal slowdown"]}],
+           "other_processes": [{"pid": 77, "name": "train.py", "memory_mib": 30000}]}
+    verdict = judge(readings(before__gpu=gpu))
+    assert verdict["busy"] and "CUDA_VISIBLE_DEVICES" in verdict["advice"]
+    assert "another process was on the GPU: train.py (pid 77, 30000 MiB)" in verdict["reasons"]
+    assert "GPU 0 was slowed down while idle: hardware thermal slowdown" in verdict["reasons"]
+
+
+def test_thresholds_are_relative_to_the_cores():
+    assert others_limit(2) == 0.5 and others_limit(64) == pytest.approx(12.8)
+    assert not judge(readings(cores=64, run__others_cores=4.0))["busy"]
+    assert not judge(readings(records__timed=2, records__noisy=2))["busy"]  # too few to judge
+
+
+def test_missing_readings_are_not_taken_for_idle_or_busy():
+    verdict = judge({"cores": 2, "run": {"others_cores": None, "steal_pct": None}})
+    assert verdict["busy"] is False and verdict["seen"] == ""
+
+
+def test_the_warning_names_the_reasons_and_what_was_seen():
+    lines = warning_lines(judge(readings(run__others_cores=1.9)), "the new run x")
+    assert lines[0].startswith("WARNING: the new run x was made on a busy machine; its timings "
+                               "are not reliable: rerun on an idle machine")
+    assert lines[1].startswith("  - other processes used 1.9 of the 2 cores")
+    assert lines[-1].startswith("  seen: load 0.30 on 2 cores before the run, other processes "
+                                "1.9 cores")
+
+
+def test_a_roof_between_backends_counts_too():
+    verdict = judge(readings(roof_best_known={}, roof_during=[
+        {"at_s": 700.0, "roofs": {"cpu": {"float32": 90 * GF}}}]))
+    assert verdict["busy"]
+    assert ("the float32 matmul roof on cpu was 176 GFLOP/s at the start and 172 at the end "
+            "(lowest 90 in between): it fell to 51 % during the run") in verdict["reasons"]

@@ -1,0 +1,143 @@
+"""Contention readings: parsed from a fake /proc tree, rates between snapshots, GPU via a fake
+nvidia-smi, and one real reading of this machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from attnbench.measure import contention as c
+
+HZ = 100
+
+
+def stat_line(pid: int, name: str, ppid: int, utime: int, stime: int = 0, cutime: int = 0,
+              start: int = 1000) -> str:
+    """A /proc/<pid>/stat line in the kernel's layout (fields 1..22 and a few more)."""
+    fields = ["S", ppid, 1, 1, 0, -1, 0, 0, 0, 0, 0, utime, stime, cutime, 0, 20, 0, 1, 0,
+              start, 1000, 100]
+    return f"{pid} ({name}) " + " ".join(map(str, fields)) + "\n"
+
+
+class FakeProc:
+    """A fake root with proc/stat, proc/loadavg and proc/<pid>/stat: the readers are pointed at
+    it instead of the real /proc, so the numbers of a test are known exactly."""
+
+    def __init__(self, root: Path, ncpu: int = 2):
+        self.root, self.ncpu = root, ncpu
+        (root / "proc").mkdir(parents=True)
+
+    def write(self, cpu: dict[str, int], load: str, procs: list[str]) -> None:
+        values = " ".join(str(cpu.get(k, 0)) for k in c.STAT_FIELDS)
+        lines = [f"cpu  {values} 0 0"] + [f"cpu{i} 0 0 0 0 0 0 0 0" for i in range(self.ncpu)]
+        (self.root / "proc/stat").write_text("\n".join(lines) + "\nintr 1 2 3\n")
+        (self.root / "proc/loadavg").write_text(f"{load} 2/84 3486\n")
+        for old in (self.root / "proc").glob("[0-9]*"):
+            (old / "stat").unlink()
+            old.rmdir()
+        for line in procs:
+            pid = line.split()[0]
+            (self.root / "proc" / pid).mkdir()
+            (self.root / "proc" / pid / "stat").write_text(line)
+
+
+def test_parse_stat_reads_a_name_with_spaces_and_parentheses():
+    info = c.parse_stat(stat_line(42, "my (odd) prog", 7, utime=30, stime=12, cutime=5))
+    assert (info.name, info.ppid, info.ticks, info.child_ticks, info.start) == (
+        "my (odd) prog", 7, 42, 5, 1000)
+    assert c.parse_stat("garbage") is None
+
+
+def test_window_counts_others_and_leaves_this_run_out(tmp_path: Path):
+    fake = FakeProc(tmp_path)
+    me, worker, other = 100, 101, 200
+    fake.write({"user": 1000, "idle": 1000}, "0.50 0.40 0.30",
+               [stat_line(me, "attnbench", 1, 10), stat_line(worker, "python", me, 50),
+                stat_line(other, "hog", 1, 400)])
+    a = c.snapshot(tmp_path, me=me, reaped=10)
+    # 2 s at 100 ticks/s on 2 CPUs = 400 ticks: the worker used 100, the hog 180, steal 40
+    fake.write({"user": 1280, "idle": 1080, "steal": 40}, "1.50 0.60 0.35",
+               [stat_line(me, "attnbench", 1, 10), stat_line(worker, "python", me, 150),
+                stat_line(other, "hog", 1, 580)])
+    b = c.snapshot(tmp_path, me=me, reaped=10)
+    b.t = a.t + 2.0
+    w = c.window(a, b, hz=HZ)
+    assert w["cores"] == 2 and w["load"] == [1.5, 0.6, 0.35]
+    assert w["others_cores"] == pytest.approx(0.9)  # 280 busy ticks - 100 of ours, over 2 s
+    assert w["steal_pct"] == pytest.approx(10.0)  # 40 of 400 ticks
+    assert w["top_others"] == [{"pid": other, "name": "hog", "cores": 0.9}]
+
+
+def test_a_reaped_worker_still_counts_as_ours(tmp_path: Path):
+    fake = FakeProc(tmp_path)
+    me = 100
+    fake.write({"user": 1000, "idle": 1000}, "0.1 0.1 0.1",
+               [stat_line(me, "attnbench", 1, 10), stat_line(101, "python", me, 50)])
+    a = c.snapshot(tmp_path, me=me, reaped=10)
+    # the worker used 50 more ticks, exited and was reaped: os.times() now holds its 100
+    fake.write({"user": 1050, "idle": 1350}, "0.1 0.1 0.1", [stat_line(me, "attnbench", 1, 10)])
+    b = c.snapshot(tmp_path, me=me, reaped=110)
+    b.t = a.t + 2.0
+    assert c.window(a, b, hz=HZ)["others_cores"] == 0.0
+
+
+def test_without_proc_stat_the_rates_are_unmeasured(tmp_path: Path):
+    (tmp_path / "proc").mkdir()
+    a = c.snapshot(tmp_path, me=1, reaped=0)
+    w = c.window(a, c.snapshot(tmp_path, me=1, reaped=0))
+    assert w["others_cores"] is None and w["load"].startswith("unmeasured:")
+
+
+def test_cpu_freq_reads_cpufreq_or_says_why_not(tmp_path: Path):
+    assert c.cpu_freq(tmp_path).startswith("unmeasured: no readable cpufreq")
+    for i, khz in enumerate((1200000, 3000000)):
+        d = tmp_path / f"sys/devices/system/cpu/cpu{i}/cpufreq"
+        d.mkdir(parents=True)
+        (d / "scaling_cur_freq").write_text(f"{khz}\n")
+        (d / "cpuinfo_max_freq").write_text("3500000\n")
+    assert c.cpu_freq(tmp_path) == {"min_mhz": 1200.0, "mean_mhz": 2100.0, "max_mhz": 3000.0,
+                                    "rated_max_mhz": 3500.0}
+
+
+def fake_smi(replies: dict[str, str]):
+    """Stands in for nvidia-smi (none here) to test the parsing of its CSV: the reply whose
+    key starts the first argument, OSError (a field this driver lacks) otherwise."""
+    def run(args: list[str]) -> str:
+        for prefix, text in replies.items():
+            if args[0].startswith(prefix):
+                return text
+        raise OSError("nvidia-smi exited 2: Field is not a valid field to query")
+    return run
+
+
+def test_gpu_reading_names_other_processes_and_slowdowns():
+    run = fake_smi({"--query-gpu=index,clocks.sm,clocks.max.sm,temperature.gpu,power.draw,"
+                    "utilization.gpu,clocks_event_reasons": "0, 1980, 1980, 45, 120.5, 0, "
+                                                            "0x0000000000000001\n"
+                                                            "1, 900, 1980, 91, 300.0, 0, "
+                                                            "0x0000000000000060\n",
+                    "--query-compute-apps": "4242, python, 20480\n"})
+    r = c.gpu_reading(run, own=frozenset({7}))
+    assert r["gpus"][0]["slowdowns"] == [] and r["gpus"][0]["temperature_c"] == 45
+    assert r["gpus"][1]["slowdowns"] == ["software thermal slowdown", "hardware thermal slowdown"]
+    assert r["other_processes"] == [{"pid": 4242, "name": "python", "memory_mib": 20480}]
+    assert c.gpu_reading(run, own=frozenset({4242}))["other_processes"] == []
+
+
+def test_gpu_reading_on_an_older_driver_and_without_nvidia_smi():
+    old = fake_smi({"--query-gpu=index,clocks.sm,clocks.max.sm,temperature.gpu,power.draw,"
+                    "utilization.gpu,clocks_throttle": "0, 1410, 1410, 40, 60, 0, 0x4\n",
+                    "--query-compute-apps": ""})
+    assert c.gpu_reading(old)["gpus"][0]["slowdowns"] == ["software power cap"]
+
+    def missing(args: list[str]) -> str:
+        raise OSError("nvidia-smi not found")
+    assert c.gpu_reading(missing) == "unmeasured: nvidia-smi not found"
+
+
+def test_real_reading_of_this_machine_is_sane():
+    snap = c.snapshot()
+    assert snap.ncpu >= 1 and snap.cpu and snap.own  # this process is in its own tree
+    w = c.probe(0.05)
+    assert 0 <= w["others_cores"] <= w["cores"] + 0.5 and 0 <= w["steal_pct"] <= 100
