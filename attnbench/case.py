@@ -27,6 +27,7 @@ SIZE_KEYS = ("window_left", "window_right")  # integers >= 0
 LIST_KEYS = ("q_lens", "kv_lens", "doc_lens")  # a list of integers, or "random" ("random:N")
 CHOICES = {"dtype": DTYPES, "mask": MASKS, "mode": MODES, "layout": var.LAYOUTS,
            "bias": var.BIAS_KINDS}
+GRAD_VARIANTS = ("window", "lengths", "documents", "alibi", "bias", "softcap", "dv")  # bwd ok
 FLOAT_KEYS = ("scale", "softcap")  # positive finite numbers
 CASE_KEYS = (*INT_KEYS, *SIZE_KEYS, *LIST_KEYS, *CHOICES, *FLOAT_KEYS, "alibi")
 TOP_KEYS = ("name", "description", "base", "sweep", "device", "variant")
@@ -301,7 +302,7 @@ def _make_case(v: dict[str, Any], device: str, path: str) -> Case:
         scale=float(v["scale"]) if "scale" in v else None,
         window_left=v.get("window_left"), window_right=v.get("window_right"),
         q_lens=_lens(v, "q_lens", v["seq_q"]), kv_lens=_lens(v, "kv_lens", v["seq_kv"]),
-        doc_lens=_docs(v), layout=v.get("layout", "padded"), page_size=v.get("page_size"),
+        doc_lens=_docs(v, path), layout=v.get("layout", "padded"), page_size=v.get("page_size"),
         alibi=v.get("alibi", False), bias=v.get("bias", "none"),
         softcap=float(v["softcap"]) if "softcap" in v else None, head_dim_v=v.get("head_dim_v"),
     )
@@ -318,12 +319,13 @@ def _lens(v: dict[str, Any], key: str, top: int) -> tuple[int, ...] | None:
     return None if x is None else tuple(x)
 
 
-def _docs(v: dict[str, Any]) -> tuple[int, ...] | None:
+def _docs(v: dict[str, Any], path: str) -> tuple[int, ...] | None:
     x = v.get("doc_lens")
     if isinstance(x, str):
         n = int(x.partition(":")[2])
         if n > v["seq_q"]:
-            raise ScenarioError(f"key 'doc_lens': {n} documents do not fit seq_q={v['seq_q']}")
+            raise ScenarioError(f"{path}: key 'doc_lens': {n} documents do not fit "
+                                f"seq_q={v['seq_q']}")
         return var.random_documents(n, v["seq_q"])
     return None if x is None else tuple(x)
 
@@ -346,9 +348,10 @@ def variant_problem(case: Case) -> str | None:
             return "key 'doc_lens': documents do not combine with q_lens/kv_lens"
     if (case.layout == "paged") != (case.page_size is not None):
         return "key 'page_size': set it exactly when layout = \"paged\""
-    if case.variants and case.mode != "fwd":
-        return (f"mode {case.mode!r} with variants ({', '.join(case.variants)}): the gradient "
-                f"oracle covers plain and causal masks only; use mode = \"fwd\"")
+    no_grad = [v for v in case.variants if v not in GRAD_VARIANTS]
+    if no_grad and case.mode != "fwd":
+        return (f"mode {case.mode!r} with the {', '.join(no_grad)} layout: the gradient oracle "
+                f"covers the padded layout only; use mode = \"fwd\"")
     return None
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from attnbench.plugin.backend import Capabilities
 from attnbench.record import error_ratio, failure_text
-from attnbench.report.tables import console, failures
+from attnbench.report.tables import console, failures, variants_text
+from attnbench.variants import VARIANTS
 
 
 def _grad_mismatch() -> dict:
@@ -33,3 +35,13 @@ def test_error_text_with_brackets_is_printed_as_it_is(capsys):
     console().print(failures([rec]))
     out = capsys.readouterr().out
     assert "[/tmp/x]" in out and "[b, h, s, d]" in out
+
+
+def test_variants_column_names_what_each_backend_declares():
+    assert variants_text(Capabilities()) == "-"
+    assert variants_text(Capabilities(variants=VARIANTS)) == "all"
+    assert variants_text(Capabilities(variants=("softcap", "window"))) == "window, softcap"
+    caps = Capabilities(devices=("cpu", "cuda"), variants=("window",),
+                        per_device={"cuda": {"variants": ("window", "paged")}})
+    assert variants_text(caps) == "cpu: window / cuda: window, paged"
+
