@@ -296,10 +296,13 @@ def failures_section(groups: list[Group]) -> list[Any]:
                                          "message"], rows)]
 
 
+CSV_VARIANT_FIELDS = ["window_left", "window_right", "q_lens", "kv_lens", "doc_lens", "layout",
+                      "page_size", "alibi", "bias", "softcap", "head_dim_v"]
 CSV_FIELDS = ["run", "scenario", "device", "backend", "case_id", "variant", "batch", "heads_q",
-              "heads_kv", "seq_q", "seq_kv", "head_dim", "dtype", "mask", "mode", "status",
-              "median_ms", "iqr_ms", "first_call_ms", "gflops_per_s", "roof_fraction",
-              "peak_bytes", "error_over_bound", "speedup_vs_baseline"]
+              "heads_kv", "seq_q", "seq_kv", "head_dim", "dtype", "mask", "mode",
+              *CSV_VARIANT_FIELDS, "status", "median_ms", "iqr_ms", "first_call_ms",
+              "gflops_per_s", "roof_fraction", "peak_bytes", "error_over_bound",
+              "speedup_vs_baseline", "repeats", "bitwise_identical", "repeat_max_abs_diff"]
 
 
 def write_csv(path: Path, groups: list[Group], baseline: str) -> None:
@@ -315,5 +318,18 @@ def write_csv(path: Path, groups: list[Group], baseline: str) -> None:
                 row = {**r, "run": g.run.label, "variant": g.variant(r), "median_ms": med,
                        "iqr_ms": (r.get("timing") or {}).get("iqr_ms"),
                        "peak_bytes": peak_bytes(r), "error_over_bound": error_ratio(r),
-                       "speedup_vs_baseline": b / med if b and med else None}
+                       "speedup_vs_baseline": b / med if b and med else None,
+                       **determinism_columns(r)}
+                for k in ("q_lens", "kv_lens", "doc_lens"):  # lengths: "512 300 0"
+                    if isinstance(row.get(k), list):
+                        row[k] = " ".join(map(str, row[k]))
                 w.writerow({k: csv_cell(row.get(k)) for k in CSV_FIELDS})  # no formulas
+
+
+def determinism_columns(r: dict[str, Any]) -> dict[str, Any]:
+    """The CSV columns of a record's repeat check (empty without one)."""
+    det = r.get("determinism")
+    if not isinstance(det, dict):
+        return {}
+    return {"repeats": det.get("repeats"), "bitwise_identical": det.get("bitwise_identical"),
+            "repeat_max_abs_diff": det.get("max_abs_diff")}

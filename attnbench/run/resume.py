@@ -12,11 +12,12 @@ from attnbench.results import read_meta
 # command-line flag (argparse dest) -> key in run.json's config
 FLAGS = {"scenario": "scenarios", "backend": "backends", "device": "devices", "dtype": "dtypes",
          "seed": "seed", "budget": "budget_s", "plugin": "plugins", "timeout": "timeout_s",
-         "threads": "threads"}
+         "threads": "threads", "repeat": "repeat"}
 # the JSON type each stored flag must have (a run.json edited by hand is refused, not run)
 FLAG_TYPES: dict[str, type | tuple[type, ...]] = {
     "backends": list, "devices": list, "dtypes": list, "plugins": list, "seed": int,
     "budget_s": (int, float), "timeout_s": (int, float, type(None)), "threads": (int, type(None)),
+    "repeat": (int, type(None)),
 }
 # fingerprint keys that must not change: a new value would mix incomparable numbers
 CODE_KEYS = ("host", "cpu", "python", "versions", "git_commit")
