@@ -1,0 +1,145 @@
+"""Mask pictures: which keys each query row sees (attnbench.variants), drawn beside a group's table.
+
+One panel per distinct mask of a group (causal, window, lengths, documents; from the smallest
+case of each variant), and one more per batch element whose lengths differ from those already
+drawn, capped. Large cases are drawn at most MAX_PIXELS a side: each pixel's shade is the exact
+fraction of visible (query, key) pairs in its block, from variants.key_ranges, so a thin window
+stays visible as a faint line instead of vanishing between sampled rows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from attnbench import variants
+from attnbench.case import Case
+from attnbench.report.groups import Group, variant_label, variant_value
+from attnbench.report.plots import Plot, plain_text
+from attnbench.sanitize import plain
+
+MAX_PIXELS = 128  # per side of one panel
+MAX_PANELS = 8  # per group
+MAX_BATCH = 4  # batch elements drawn per mask
+MASK_FIELDS = ("window", "q_lens", "kv_lens", "doc_lens")  # variant fields that change the mask
+CAPTION = ("which keys (columns) each query row sees, batch element 0 and each batch element "
+           "whose lengths differ; dark = visible. ALiBi, bias and soft-cap change scores, not "
+           "visibility, and are not drawn")
+
+
+def mask_title(rec: dict[str, Any]) -> str:
+    """'causal win 128:0 kv_lens 5,3': the record's mask and the variants that shape it."""
+    parts = [str(rec.get("mask") or "none")]
+    parts += [variant_label(f, variant_value(f, rec, "")) for f in MASK_FIELDS]
+    return " ".join(p for p in parts if p)
+
+
+def _signature(case: Case) -> tuple[Any, ...]:
+    return (case.mask, case.seq_q, case.seq_kv, case.window_left, case.window_right,
+            case.q_lens, case.kv_lens, case.doc_lens)
+
+
+def mask_cases(g: Group) -> list[tuple[str, Case]]:
+    """(title, case) of each distinct mask in the group: the smallest case of each variant."""
+    smallest: dict[str, dict[str, Any]] = {}
+    for r in g.records:
+        v = g.variant(r)
+        size = (r.get("seq_q") or 0) * (r.get("seq_kv") or 0)
+        if v not in smallest or size < smallest[v]["_size"]:
+            smallest[v] = {**r, "_size": size}
+    out, seen = [], set()
+    for v in g.variants():
+        if v not in smallest:
+            continue
+        try:
+            case = Case.from_dict(smallest[v])
+        except (TypeError, ValueError):  # a record too damaged to name its case
+            continue
+        if _signature(case) not in seen:
+            seen.add(_signature(case))
+            out.append((mask_title(smallest[v]), case))
+    return out
+
+
+def batch_elements(case: Case) -> list[int]:
+    """Batch element 0 and each later one whose (query, key) lengths are new, up to MAX_BATCH."""
+    q_lens, kv_lens = variants.lengths(case)
+    out, seen = [], set()
+    for b in range(case.batch):
+        pair = (int(q_lens[b]), int(kv_lens[b]))
+        if pair not in seen:
+            seen.add(pair)
+            out.append(b)
+        if len(out) == MAX_BATCH:
+            break
+    return out
+
+
+def _edges(n: int, most: int) -> np.ndarray:
+    """Block boundaries splitting 0..n into at most `most` near-equal blocks."""
+    return np.unique(np.linspace(0, n, min(n, most) + 1).round().astype(np.int64))
+
+
+def picture(case: Case, b: int, most: int = MAX_PIXELS) -> np.ndarray:
+    """(rows, cols) in [0, 1]: the fraction of visible pairs in each block of batch element b."""
+    lo, hi = variants.key_ranges(case, b)
+    rows, cols = _edges(case.seq_q, most), _edges(case.seq_kv, most)
+    c0, c1 = cols[:-1][None, :], cols[1:][None, :] - 1
+    seen = np.clip(np.minimum(hi[:, None], c1) - np.maximum(lo[:, None], c0) + 1, 0, None)
+    per_row = seen / (c1 - c0 + 1)  # (seq_q, col blocks)
+    sums = np.add.reduceat(per_row, rows[:-1], axis=0)
+    return sums / np.diff(rows)[:, None]
+
+
+def panels(g: Group) -> list[tuple[str, str, np.ndarray]]:
+    """(title, which batch element or size, picture) of each panel, at most MAX_PANELS."""
+    out = []
+    for title, case in mask_cases(g):
+        q_lens, kv_lens = variants.lengths(case)
+        elements = batch_elements(case)
+        for b in elements:
+            which = (f"b{b}: q_len {q_lens[b]}, kv_len {kv_lens[b]}" if len(elements) > 1
+                     else f"q{case.seq_q} k{case.seq_kv}")
+            out.append((title, which, picture(case, b)))
+            if len(out) == MAX_PANELS:
+                return out
+    return out
+
+
+@plain_text
+def mask_figure(g: Group) -> Figure | None:
+    """The group's mask pictures in one small figure; None when no record names a case."""
+    drawn = panels(g)
+    if not drawn:
+        return None
+    cols = min(4, len(drawn))
+    rows = -(-len(drawn) // cols)
+    fig = Figure(figsize=(2.3 * cols, 2.5 * rows + 0.4), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[len(drawn):]:
+        ax.set_visible(False)
+    for ax, (title, which, img) in zip(axes, drawn, strict=False):
+        ax.imshow(img, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest",
+                  aspect="auto")
+        ax.set_title(f"{plain(title)}\n{plain(which)}", fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel("keys", fontsize=7)
+        ax.set_ylabel("queries", fontsize=7)
+    fig.suptitle(plain(f"{g.scenario} on {g.device}: mask"), fontsize=9)
+    return fig
+
+
+def save_mask(g: Group, out: Path) -> Plot | None:
+    """Draw and save the group's mask figure (PNG and SVG) under out."""
+    fig = mask_figure(g)
+    if fig is None:
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    png, svg = out / f"{g.slug}-mask.png", out / f"{g.slug}-mask.svg"
+    fig.savefig(png, dpi=100)
+    fig.savefig(svg, metadata={"Date": None})
+    return Plot("mask", png, svg)
