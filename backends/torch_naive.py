@@ -6,8 +6,32 @@ from collections.abc import Callable
 from typing import Any
 
 from attnbench import Backend, Capabilities, Inputs, hookimpl
+from attnbench.variants import VARIANTS
 
 FLOAT_DTYPES = ("float64", "float32", "float16", "bfloat16")
+
+
+def _masking(inputs: Inputs) -> tuple[Any, Any]:
+    """(hidden, terms): the boolean mask of unseen keys (None when every key is seen), or the
+    additive −inf/ALiBi/bias tensor when the case has ALiBi or a bias (it replaces hidden)."""
+    case = inputs.case
+    if case.alibi or case.bias != "none":
+        return None, inputs.additive_mask()
+    hidden = ~inputs.visible()
+    return (hidden if bool(hidden.any()) else None), None
+
+
+def _probs(s: Any, hidden: Any, terms: Any, cap: float | None) -> Any:
+    """softmax over keys of cap(s) + terms, masked (rows that see no key come out NaN)."""
+    import torch
+
+    if cap is not None:
+        s = torch.tanh(s / cap) * cap
+    if terms is not None:
+        s = s + terms
+    if hidden is not None:
+        s = s.masked_fill(hidden, float("-inf"))
+    return torch.softmax(s, dim=-1)
 
 
 class TorchNaive(Backend):
@@ -15,33 +39,87 @@ class TorchNaive(Backend):
     framework = "torch"
     description = "PyTorch eager: q kᵀ, masked_fill, softmax and p v, score matrix in memory"
     capabilities = Capabilities(
-        devices=("cpu", "cuda"), dtypes=FLOAT_DTYPES, modes=("fwd", "bwd", "fwd_bwd")
+        devices=("cpu", "cuda"), dtypes=FLOAT_DTYPES, modes=("fwd", "bwd", "fwd_bwd"),
+        variants=VARIANTS,
     )
 
     def prepare(self, inputs: Inputs) -> Callable[[], Any]:
         import torch
 
-        case = inputs.case
-        group = case.heads_q // case.heads_kv
-        q, k, v = inputs.q, inputs.k, inputs.v
-        hidden = None if case.mask == "none" else ~inputs.visible()
+        if inputs.case.layout == "packed":
+            return _packed(inputs)
+        case, q = inputs.case, inputs.q
+        hidden, terms = _masking(inputs)
         inputs.empty_rows()  # built now, not in the first call
-        # expand kv heads once here, as numpy-naive does; with autograd the expansion must be
-        # part of every call (a graph built in prepare() is freed by the first backward)
-        expand_per_call = group > 1 and k.requires_grad
-        if group > 1 and not expand_per_call:
-            k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+        fetch = _kv_source(inputs)
 
         def run() -> Any:
-            kk = k.repeat_interleave(group, dim=1) if expand_per_call else k
-            vv = v.repeat_interleave(group, dim=1) if expand_per_call else v
-            s = torch.matmul(q, kk.transpose(-1, -2)) * inputs.scale
-            if hidden is not None:
-                s = s.masked_fill(hidden, float("-inf"))
-            p = inputs.zero_empty_rows(torch.softmax(s, dim=-1))  # rows that see no key: 0
-            return torch.matmul(p, vv)
+            k, v = fetch()
+            s = torch.matmul(q, k.transpose(-1, -2)) * inputs.scale
+            p = inputs.zero_empty_rows(_probs(s, hidden, terms, case.softcap))  # no key: 0
+            return torch.matmul(p, v)
 
         return run
+
+
+def _kv_source(inputs: Inputs) -> Callable[[], tuple[Any, Any]]:
+    """A callable giving (k, v) with the kv heads expanded to the query heads. Padded: expanded
+    once here, unless autograd needs the expansion in the graph of every call (a graph built
+    in prepare() is freed by the first backward). Paged: each call gathers every sequence's
+    pages through the block table (inside the timed call, as a paged kernel must)."""
+    import torch
+
+    case, k, v = inputs.case, inputs.k, inputs.v
+    group = case.heads_q // case.heads_kv
+
+    def expand(x: Any) -> Any:
+        return x.repeat_interleave(group, dim=1) if group > 1 else x
+
+    if case.layout == "paged":
+        table = torch.from_numpy(inputs.block_table).to(device=k.device, dtype=torch.long)
+
+        def gather(pool: Any) -> Any:
+            g = pool[table]  # (batch, pages_per_seq, page_size, heads_kv, d)
+            g = g.reshape(case.batch, -1, pool.shape[2], pool.shape[3])[:, :case.seq_kv]
+            return expand(g.transpose(1, 2))
+
+        return lambda: (gather(k), gather(v))
+    if k.requires_grad:
+        return lambda: (expand(k), expand(v))
+    k, v = expand(k), expand(v)
+    return lambda: (k, v)
+
+
+def _packed(inputs: Inputs) -> Callable[[], Any]:
+    """The packed (varlen) layout: one sequence at a time, each with its own score matrix."""
+    import torch
+
+    case, q, k, v = inputs.case, inputs.q, inputs.k, inputs.v
+    group = case.heads_q // case.heads_kv
+    cq, ck = inputs.cu_seqlens_q.tolist(), inputs.cu_seqlens_k.tolist()
+    _, terms = _masking(inputs)
+    inputs.empty_rows()
+    seqs = []  # (q rows, k rows, hidden, terms) of each sequence with queries
+    for b in range(case.batch):
+        lq, lk = cq[b + 1] - cq[b], ck[b + 1] - ck[b]
+        t = None if terms is None else terms[min(b, terms.shape[0] - 1), :, :lq, :lk]
+        h = None if t is not None else ~inputs.visible(b)[:lq, :lk]
+        if lq:
+            seqs.append((slice(cq[b], cq[b + 1]), slice(ck[b], ck[b + 1]), h, t))
+
+    def run() -> Any:
+        parts = []
+        for qs, ks, h, t in seqs:
+            qb = q[qs].transpose(0, 1)  # (heads_q, lq, d)
+            kb = k[ks].repeat_interleave(group, dim=1).transpose(0, 1)
+            vb = v[ks].repeat_interleave(group, dim=1).transpose(0, 1)
+            s = torch.matmul(qb, kb.transpose(-1, -2)) * inputs.scale
+            parts.append(torch.matmul(_probs(s, h, t, case.softcap), vb).transpose(0, 1))
+        if not parts:
+            return q.new_zeros((q.shape[0], case.heads_q, case.dv))
+        return inputs.zero_empty_rows(torch.cat(parts))  # rows that see no key: 0, not NaN
+
+    return run
 
 
 @hookimpl
