@@ -24,6 +24,7 @@ from attnbench.sanitize import plain
 MAX_PIXELS = 128  # per side of one panel
 MAX_PANELS = 8  # per group
 MAX_BATCH = 4  # batch elements drawn per mask
+STACK_QUERIES = 16  # seq_q up to this (decode): every batch element's rows stacked in one panel
 MASK_FIELDS = ("window", "q_lens", "kv_lens", "doc_lens")  # variant fields that change the mask
 CAPTION = ("which keys (columns) each query row sees, batch element 0 and each batch element "
            "whose lengths differ; dark = visible. ALiBi, bias and soft-cap change scores, not "
@@ -99,6 +100,14 @@ def panels(g: Group) -> list[tuple[str, str, np.ndarray]]:
     out = []
     for title, case in mask_cases(g):
         q_lens, kv_lens = variants.lengths(case)
+        if case.seq_q <= STACK_QUERIES and case.batch > 1:  # decode: one row block per element
+            n = min(case.batch, max(1, MAX_PIXELS // case.seq_q))
+            img = np.vstack([picture(case, b) for b in range(n)])
+            which = f"q{case.seq_q} k{case.seq_kv}; rows: batch 0..{n - 1}"
+            out.append((title, which, img))
+            if len(out) == MAX_PANELS:
+                return out
+            continue
         elements = batch_elements(case)
         for b in elements:
             which = (f"b{b}: q_len {q_lens[b]}, kv_len {kv_lens[b]}" if len(elements) > 1
