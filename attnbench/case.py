@@ -27,6 +27,7 @@ SIZE_KEYS = ("window_left", "window_right")  # integers >= 0
 LIST_KEYS = ("q_lens", "kv_lens", "doc_lens")  # a list of integers, or "random" ("random:N")
 CHOICES = {"dtype": DTYPES, "mask": MASKS, "mode": MODES, "layout": var.LAYOUTS,
            "bias": var.BIAS_KINDS}
+GRAD_VARIANTS = ("window", "lengths", "documents", "alibi", "bias", "softcap", "dv")  # bwd ok
 FLOAT_KEYS = ("scale", "softcap")  # positive finite numbers
 CASE_KEYS = (*INT_KEYS, *SIZE_KEYS, *LIST_KEYS, *CHOICES, *FLOAT_KEYS, "alibi")
 TOP_KEYS = ("name", "description", "base", "sweep", "device", "variant")
@@ -346,9 +347,10 @@ def variant_problem(case: Case) -> str | None:
             return "key 'doc_lens': documents do not combine with q_lens/kv_lens"
     if (case.layout == "paged") != (case.page_size is not None):
         return "key 'page_size': set it exactly when layout = \"paged\""
-    if case.variants and case.mode != "fwd":
-        return (f"mode {case.mode!r} with variants ({', '.join(case.variants)}): the gradient "
-                f"oracle covers plain and causal masks only; use mode = \"fwd\"")
+    no_grad = [v for v in case.variants if v not in GRAD_VARIANTS]
+    if no_grad and case.mode != "fwd":
+        return (f"mode {case.mode!r} with the {', '.join(no_grad)} layout: the gradient oracle "
+                f"covers the padded layout only; use mode = \"fwd\"")
     return None
 
 

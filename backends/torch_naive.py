@@ -12,13 +12,16 @@ FLOAT_DTYPES = ("float64", "float32", "float16", "bfloat16")
 
 
 def _masking(inputs: Inputs) -> tuple[Any, Any]:
-    """(hidden, terms): the boolean mask of unseen keys (None when every key is seen), or the
-    additive −inf/ALiBi/bias tensor when the case has ALiBi or a bias (it replaces hidden)."""
+    """(hidden, terms): the boolean mask of unseen keys (None when every key is seen), and the
+    additive −inf/ALiBi/bias tensor when the case has ALiBi or a bias. With terms, hidden is
+    kept only where some row sees no key: its masked_fill keeps that row's NaN out of the
+    gradients."""
     case = inputs.case
-    if case.alibi or case.bias != "none":
-        return None, inputs.additive_mask()
+    terms = inputs.additive_mask() if case.alibi or case.bias != "none" else None
+    if terms is not None and not inputs.has_empty_rows():
+        return None, terms
     hidden = ~inputs.visible()
-    return (hidden if bool(hidden.any()) else None), None
+    return (hidden if bool(hidden.any()) else None), terms
 
 
 def _probs(s: Any, hidden: Any, terms: Any, cap: float | None) -> Any:
@@ -97,7 +100,7 @@ def _packed(inputs: Inputs) -> Callable[[], Any]:
     case, q, k, v = inputs.case, inputs.q, inputs.k, inputs.v
     group = case.heads_q // case.heads_kv
     cq, ck = inputs.cu_seqlens_q.tolist(), inputs.cu_seqlens_k.tolist()
-    _, terms = _masking(inputs)
+    terms = inputs.additive_mask() if case.alibi or case.bias != "none" else None
     inputs.empty_rows()
     seqs = []  # (q rows, k rows, hidden, terms) of each sequence with queries
     for b in range(case.batch):

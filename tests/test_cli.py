@@ -93,11 +93,16 @@ def test_help_exits_0(cli):
 def test_list_shows_every_backend_and_why(cli, registry):
     proc = cli("list")
     assert proc.returncode == 0, proc.stderr
-    status = {}
+    status, variants, last = {}, {}, None
     for line in proc.stdout.splitlines():
         cells = [c.strip() for c in line.split("│")]
-        if len(cells) > 3 and cells[1]:
-            status[cells[1]] = cells[3]
+        if len(cells) > 6 and cells[1]:
+            last = cells[1]
+            status[last], variants[last] = cells[3], cells[6]
+        elif len(cells) > 6 and last:  # a wrapped row goes on: its cells continue
+            status[last] = f"{status[last]} {cells[3]}".strip()
+            variants[last] = f"{variants[last]} {cells[6]}".strip()
+    assert variants["numpy-naive"] == variants["torch-naive"] == "all"  # the variants column
     for name, backend in registry.backends.items():
         assert name in status, name
         runnable = not backend.availability() and any(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from attnbench import variants
 from attnbench.case import Case
 from attnbench.plugin.registry import build_registry
 from attnbench.run.execute import CaseData, Options, execute
@@ -100,3 +101,57 @@ def test_torch_backend_that_changes_k_through_data_is_a_mismatch(plugin_path):
                 for o in r["agreement"]["outputs"]]
 
     assert bound_parts(rec) == bound_parts(honest)
+
+
+VARIANT_CASES = [  # the padded-layout variants the gradient oracle covers
+    Case(2, 4, 2, 10, 14, 8, mask="causal", window_left=3, kv_lens=(14, 5), q_lens=(10, 7)),
+    Case(1, 2, 2, 12, 12, 8, mask="causal", doc_lens=(5, 4, 3)),
+    Case(2, 4, 2, 9, 11, 8, alibi=True, bias="batch_head", mask="causal"),
+    Case(1, 2, 1, 9, 9, 8, softcap=0.8, window_left=2, window_right=1),
+    Case(2, 4, 2, 7, 9, 12, head_dim_v=5, mask="causal", kv_lens=(9, 0)),  # a length of 0
+]
+
+
+def literal_torch(a: dict, case: Case, b: int) -> tuple:
+    """softmax(cap(q kᵀ·scale) + ALiBi + bias, masked) v of batch element b in float64 torch,
+    its leaves q, k, v (written out here: the autograd side of the comparison)."""
+    q, k, v = (torch.from_numpy(a[n][b:b + 1].copy()).requires_grad_(True) for n in "qkv")
+    g = case.heads_q // case.heads_kv
+    s = q @ k.repeat_interleave(g, 1).transpose(-1, -2) * case.softmax_scale
+    if case.softcap is not None:
+        s = case.softcap * torch.tanh(s / case.softcap)
+    q_lens, kv_lens = variants.lengths(case)
+    if case.alibi:
+        i = np.arange(case.seq_q)[:, None] + kv_lens[b] - q_lens[b]
+        dist = np.abs(i - np.arange(case.seq_kv)[None, :])
+        s = s - torch.from_numpy(variants.alibi_slopes(case.heads_q)[:, None, None] * dist)
+    if "bias" in a:
+        s = s + torch.from_numpy(a["bias"][b if a["bias"].shape[0] > 1 else 0])
+    vis = torch.from_numpy(variants.visibility(case, b))
+    p = torch.softmax(s.masked_fill(~vis, -torch.inf), -1).nan_to_num(0.0)
+    return p @ v.repeat_interleave(g, 1), (q, k, v)
+
+
+@pytest.mark.parametrize("case", VARIANT_CASES, ids=lambda c: c.id)
+def test_oracle_gradients_with_variants_match_torch_autograd(case):
+    case = Case(**{**case.to_dict(), "dtype": "float64"})
+    a = reference_arrays(case, 3)
+    d_out = np.random.default_rng(1).standard_normal((case.batch, case.heads_q, case.seq_q,
+                                                      case.dv))
+    for b in range(case.batch):
+        out, leaves = literal_torch(a, case, b)
+        out.backward(torch.from_numpy(d_out[b:b + 1]))
+        ours = attention_grads(a["q"][b:b + 1], a["k"][b:b + 1], a["v"][b:b + 1],
+                               d_out[b:b + 1], case, b, np.arange(case.heads_q), a.get("bias"))
+        for name, t in zip(("dq", "dk", "dv"), leaves, strict=True):
+            np.testing.assert_allclose(ours[name], t.grad.numpy(), atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["bwd", "fwd_bwd"])
+@pytest.mark.parametrize("case", VARIANT_CASES, ids=lambda c: c.id)
+def test_torch_naive_backward_with_variants_agrees(registry, case, mode):
+    case = Case(**{**case.to_dict(), "mode": mode})
+    rec = execute(registry.get("torch-naive"), "t", case, lambda: CaseData(case, 0), OPTS)
+    assert rec["status"] == "ok", (rec.get("error"), rec.get("agreement"))
+    assert [o["name"] for o in rec["agreement"]["outputs"]] == ["out", "dq", "dk", "dv"]
+    assert all(np.isfinite(o["max_abs_err"]) for o in rec["agreement"]["outputs"])

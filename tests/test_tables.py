@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from attnbench.plugin.backend import Capabilities
 from attnbench.record import error_ratio, failure_text
-from attnbench.report.tables import console, failures
+from attnbench.report.tables import console, failures, variants_text
+from attnbench.variants import VARIANTS
 
 
 def _grad_mismatch() -> dict:
@@ -54,3 +56,13 @@ def test_summary_rows_of_variants_get_distinct_labels_and_repeat_marks():
     assert determinism_lines([same, differ]) == [
         "determinism: b: bitwise identical in 1 of 2 record(s) (3 calls each); NOT "
         "deterministic: largest difference 2.5e-07 in out"]
+
+
+def test_variants_column_names_what_each_backend_declares():
+    assert variants_text(Capabilities()) == "-"
+    assert variants_text(Capabilities(variants=VARIANTS)) == "all"
+    assert variants_text(Capabilities(variants=("softcap", "window"))) == "window, softcap"
+    caps = Capabilities(devices=("cpu", "cuda"), variants=("window",),
+                        per_device={"cuda": {"variants": ("window", "paged")}})
+    assert variants_text(caps) == "cpu: window / cuda: window, paged"
+

@@ -11,6 +11,7 @@ from attnbench.plugin import guard
 from attnbench.record import VERIFIED, Status, error_ratio, failure_text
 from attnbench.report.groups import field_label, variant_label, variant_value
 from attnbench.sanitize import plain
+from attnbench.variants import VARIANTS
 
 MARK = {"ok": "✓", "mismatch": "✗ mismatch", "unsupported": "–", "error": "error",
         "oom": "oom", "timeout": "timeout", "crashed": "crashed"}
@@ -124,14 +125,15 @@ def backend_list(registry: Any) -> Table:
     not when it cannot run. Plugin methods are called under the guard: one that raises or
     hangs makes its backend "unavailable: <method> raised ..."."""
     table = Table(title="Backends", title_justify="left")
-    for col in ("backend", "framework", "status", "dtypes", "modes", "limits", "plugin",
-                "description"):
+    for col in ("backend", "framework", "status", "dtypes", "modes", "variants", "limits",
+                "plugin", "description"):
         table.add_column(col, no_wrap=col == "backend", overflow="fold")
     for name, b in registry.backends.items():
         caps = b.capabilities
         origin = registry.origins[name]
         table.add_row(plain(name), plain(b.framework), plain(backend_status(b)),
-                      per_device(caps, "dtypes"), per_device(caps, "modes"), limits(caps),
+                      per_device(caps, "dtypes"), per_device(caps, "modes"),
+                      variants_text(caps), limits(caps),
                       "built-in" if origin.startswith(BUILTIN_PREFIX) else plain(origin),
                       plain(b.description))
     return table
@@ -151,6 +153,19 @@ def backend_status(b: Any) -> str:
 def per_device(caps: Any, name: str) -> str:
     """'fwd,bwd' when every device has the same; 'cpu: fwd / cuda: fwd,bwd' when not."""
     values = {d: ", ".join(getattr(caps.on(d), name)) for d in caps.devices}
+    if len(set(values.values())) == 1:
+        return next(iter(values.values()))
+    return " / ".join(f"{d}: {v}" for d, v in values.items())
+
+
+def variants_text(caps: Any) -> str:
+    """The variants a backend declares: 'all', '-' for none, else their names (per device
+    where they differ)."""
+    def one(c: Any) -> str:
+        names = [v for v in VARIANTS if v in c.variants]
+        return "all" if len(names) == len(VARIANTS) else ", ".join(names) or "-"
+
+    values = {d: one(caps.on(d)) for d in caps.devices}
     if len(set(values.values())) == 1:
         return next(iter(values.values()))
     return " / ".join(f"{d}: {v}" for d, v in values.items())

@@ -89,7 +89,8 @@ def baseline_grads(
         leaves = [to_framework(arrays[n][b:b + 1, s], "torch", case.dtype, case.device)
                   .requires_grad_(True) for n, s in (("q", qs), ("k", ks), ("v", ks))]
         grad_out = to_framework(d_out[b:b + 1, qs], "torch", case.dtype, case.device)
-        torch_attention(*leaves, case, rows).backward(grad_out)
+        heads = np.arange(qs.start, qs.stop)
+        torch_attention(*leaves, case, rows, b, heads, arrays.get("bias")).backward(grad_out)
         for name, t in zip(parts, leaves, strict=True):
             parts[name].append(to_numpy64(t.grad))
     return {n: np.concatenate(p, axis=1) for n, p in parts.items()}

@@ -8,7 +8,8 @@ gradients are set to None (as `zero_grad(set_to_none=True)` does), so each backw
 and writes fresh gradients instead of accumulating. dO is a fixed, seeded standard normal in
 the case's dtype.
 
-What is checked. dq, dk and dv against the analytic float64 backward of softmax attention, on
+What is checked. dq, dk and dv against the analytic float64 backward of softmax attention
+(with the padded-layout variants: visibility, ALiBi, bias, softcap and dv), on
 whole (batch, kv-head) groups: dk and dv need every query row of a group, so rows cannot be
 sampled as for the output. Up to GRAD_ORACLE_LIMIT score entries every group is checked;
 above it the first, the last and evenly spaced groups that fit the limit; a case whose single
@@ -51,7 +52,7 @@ class GradRun:
 def upstream_grad(case: Case, seed: int) -> np.ndarray:
     """The fixed upstream gradient dO: seeded standard normal, representable in case.dtype."""
     rng = np.random.default_rng(case_seed(case, seed) ^ zlib.crc32(b"dO"))
-    shape = (case.batch, case.heads_q, case.seq_q, case.head_dim)
+    shape = (case.batch, case.heads_q, case.seq_q, case.dv)
     return quantize(rng.standard_normal(shape), case.dtype)
 
 
@@ -109,25 +110,35 @@ def grad_groups(case: Case) -> list[tuple[int, int]] | None:
 
 
 def attention_grads(
-    q: np.ndarray, k: np.ndarray, v: np.ndarray, d_out: np.ndarray, case: Case
+    q: np.ndarray, k: np.ndarray, v: np.ndarray, d_out: np.ndarray, case: Case, b: int = 0,
+    heads: np.ndarray | None = None, bias: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Analytic backward of softmax(q kᵀ·scale + mask) v, in the arrays' dtype.
+    """Analytic backward of softmax(cap(q kᵀ·scale) + ALiBi + bias + mask) v, in the arrays'
+    dtype, for batch element b (heads: the indices of q's heads; bias: the case's array).
 
-    dP = dO Vᵀ, dS = P ∘ (dP − rowsum(dO ∘ O)), dQ = scale·dS K, dK = scale·dSᵀ Q (summed over
-    the query heads of a group), dV = Pᵀ dO (summed likewise). q: (B, Hq, Sq, D).
+    dP = dO Vᵀ, dS = P ∘ (dP − rowsum(dO ∘ O)); with a softcap, dS ∘= 1 − tanh²(s / cap) on
+    the uncapped scores s (ALiBi and bias are constants: they pass dS through). dQ = scale·dS K,
+    dK = scale·dSᵀ Q (summed over the query heads of a group), dV = Pᵀ dO (summed likewise).
+    q: (1, Hq', Sq, D).
     """
     hq, hkv = q.shape[1], k.shape[1]
     scale = case.softmax_scale
     kx, vx = expand_kv(k, hq), expand_kv(v, hq)
-    p = probabilities(q, k, case, np.arange(case.seq_q))
+    p = probabilities(q, k, case, np.arange(case.seq_q), b, heads, bias)
     o = np.matmul(p, vx)
     dp = np.matmul(d_out, np.swapaxes(vx, -1, -2))
     ds = p * (dp - (d_out * o).sum(axis=-1, keepdims=True))
+    if case.softcap is not None:
+        t = np.tanh(np.matmul(q, np.swapaxes(kx, -1, -2)) * (scale / case.softcap))
+        ds *= 1.0 - t * t
     dq = scale * np.matmul(ds, kx)
     dkx = scale * np.matmul(np.swapaxes(ds, -1, -2), q)
     dvx = np.matmul(np.swapaxes(p, -1, -2), d_out)
-    fold = (q.shape[0], hkv, hq // hkv, case.seq_kv, q.shape[-1])
-    return {"dq": dq, "dk": dkx.reshape(fold).sum(axis=2), "dv": dvx.reshape(fold).sum(axis=2)}
+
+    def fold(x: np.ndarray) -> np.ndarray:
+        return x.reshape(q.shape[0], hkv, hq // hkv, case.seq_kv, x.shape[-1]).sum(axis=2)
+
+    return {"dq": dq, "dk": fold(dkx), "dv": fold(dvx)}
 
 
 def pick(arr: Any, case: Case, groups: list[tuple[int, int]], name: str) -> np.ndarray:
@@ -147,7 +158,8 @@ def oracle_grads(
     for b, h in groups:
         b, qs, ks = group_slices(case, b, h)
         g = attention_grads(arrays["q"][b:b + 1, qs], arrays["k"][b:b + 1, ks],
-                            arrays["v"][b:b + 1, ks], d_out[b:b + 1, qs], case)
+                            arrays["v"][b:b + 1, ks], d_out[b:b + 1, qs], case, b,
+                            np.arange(qs.start, qs.stop), arrays.get("bias"))
         for n in GRAD_NAMES:
             parts[n].append(g[n])
     return {n: np.concatenate(p, axis=1) for n, p in parts.items()}
@@ -195,7 +207,7 @@ def check_grads(case: Case, arrays: dict[str, np.ndarray], data: GradData,
         data.rules = grad_rules(case, arrays, data)
     shapes = {"dq": (case.batch, case.heads_q, case.seq_q, case.head_dim),
               "dk": (case.batch, case.heads_kv, case.seq_kv, case.head_dim)}
-    shapes["dv"] = shapes["dk"]
+    shapes["dv"] = (case.batch, case.heads_kv, case.seq_kv, case.dv)
     entries, groups = [], data.groups
     for n in GRAD_NAMES:
         g = grads.get(n)
