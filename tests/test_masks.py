@@ -43,17 +43,21 @@ def test_a_large_picture_holds_the_exact_fraction_of_each_block():
     assert (img.diagonal() > 0).all()  # a 4-key band survives the downsampling
 
 
-def test_one_panel_per_distinct_mask_and_per_batch_length():
+def test_one_panel_per_distinct_mask_with_each_batch_length_side_by_side():
     lens = replace(CAUSAL, batch=4, q_lens=(48, 48, 10, 10), kv_lens=(64, 64, 30, 30))
     same_mask = replace(CAUSAL, softcap=30.0)  # softcap changes scores, not visibility
     g = _group([CAUSAL, same_mask, lens, replace(CAUSAL, window_left=4)])
-    drawn = masks.panels(g)
-    titles = [(t, w) for t, w, _ in drawn]
-    assert ("causal", "q48 k64") in titles
-    assert ("causal win 4:inf", "q48 k64") in titles
-    assert [w for t, w in titles if "kv_lens" in t] == ["b0: q_len 48, kv_len 64",
-                                                         "b2: q_len 10, kv_len 30"]
-    assert len(drawn) == 4  # the soft-capped case is not drawn again
+    drawn = {t: (w, img) for t, w, img in masks.panels(g)}
+    assert set(drawn) == {"causal", "causal win 4:inf",
+                          "causal q_lens 48,48,10,10 kv_lens 64,64,30,30"}
+    assert drawn["causal"][0] == "q48 k64"  # the soft-capped case is not drawn again
+    which, img = drawn["causal q_lens 48,48,10,10 kv_lens 64,64,30,30"]
+    assert which == "q48 k64; b0 | b2"  # b1 and b3 repeat the lengths of b0 and b2
+    gap = np.isnan(img).all(axis=0)
+    assert gap.any() and not np.isnan(img[:, ~gap]).any()
+    left, right = img[:, :64], img[:, ~gap][:, 64:]
+    assert np.array_equal(left, masks.picture(lens, 0)) and right.shape == (48, 64)
+    assert np.array_equal(right, masks.picture(lens, 2))
 
 
 def test_decode_stacks_every_batch_element_in_one_panel():
@@ -65,9 +69,11 @@ def test_decode_stacks_every_batch_element_in_one_panel():
     assert img.sum(axis=1).tolist() == [50, 40, 7, 0]
 
 
-def test_panels_are_capped():
-    cases = [replace(CAUSAL, window_left=w) for w in range(20)]
-    assert len(masks.panels(_group(cases))) == masks.MAX_PANELS
+def test_panels_are_capped_and_the_title_says_so():
+    g = _group([replace(CAUSAL, window_left=w) for w in range(masks.MAX_PANELS + 5)])
+    assert len(masks.panels(g)) == masks.MAX_PANELS
+    title = masks.mask_figure(g).get_suptitle()
+    assert title.endswith(f"(first {masks.MAX_PANELS} of {masks.MAX_PANELS + 5} masks)")
 
 
 def test_the_saved_figure_is_a_picture(tmp_path):

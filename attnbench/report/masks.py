@@ -1,8 +1,9 @@
 """Mask pictures: which keys each query row sees (attnbench.variants), drawn beside a group's table.
 
 One panel per distinct mask of a group (causal, window, lengths, documents; from the smallest
-case of each variant), and one more per batch element whose lengths differ from those already
-drawn, capped. Large cases are drawn at most MAX_PIXELS a side: each pixel's shade is the exact
+case of each variant), capped; in it, side by side, batch element 0 and each one whose lengths
+differ from those already drawn (decode cases, a few queries each, stack every batch element's
+rows instead). Large cases are drawn at most MAX_PIXELS a side: each pixel's shade is the exact
 fraction of visible (query, key) pairs in its block, from variants.key_ranges, so a thin window
 stays visible as a faint line instead of vanishing between sampled rows.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -22,13 +24,14 @@ from attnbench.report.plots import Plot, plain_text
 from attnbench.sanitize import plain
 
 MAX_PIXELS = 128  # per side of one panel
-MAX_PANELS = 8  # per group
+MAX_PANELS = 24  # per group
+MAX_COLUMNS = 6
 MAX_BATCH = 4  # batch elements drawn per mask
 STACK_QUERIES = 16  # seq_q up to this (decode): every batch element's rows stacked in one panel
 MASK_FIELDS = ("window", "q_lens", "kv_lens", "doc_lens")  # variant fields that change the mask
-CAPTION = ("which keys (columns) each query row sees, batch element 0 and each batch element "
-           "whose lengths differ; dark = visible. ALiBi, bias and soft-cap change scores, not "
-           "visibility, and are not drawn")
+CAPTION = ("which keys (columns) each query row sees, batch element 0 and, side by side, each "
+           "one whose lengths differ (decode: one row per batch element); dark = visible. "
+           "ALiBi, bias and soft-cap change scores, not visibility, and are not drawn")
 
 
 def mask_title(rec: dict[str, Any]) -> str:
@@ -95,50 +98,49 @@ def picture(case: Case, b: int, most: int = MAX_PIXELS) -> np.ndarray:
     return sums / np.diff(rows)[:, None]
 
 
+def mask_image(case: Case) -> tuple[str, np.ndarray]:
+    """(which rows and columns, picture) of one mask: decode cases stack every batch element's
+    rows; others put each batch element whose lengths differ side by side (NaN between)."""
+    size = f"q{case.seq_q} k{case.seq_kv}"
+    if case.seq_q <= STACK_QUERIES and case.batch > 1:
+        n = min(case.batch, max(1, MAX_PIXELS // case.seq_q))
+        return f"{size}; rows: batch 0..{n - 1}", np.vstack([picture(case, b) for b in range(n)])
+    elements = batch_elements(case)
+    if len(elements) == 1:
+        return size, picture(case, 0)
+    parts = [picture(case, b, max(8, MAX_PIXELS // len(elements))) for b in elements]
+    gap = np.full((parts[0].shape[0], max(1, parts[0].shape[1] // 16)), np.nan)
+    joined = [x for p in parts for x in (p, gap)][:-1]
+    return f"{size}; " + " | ".join(f"b{b}" for b in elements), np.hstack(joined)
+
+
 def panels(g: Group) -> list[tuple[str, str, np.ndarray]]:
-    """(title, which batch element or size, picture) of each panel, at most MAX_PANELS."""
-    out = []
-    for title, case in mask_cases(g):
-        q_lens, kv_lens = variants.lengths(case)
-        if case.seq_q <= STACK_QUERIES and case.batch > 1:  # decode: one row block per element
-            n = min(case.batch, max(1, MAX_PIXELS // case.seq_q))
-            img = np.vstack([picture(case, b) for b in range(n)])
-            which = f"q{case.seq_q} k{case.seq_kv}; rows: batch 0..{n - 1}"
-            out.append((title, which, img))
-            if len(out) == MAX_PANELS:
-                return out
-            continue
-        elements = batch_elements(case)
-        for b in elements:
-            which = (f"b{b}: q_len {q_lens[b]}, kv_len {kv_lens[b]}" if len(elements) > 1
-                     else f"q{case.seq_q} k{case.seq_kv}")
-            out.append((title, which, picture(case, b)))
-            if len(out) == MAX_PANELS:
-                return out
-    return out
+    """(title, which rows and columns, picture) of each distinct mask, at most MAX_PANELS."""
+    return [(title, *mask_image(case)) for title, case in mask_cases(g)[:MAX_PANELS]]
 
 
 @plain_text
 def mask_figure(g: Group) -> Figure | None:
     """The group's mask pictures in one small figure; None when no record names a case."""
-    drawn = panels(g)
+    drawn, total = panels(g), len(mask_cases(g))
     if not drawn:
         return None
-    cols = min(4, len(drawn))
+    cols = min(MAX_COLUMNS, len(drawn))
     rows = -(-len(drawn) // cols)
-    fig = Figure(figsize=(2.3 * cols, 2.5 * rows + 0.4), layout="constrained")
+    fig = Figure(figsize=(1.9 * cols, 2.0 * rows + 0.4), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax in axes[len(drawn):]:
         ax.set_visible(False)
     for ax, (title, which, img) in zip(axes, drawn, strict=False):
-        ax.imshow(img, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest",
-                  aspect="auto")
-        ax.set_title(f"{plain(title)}\n{plain(which)}", fontsize=7)
+        cmap = matplotlib.colormaps["Blues"].with_extremes(bad="#bbbbbb")  # NaN: a separator
+        ax.imshow(img, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
+        ax.set_title(f"{plain(title)}\n{plain(which)}", fontsize=6)
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_xlabel("keys", fontsize=7)
-        ax.set_ylabel("queries", fontsize=7)
-    fig.suptitle(plain(f"{g.scenario} on {g.device}: mask"), fontsize=9)
+        ax.set_xlabel("keys", fontsize=6)
+        ax.set_ylabel("queries", fontsize=6)
+    more = f" (first {len(drawn)} of {total} masks)" if total > len(drawn) else ""
+    fig.suptitle(plain(f"{g.scenario} on {g.device}: mask{more}"), fontsize=9)
     return fig
 
 
