@@ -213,8 +213,8 @@ def _measure(
     if opts.time_it:
         rec["timing"] = _time(fn, case.device, ops, opts, rec["first_call_ms"])
         rec["gflops_per_s"] = rec["flops"] / (rec["timing"]["median_ms"] * 1e6)
-    if opts.time_it or opts.memory:
-        _check_inputs(rec, inputs, handed, data)  # the timed calls may change them too
+    if opts.time_it or opts.memory or "determinism" in rec:
+        _check_inputs(rec, inputs, handed, data)  # the later calls may change them too
     return rec
 
 
