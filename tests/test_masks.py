@@ -81,3 +81,14 @@ def test_the_saved_figure_is_a_picture(tmp_path):
     img = imread(plot.png)
     assert img.shape[0] > 150 and np.asarray(img)[..., :3].std() > 0.05
     assert plot.svg.read_text().lstrip().startswith("<?xml")
+
+
+def test_damaged_records_are_not_drawn_and_break_nothing():
+    g = _group([CAUSAL])
+    good = g.records[0]
+    g.records += [{**good, "case_id": "x1", "window_left": "wide", "mask": "x1"},
+                  {**good, "case_id": "x2", "seq_q": 10**12, "mask": "x2"},
+                  {**good, "case_id": "x3", "kv_lens": [1, 2, 3], "mask": "x3"},
+                  {**good, "case_id": "x4", "seq_kv": None, "mask": "x4"}]
+    g.variant_fields = ["mask"]
+    assert [t for t, _, _ in masks.panels(g)] == ["causal"]

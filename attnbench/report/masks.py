@@ -18,12 +18,13 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from attnbench import variants
-from attnbench.case import Case
+from attnbench.case import Case, variant_problem
 from attnbench.report.groups import Group, variant_label, variant_value
 from attnbench.report.plots import Plot, plain_text
 from attnbench.sanitize import plain
 
 MAX_PIXELS = 128  # per side of one panel
+MAX_SEQ = 2**24  # a record claiming longer sequences is not drawn
 MAX_PANELS = 24  # per group
 MAX_COLUMNS = 6
 MAX_BATCH = 4  # batch elements drawn per mask
@@ -62,6 +63,8 @@ def mask_cases(g: Group) -> list[tuple[str, Case]]:
             case = Case.from_dict(smallest[v])
         except (TypeError, ValueError):  # a record too damaged to name its case
             continue
+        if not _drawable(case):
+            continue
         if _signature(case) not in seen:
             seen.add(_signature(case))
             out.append((mask_title(smallest[v]), case))
@@ -92,10 +95,11 @@ def picture(case: Case, b: int, most: int = MAX_PIXELS) -> np.ndarray:
     lo, hi = variants.key_ranges(case, b)
     rows, cols = _edges(case.seq_q, most), _edges(case.seq_kv, most)
     c0, c1 = cols[:-1][None, :], cols[1:][None, :] - 1
-    seen = np.clip(np.minimum(hi[:, None], c1) - np.maximum(lo[:, None], c0) + 1, 0, None)
-    per_row = seen / (c1 - c0 + 1)  # (seq_q, col blocks)
-    sums = np.add.reduceat(per_row, rows[:-1], axis=0)
-    return sums / np.diff(rows)[:, None]
+    out = np.empty((len(rows) - 1, len(cols) - 1))
+    for i, (r0, r1) in enumerate(zip(rows[:-1], rows[1:], strict=True)):  # bounded memory
+        seen = np.minimum(hi[r0:r1, None], c1) - np.maximum(lo[r0:r1, None], c0) + 1
+        out[i] = (np.clip(seen, 0, None) / (c1 - c0 + 1)).mean(axis=0)
+    return out
 
 
 def mask_image(case: Case) -> tuple[str, np.ndarray]:
@@ -117,6 +121,18 @@ def mask_image(case: Case) -> tuple[str, np.ndarray]:
 def panels(g: Group) -> list[tuple[str, str, np.ndarray]]:
     """(title, which rows and columns, picture) of each distinct mask, at most MAX_PANELS."""
     return [(title, *mask_image(case)) for title, case in mask_cases(g)[:MAX_PANELS]]
+
+
+def _drawable(case: Case) -> bool:
+    """A case whose mask can be computed: sizes a run can have, consistent variant settings
+    (a damaged or hand-edited record may hold anything)."""
+    try:
+        if not (0 < case.seq_q <= MAX_SEQ and 0 < case.seq_kv <= MAX_SEQ and case.batch > 0):
+            return False
+        variants.key_ranges(case, 0)
+        return variant_problem(case) is None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return False
 
 
 @plain_text
