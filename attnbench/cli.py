@@ -20,6 +20,7 @@ MAX_SEED = 2**32 - 1
 MAX_BUDGET_S, MAX_TIMEOUT_S = 3600.0, 7 * 86400.0
 MAX_THRESHOLD, MAX_MIN_ABS_MS = 1000.0, 3.6e6
 MAX_FRONTIER = 2**24
+MAX_REPEAT = 1000
 
 
 class Parser(argparse.ArgumentParser):
@@ -86,6 +87,10 @@ def add_sweep(p: argparse.ArgumentParser, default_scenario: str) -> None:
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="complete an interrupted run in RUN_DIR with its stored config, "
                         "skipping the records it already has")
+    p.add_argument("--repeat", type=number(int, 1, MAX_REPEAT), default=1, metavar="N",
+                   help="call each case N times in its worker and record whether the outputs "
+                        "(and gradients) are bitwise identical across the calls (default 1: "
+                        "no repeat check)")
     p.add_argument("--allow-code-change", action="store_true",
                    help="with --resume: go on although the attnbench git commit changed "
                         "(recorded in run.json; other library versions must still match)")
@@ -128,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_sweep(p, "smoke")
     p.add_argument("--junit-xml", metavar="FILE",
                    help="also write the records as JUnit XML (one test case per record)")
+    p.add_argument("--require-deterministic", action="store_true",
+                   help="with --repeat N (N >= 2): a record whose repeated calls are not "
+                        "bitwise identical fails the check (by default it is only reported)")
     add_report_parsers(sub)
     return parser
 
@@ -227,6 +235,8 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
 
     timed = args.command == "run"
     old_meta = _adopt_resumed(args)
+    if getattr(args, "require_deterministic", False) and (args.repeat or 1) < 2:
+        raise UsageError("--require-deterministic needs --repeat N with N >= 2")
     run_id = _out_folder(args)
     guard.set_run_limit(args.timeout)  # every plugin call in this process obeys --timeout
     registry = build_registry(args.plugin)
@@ -239,7 +249,8 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
         raise UsageError("no backend is available to run")
     opts = Options(seed=args.seed, time_it=timed, timer=TimerConfig(budget_s=args.budget),
                    threads=args.threads, memory=timed,  # check: agreement only, no gc-heavy peaks
-                   check_seed=run_check_seed(old_meta))  # rows beyond the oracle budget
+                   check_seed=run_check_seed(old_meta),  # rows beyond the oracle budget
+                   repeat=args.repeat or 1)
     meta = {"command": "attnbench " + shlex.join(argv), "config": _config(args, scenarios, opts),
             "environment": environment.fingerprint(), **({"run_id": run_id} if run_id else {})}
     if old_meta is not None:
@@ -288,6 +299,13 @@ def _sweep_exit(args: argparse.Namespace, result: Any, timed: bool) -> int:
         print(f"check failed: {len(failed)} record(s) not ok ({_counts(failed)})",
               file=sys.stderr)
         return EXIT_FAILED
+    if args.require_deterministic:
+        from attnbench.run.determinism import nondeterministic
+
+        if unequal := nondeterministic(records):
+            print(f"check failed: {len(unequal)} record(s) not bitwise identical across "
+                  f"{args.repeat} calls (--require-deterministic)", file=sys.stderr)
+            return EXIT_FAILED
     if not verified:
         why = next((r["reasons"][0] for r in records if r.get("reasons")), "no records")
         print(f"check failed: no record was verified against the oracle ({_counts(records)}; "
@@ -307,11 +325,13 @@ def _counts(records: list[dict[str, Any]]) -> str:
 
 def _print_results(args: argparse.Namespace, result: Any, timed: bool) -> None:
     """The summary tables, the records that are not ok, where the files went."""
-    from attnbench.report.tables import console, failures, summary
+    from attnbench.report.tables import console, determinism_lines, failures, summary
 
     out = console()
     for table in summary(result.records, timed):
         out.print(table)
+    for line in determinism_lines(result.records):
+        out.print(line)
     bad = failures(result.records)
     if bad is not None:
         out.print(bad)
@@ -335,7 +355,8 @@ def _config(args: argparse.Namespace, scenarios: list[Any], opts: Any) -> dict[s
             "timed": args.command == "run", "timeout_s": args.timeout,
             "threads": getattr(args, "threads", None), "check_seed": opts.check_seed,
             "executor": args.executor or "local", "ray_address": args.ray_address,
-            "ray_cpus_per_task": args.ray_cpus_per_task, "ray_resources": args.ray_resource}
+            "ray_cpus_per_task": args.ray_cpus_per_task, "ray_resources": args.ray_resource,
+            "repeat": opts.repeat}
 
 
 def _adopt_resumed(args: argparse.Namespace) -> dict[str, Any] | None:

@@ -198,3 +198,13 @@ def test_closeness_to_the_bound_per_backend(real_run, report: Path):
                 if r["backend"] == backend and r["status"] in VERIFIED]
         assert int(rows[backend][1]) == len(mine)
         assert float(rows[backend][4]) == pytest.approx(max(mine), rel=0.05)
+
+
+def test_the_mask_picture_is_embedded_beside_each_table(report: Path):
+    masks = sorted((report / "plots").glob("*-mask.png"))
+    assert len(masks) == 1 and masks[0].read_bytes()[:8] == PNG  # one group: one picture
+    md = (report / "report.md").read_text()
+    assert f"(plots/{masks[0].name})" in md
+    assert md.index(masks[0].name) < md.index("| case |")  # placed with its table
+    page = (report / "report.html").read_text()
+    assert page.count('<figure class="mask">') == 1 and "float:right" in page

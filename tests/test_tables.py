@@ -37,6 +37,27 @@ def test_error_text_with_brackets_is_printed_as_it_is(capsys):
     assert "[/tmp/x]" in out and "[b, h, s, d]" in out
 
 
+def test_summary_rows_of_variants_get_distinct_labels_and_repeat_marks():
+    from attnbench.report.tables import case_labels, cell, determinism_lines
+
+    base = {"scenario": "v", "backend": "b", "status": "ok", "batch": 2, "heads_q": 2,
+            "heads_kv": 2, "seq_q": 8, "seq_kv": 8, "head_dim": 4, "dtype": "float32",
+            "mask": "causal", "mode": "fwd", "scale": None}
+    recs = [{**base, "case_id": "a"}, {**base, "case_id": "b", "window_left": 3},
+            {**base, "case_id": "c", "kv_lens": [8, 0]}, {**base, "case_id": "d", "alibi": True}]
+    assert case_labels(recs) == {"a": "plain", "b": "win 3:inf", "c": "kv_lens 8,0",
+                                 "d": "alibi"}
+    same = {**recs[0], "determinism": {"repeats": 3, "bitwise_identical": True,
+                                       "max_abs_diff": 0.0, "differing": []}}
+    differ = {**recs[1], "determinism": {"repeats": 3, "bitwise_identical": False,
+                                         "max_abs_diff": 2.5e-7, "differing": ["out"]}}
+    assert cell(same, timed=False).endswith(" ≡")
+    assert cell(differ, timed=False).endswith(" ≠2e-07")
+    assert determinism_lines([same, differ]) == [
+        "determinism: b: bitwise identical in 1 of 2 record(s) (3 calls each); NOT "
+        "deterministic: largest difference 2.5e-07 in out"]
+
+
 def test_variants_column_names_what_each_backend_declares():
     assert variants_text(Capabilities()) == "-"
     assert variants_text(Capabilities(variants=VARIANTS)) == "all"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,13 @@ from attnbench.sanitize import plain
 
 # The x axis of a group is the first of these that varies; the others that vary make variants.
 AXES = ("seq_kv", "seq_q", "heads_q", "heads_kv", "batch", "head_dim")
-VARIANT_FIELDS = ("seq_q", "heads", "batch", "head_dim", "dtype", "mask", "mode", "scale")
+# "window" stands for (window_left, window_right) and "layout" for (layout, page_size): each
+# varies, and is labelled, as one field
+VARIANT_FIELDS = ("seq_q", "heads", "batch", "head_dim", "dtype", "mask", "mode", "scale",
+                  "window", "q_lens", "kv_lens", "doc_lens", "layout", "alibi", "bias",
+                  "softcap", "head_dim_v")
+PLAIN = "plain"  # the label of the case without any of the variants that vary in its group
+LIST_SHOWN = 6  # lengths lists longer than this are shown by their head, count and a checksum
 SHORT = {"seq_q": "q", "seq_kv": "k", "heads_q": "hq", "heads_kv": "hkv", "batch": "b",
          "head_dim": "d"}
 AXIS_TITLE = {"seq_kv": "sequence length (keys)", "seq_q": "query length",
@@ -64,9 +71,10 @@ class Group:
         return f"{safe[:80]}-{digest}"
 
     def variant(self, rec: dict[str, Any]) -> str:
-        """A short label of the case fields, other than the axis, that vary in this group."""
-        return " ".join(variant_label(f, variant_value(f, rec, self.axis))
-                        for f in self.variant_fields)
+        """A short label of the case fields, other than the axis, that vary in this group
+        ('plain' when every one that varies is off in this case)."""
+        parts = [variant_label(f, variant_value(f, rec, self.axis)) for f in self.variant_fields]
+        return " ".join(p for p in parts if p) or (PLAIN if self.variant_fields else "")
 
     def variants(self) -> list[str]:
         """Variant labels in the natural order of their field values (hq2 before hq16)."""
@@ -151,15 +159,55 @@ def variant_value(name: str, rec: dict[str, Any], axis: str) -> Any:
         if axis == "heads_kv":
             return f"hq{hq}"
         return f"h{hq}" if hq == hkv else f"h{hq}:{hkv}"
-    return rec.get(name)
+    if name == "window":
+        left, right = rec.get("window_left"), rec.get("window_right")
+        return None if left is None and right is None else (left, right)
+    if name == "layout":
+        layout = rec.get("layout") or "padded"
+        return None if layout == "padded" else (layout, rec.get("page_size"))
+    if name == "bias":
+        return None if rec.get("bias") in (None, "none") else rec.get("bias")
+    if name == "alibi":
+        return bool(rec.get("alibi"))
+    return _hashable(rec.get(name))
 
 
 def variant_label(name: str, value: Any) -> str:
+    """A variant field's value as a short label; '' for a variant that is off."""
     if name == "seq_q":
         return f"q{value}"
     if name == "heads":
         return str(value)
+    if name in VARIANT_LABELS:
+        return "" if value is None or value is False else VARIANT_LABELS[name](value)
     return field_label(name, value)
+
+
+def _side(x: Any) -> str:
+    return "inf" if x is None else str(x)
+
+
+def lens_text(lens: Any) -> str:
+    """'512,300,0'; a long list as its head, its count and a checksum (distinct lists stay
+    distinct)."""
+    values = [str(x) for x in lens]
+    if len(values) <= LIST_SHOWN:
+        return ",".join(values)
+    crc = zlib.crc32(",".join(values).encode()) & 0xFFFF
+    return f"{','.join(values[:3])},…×{len(values)}#{crc:04x}"
+
+
+VARIANT_LABELS = {
+    "window": lambda v: f"win {_side(v[0])}:{_side(v[1])}",
+    "q_lens": lambda v: f"q_lens {lens_text(v)}",
+    "kv_lens": lambda v: f"kv_lens {lens_text(v)}",
+    "doc_lens": lambda v: f"docs {lens_text(v)}",
+    "layout": lambda v: f"{v[0]} {v[1]}" if v[1] is not None else str(v[0]),
+    "alibi": lambda v: "alibi",
+    "bias": lambda v: f"bias {v}",
+    "softcap": lambda v: f"cap {v:g}",
+    "head_dim_v": lambda v: f"dv {v}",
+}
 
 
 def _order(name: str, rec: dict[str, Any], axis: str) -> tuple[Any, ...]:
@@ -167,11 +215,17 @@ def _order(name: str, rec: dict[str, Any], axis: str) -> tuple[Any, ...]:
     if name == "heads":
         return (rec.get("heads_q"), rec.get("heads_kv"))
     value = variant_value(name, rec, axis)
+    if value is None or value is False:  # an unset variant before its settings
+        return (-1,)
+    if isinstance(value, tuple):  # window sides, lengths, (layout, page size)
+        return (len(value), *value)
     return (-1,) if value == "=k" else (value,)
 
 
 def _sortable(value: Any) -> tuple[int, Any]:
-    return (0, value) if isinstance(value, (int, float)) else (1, str(value))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, value)
+    return (1, str(value))
 
 
 def _hashable(value: Any) -> Any:

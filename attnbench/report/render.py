@@ -47,6 +47,7 @@ class Table:
 class Image:
     path: Path
     alt: str
+    css_class: str = ""  # "mask": a small picture floated beside the table that follows
 
 
 @dataclass
@@ -113,6 +114,8 @@ caption{text-align:left;font-style:italic;padding:.3em 0}
 .warn{background:#fff4e5;border-left:4px solid #f0a030;padding:.4em .8em}
 figure{display:inline-block;margin:.5em 1em .5em 0} img{max-width:100%;height:auto}
 figcaption{font-size:.8em;color:#555}
+h2{clear:both} figure.mask{float:right;max-width:40%;margin:0 0 1em 1.5em}
+figure.mask figcaption{max-width:28em}
 """
 
 
@@ -137,8 +140,9 @@ def to_html(doc: Doc) -> str:
             out.append(_html_table(b))
         else:
             data = base64.b64encode(b.path.read_bytes()).decode("ascii")
-            out.append(f'<figure><img src="data:image/png;base64,{data}" alt="{esc(b.alt)}">'
-                       f"<figcaption>{esc(b.alt)}</figcaption></figure>")
+            cls = f' class="{esc(b.css_class)}"' if b.css_class else ""
+            out.append(f'<figure{cls}><img src="data:image/png;base64,{data}" '
+                       f'alt="{esc(b.alt)}"><figcaption>{esc(b.alt)}</figcaption></figure>')
     out.append("</body></html>")
     return "\n".join(out)
 

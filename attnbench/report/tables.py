@@ -9,7 +9,7 @@ from rich.table import Table
 
 from attnbench.plugin import guard
 from attnbench.record import VERIFIED, Status, error_ratio, failure_text
-from attnbench.report.groups import field_label
+from attnbench.report.groups import field_label, variant_label, variant_value
 from attnbench.sanitize import plain
 from attnbench.variants import VARIANTS
 
@@ -18,6 +18,8 @@ MARK = {"ok": "✓", "mismatch": "✗ mismatch", "unsupported": "–", "error": 
 BUILTIN_PREFIX = "attnbench.backends."
 LABEL_FIELDS = ("batch", "heads_q", "heads_kv", "seq_q", "seq_kv", "head_dim", "dtype", "mask",
                 "mode", "scale")
+VARIANT_LABEL_FIELDS = ("window", "q_lens", "kv_lens", "doc_lens", "layout", "alibi", "bias",
+                        "softcap", "head_dim_v")  # labelled as in the report (groups.py)
 
 
 def console() -> Console:
@@ -28,11 +30,15 @@ def console() -> Console:
 
 def case_labels(records: list[dict[str, Any]]) -> dict[str, str]:
     """Short row labels: only the case fields that vary among these records."""
-    varying = [f for f in LABEL_FIELDS if len({r.get(f) for r in records}) > 1] or ["seq_kv"]
+    varying = [f for f in LABEL_FIELDS if len({r.get(f) for r in records}) > 1]
+    extra = [f for f in VARIANT_LABEL_FIELDS
+             if len({variant_value(f, r, "") for r in records}) > 1]
+    varying = varying or ([] if extra else ["seq_kv"])
     out = {}
     for r in records:
         parts = [field_label(f, r.get(f)) for f in varying]
-        out[r["case_id"]] = " ".join(parts)
+        parts += [variant_label(f, variant_value(f, r, "")) for f in extra]
+        out[r["case_id"]] = " ".join(p for p in parts if p) or "plain"
     return out
 
 
@@ -40,11 +46,41 @@ def cell(rec: dict[str, Any], timed: bool) -> str:
     status = rec["status"]
     med = rec.get("timing", {}).get("median_ms")
     if status in VERIFIED and timed and med is not None:
-        return f"{med:.3f} {'✓' if status == 'ok' else '✗'}"
+        return f"{med:.3f} {'✓' if status == 'ok' else '✗'}{repeat_mark(rec)}"
     if status in VERIFIED:
         ratio = error_ratio(rec)
-        return f"{MARK[status]} {ratio:.2f}" if ratio is not None else MARK[status]
+        text = f"{MARK[status]} {ratio:.2f}" if ratio is not None else MARK[status]
+        return text + repeat_mark(rec)
     return MARK.get(status, plain(status))
+
+
+def repeat_mark(rec: dict[str, Any]) -> str:
+    """' ≡' when the repeated calls were bitwise identical, ' ≠2e-07' (largest difference) when
+    not, '' without a repeat check."""
+    det = rec.get("determinism")
+    if not isinstance(det, dict):
+        return ""
+    return " ≡" if det.get("bitwise_identical") else f" ≠{det.get('max_abs_diff', 0):.1g}"
+
+
+def determinism_lines(records: list[dict[str, Any]]) -> list[str]:
+    """Per backend, how many of its repeat-checked records were bitwise identical."""
+    per: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        if isinstance(r.get("determinism"), dict):
+            per.setdefault(r["backend"], []).append(r["determinism"])
+    lines = []
+    for backend, dets in per.items():
+        same = sum(bool(d.get("bitwise_identical")) for d in dets)
+        calls = ", ".join(sorted({str(d.get("repeats")) for d in dets}))
+        text = f"{plain(backend)}: bitwise identical in {same} of {len(dets)} record(s) " \
+               f"({calls} calls each)"
+        if same < len(dets):
+            worst = max(float(d.get("max_abs_diff") or 0) for d in dets)
+            names = sorted({n for d in dets for n in d.get("differing") or []})
+            text += f"; NOT deterministic: largest difference {worst:.3g} in {', '.join(names)}"
+        lines.append("determinism: " + text)
+    return lines
 
 
 def summary(records: list[dict[str, Any]], timed: bool) -> list[Table]:

@@ -22,7 +22,7 @@ from attnbench.record import (
     median_ms,
     peak_bytes,
 )
-from attnbench.report import plots
+from attnbench.report import masks, plots
 from attnbench.report.groups import Group, Run, field_label, make_groups, read_runs
 from attnbench.report.render import Cell, Doc, Heading, Image, Table, Text, to_html, to_markdown
 from attnbench.report.scaling import Scaling, analyse
@@ -55,11 +55,13 @@ def write_report(paths: list[str | Path], out_dir: str | Path | None = None,
     drawn: list[plots.Plot] = []
     for g in groups:
         made = plots.save_group(g, out / "plots", cmap, baseline)
-        drawn += made
-        doc.add(*group_section(g, made, baseline))
+        mask = masks.save_mask(g, out / "plots")
+        drawn += made + ([mask] if mask else [])
+        doc.add(*group_section(g, made, baseline, mask))
     scaling = analyse(groups)
     doc.add(*scaling_section(scaling), *frontier_section(runs), *agreement_section(groups),
-            *margin_section(groups), *records_section(groups), *failures_section(groups))
+            *margin_section(groups), *determinism_section(groups), *records_section(groups),
+            *failures_section(groups))
     md, page, table = out / "report.md", out / "report.html", out / "summary.csv"
     md.write_text(to_markdown(doc, out), encoding="utf-8")
     page.write_text(to_html(doc), encoding="utf-8")
@@ -155,8 +157,11 @@ def group_table(g: Group, baseline: str) -> Table:
     return Table(["case"] + backends, rows, caption)
 
 
-def group_section(g: Group, made: list[plots.Plot], baseline: str) -> list[Any]:
+def group_section(g: Group, made: list[plots.Plot], baseline: str,
+                  mask: plots.Plot | None = None) -> list[Any]:
     blocks: list[Any] = [Heading(2, g.title)]
+    if mask is not None:  # floats beside the table in HTML
+        blocks.append(Image(mask.png, f"{g.scenario} on {g.device}: {masks.CAPTION}", "mask"))
     if g.variant_fields:
         blocks.append(Text("cases also vary in: " + ", ".join(g.variant_fields)))
     blocks.append(group_table(g, baseline))
@@ -245,6 +250,33 @@ def margin_section(groups: list[Group]) -> list[Any]:
     return [Heading(2, "How close to the bound"), intro, Table(headers, rows)] if rows else []
 
 
+def determinism_section(groups: list[Group]) -> list[Any]:
+    """Per backend and scenario, the records whose repeated calls (--repeat) were bitwise
+    identical, and the largest difference where they were not."""
+    cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for g in groups:
+        for r in g.records:
+            if isinstance(r.get("determinism"), dict):
+                cells.setdefault((r["backend"], g.scenario), []).append(r["determinism"])
+    if not cells:
+        return []
+    rows = []
+    for (backend, scenario), dets in sorted(cells.items()):
+        same = sum(bool(d.get("bitwise_identical")) for d in dets)
+        worst = max(float(d.get("max_abs_diff") or 0) for d in dets)
+        names = sorted({str(n) for d in dets for n in d.get("differing") or []})
+        calls = ", ".join(sorted({str(d.get("repeats")) for d in dets}))
+        rows.append([Cell(backend), Cell(scenario), Cell(calls), Cell(f"{same} of {len(dets)}"),
+                     Cell("deterministic" if same == len(dets) else "NOT deterministic"),
+                     Cell(_num(worst) if worst else "0"), Cell(", ".join(names) or "–")])
+    intro = Text("check/run --repeat N: each case's prepared call run N times in one worker; "
+                 "outputs (and gradients in bwd and fwd_bwd) compared bit for bit with the "
+                 "first call's.")
+    headers = ["backend", "scenario", "calls", "bitwise identical", "verdict",
+               "largest difference", "differing"]
+    return [Heading(2, "Determinism"), intro, Table(headers, rows)]
+
+
 def agreement_cell(recs: list[dict[str, Any]]) -> str:
     if not recs:
         return "–"
@@ -320,10 +352,13 @@ def failures_section(groups: list[Group]) -> list[Any]:
                                          "message"], rows)]
 
 
+CSV_VARIANT_FIELDS = ["window_left", "window_right", "q_lens", "kv_lens", "doc_lens", "layout",
+                      "page_size", "alibi", "bias", "softcap", "head_dim_v"]
 CSV_FIELDS = ["run", "scenario", "device", "backend", "case_id", "variant", "batch", "heads_q",
-              "heads_kv", "seq_q", "seq_kv", "head_dim", "dtype", "mask", "mode", "status",
-              "median_ms", "iqr_ms", "first_call_ms", "gflops_per_s", "roof_fraction",
-              "peak_bytes", "error_over_bound", "speedup_vs_baseline"]
+              "heads_kv", "seq_q", "seq_kv", "head_dim", "dtype", "mask", "mode",
+              *CSV_VARIANT_FIELDS, "status", "median_ms", "iqr_ms", "first_call_ms",
+              "gflops_per_s", "roof_fraction", "peak_bytes", "error_over_bound",
+              "speedup_vs_baseline", "repeats", "bitwise_identical", "repeat_max_abs_diff"]
 
 
 def write_csv(path: Path, groups: list[Group], baseline: str) -> None:
@@ -339,5 +374,18 @@ def write_csv(path: Path, groups: list[Group], baseline: str) -> None:
                 row = {**r, "run": g.run.label, "variant": g.variant(r), "median_ms": med,
                        "iqr_ms": (r.get("timing") or {}).get("iqr_ms"),
                        "peak_bytes": peak_bytes(r), "error_over_bound": error_ratio(r),
-                       "speedup_vs_baseline": b / med if b and med else None}
+                       "speedup_vs_baseline": b / med if b and med else None,
+                       **determinism_columns(r)}
+                for k in ("q_lens", "kv_lens", "doc_lens"):  # lengths: "512 300 0"
+                    if isinstance(row.get(k), list):
+                        row[k] = " ".join(map(str, row[k]))
                 w.writerow({k: csv_cell(row.get(k)) for k in CSV_FIELDS})  # no formulas
+
+
+def determinism_columns(r: dict[str, Any]) -> dict[str, Any]:
+    """The CSV columns of a record's repeat check (empty without one)."""
+    det = r.get("determinism")
+    if not isinstance(det, dict):
+        return {}
+    return {"repeats": det.get("repeats"), "bitwise_identical": det.get("bitwise_identical"),
+            "repeat_max_abs_diff": det.get("max_abs_diff")}

@@ -17,6 +17,7 @@ from attnbench.measure import memory
 from attnbench.measure.timing import TimerConfig, time_cpu
 from attnbench.plugin.backend import Backend, Unsupported
 from attnbench.record import Status, new_record
+from attnbench.run import determinism
 from attnbench.verify import agreement, grad, layouts
 from attnbench.verify import inputs as inputs_mod
 from attnbench.verify.baseline import baseline_error
@@ -36,6 +37,7 @@ class Options:
     # seed of the rows compared beyond the oracle budget: drawn per run, kept in run.json's
     # config (so --resume compares the same rows); None draws a fresh one per case
     check_seed: int | None = None
+    repeat: int = 1  # --repeat: calls compared bit for bit (run/determinism.py); 1 = none
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict (the worker process receives this)."""
@@ -198,6 +200,8 @@ def _measure(
         _add_grads(rec["agreement"], grad.check_grads(case, data.arrays, data.grads(),
                                                       first.grads))
     _check_inputs(rec, inputs, handed, data)
+    if opts.repeat >= determinism.MIN_REPEATS:
+        rec["determinism"] = _repeat(first, inputs, opts.repeat, case.device)
     rec["first_call_ms"] = first.ms
     fn, timed, watch = first.fn, _synced(first.fn, case.device), OutputWatch(first.out)
     del first  # so that the first call's output and gradients are freed before timing
@@ -209,8 +213,8 @@ def _measure(
     if opts.time_it:
         rec["timing"] = _time(fn, case.device, ops, opts, rec["first_call_ms"])
         rec["gflops_per_s"] = rec["flops"] / (rec["timing"]["median_ms"] * 1e6)
-    if opts.time_it or opts.memory:
-        _check_inputs(rec, inputs, handed, data)  # the timed calls may change them too
+    if opts.time_it or opts.memory or "determinism" in rec:
+        _check_inputs(rec, inputs, handed, data)  # the later calls may change them too
     return rec
 
 
@@ -228,6 +232,13 @@ def _first_call(backend: Backend, inputs: Any, data: CaseData) -> FirstCall:
     run = grad.prepare_grad(lambda: backend.prepare(inputs), inputs, d_out, case.mode,
                             lambda: sync(case.device))
     return FirstCall(run.step, run.out, run.grads, run.first_call_ms)
+
+
+def _repeat(first: FirstCall, inputs: Any, repeats: int, device: str) -> dict[str, Any]:
+    """--repeat: the first call's output (and gradients) against repeats − 1 more calls."""
+    after = (lambda: determinism.current_grads(inputs)) if first.grads is not None else None
+    return determinism.repeat_check(first.fn, determinism.snapshot(first.out, first.grads),
+                                    after, repeats, lambda: sync(device))
 
 
 def _check_inputs(rec: dict[str, Any], inputs: Any, handed: dict[str, Any],

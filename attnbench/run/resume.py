@@ -13,7 +13,8 @@ from attnbench.results import read_meta
 FLAGS = {"scenario": "scenarios", "backend": "backends", "device": "devices", "dtype": "dtypes",
          "seed": "seed", "budget": "budget_s", "plugin": "plugins", "timeout": "timeout_s",
          "threads": "threads", "executor": "executor", "ray_cpus_per_task": "ray_cpus_per_task",
-         "ray_resource": "ray_resources"}
+         "ray_resource": "ray_resources",
+         "repeat": "repeat"}
 # flags taken from the stored config only when not given (a cluster's address may change)
 ADOPTED = {"ray_address": "ray_address"}
 # the JSON type each stored flag must have (a run.json edited by hand is refused, not run)
@@ -22,6 +23,7 @@ FLAG_TYPES: dict[str, type | tuple[type, ...]] = {
     "budget_s": (int, float), "timeout_s": (int, float, type(None)), "threads": (int, type(None)),
     "executor": (str, type(None)), "ray_cpus_per_task": (int, type(None)), "ray_resources": list,
     "ray_address": (str, type(None)),
+    "repeat": (int, type(None)),
 }
 # fingerprint keys that must not change: a new value would mix incomparable numbers
 CODE_KEYS = ("host", "cpu", "python", "versions", "git_commit")
