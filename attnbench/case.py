@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from attnbench import variants as var
 from attnbench.errors import ScenarioError
 
 if sys.version_info >= (3, 11):
@@ -20,9 +21,14 @@ DTYPES = ("float64", "float32", "float16", "bfloat16")
 MASKS = ("none", "causal")
 MODES = ("fwd", "bwd", "fwd_bwd")
 DEVICES = ("cpu", "cuda")
-INT_KEYS = ("batch", "heads", "heads_q", "heads_kv", "seq_len", "seq_q", "seq_kv", "head_dim")
-CHOICES = {"dtype": DTYPES, "mask": MASKS, "mode": MODES}
-CASE_KEYS = (*INT_KEYS, *CHOICES, "scale")
+INT_KEYS = ("batch", "heads", "heads_q", "heads_kv", "seq_len", "seq_q", "seq_kv", "head_dim",
+            "head_dim_v", "page_size")
+SIZE_KEYS = ("window_left", "window_right")  # integers >= 0
+LIST_KEYS = ("q_lens", "kv_lens", "doc_lens")  # a list of integers, or "random" ("random:N")
+CHOICES = {"dtype": DTYPES, "mask": MASKS, "mode": MODES, "layout": var.LAYOUTS,
+           "bias": var.BIAS_KINDS}
+FLOAT_KEYS = ("scale", "softcap")  # positive finite numbers
+CASE_KEYS = (*INT_KEYS, *SIZE_KEYS, *LIST_KEYS, *CHOICES, *FLOAT_KEYS, "alibi")
 TOP_KEYS = ("name", "description", "base", "sweep", "device", "variant")
 
 
@@ -41,14 +47,42 @@ class Case:
     mask: str = "none"
     mode: str = "fwd"
     scale: float | None = None
+    # variants (attnbench/variants.py defines them exactly); all off by default
+    window_left: int | None = None
+    window_right: int | None = None
+    q_lens: tuple[int, ...] | None = None
+    kv_lens: tuple[int, ...] | None = None
+    doc_lens: tuple[int, ...] | None = None
+    layout: str = "padded"
+    page_size: int | None = None
+    alibi: bool = False
+    bias: str = "none"
+    softcap: float | None = None
+    head_dim_v: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in LIST_KEYS:  # from JSON a list: kept as a tuple so the case stays hashable
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(value))
 
     @property
     def id(self) -> str:
         s = f"-s{float(self.scale)!r}" if self.scale is not None else ""  # shortest round trip
         return (
             f"b{self.batch}-h{self.heads_q}:{self.heads_kv}-q{self.seq_q}-k{self.seq_kv}"
-            f"-d{self.head_dim}{s}-{self.dtype}-{self.mask}-{self.mode}"
+            f"-d{self.head_dim}{s}-{self.dtype}-{self.mask}{var.id_suffix(self)}-{self.mode}"
         )
+
+    @property
+    def dv(self) -> int:
+        """The value (and output) head dim: head_dim_v when set, else head_dim."""
+        return self.head_dim_v if self.head_dim_v is not None else self.head_dim
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """The names of the variants this case uses (attnbench.variants.VARIANTS)."""
+        return var.case_variants(self)
 
     @property
     def softmax_scale(self) -> float:
@@ -140,11 +174,12 @@ def _check_table(table: dict[str, Any], path: str, where: str, lists: bool | Non
         label = f"{where}.{key}"
         if key not in CASE_KEYS:
             raise ScenarioError(f"{path}: unknown key {label!r} (allowed: {', '.join(CASE_KEYS)})")
-        if lists is True and not isinstance(value, list):
-            raise ScenarioError(f"{path}: key {label!r}: a sweep value must be a list")
-        if lists is False and isinstance(value, list):
+        if lists is True and not is_sweep(key, value):
+            raise ScenarioError(f"{path}: key {label!r}: a sweep value must be a list"
+                                + (" of lists or strings" if key in LIST_KEYS else ""))
+        if lists is False and is_sweep(key, value):
             raise ScenarioError(f"{path}: key {label!r}: a base value must not be a list")
-        values = value if isinstance(value, list) else [value]
+        values = value if is_sweep(key, value) else [value]
         if isinstance(value, list) and not value:
             raise ScenarioError(f"{path}: key {label!r}: empty list")
         for x in values:
@@ -152,7 +187,15 @@ def _check_table(table: dict[str, Any], path: str, where: str, lists: bool | Non
 
 
 def _check_value(key: str, x: Any, path: str, label: str) -> None:
-    if key in INT_KEYS:
+    if key in SIZE_KEYS:
+        if not isinstance(x, int) or isinstance(x, bool) or x < 0:
+            raise ScenarioError(f"{path}: key {label!r}: expected an integer >= 0, got {x!r}")
+    elif key in LIST_KEYS:
+        _check_lens(key, x, path, label)
+    elif key == "alibi":
+        if not isinstance(x, bool):
+            raise ScenarioError(f"{path}: key {label!r}: expected true or false, got {x!r}")
+    elif key in INT_KEYS:
         if not isinstance(x, int) or isinstance(x, bool):
             raise ScenarioError(f"{path}: key {label!r}: expected an integer, got {x!r}")
         if x <= 0:
@@ -161,10 +204,36 @@ def _check_value(key: str, x: Any, path: str, label: str) -> None:
         if x not in CHOICES[key]:
             allowed = ", ".join(CHOICES[key])
             raise ScenarioError(f"{path}: key {label!r}: unknown {key} {x!r} (use {allowed})")
-    elif key == "scale":
+    elif key in FLOAT_KEYS:
         if not isinstance(x, (int, float)) or isinstance(x, bool) or not 0 < x < math.inf:
             raise ScenarioError(f"{path}: key {label!r}: expected a positive finite number, "
                                 f"got {x!r}")
+
+
+def _check_lens(key: str, x: Any, path: str, label: str) -> None:
+    """A lengths value: a list of integers >= 0, or "random" ("random:N" for doc_lens)."""
+    if isinstance(x, str):
+        if key == "doc_lens":
+            n = x.partition(":")[2]
+            if not (x.startswith("random:") and n.isdigit() and int(n) > 0):
+                raise ScenarioError(f"{path}: key {label!r}: expected a list of lengths or "
+                                    f"\"random:N\" (N documents), got {x!r}")
+        elif x != "random":
+            raise ScenarioError(f"{path}: key {label!r}: expected a list of lengths or "
+                                f"\"random\", got {x!r}")
+        return
+    if not isinstance(x, list) or not x or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in x):
+        raise ScenarioError(f"{path}: key {label!r}: expected a list of integers >= 0, got {x!r}")
+
+
+def is_sweep(key: str, value: Any) -> bool:
+    """True when a table value lists values to sweep (a lengths key's value is itself a list)."""
+    if not isinstance(value, list):
+        return False
+    if key in LIST_KEYS:
+        return all(isinstance(x, (list, str)) for x in value)
+    return True
 
 
 def _layer(base: dict, sweep: dict, table: dict) -> tuple[dict, dict]:
@@ -177,7 +246,7 @@ def _layer(base: dict, sweep: dict, table: dict) -> tuple[dict, dict]:
         for alias in _aliases(key):
             base.pop(alias, None)
             sweep.pop(alias, None)
-        (sweep if isinstance(value, list) else base)[key] = value
+        (sweep if is_sweep(key, value) else base)[key] = value
     return base, sweep
 
 
@@ -225,12 +294,62 @@ def _make_case(v: dict[str, Any], device: str, path: str) -> Case:
         raise ScenarioError(
             f"{path}: key 'heads_q': {v['heads_q']} is not a multiple of heads_kv={v['heads_kv']}"
         )
-    return Case(
+    case = Case(
         batch=v["batch"], heads_q=v["heads_q"], heads_kv=v["heads_kv"], seq_q=v["seq_q"],
         seq_kv=v["seq_kv"], head_dim=v["head_dim"], dtype=v.get("dtype", "float32"),
         device=device, mask=v.get("mask", "none"), mode=v.get("mode", "fwd"),
         scale=float(v["scale"]) if "scale" in v else None,
+        window_left=v.get("window_left"), window_right=v.get("window_right"),
+        q_lens=_lens(v, "q_lens", v["seq_q"]), kv_lens=_lens(v, "kv_lens", v["seq_kv"]),
+        doc_lens=_docs(v), layout=v.get("layout", "padded"), page_size=v.get("page_size"),
+        alibi=v.get("alibi", False), bias=v.get("bias", "none"),
+        softcap=float(v["softcap"]) if "softcap" in v else None, head_dim_v=v.get("head_dim_v"),
     )
+    problem = variant_problem(case)
+    if problem:
+        raise ScenarioError(f"{path}: {problem}")
+    return case
+
+
+def _lens(v: dict[str, Any], key: str, top: int) -> tuple[int, ...] | None:
+    x = v.get(key)
+    if x == "random":
+        return var.random_lengths(key, v["batch"], top)
+    return None if x is None else tuple(x)
+
+
+def _docs(v: dict[str, Any]) -> tuple[int, ...] | None:
+    x = v.get("doc_lens")
+    if isinstance(x, str):
+        n = int(x.partition(":")[2])
+        if n > v["seq_q"]:
+            raise ScenarioError(f"key 'doc_lens': {n} documents do not fit seq_q={v['seq_q']}")
+        return var.random_documents(n, v["seq_q"])
+    return None if x is None else tuple(x)
+
+
+def variant_problem(case: Case) -> str | None:
+    """Why a case's variant settings contradict each other or its shape, or None."""
+    for key, lens, top, seq in (("q_lens", case.q_lens, case.seq_q, "seq_q"),
+                                ("kv_lens", case.kv_lens, case.seq_kv, "seq_kv")):
+        if lens is not None and len(lens) != case.batch:
+            return f"key {key!r}: {len(lens)} lengths for batch={case.batch}"
+        if lens is not None and max(lens) > top:
+            return f"key {key!r}: a length of {max(lens)} exceeds {seq}={top}"
+    if case.doc_lens is not None:
+        if case.seq_q != case.seq_kv or sum(case.doc_lens) != case.seq_q:
+            return (f"key 'doc_lens': the documents must fill the sequence: they sum to "
+                    f"{sum(case.doc_lens)}, seq_q={case.seq_q}, seq_kv={case.seq_kv}")
+        if min(case.doc_lens) < 1:
+            return "key 'doc_lens': a document has length 0"
+        if case.q_lens is not None or case.kv_lens is not None:
+            return "key 'doc_lens': documents do not combine with q_lens/kv_lens"
+    if (case.layout == "paged") != (case.page_size is not None):
+        return "key 'page_size': set it exactly when layout = \"paged\""
+    if case.variants and case.mode != "fwd":
+        return (f"mode {case.mode!r} with variants ({', '.join(case.variants)}): the gradient "
+                f"oracle covers plain and causal masks only; use mode = \"fwd\"")
+    return None
 
 
 def shipped_scenario_dir() -> Path:

@@ -15,6 +15,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
+from attnbench import variants
 from attnbench.case import Case
 from attnbench.errors import UsageError
 from attnbench.verify.grad import GRAD_SKIP_LIMIT
@@ -112,14 +115,19 @@ def peak(fn: Callable[[], Any], device: str) -> dict[str, Any]:
 def harness_bytes(case: Case) -> dict[str, int]:
     """Bytes the harness itself holds for a case, by where they live ("host", "device").
 
-    float64 q, k, v (and dO), the backend's copy in the case dtype, the oracle's rows with
-    the float64 copy of the compared output, the oracle's block workspace and, with
-    gradients, the gradient oracle's largest group.
+    float64 q, k, v (and dO, and a bias), the backend's copy in the case dtype, the oracle's
+    rows with the float64 copy of the compared output, the oracle's block workspace and, with
+    gradients, the gradient oracle's largest group. A paged or packed layout holds one more
+    float64 copy of k and v (the pristine values in that layout).
     """
-    b, d, group = case.batch, case.head_dim, case.heads_q // case.heads_kv
+    b, d, dv, group = case.batch, case.head_dim, case.dv, case.heads_q // case.heads_kv
     q = b * case.heads_q * case.seq_q * d
-    elems = q + 2 * b * case.heads_kv * case.seq_kv * d + (q if case.mode != "fwd" else 0)
-    compared = 4 * 8 * b * case.heads_q * rows_in_budget(case) * d  # ref, copy, 2 temporaries
+    kv = b * case.heads_kv * case.seq_kv * (d + dv)
+    bias = int(np.prod(variants.bias_shape(case))) if case.bias != "none" else 0
+    elems = q + kv + bias + (q if case.mode != "fwd" else 0)
+    if case.layout != "padded":
+        elems += q + 2 * kv  # the layout's pristine copy (paged: the pool's spare slots too)
+    compared = 4 * 8 * b * case.heads_q * rows_in_budget(case) * dv  # ref, copy, 2 temporaries
     workspace = 4 * 8 * max(BLOCK_ENTRIES, group * case.seq_kv)
     if case.mode != "fwd":
         workspace += 5 * 8 * min(group * case.seq_q * case.seq_kv, GRAD_SKIP_LIMIT)

@@ -10,10 +10,11 @@ from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
+from attnbench import variants
 from attnbench.case import Case
 
 DEVICE_FIELDS = ("dtypes", "masks", "modes", "head_dim_min", "head_dim_max", "head_dim_multiple",
-                 "gqa", "cross")  # the fields a per_device entry may override
+                 "gqa", "cross", "variants")  # the fields a per_device entry may override
 
 
 @dataclass(frozen=True)
@@ -34,11 +35,12 @@ class Capabilities:
     head_dim_multiple: int = 1
     gqa: bool = True
     cross: bool = True
+    variants: tuple[str, ...] = ()  # names from attnbench.variants.VARIANTS
     per_device: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
     min_versions: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
-        for name in ("devices", "dtypes", "masks", "modes"):  # a list is taken as a tuple
+        for name in ("devices", "dtypes", "masks", "modes", "variants"):  # a list: a tuple
             if isinstance(getattr(self, name), list):
                 object.__setattr__(self, name, tuple(getattr(self, name)))
 
@@ -55,7 +57,13 @@ class Capabilities:
 class Inputs:
     """One case's inputs in the backend's framework, dtype and device.
 
-    q: (batch, heads_q, seq_q, head_dim); k, v: (batch, heads_kv, seq_kv, head_dim).
+    Layout "padded" (the default) and "paged": q is (batch, heads_q, seq_q, head_dim).
+    Padded: k is (batch, heads_kv, seq_kv, head_dim) and v (batch, heads_kv, seq_kv, dv).
+    Paged: k and v are page pools (num_pages, page_size, heads_kv, head_dim | dv) and
+    block_table (batch, pages_per_seq) says which page holds each sequence's keys.
+    Packed: q, k, v are (total, heads, d), sequences one after another as cu_seqlens_q/k
+    say, and the output must be (total_q, heads_q, dv). Every other layout outputs
+    (batch, heads_q, seq_q, dv). attnbench/variants.py defines what each variant computes.
     """
 
     case: Case
@@ -63,6 +71,10 @@ class Inputs:
     k: Any
     v: Any
     scale: float
+    bias: Any = None  # (1|batch, 1|heads_q, seq_q, seq_kv) in the framework and dtype, or None
+    cu_seqlens_q: Any = None  # packed: int32 (batch + 1,) offsets of each sequence (NumPy)
+    cu_seqlens_k: Any = None
+    block_table: Any = None  # paged: int32 (batch, pages_per_seq) page indices (NumPy)
     _empty: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -71,30 +83,93 @@ class Inputs:
 
     @property
     def causal_offset(self) -> int:
-        """Query i sees key j iff j <= i + causal_offset (bottom-right alignment)."""
+        """Query i sees key j iff j <= i + causal_offset (bottom-right alignment), for full
+        lengths; with q_lens/kv_lens each batch element has its own (kv_lens - q_lens)."""
         return self.case.seq_kv - self.case.seq_q
 
-    def visible(self) -> Any:
-        """Boolean (seq_q, seq_kv) matrix, True where a query sees a key, in q's framework."""
-        return visible_mask(self.case, like=self.q)
+    @property
+    def q_lens(self) -> Any:
+        """int32 (batch,) query lengths (seq_q each when the case sets none)."""
+        import numpy as np
+
+        return variants.lengths(self.case)[0].astype(np.int32)
+
+    @property
+    def kv_lens(self) -> Any:
+        """int32 (batch,) key lengths (seq_kv each when unset; the cache lengths when paged)."""
+        import numpy as np
+
+        return variants.lengths(self.case)[1].astype(np.int32)
+
+    @property
+    def max_seqlen_q(self) -> int:
+        return int(self.q_lens.max(initial=0))
+
+    @property
+    def max_seqlen_k(self) -> int:
+        return int(self.kv_lens.max(initial=0))
+
+    @property
+    def window(self) -> tuple[int, int]:
+        """(left, right) window sizes, -1 where a side is unbounded (causal not folded in)."""
+        c = self.case
+        return (-1 if c.window_left is None else c.window_left,
+                -1 if c.window_right is None else c.window_right)
+
+    @property
+    def softcap(self) -> float | None:
+        return self.case.softcap
+
+    @property
+    def alibi_slopes(self) -> Any:
+        """float64 NumPy (heads_q,) ALiBi slopes, or None."""
+        return variants.alibi_slopes(self.case.heads_q) if self.case.alibi else None
+
+    @property
+    def doc_ids(self) -> Any:
+        """int32 NumPy (seq,) document of each position, or None."""
+        return variants.doc_ids(self.case)
+
+    def visible(self, b: int | None = None) -> Any:
+        """Boolean visibility in q's framework: (seq_q, seq_kv) for batch element b; with
+        b None, (seq_q, seq_kv) when every batch element is alike, else (batch, 1, seq_q,
+        seq_kv)."""
+        return _like(visibility_matrix(self.case, b), self.q)
+
+    def additive_mask(self) -> Any:
+        """(1|batch, 1|heads_q, seq_q, seq_kv) float tensor in the framework and dtype: −inf
+        where masked, plus ALiBi and bias (what an `attn_mask` takes); softcap is not in it."""
+        import numpy as np
+
+        m = np.where(visibility_matrix(self.case), 0.0, -np.inf)
+        if self.case.alibi:
+            m = m + alibi_matrix(self.case)
+        while m.ndim < 4:
+            m = m[None]
+        if _is_torch(self.q):
+            import torch
+
+            out = torch.from_numpy(m).to(device=self.q.device, dtype=self.q.dtype)
+        else:
+            out = m.astype(self.q.dtype)
+        return out if self.bias is None else out + self.bias
 
     def has_empty_rows(self) -> bool:
-        """True when some query row sees no key (causal with seq_q > seq_kv)."""
-        return self.case.mask == "causal" and self.case.seq_q > self.case.seq_kv
+        """True when some query row sees no key."""
+        return bool(variants.empty_rows(self.case).any())
 
     def empty_rows(self) -> Any:
-        """(seq_q, 1) bool, True for rows that see no key (they must output zeros), in q's
-        framework and on its device; None when every row sees a key. Built once, then reused."""
+        """Boolean, True for the rows that see no key (they must output zeros), shaped to
+        broadcast against the output: (seq_q, 1) when every batch element is alike, else
+        (batch, 1, seq_q, 1); packed (total_q, 1, 1). In q's framework and on its device;
+        None when every row sees a key. Built once, then reused."""
         if self._empty is None and self.has_empty_rows():
-            import numpy as np
-
-            rows = np.arange(self.case.seq_q)[:, None] < -self.causal_offset  # i + off < 0
-            self._empty = _like(rows, self.q)
+            self._empty = _like(empty_row_mask(self.case), self.q)
         return self._empty
 
     def zero_empty_rows(self, out: Any) -> Any:
-        """out (…, seq_q, x) with the rows that see no key set to 0; out itself when there are
-        none. Call it in the timed callable: `return inputs.zero_empty_rows(kernel(q, k, v))`."""
+        """out with the rows that see no key set to 0; out itself when there are none.
+        Call it in the timed callable: `return inputs.zero_empty_rows(kernel(q, k, v))`."""
         empty = self.empty_rows()
         if empty is None:
             return out
@@ -105,13 +180,46 @@ class Inputs:
         return np.where(empty, out.dtype.type(0), out)
 
 
-def visible_mask(case: Case, like: Any = None) -> Any:
-    """The visibility matrix of a case as NumPy, or as a torch tensor on like's device."""
+def _uniform(case: Case) -> bool:
+    """True when every batch element has the same mask (no per-sequence lengths)."""
+    return case.q_lens is None and case.kv_lens is None
+
+
+def visibility_matrix(case: Case, b: int | None = None) -> Any:
+    """NumPy visibility: (seq_q, seq_kv) for batch element b (or all, when alike), else
+    (batch, 1, seq_q, seq_kv)."""
     import numpy as np
 
-    from attnbench.verify.reference import row_visibility
+    if b is not None or _uniform(case):
+        return variants.visibility(case, b or 0)
+    return np.stack([variants.visibility(case, i) for i in range(case.batch)])[:, None]
 
-    return _like(row_visibility(case, np.arange(case.seq_q)), like)
+
+def alibi_matrix(case: Case) -> Any:
+    """float64 ALiBi terms, (1|batch, heads_q, seq_q, seq_kv)."""
+    import numpy as np
+
+    rows, heads = np.arange(case.seq_q), np.arange(case.heads_q)
+    n = 1 if _uniform(case) else case.batch
+    return np.stack([variants.score_terms(case, b, heads, rows, None) for b in range(n)])
+
+
+def empty_row_mask(case: Case) -> Any:
+    """Boolean empty-row mask shaped to broadcast against the output (see Inputs.empty_rows)."""
+    empty = variants.empty_rows(case)  # (batch, seq_q)
+    if case.layout == "packed":
+        import numpy as np
+
+        q_lens = variants.lengths(case)[0]
+        return np.concatenate([empty[b, :q_lens[b]] for b in range(case.batch)])[:, None, None]
+    if _uniform(case):
+        return empty[0][:, None]
+    return empty[:, None, :, None]
+
+
+def visible_mask(case: Case, like: Any = None) -> Any:
+    """The visibility matrix of a case as NumPy, or as a torch tensor on like's device."""
+    return _like(visibility_matrix(case), like)
 
 
 def _is_torch(x: Any) -> bool:
@@ -265,6 +373,10 @@ def capability_reasons(name: str, caps: Capabilities, case: Case) -> list[str]:
         out.append(f"{name} does not support grouped heads (heads_q != heads_kv){on('gqa')}")
     if not caps.cross and case.seq_q != case.seq_kv:
         out.append(f"{name} does not support seq_q != seq_kv{on('cross')}")
+    missing = [v for v in case.variants if v not in caps.variants]
+    if missing:
+        out.append(f"{name} does not support the {', '.join(missing)} variant"
+                   f"{'s' if len(missing) > 1 else ''}{on('variants')}")
     return out
 
 

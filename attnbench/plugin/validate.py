@@ -8,6 +8,7 @@ from typing import Any
 
 from attnbench.case import DEVICES, DTYPES, MASKS, MODES
 from attnbench.plugin.backend import DEVICE_FIELDS, Backend, Capabilities, parse_version
+from attnbench.variants import VARIANTS
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 FRAMEWORKS = ("numpy", "torch")
@@ -76,6 +77,10 @@ def _fields_problem(caps: Capabilities, where: str, names: tuple[str, ...],
             if not isinstance(value, tuple) or not value or not all(
                     isinstance(x, str) and x in known for x in value):
                 return f"{label} is {_short(value)}: need a non-empty tuple of {', '.join(known)}"
+        elif name == "variants":  # may be empty: no variant supported
+            if not isinstance(value, tuple) or not all(
+                    isinstance(x, str) and x in VARIANTS for x in value):
+                return f"{label} is {_short(value)}: need a tuple of {', '.join(VARIANTS)}"
         elif name in ("gqa", "cross"):
             if not isinstance(value, bool):
                 return f"{label} is {_short(value)}, not True or False"

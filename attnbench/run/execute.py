@@ -17,7 +17,7 @@ from attnbench.measure import memory
 from attnbench.measure.timing import TimerConfig, time_cpu
 from attnbench.plugin.backend import Backend, Unsupported
 from attnbench.record import Status, new_record
-from attnbench.verify import agreement, grad
+from attnbench.verify import agreement, grad, layouts
 from attnbench.verify import inputs as inputs_mod
 from attnbench.verify.baseline import baseline_error
 from attnbench.verify.floor import row_floor, row_magnitudes
@@ -78,6 +78,21 @@ class CaseData:
         self._oracle: tuple[np.ndarray, np.ndarray] | None = None
         self._rules: dict[str, agreement.Rule] = {}
         self._grads: grad.GradData | None = None
+        self._pristine: dict[str, np.ndarray] | None = None
+
+    @property
+    def pristine(self) -> dict[str, np.ndarray]:
+        """The values every handed input must still hold, in the case's layout."""
+        if self._pristine is None:
+            lay = inputs_mod.layout_arrays(self.case, self.arrays)
+            bias = {"bias": self.arrays["bias"]} if "bias" in self.arrays else {}
+            self._pristine = {**lay, **bias}
+        return self._pristine
+
+    @property
+    def handed_names(self) -> tuple[str, ...]:
+        """The Inputs fields a backend gets that must come back unchanged."""
+        return tuple(self.pristine)
 
     def use_check_seed(self, check_seed: int | None) -> None:
         """Draw the compared rows from this seed (the run's); a new seed drops the oracle."""
@@ -176,7 +191,7 @@ def _measure(
     data.use_check_seed(opts.check_seed)
     rule = data.rule(backend.framework)  # before the backend's inputs exist: pristine copies
     inputs = inputs_mod.make_inputs(case, data.arrays, backend.framework)
-    handed = {"q": inputs.q, "k": inputs.k, "v": inputs.v}
+    handed = {n: getattr(inputs, n) for n in data.handed_names}
     first = _first_call(backend, inputs, data)
     rec["agreement"] = _agree(first.out, data, rule)
     if first.grads is not None:
@@ -219,7 +234,7 @@ def _check_inputs(rec: dict[str, Any], inputs: Any, handed: dict[str, Any],
                   data: CaseData) -> None:
     """A backend that changed its inputs is a mismatch, with a sentence saying so."""
     agree = rec["agreement"]
-    problems = agreement.changed_inputs(inputs, handed, data.arrays, data.case.softmax_scale)
+    problems = agreement.changed_inputs(inputs, handed, data.pristine, data.case.softmax_scale)
     if problems and not agree.get("problems"):
         agree["problems"] = problems
         agree["passed"] = False
@@ -320,12 +335,24 @@ def _synced(fn: Any, device: str) -> Any:
 def _agree(out: Any, data: CaseData, rule: agreement.Rule) -> dict[str, Any]:
     """The output's agreement entry, which rows were compared and how they were chosen."""
     case = data.case
-    shape = (case.batch, case.heads_q, case.seq_q, case.head_dim)
-    result = agreement.compare("out", out, shape, agreement.rows_of(data.rows, case.seq_q),
-                               data.ref, rule)
+    shape = expected_shape(case)
+    select = agreement.rows_of(data.rows, case.seq_q)
+    if case.layout == "packed":  # compared in the padded layout, zeros past each length
+        padded = select
+
+        def select(x: Any) -> np.ndarray:
+            return padded(layouts.padded_output(agreement.to_numpy64(x), case))
+    result = agreement.compare("out", out, shape, select, data.ref, rule)
     full = len(data.rows) == case.seq_q
     agree: dict[str, Any] = {"passed": result["passed"], "outputs": [result],
              "rows_checked": "all" if full else int(len(data.rows)),
              "oracle": "float64 numpy", "out_dtype": agreement.dtype_name(out)}
     agree["check_seed"] = data.check_seed  # with the case, it says which rows were compared
     return agree
+
+
+def expected_shape(case: Case) -> tuple[int, ...]:
+    """The output shape a backend must return: (total_q, Hq, Dv) packed, else (B, Hq, Sq, Dv)."""
+    if case.layout == "packed":
+        return (int(sum(case.q_lens or [case.seq_q] * case.batch)), case.heads_q, case.dv)
+    return (case.batch, case.heads_q, case.seq_q, case.dv)

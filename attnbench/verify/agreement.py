@@ -173,7 +173,9 @@ def changed_inputs(inputs: Any, handed: dict[str, Any], arrays: dict[str, np.nda
 
 
 def _same_values(x: Any, pristine: np.ndarray) -> bool:
+    """Exactly equal, compared a slab of the first axis at a time (bounded memory)."""
     if tuple(getattr(x, "shape", ())) != pristine.shape:
         return False
-    return all(np.array_equal(to_numpy64(x[b, h]), pristine[b, h])
-               for b in range(pristine.shape[0]) for h in range(pristine.shape[1]))
+    per = max(1, 2**22 // max(1, int(np.prod(pristine.shape[1:]))))
+    return all(np.array_equal(to_numpy64(x[i:i + per]), pristine[i:i + per])
+               for i in range(0, pristine.shape[0], per))

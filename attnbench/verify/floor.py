@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from attnbench import variants
 from attnbench.case import Case
-from attnbench.verify.reference import expand_kv, row_visibility
+from attnbench.verify.reference import expand_kv
 
 UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11,
                  "bfloat16": 2.0**-8}
@@ -29,7 +30,8 @@ ROW_BLOCK_ENTRIES = 2**22  # score entries per block while the magnitudes are co
 
 def row_magnitudes(arrays: dict[str, np.ndarray], case: Case, rows: np.ndarray
                    ) -> dict[str, np.ndarray]:
-    """A (max score magnitude), V (max |v|) and L (keys seen) per (batch, head, row)."""
+    """A (max score magnitude, ALiBi and bias terms included), V (max |v|) and L (keys seen)
+    per (batch, head, row)."""
     q, k, v = arrays["q"], expand_kv(arrays["k"], case.heads_q), expand_kv(
         arrays["v"], case.heads_q)
     abs_q, abs_kt = np.abs(q), np.abs(np.swapaxes(k, -1, -2))
@@ -38,13 +40,29 @@ def row_magnitudes(arrays: dict[str, np.ndarray], case: Case, rows: np.ndarray
     s_parts, v_parts = [], []
     for start in range(0, len(rows), per_block):
         r = rows[start:start + per_block]
-        vis = row_visibility(case, r)  # (R, Skv)
+        vis = _visibility(case, r)  # (B, 1, R, Skv)
         s = np.matmul(abs_q[:, :, r, :], abs_kt) * case.softmax_scale
+        s += _abs_terms(arrays, case, r)
         s_parts.append(np.where(vis, s, 0.0).max(axis=-1, initial=0.0))
         v_parts.append(np.where(vis, absmax_v[:, :, None, :], 0.0).max(axis=-1, initial=0.0))
-    seen = row_visibility(case, rows).sum(axis=-1)
+    seen = _visibility(case, rows).sum(axis=-1)
     return {"A": np.concatenate(s_parts, axis=-1), "V": np.concatenate(v_parts, axis=-1),
             "L": np.broadcast_to(seen, (case.batch, case.heads_q, len(rows)))}
+
+
+def _visibility(case: Case, rows: np.ndarray) -> np.ndarray:
+    """(batch, 1, len(rows), seq_kv) visibility of the given rows."""
+    return np.stack([variants.visibility(case, b, rows) for b in range(case.batch)])[:, None]
+
+
+def _abs_terms(arrays: dict[str, np.ndarray], case: Case, rows: np.ndarray) -> np.ndarray | float:
+    """|ALiBi + bias| on the given rows, (batch, heads, R, Skv), or 0 when the case has none."""
+    heads = np.arange(case.heads_q)
+    terms = [variants.score_terms(case, b, heads, rows, arrays.get("bias"))
+             for b in range(case.batch)]
+    if terms[0] is None:
+        return 0.0
+    return np.abs(np.stack([np.broadcast_to(t, (case.heads_q, *t.shape[1:])) for t in terms]))
 
 
 def row_floor(magnitudes: dict[str, np.ndarray], dtype: str,

@@ -7,8 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from attnbench import variants
 from attnbench.case import Case
 from attnbench.plugin.backend import Inputs
+from attnbench.verify import layouts
 
 ELEM_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
 
@@ -29,14 +31,20 @@ def quantize(x: np.ndarray, dtype: str) -> np.ndarray:
 
 
 def reference_arrays(case: Case, seed: int) -> dict[str, np.ndarray]:
-    """q, k, v as float64 NumPy arrays holding values exactly representable in case.dtype."""
+    """q, k, v (and bias, and the paged pools' spare slots) as float64 NumPy arrays holding
+    values exactly representable in case.dtype; padded positions hold values too."""
     rng = np.random.default_rng(case_seed(case, seed))
     b, d = case.batch, case.head_dim
     shapes = {
         "q": (b, case.heads_q, case.seq_q, d),
         "k": (b, case.heads_kv, case.seq_kv, d),
-        "v": (b, case.heads_kv, case.seq_kv, d),
+        "v": (b, case.heads_kv, case.seq_kv, case.dv),
     }
+    if variants.bias_shape(case) is not None:
+        shapes["bias"] = variants.bias_shape(case)
+    if case.layout == "paged":
+        slots = b * layouts.pages_per_seq(case) * case.page_size * case.heads_kv
+        shapes["k_fill"], shapes["v_fill"] = (slots, d), (slots, case.dv)
     return {n: quantize(rng.standard_normal(s), case.dtype) for n, s in shapes.items()}
 
 
@@ -56,36 +64,61 @@ def to_framework(x: np.ndarray, framework: str, dtype: str, device: str) -> Any:
     raise ValueError(f"unknown framework {framework!r}")
 
 
+def layout_arrays(case: Case, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """q, k, v (float64) in the case's layout, with the layout's index arrays (int32)."""
+    out = {n: arrays[n] for n in ("q", "k", "v")}
+    if case.layout == "packed":
+        q_lens, kv_lens = variants.lengths(case)
+        out = {"q": layouts.pack(arrays["q"], q_lens), "k": layouts.pack(arrays["k"], kv_lens),
+               "v": layouts.pack(arrays["v"], kv_lens),
+               "cu_seqlens_q": layouts.cu_seqlens(q_lens),
+               "cu_seqlens_k": layouts.cu_seqlens(kv_lens)}
+    elif case.layout == "paged":
+        table = layouts.block_table(case)
+        out["k"] = layouts.page(arrays["k"], case, table, arrays["k_fill"])
+        out["v"] = layouts.page(arrays["v"], case, table, arrays["v_fill"])
+        out["block_table"] = table
+    return out
+
+
 def make_inputs(case: Case, arrays: dict[str, np.ndarray], framework: str) -> Inputs:
-    """Inputs for one backend, converted from the shared float64 arrays."""
-    conv = {n: to_framework(a, framework, case.dtype, case.device) for n, a in arrays.items()}
-    return Inputs(case=case, q=conv["q"], k=conv["k"], v=conv["v"], scale=case.softmax_scale)
+    """Inputs for one backend, converted from the shared float64 arrays (new copies)."""
+    lay = layout_arrays(case, arrays)
+
+    def conv(a: np.ndarray) -> Any:
+        return to_framework(a, framework, case.dtype, case.device)
+
+    bias = conv(arrays["bias"]) if "bias" in arrays else None
+    index = {n: lay[n].copy() for n in ("cu_seqlens_q", "cu_seqlens_k", "block_table")
+             if n in lay}
+    return Inputs(case=case, q=conv(lay["q"]), k=conv(lay["k"]), v=conv(lay["v"]),
+                  scale=case.softmax_scale, bias=bias, **index)
 
 
 def visible_pairs(case: Case) -> int:
-    """Exact count of (query, key) pairs a mask lets through, per batch and head."""
-    if case.mask == "none":
-        return case.seq_q * case.seq_kv
-    off = case.seq_kv - case.seq_q
-    # row i sees min(seq_kv, max(0, i + off + 1)) keys
-    i = np.arange(case.seq_q, dtype=np.int64)
-    return int(np.clip(i + off + 1, 0, case.seq_kv).sum())
+    """Exact count of (query, key) pairs the case's mask lets through, summed over the batch,
+    per head (each row sees one interval of keys: attnbench.variants.key_ranges)."""
+    return int(variants.visible_pairs_per_batch(case).sum())
 
 
 MODE_FLOP_FACTOR = {"fwd": 1.0, "bwd": 2.5, "fwd_bwd": 3.5}
 
 
 def flops(case: Case) -> float:
-    """Matmul FLOPs of a case: 4·B·Hq·visible_pairs·D forward, ×2.5 bwd, ×3.5 fwd_bwd."""
-    fwd = 4.0 * case.batch * case.heads_q * visible_pairs(case) * case.head_dim
+    """Matmul FLOPs of a case: 2·Hq·pairs·(D + Dv) forward (q kᵀ and p v on the visible
+    pairs, pairs summed over the batch), ×2.5 bwd, ×3.5 fwd_bwd."""
+    fwd = 2.0 * case.heads_q * visible_pairs(case) * (case.head_dim + case.dv)
     return fwd * MODE_FLOP_FACTOR[case.mode]
 
 
 def io_bytes(case: Case) -> int:
     """Bytes a fused kernel must move at least: q, k, v read and out written."""
     e = ELEM_BYTES[case.dtype]
-    b, d = case.batch, case.head_dim
-    return e * b * d * (2 * case.heads_q * case.seq_q + 2 * case.heads_kv * case.seq_kv)
+    b, d, dv = case.batch, case.head_dim, case.dv
+    q_and_out = case.heads_q * case.seq_q * (d + dv)
+    k_and_v = case.heads_kv * case.seq_kv * (d + dv)
+    bias = int(np.prod(variants.bias_shape(case))) if case.bias != "none" else 0
+    return e * (b * (q_and_out + k_and_v) + bias)
 
 
 def score_bytes(case: Case) -> int:

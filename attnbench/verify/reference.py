@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from attnbench import variants
 from attnbench.case import Case
 from attnbench.verify.inputs import case_seed
 
@@ -22,7 +23,7 @@ BLOCK_ENTRIES = 2**21  # score entries of one block (16 MiB in float64)
 
 def oracle_flops(case: Case, n_rows: int) -> int:
     """Matmul FLOPs of the oracle on n_rows query rows (every key, every batch and head)."""
-    return 4 * case.batch * case.heads_q * n_rows * case.seq_kv * case.head_dim
+    return 2 * case.batch * case.heads_q * n_rows * case.seq_kv * (case.head_dim + case.dv)
 
 
 def rows_in_budget(case: Case, budget: int | None = None) -> int:
@@ -47,25 +48,31 @@ def expand_kv(x: np.ndarray, heads_q: int) -> np.ndarray:
     return np.repeat(x, heads_q // x.shape[1], axis=1)
 
 
-def row_visibility(case: Case, rows: np.ndarray) -> np.ndarray:
-    """Boolean (len(rows), seq_kv): True where query row i sees key j (bottom-right causal)."""
-    if case.mask == "none":
-        return np.ones((len(rows), case.seq_kv), dtype=bool)
-    off = case.seq_kv - case.seq_q
-    return np.arange(case.seq_kv)[None, :] <= (rows[:, None] + off)
+def row_visibility(case: Case, rows: np.ndarray, b: int = 0) -> np.ndarray:
+    """Boolean (len(rows), seq_kv): True where query row i of batch element b sees key j."""
+    return variants.visibility(case, b, rows)
 
 
-def probabilities(q: np.ndarray, k: np.ndarray, case: Case, rows: np.ndarray) -> np.ndarray:
-    """softmax(q kᵀ·scale + mask) on the given query rows, in q's dtype; empty rows are 0.
+def probabilities(q: np.ndarray, k: np.ndarray, case: Case, rows: np.ndarray, b: int = 0,
+                  heads: np.ndarray | None = None, bias: np.ndarray | None = None) -> np.ndarray:
+    """softmax(q kᵀ·scale [softcap] + ALiBi + bias + mask) on the given query rows of batch
+    element b, in q's dtype; rows that see no key are 0.
 
-    q: (B, Hq', Sq, D) and k: (B, Hkv', Skv, D) with Hq' a multiple of Hkv' (a slice of heads
-    is fine). A row that sees no key has max −inf; it is shifted by 0, so every exp is 0.
+    q: (1, Hq', Sq, D) and k: (1, Hkv', Skv, D) with Hq' a multiple of Hkv' (a slice of heads
+    is fine: heads gives their indices, all of them by default); bias: the case's full bias
+    array or None. A row that sees no key has max −inf; it is shifted by 0, so every exp is 0.
     """
+    heads = np.arange(q.shape[1]) if heads is None else heads
     kx = expand_kv(k, q.shape[1])
     s = np.matmul(q[:, :, rows, :], np.swapaxes(kx, -1, -2))
     s *= q.dtype.type(case.softmax_scale)  # in place from here on: one score-sized array
-    if case.mask != "none":
-        np.copyto(s, -np.inf, where=~row_visibility(case, rows))
+    variants.apply_softcap(s, case.softcap)
+    terms = variants.score_terms(case, b, heads, rows, bias)
+    if terms is not None:
+        s += terms.astype(s.dtype)
+    vis = row_visibility(case, rows, b)
+    if not vis.all():
+        np.copyto(s, -np.inf, where=~vis)
     m = s.max(axis=-1, keepdims=True)
     s -= np.where(np.isfinite(m), m, 0)
     np.exp(s, out=s)
@@ -75,10 +82,12 @@ def probabilities(q: np.ndarray, k: np.ndarray, case: Case, rows: np.ndarray) ->
 
 
 def attention_rows(
-    q: np.ndarray, k: np.ndarray, v: np.ndarray, case: Case, rows: np.ndarray
+    q: np.ndarray, k: np.ndarray, v: np.ndarray, case: Case, rows: np.ndarray, b: int = 0,
+    heads: np.ndarray | None = None, bias: np.ndarray | None = None,
 ) -> np.ndarray:
-    """softmax(q kᵀ·scale + mask) v for the given query rows, in q's dtype; empty rows → 0."""
-    p = probabilities(q, k, case, rows)
+    """softmax(q kᵀ·scale + …) v for the given query rows of batch element b, in q's dtype;
+    rows that see no key are 0 (see probabilities for the arguments)."""
+    p = probabilities(q, k, case, rows, b, heads, bias)
     return np.matmul(p, expand_kv(v, q.shape[1])).astype(q.dtype)
 
 
@@ -106,10 +115,11 @@ def blocks(case: Case, rows: np.ndarray) -> Iterator[Block]:
 
 
 def oracle(arrays: dict[str, np.ndarray], case: Case, rows: np.ndarray) -> np.ndarray:
-    """The float64 reference output on the given rows: (B, Hq, len(rows), D), block by block."""
-    q, k, v = arrays["q"], arrays["k"], arrays["v"]
-    out = np.empty((case.batch, case.heads_q, len(rows), case.head_dim))
+    """The float64 reference output on the given rows: (B, Hq, len(rows), Dv), block by block."""
+    q, k, v, bias = arrays["q"], arrays["k"], arrays["v"], arrays.get("bias")
+    out = np.empty((case.batch, case.heads_q, len(rows), case.dv))
     for b, qs, ks, r, at in blocks(case, rows):
+        heads = np.arange(qs.start, qs.stop)
         out[b:b + 1, qs, at] = attention_rows(q[b:b + 1, qs], k[b:b + 1, ks], v[b:b + 1, ks],
-                                              case, r)
+                                              case, r, b, heads, bias)
     return out

@@ -1,0 +1,201 @@
+"""The exact semantics of the attention variants: which keys a query sees, and its score terms.
+
+For batch element b, Lq and Lk are its query and key lengths (q_lens, kv_lens; the full
+sequence when unset) and off = Lk − Lq (bottom-right alignment, as causal). Query row i sees
+key j iff i < Lq, j < Lk and, where set: causal j <= i + off; window
+i + off − left <= j <= i + off + right; documents doc(i) == doc(j). So every row sees one
+contiguous interval of keys, [lo_i, hi_i] (empty when lo_i > hi_i): key_ranges() gives it, and
+the visibility matrix, the empty rows and the exact work model all derive from it.
+
+Scores: s = (q·k)·scale; softcap: s = cap·tanh(s / cap); then + ALiBi −slope_h·|i + off − j|
++ bias[b, h, i, j]; masked scores are −inf; a row that sees no key outputs zeros.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from attnbench.case import Case
+
+VARIANTS = ("window", "lengths", "packed", "paged", "documents", "alibi", "bias", "softcap",
+            "dv")
+LAYOUTS = ("padded", "packed", "paged")
+BIAS_KINDS = ("none", "shared", "head", "batch_head")
+
+
+def lengths(case: Case) -> tuple[np.ndarray, np.ndarray]:
+    """Per batch element query and key lengths (int64), the full sequences when unset."""
+    q = np.array(case.q_lens if case.q_lens is not None else [case.seq_q] * case.batch)
+    k = np.array(case.kv_lens if case.kv_lens is not None else [case.seq_kv] * case.batch)
+    return q.astype(np.int64), k.astype(np.int64)
+
+
+def doc_ids(case: Case) -> np.ndarray | None:
+    """The document of each position of the packed sequence (int32), or None without documents."""
+    if case.doc_lens is None:
+        return None
+    return np.repeat(np.arange(len(case.doc_lens), dtype=np.int32), case.doc_lens)
+
+
+def key_ranges(case: Case, b: int) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) per query row of batch element b: row i sees exactly the keys lo_i..hi_i."""
+    q_lens, kv_lens = lengths(case)
+    lq, lk = int(q_lens[b]), int(kv_lens[b])
+    i = np.arange(case.seq_q, dtype=np.int64)
+    diag = i + (lk - lq)
+    lo = np.zeros(case.seq_q, dtype=np.int64)
+    hi = np.full(case.seq_q, lk - 1, dtype=np.int64)
+    if case.mask == "causal":
+        hi = np.minimum(hi, diag)
+    if case.window_right is not None:
+        hi = np.minimum(hi, diag + case.window_right)
+    if case.window_left is not None:
+        lo = np.maximum(lo, diag - case.window_left)
+    if case.doc_lens is not None:  # seq_q == seq_kv: the row's own document bounds it
+        ends = np.cumsum(case.doc_lens)
+        doc = doc_ids(case)
+        lo = np.maximum(lo, ends[doc] - np.asarray(case.doc_lens)[doc])
+        hi = np.minimum(hi, ends[doc] - 1)
+    hi = np.where(i < lq, hi, -1)
+    lo = np.where(i < lq, lo, 0)
+    return lo, hi
+
+
+def visibility(case: Case, b: int, rows: np.ndarray | None = None) -> np.ndarray:
+    """Boolean (len(rows), seq_kv): True where query row i of batch element b sees key j."""
+    lo, hi = key_ranges(case, b)
+    if rows is not None:
+        lo, hi = lo[rows], hi[rows]
+    j = np.arange(case.seq_kv)[None, :]
+    return (j >= lo[:, None]) & (j <= hi[:, None])
+
+
+def empty_rows(case: Case) -> np.ndarray:
+    """Boolean (batch, seq_q): True for the rows that see no key (they output zeros)."""
+    out = np.zeros((case.batch, case.seq_q), dtype=bool)
+    for b in range(case.batch):
+        lo, hi = key_ranges(case, b)
+        out[b] = lo > hi
+    return out
+
+
+def visible_pairs_per_batch(case: Case) -> np.ndarray:
+    """Exact number of visible (query, key) pairs of each batch element (per head)."""
+    out = np.empty(case.batch, dtype=np.int64)
+    for b in range(case.batch):
+        lo, hi = key_ranges(case, b)
+        out[b] = np.maximum(hi - lo + 1, 0).sum()
+    return out
+
+
+def alibi_slopes(n_heads: int) -> np.ndarray:
+    """The ALiBi slope of each of n heads: 2^(−8(h+1)/n) for n a power of two; otherwise those
+    of the nearest lower power of two followed by every other slope of the next one."""
+    def geometric(n: int) -> np.ndarray:
+        return 2.0 ** (-8.0 * np.arange(1, n + 1) / n)
+
+    p = 1 << (n_heads.bit_length() - 1)
+    if p == n_heads:
+        return geometric(n_heads)
+    return np.concatenate([geometric(p), geometric(2 * p)[0::2][: n_heads - p]])
+
+
+def score_terms(case: Case, b: int, heads: np.ndarray, rows: np.ndarray,
+                bias: np.ndarray | None) -> np.ndarray | None:
+    """The additive terms (ALiBi + bias) of batch element b on query heads and rows, float64
+    (len(heads) or 1, len(rows), seq_kv); None when the case has neither."""
+    out = None
+    if case.alibi:
+        q_lens, kv_lens = lengths(case)
+        diag = rows + (kv_lens[b] - q_lens[b])
+        dist = np.abs(diag[:, None] - np.arange(case.seq_kv)[None, :]).astype(np.float64)
+        out = -alibi_slopes(case.heads_q)[heads][:, None, None] * dist[None]
+    if bias is not None:
+        bb = bias[b if bias.shape[0] > 1 else 0]
+        bh = bb[heads] if bb.shape[0] > 1 else bb[:1]
+        term = bh[:, rows, :]
+        out = term if out is None else out + term
+    return out
+
+
+def apply_softcap(s: np.ndarray, cap: float | None) -> np.ndarray:
+    """s ← cap·tanh(s / cap) in place (no-op without a cap)."""
+    if cap is not None:
+        np.divide(s, cap, out=s)
+        np.tanh(s, out=s)
+        np.multiply(s, cap, out=s)
+    return s
+
+
+def bias_shape(case: Case) -> tuple[int, int, int, int] | None:
+    """Shape of the case's bias tensor (broadcast over batch and/or heads), or None."""
+    if case.bias == "none":
+        return None
+    b = case.batch if case.bias == "batch_head" else 1
+    h = case.heads_q if case.bias in ("head", "batch_head") else 1
+    return (b, h, case.seq_q, case.seq_kv)
+
+
+def random_lengths(key: str, count: int, top: int) -> tuple[int, ...]:
+    """count lengths in 1..top drawn from a seed fixed by (key, count, top): the same case
+    always gets the same lengths."""
+    rng = np.random.default_rng(zlib.crc32(f"{key}:{count}:{top}".encode()))
+    return tuple(int(x) for x in rng.integers(1, top + 1, size=count))
+
+
+def random_documents(n_docs: int, total: int) -> tuple[int, ...]:
+    """n_docs document lengths (each >= 1) summing to total, from a seed fixed by both."""
+    rng = np.random.default_rng(zlib.crc32(f"docs:{n_docs}:{total}".encode()))
+    cuts = np.sort(rng.choice(np.arange(1, total), size=n_docs - 1, replace=False))
+    return tuple(int(x) for x in np.diff(np.concatenate([[0], cuts, [total]])))
+
+
+def case_variants(case: Case) -> tuple[str, ...]:
+    """The names (from VARIANTS) of the variants a case uses."""
+    used = {
+        "window": case.window_left is not None or case.window_right is not None,
+        "lengths": case.q_lens is not None or case.kv_lens is not None,
+        "packed": case.layout == "packed",
+        "paged": case.layout == "paged",
+        "documents": case.doc_lens is not None,
+        "alibi": case.alibi,
+        "bias": case.bias != "none",
+        "softcap": case.softcap is not None,
+        "dv": case.head_dim_v is not None and case.head_dim_v != case.head_dim,
+    }
+    return tuple(v for v in VARIANTS if used[v])
+
+
+def id_suffix(case: Case) -> str:
+    """The part of a case id that names its variants ('' for a plain case)."""
+    parts = []
+    if case.window_left is not None or case.window_right is not None:
+        parts.append(f"w{_side(case.window_left)}:{_side(case.window_right)}")
+    for tag, lens in (("ql", case.q_lens), ("kvl", case.kv_lens), ("docs", case.doc_lens)):
+        if lens is not None:
+            parts.append(tag + _lens_text(lens))
+    if case.layout != "padded":
+        parts.append(case.layout + (str(case.page_size) if case.layout == "paged" else ""))
+    if case.alibi:
+        parts.append("alibi")
+    if case.bias != "none":
+        parts.append(f"bias_{case.bias}")
+    if case.softcap is not None:
+        parts.append(f"cap{float(case.softcap)!r}")
+    if case.head_dim_v is not None:
+        parts.append(f"dv{case.head_dim_v}")
+    return "".join(f"-{p}" for p in parts)
+
+
+def _side(x: int | None) -> str:
+    return "inf" if x is None else str(x)
+
+
+def _lens_text(lens: tuple[int, ...]) -> str:
+    if len(lens) <= 8:
+        return ",".join(map(str, lens))
+    return f"#{len(lens)}x{zlib.crc32(','.join(map(str, lens)).encode()):08x}"

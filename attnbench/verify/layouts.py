@@ -1,0 +1,59 @@
+"""The packed (varlen) and paged (KV-cache) layouts: built from the padded arrays, and back."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+from attnbench.case import Case
+from attnbench.variants import lengths
+
+
+def cu_seqlens(lens: np.ndarray) -> np.ndarray:
+    """int32 (batch + 1,) offsets of each sequence in a packed tensor."""
+    return np.concatenate([[0], np.cumsum(lens)]).astype(np.int32)
+
+
+def pack(x: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """(batch, heads, seq, d) → (sum(lens), heads, d): each sequence's first lens[b] rows."""
+    parts = [np.swapaxes(x[b, :, :n], 0, 1) for b, n in enumerate(lens)]
+    return np.ascontiguousarray(np.concatenate(parts) if parts else x[:0, :, 0])
+
+
+def unpack(x: np.ndarray, lens: np.ndarray, seq: int) -> np.ndarray:
+    """(sum(lens), heads, d) → (batch, heads, seq, d), zeros beyond each sequence's length."""
+    out = np.zeros((len(lens), x.shape[1], seq, x.shape[2]), dtype=x.dtype)
+    for b, (start, n) in enumerate(zip(cu_seqlens(lens)[:-1], lens, strict=True)):
+        out[b, :, :n] = np.swapaxes(x[start:start + n], 0, 1)
+    return out
+
+
+def pages_per_seq(case: Case) -> int:
+    return -(-case.seq_kv // case.page_size)
+
+
+def block_table(case: Case) -> np.ndarray:
+    """int32 (batch, pages_per_seq): a fixed shuffle of the pool's pages, one row per sequence."""
+    n = case.batch * pages_per_seq(case)
+    rng = np.random.default_rng(zlib.crc32(f"pages:{case.id}".encode()))
+    return rng.permutation(n).astype(np.int32).reshape(case.batch, pages_per_seq(case))
+
+
+def page(x: np.ndarray, case: Case, table: np.ndarray, fill: np.ndarray) -> np.ndarray:
+    """(batch, heads, seq_kv, d) → a page pool (num_pages, page_size, heads, d) laid out by
+    table; slots past seq_kv hold fill's values (random, so reading them is caught)."""
+    ps, n_pages = case.page_size, table.size
+    pool = fill.reshape(n_pages, ps, x.shape[1], x.shape[3]).copy()
+    for b in range(case.batch):
+        for p, slot in enumerate(table[b]):
+            rows = x[b, :, p * ps:(p + 1) * ps]  # (heads, <=ps, d)
+            pool[slot, :rows.shape[1]] = np.swapaxes(rows, 0, 1)
+    return pool
+
+
+def padded_output(out: np.ndarray, case: Case) -> np.ndarray:
+    """A backend's output in the padded (batch, heads_q, seq_q, dv) shape whatever its layout."""
+    if case.layout != "packed":
+        return out
+    return unpack(out, lengths(case)[0], case.seq_q)
