@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numpy.polynomial import chebyshev as C
 from numba import njit, prange
+from numpy.polynomial import chebyshev as C
 
 FLAGS = {"reassoc", "contract", "nnan", "nsz", "arcp"}  # no "ninf": masked scores are -inf
 EXP_DEGREE = 5  # float32: exp(x) = 2^n · e^r, |r| <= ln2/2, e^r by a degree-5 polynomial
@@ -65,8 +65,10 @@ def row_exp(s, m, ib, c, ic):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def key_range(i, off, lk, causal, wl, wr):  # pragma: no cover - compiled
-    """[lo, hi] (inclusive) of the keys query row i sees; hi < lo when it sees none."""
+def key_range(i, off, lk, causal, wl, wr, docs):  # pragma: no cover - compiled
+    """[lo, hi] (inclusive) of the keys query row i sees; hi < lo when it sees none.
+
+    docs: (2, seq) first and last position of each position's document, or (2, 0) without."""
     lo, hi = 0, lk - 1
     if wl >= 0:
         lo = max(lo, i + off - wl)
@@ -74,11 +76,14 @@ def key_range(i, off, lk, causal, wl, wr):  # pragma: no cover - compiled
         hi = min(hi, i + off)
     if wr >= 0:
         hi = min(hi, i + off + wr)
+    if docs.shape[1] > 0:
+        lo, hi = max(lo, docs[0, i]), min(hi, docs[1, i])
     return lo, hi
 
 
 @njit(cache=True, fastmath=FLAGS)
-def adjust_scores(s, i0, j0, off, lk, causal, wl, wr, slope, softcap, full):  # pragma: no cover
+def adjust_scores(s, i0, j0, off, lk, causal, wl, wr, docs, slope, softcap,
+                  full):  # pragma: no cover - compiled
     """Softcap, ALiBi and the mask on a (rows, keys) score tile whose corner is (i0, j0)."""
     n, w = s.shape
     for r in range(n):
@@ -89,7 +94,7 @@ def adjust_scores(s, i0, j0, off, lk, causal, wl, wr, slope, softcap, full):  # 
             for j in range(w):
                 s[r, j] -= slope * abs(i0 + r + off - (j0 + j))
         if not full:
-            lo, hi = key_range(i0 + r, off, lk, causal, wl, wr)
+            lo, hi = key_range(i0 + r, off, lk, causal, wl, wr, docs)
             for j in range(w):
                 if j0 + j < lo or j0 + j > hi:
                     s[r, j] = -np.inf
@@ -113,8 +118,8 @@ def row_max(s, lanes):  # pragma: no cover - compiled
 
 
 @njit(cache=True, fastmath=FLAGS)
-def online_update(s, m, l, acc, ib, pv, vt, c, ic):  # pragma: no cover - compiled
-    """Fold one score tile into the running max m, sum l and output acc (rows of s)."""
+def online_update(s, m, den, acc, ib, pv, vt, c, ic):  # pragma: no cover - compiled
+    """Fold one score tile into the running max m, sum den and output acc (rows of s)."""
     n = s.shape[0]
     lanes = np.empty(16, dtype=s.dtype)
     for r in range(n):
@@ -123,7 +128,7 @@ def online_update(s, m, l, acc, ib, pv, vt, c, ic):  # pragma: no cover - compil
             s[r, :] = 0
             continue
         corr = np.exp(m[r] - new)
-        l[r] = l[r] * corr + row_exp(s[r], new, ib, c, ic)
+        den[r] = den[r] * corr + row_exp(s[r], new, ib, c, ic)
         if corr != 1:
             acc[r, :] *= corr
         m[r] = new
@@ -132,19 +137,19 @@ def online_update(s, m, l, acc, ib, pv, vt, c, ic):  # pragma: no cover - compil
 
 
 @njit(cache=True, fastmath=FLAGS)
-def query_tile(q2, k2, v2, o2, qrow, krow, i0, n, off, lk, causal, wl, wr, slope, softcap,
-               scale, tk, c, ic):  # pragma: no cover - compiled
+def query_tile(q2, k2, v2, o2, qrow, krow, i0, n, off, lk, causal, wl, wr, docs, slope,
+               softcap, scale, tk, c, ic):  # pragma: no cover - compiled
     """Attention of query rows i0..i0+n (rows qrow.. of q2) against one kv head (krow..)."""
-    d, dv = q2.shape[1], v2.shape[1]
+    dv = v2.shape[1]
     qt = q2[qrow:qrow + n] * scale
     m = np.full(n, -np.inf, dtype=q2.dtype)
-    l = np.zeros(n, dtype=q2.dtype)
+    den = np.zeros(n, dtype=q2.dtype)
     acc = np.zeros((n, dv), dtype=q2.dtype)
     sbuf = np.empty(n * tk, dtype=q2.dtype)
     pbuf = np.empty(n * dv, dtype=q2.dtype)
     ib = np.empty(tk, dtype=ic.dtype)
-    first_lo, first_hi = key_range(i0, off, lk, causal, wl, wr)
-    last_lo, last_hi = key_range(i0 + n - 1, off, lk, causal, wl, wr)
+    first_lo, first_hi = key_range(i0, off, lk, causal, wl, wr, docs)
+    last_lo, last_hi = key_range(i0 + n - 1, off, lk, causal, wl, wr, docs)
     plain = softcap <= 0 and slope == 0
     for j0 in range(max(first_lo, 0), min(last_hi, lk - 1) + 1, tk):
         w = min(tk, last_hi + 1 - j0)
@@ -152,22 +157,23 @@ def query_tile(q2, k2, v2, o2, qrow, krow, i0, n, off, lk, causal, wl, wr, slope
         np.dot(qt, k2[krow + j0:krow + j0 + w].T, s)
         full = last_lo <= j0 and first_hi >= j0 + w - 1
         if not (full and plain):
-            adjust_scores(s, i0, j0, off, lk, causal, wl, wr, slope, softcap, full)
+            adjust_scores(s, i0, j0, off, lk, causal, wl, wr, docs, slope, softcap, full)
         pv = pbuf.reshape((n, dv))
-        online_update(s, m, l, acc, ib, pv, v2[krow + j0:krow + j0 + w], c, ic)
+        online_update(s, m, den, acc, ib, pv, v2[krow + j0:krow + j0 + w], c, ic)
     for r in range(n):
-        inv = 1 / l[r] if l[r] > 0 else l[r]  # a row that saw no key: l = 0, out = 0
+        inv = 1 / den[r] if den[r] > 0 else den[r]  # a row that saw no key: den = 0, out = 0
         o2[qrow + r, :] = acc[r] * inv
 
 
 @njit(parallel=True, cache=True, fastmath=FLAGS)
-def attention(q, k, v, out, scale, causal, q_lens, kv_lens, wl, wr, slopes, softcap, tq, tk,
-              c, ic):  # pragma: no cover - compiled
+def attention(q, k, v, out, scale, causal, q_lens, kv_lens, wl, wr, docs, slopes, softcap,
+              tq, tk, c, ic):  # pragma: no cover - compiled
     """out = softmax(q kᵀ·scale + mask) v, one task per (batch, query head, query tile).
 
     q (B, Hq, Sq, D), k (B, Hkv, Skv, D), v (B, Hkv, Skv, Dv), out (B, Hq, Sq, Dv): C arrays.
-    q_lens, kv_lens: per batch; wl, wr: window sides (-1 unbounded); slopes: ALiBi per query
-    head (empty: none); softcap <= 0: none. Rows that see no key get zeros.
+    q_lens, kv_lens: per batch; wl, wr: window sides (-1 unbounded); docs: document bounds
+    (see key_range); slopes: ALiBi per query head (empty: none); softcap <= 0: none. tq, tk:
+    query and key tile sizes; c, ic: exp_constants. Rows that see no key get zeros.
     """
     bn, hq, sq, d = q.shape
     hk, sk, dv = k.shape[1], k.shape[2], v.shape[3]
@@ -186,4 +192,4 @@ def attention(q, k, v, out, scale, causal, q_lens, kv_lens, wl, wr, slopes, soft
             continue
         slope = slopes[h] if slopes.shape[0] > 0 else softcap * 0
         query_tile(q2, k2, v2, o2, qrow, (b * hk + h // group) * sk, i0, n, lk - lq, lk,
-                   causal, wl, wr, slope, softcap, scale, tk, c, ic)
+                   causal, wl, wr, docs, slope, softcap, scale, tk, c, ic)
