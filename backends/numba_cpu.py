@@ -18,8 +18,10 @@ from typing import Any
 import numpy as np
 
 from attnbench import Backend, Capabilities, Inputs, hookimpl
+from attnbench import variants as var
 
-TILE_Q, TILE_K = 128, 512  # chosen by measurement: docs/cpu_kernels.md
+TILE_Q, TILE_K = 256, 512  # chosen by measurement: docs/cpu_kernels.md
+SERIAL_WORK = 2**21  # visible (query, key) pairs over all heads under which one thread runs
 
 
 def cache_dir() -> str:
@@ -64,6 +66,11 @@ def kernel_args(inputs: Inputs) -> dict[str, Any]:
             "softcap": dt.type(inputs.softcap or 0)}
 
 
+def visible_pairs(case: Any) -> int:
+    """(query, key) pairs the case computes, over every batch element and query head."""
+    return int(var.visible_pairs_per_batch(case).sum()) * case.heads_q
+
+
 class NumbaCPU(Backend):
     name = "numba-cpu"
     framework = "numpy"
@@ -80,10 +87,12 @@ class NumbaCPU(Backend):
         args = kernel_args(inputs)
         consts, ints = nk.exp_constants(q.dtype)
         shape = (*q.shape[:3], v.shape[3])
+        pairs = visible_pairs(inputs.case)
+        fn = nk.attention_serial if pairs < SERIAL_WORK else nk.attention
 
         def run() -> np.ndarray:
             out = np.empty(shape, dtype=q.dtype)  # per call, as every other backend
-            nk.attention(q, k, v, out, args["scale"], args["causal"], args["q_lens"],
+            fn(q, k, v, out, args["scale"], args["causal"], args["q_lens"],
                          args["kv_lens"], args["wl"], args["wr"], args["docs"], args["slopes"],
                          args["softcap"], TILE_Q, TILE_K, consts, ints)
             return out

@@ -193,3 +193,8 @@ def attention(q, k, v, out, scale, causal, q_lens, kv_lens, wl, wr, docs, slopes
         slope = slopes[h] if slopes.shape[0] > 0 else softcap * 0
         query_tile(q2, k2, v2, o2, qrow, (b * hk + h // group) * sk, i0, n, lk - lq, lk,
                    causal, wl, wr, docs, slope, softcap, scale, tk, c, ic)
+
+
+# The same kernel on the calling thread only: for small problems, where waking the thread pool
+# costs more than the work (and, on a loaded machine, waits for a time slice).
+attention_serial = njit(cache=True, fastmath=FLAGS)(attention.py_func)

@@ -35,6 +35,16 @@ def test_agrees_with_tiny_tiles(backend, case: Case, monkeypatch):
     check(backend, case)
 
 
+@pytest.mark.parametrize("case", with_dtype(PLAIN[:2] + VARIANT[-3:], "float32"),
+                         ids=lambda c: c.id)
+def test_parallel_kernel_on_small_cases_too(backend, case: Case, monkeypatch):
+    """Small cases take the serial kernel; the parallel one must agree on them as well."""
+    from attnbench.backends import numba_cpu
+
+    monkeypatch.setattr(numba_cpu, "SERIAL_WORK", 0)
+    check(backend, case)
+
+
 def test_declares_every_variant_it_runs(backend):
     used = {v for c in VARIANT for v in c.variants}
     assert used == set(backend.capabilities.variants)
