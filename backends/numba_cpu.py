@@ -29,6 +29,10 @@ def cache_dir() -> str:
     d = os.environ.get("NUMBA_CACHE_DIR") or str(Path.home() / ".cache" / "attnbench" / "numba")
     os.environ.setdefault("NUMBA_CACHE_DIR", d)
     Path(d).mkdir(parents=True, exist_ok=True)
+    import numba
+
+    if not numba.config.CACHE_DIR:  # numba read its config before the variable was set
+        numba.config.CACHE_DIR = d
     return d
 
 
