@@ -2,7 +2,8 @@
 and torch-sdpa at N = 1024..8192 (b1 h8 d64 float32, causal and not) plus the grouped-head and
 decode cases of scenarios/default.toml. Writes a scenario file, runs `attnbench run` on it, reads
 the records back with attnbench.load and prints GFLOP/s, fraction of the measured matmul roof,
-ratio to torch-sdpa (its time over ours: > 1 is faster) and peak memory, as Markdown.
+ratio to torch-sdpa (its time over ours: > 1 is faster) and peak memory, as Markdown. Each
+case is its own run (all four backends back to back), so a drifting load shifts them alike.
 
     .venv/bin/python benchmarks/cpu_kernels.py [--quick] [--out DIR] [--threads N]
 """
@@ -15,34 +16,29 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 import attnbench
 
 BACKENDS = ("numba-cpu", "numpy-flash", "numpy-naive", "torch-sdpa")
 BASELINE = "torch-sdpa"
 SCENARIO = """name = "cpu-kernels"
-description = "CPU kernels: self and causal, grouped heads, decode (benchmarks/cpu_kernels.py)"
+description = "CPU kernels, one case (benchmarks/cpu_kernels.py)"
 [base]
 batch = 1
-heads = 8
 head_dim = 64
 dtype = "float32"
-[sweep]
-seq_len = {sizes}
-[[variant]]
-name = "self and causal"
-mask = ["none", "causal"]
-[[variant]]
-name = "grouped heads"
-heads_q = 16
-heads_kv = 4
-mask = "causal"
-seq_len = [512, 1024]
-[[variant]]
-name = "decode"
-mask = "causal"
-seq_q = 1
-seq_kv = [1024, 4096]
+{case}
 """
+
+
+def cases(quick: bool) -> list[str]:
+    """One TOML [base] body per case: self and causal per N, grouped heads, decode."""
+    sizes = [1024, 2048] if quick else [1024, 2048, 4096, 8192]
+    out = [f'heads = 8\nseq_len = {n}\nmask = "{m}"' for n in sizes for m in ("none", "causal")]
+    out += [f'heads_q = 16\nheads_kv = 4\nseq_len = {n}\nmask = "causal"' for n in (512, 1024)]
+    out += [f'heads = 8\nseq_q = 1\nseq_kv = {n}\nmask = "causal"' for n in (1024, 4096)]
+    return out
 
 
 def loadavg() -> str:
@@ -54,18 +50,20 @@ def loadavg() -> str:
 
 
 def run_suite(out: Path, quick: bool, threads: int | None) -> None:
-    """Write the scenario next to the results and measure it with `attnbench run`."""
+    """One `attnbench run` per case, every backend on it back to back, so that the ratios to
+    torch-sdpa compare moments seconds apart even while the load of the machine drifts."""
     out.mkdir(parents=True, exist_ok=True)
-    sizes = [1024, 2048] if quick else [1024, 2048, 4096, 8192]
-    toml = out.parent / f"{out.name}.toml"
-    toml.write_text(SCENARIO.format(sizes=sizes))
-    cmd = [sys.executable, "-m", "attnbench", "run", "-s", str(toml), "--out", str(out),
-           "--overwrite", "--budget", "0.5" if quick else "1.5"]
-    cmd += [a for b in BACKENDS for a in ("-b", b)]
-    if threads:
-        cmd += ["--threads", str(threads)]
-    print(f"load before: {loadavg()}; running: {' '.join(cmd)}", file=sys.stderr)
-    subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL)
+    print(f"load before: {loadavg()}", file=sys.stderr)
+    for i, body in enumerate(cases(quick)):
+        toml = out / f"case{i}.toml"
+        toml.write_text(SCENARIO.format(case=body))
+        cmd = [sys.executable, "-m", "attnbench", "run", "-s", str(toml), "--out",
+               str(out / f"case{i}"), "--overwrite", "--budget", "0.5" if quick else "1.0"]
+        cmd += [a for b in BACKENDS for a in ("-b", b)]
+        if threads:
+            cmd += ["--threads", str(threads)]
+        print(f"running: {' '.join(cmd)}", file=sys.stderr)
+        subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL)
     print(f"load after: {loadavg()}", file=sys.stderr)
 
 
@@ -79,7 +77,8 @@ def label(r: dict) -> str:
 
 def table(out: Path) -> str:
     """The Markdown table of one run: a row per (case, backend)."""
-    df = attnbench.load(out)
+    runs = sorted(p.parent for p in out.glob("case*/records.jsonl"))
+    df = pd.concat([attnbench.load(r) for r in runs], ignore_index=True)
     df = df[df.backend.isin(BACKENDS)].sort_values(
         ["heads_kv", "seq_q", "mask", "seq_kv", "backend"],
         ascending=[False, False, False, True, True])
