@@ -38,16 +38,21 @@ def cache_dir() -> str:
 
 @cache
 def kernel_module() -> ModuleType:
-    """The compiled kernel's module, with BLAS single-threaded (the parallel tasks are the
-    threads: a multi-threaded BLAS inside them would oversubscribe the cores)."""
+    """The compiled kernel's module (numba and scipy's BLAS, which its np.dot calls, loaded)."""
     cache_dir()
-    import scipy.linalg.cython_blas  # noqa: F401  (numba's np.dot calls this BLAS: load it now)
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=1, user_api="blas")
+    import scipy.linalg.cython_blas  # noqa: F401  (loaded now, so that threadpoolctl sees it)
     from attnbench.backends import numba_kernel
 
     return numba_kernel
+
+
+@cache
+def blas_controller() -> Any:
+    """threadpoolctl's view of the loaded BLAS libraries (scipy's among them)."""
+    kernel_module()
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def document_bounds(inputs: Inputs) -> np.ndarray:
@@ -92,13 +97,24 @@ class NumbaCPU(Backend):
         consts, ints = nk.exp_constants(q.dtype)
         shape = (*q.shape[:3], v.shape[3])
         pairs = visible_pairs(inputs.case)
-        fn = nk.attention_serial if pairs < SERIAL_WORK else nk.attention
+        serial = pairs < SERIAL_WORK
+        fn = nk.attention_serial if serial else nk.attention
+        ctl = blas_controller()
+
+        def call(out: np.ndarray) -> None:
+            fn(q, k, v, out, args["scale"], args["causal"], args["q_lens"], args["kv_lens"],
+               args["wl"], args["wr"], args["docs"], args["slopes"], args["softcap"],
+               TILE_Q, TILE_K, consts, ints)
 
         def run() -> np.ndarray:
             out = np.empty(shape, dtype=q.dtype)  # per call, as every other backend
-            fn(q, k, v, out, args["scale"], args["causal"], args["q_lens"],
-                         args["kv_lens"], args["wl"], args["wr"], args["docs"], args["slopes"],
-                         args["softcap"], TILE_Q, TILE_K, consts, ints)
+            if serial:
+                call(out)
+                return out
+            # the parallel tasks are the threads: BLAS inside them must be single-threaded, or
+            # it oversubscribes the cores (OpenBLAS inside OpenMP tasks warns it may hang)
+            with ctl.limit(limits=1, user_api="blas"):
+                call(out)
             return out
 
         return run
