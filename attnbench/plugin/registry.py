@@ -23,6 +23,7 @@ from attnbench.sanitize import plain
 BUILTIN_MODULES = (
     "attnbench.backends.numpy_naive",
     "attnbench.backends.numba_cpu",
+    "attnbench.backends.numpy_flash",
     "attnbench.backends.torch_naive",
     "attnbench.backends.torch_sdpa",
     "attnbench.backends.xformers_mea",

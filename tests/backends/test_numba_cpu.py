@@ -1,0 +1,71 @@
+"""numba-cpu (backends/numba_cpu.py, numba_kernel.py) against the float64 oracle: plain cases and
+every declared variant, with the shipped tiles and with tiny tiles (every tile-boundary path)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cpu_cases import PLAIN, VARIANT, check, with_dtype
+
+from attnbench.case import Case
+from attnbench.plugin.backend import import_failure
+
+pytestmark = pytest.mark.skipif(import_failure("numba") is not None, reason="numba missing")
+CASES = with_dtype(PLAIN + VARIANT, "float32") + with_dtype(PLAIN[:3] + VARIANT, "float64")
+
+
+@pytest.fixture
+def backend():
+    from attnbench.backends.numba_cpu import NumbaCPU
+
+    return NumbaCPU()
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_agrees_with_oracle(backend, case: Case):
+    check(backend, case)
+
+
+@pytest.mark.parametrize("case", with_dtype(PLAIN + VARIANT, "float32"), ids=lambda c: c.id)
+def test_agrees_with_tiny_tiles(backend, case: Case, monkeypatch):
+    from attnbench.backends import numba_cpu
+
+    monkeypatch.setattr(numba_cpu, "TILE_Q", 8)
+    monkeypatch.setattr(numba_cpu, "TILE_K", 16)
+    check(backend, case)
+
+
+@pytest.mark.parametrize("case", with_dtype(PLAIN[:2] + VARIANT[-3:], "float32"),
+                         ids=lambda c: c.id)
+def test_parallel_kernel_on_small_cases_too(backend, case: Case, monkeypatch):
+    """Small cases take the serial kernel; the parallel one must agree on them as well."""
+    from attnbench.backends import numba_cpu
+
+    monkeypatch.setattr(numba_cpu, "SERIAL_WORK", 0)
+    check(backend, case)
+
+
+def test_declares_every_variant_it_runs(backend):
+    used = {v for c in VARIANT for v in c.variants}
+    assert used == set(backend.capabilities.variants)
+
+
+def test_bias_and_layouts_are_unsupported_with_a_reason(backend):
+    case = Case(1, 2, 2, 8, 8, 16, bias="head")
+    assert any("bias" in r for r in backend.unsupported(case))
+
+
+def test_fast_exp_is_accurate_and_exact_at_minus_inf():
+    """The float32 polynomial exp against np.exp in float64, including -inf -> 0."""
+    from attnbench.backends.numba_cpu import kernel_module
+
+    nk = kernel_module()
+    c, ic = nk.exp_constants(np.float32)
+    x = np.concatenate([-np.linspace(0, 90, 5001), [-np.inf, -1e30]]).astype(np.float32)
+    got = x.copy()
+    total = nk.row_exp(got, np.float32(0), np.empty(x.size, np.int32), c, ic)
+    want = np.exp(x.astype(np.float64))
+    assert got[-2] == 0 and got[-1] == 0
+    rel = np.abs(got - want) / np.maximum(want, np.finfo(np.float32).tiny)
+    assert rel[want > 1e-37].max() < 5e-7  # about 4 float32 ulps (1.19e-7 each)
+    assert abs(total - want.sum()) <= 1e-6 * want.sum()

@@ -1,0 +1,34 @@
+"""numpy-flash (backends/numpy_flash.py) against the float64 oracle: plain cases and every
+declared variant, with the shipped tiles and with tiny tiles (every tile-boundary path)."""
+
+from __future__ import annotations
+
+import pytest
+from attnbench.backends import numpy_flash
+from cpu_cases import PLAIN, VARIANT, check, with_dtype
+
+from attnbench.case import Case
+
+BIAS = [Case(2, 4, 2, 30, 45, 16, mask="causal", bias="batch_head"),
+        Case(1, 2, 1, 40, 70, 16, bias="shared", window_left=9)]
+CASES = with_dtype(PLAIN + VARIANT + BIAS, "float32") + with_dtype(PLAIN[:3] + VARIANT, "float64")
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_agrees_with_oracle(case: Case):
+    check(numpy_flash.NumpyFlash(), case)
+
+
+@pytest.mark.parametrize("case", with_dtype(PLAIN + VARIANT + BIAS, "float32"),
+                         ids=lambda c: c.id)
+def test_agrees_with_tiny_tiles(case: Case, monkeypatch):
+    monkeypatch.setattr(numpy_flash, "TILE_Q", 8)
+    monkeypatch.setattr(numpy_flash, "TILE_K", 16)
+    monkeypatch.setattr(numpy_flash, "TILE_K_MASKED", 16)
+    monkeypatch.setattr(numpy_flash, "SMALL", 0)  # the thread pool even on tiny cases
+    check(numpy_flash.NumpyFlash(), case)
+
+
+def test_declares_every_variant_it_runs():
+    used = {v for c in VARIANT + BIAS for v in c.variants}
+    assert used == set(numpy_flash.NumpyFlash.capabilities.variants)
