@@ -53,14 +53,26 @@ def test_an_idle_run_is_not_busy():
      "best known 179 GFLOP/s on this machine"),
     ({"roof_best_known": {}, "roof_end__cpu__float32": 100 * GF},
      "it fell to 57 % during the run"),
-    ({"records__noisy": 54}, "54 of 84 timed records were noisy"),
-], ids=["others", "spikes", "steal", "roof vs best", "roof fell", "noisy"])
+    ({"records__noisy": 54, "run__steal_pct": 12.0}, "54 of 84 timed records were noisy"),
+], ids=["others", "spikes", "steal", "roof vs best", "roof fell", "noisy with steal"])
 def test_each_rule_makes_a_run_busy(changes: dict, words: str):
     verdict = judge(readings(**changes))
     assert verdict["busy"] is True
     assert any(words in r for r in verdict["reasons"]), verdict["reasons"]
     assert "--wait-idle" in verdict["advice"] and "--threads" in verdict["advice"]
     assert "taskset" in verdict["advice"]
+
+
+def test_noisy_records_alone_are_a_note_not_a_busy_verdict():
+    verdict = judge(readings(records__noisy=54))
+    assert verdict["busy"] is False and verdict["reasons"] == []
+    assert "54 of 84 timed records were noisy" in verdict["notes"][0]
+    lines = warning_lines(verdict, "run x")
+    assert lines and lines[0].startswith("NOTE: run x: 54 of 84") and "WARNING" not in lines[0]
+    with_roof = judge(readings(records__noisy=54, roof_best_known={},
+                               roof_end__cpu__float32=100 * GF))
+    assert with_roof["busy"] and any("noisy" in r for r in with_roof["reasons"])
+    assert with_roof["notes"] == []
 
 
 def test_steal_advice_and_gpu_neighbours():

@@ -6,7 +6,10 @@ judge(contention) -> {"busy", "reasons", "advice", "seen"}. A run is busy when a
 - CPU steal (time a VM's host gave to its other guests) reached STEAL_PCT of CPU time;
 - a matmul roof (at the start, between backends of a long sweep, at the end) fell below
   ROOF_DROP of the best known for this machine, or below ROOF_FALL of the start roof;
-- more than NOISY_FRACTION of the timed records were noisy (IQR/median >= 10 %);
+- more than NOISY_FRACTION of the timed records were noisy (IQR/median >= 10 %) and another
+  rule saw contention too: noisy records alone are a note, not a busy verdict, since some
+  machines (a VM on shared cores, frequency scaling) jitter that much with nothing else running
+  (seen here: 74 of 96 noisy with other processes at 0.003 cores);
 - another process used the GPU, or the GPU was slowed down (power cap, thermal) while idle.
 Load average and iowait are shown, not judged: the load counts this run's own threads and lags
 a minute behind, and iowait is idle time.
@@ -39,8 +42,13 @@ def judge(c: dict[str, Any]) -> dict[str, Any]:
     """The verdict on one run's readings (see the module docstring for the rules)."""
     reasons: list[str] = []
     advice: list[str] = []
-    cpu = _others(c) + _loaded(c) + _roofs(c) + _noisy(c)
+    cpu = _others(c) + _loaded(c) + _roofs(c)
     steal = _steal(c)
+    noisy = _noisy(c)
+    notes = [] if cpu or steal else [
+        f"{n}, though nothing else was seen running: this machine's timings jitter by "
+        "themselves; compare medians with care" for n in noisy]
+    cpu += noisy if cpu or steal else []
     gpu = _gpu(c.get("before")) + _gpu(c.get("after"))
     reasons += cpu + steal + list(dict.fromkeys(gpu))
     if cpu or steal:
@@ -51,7 +59,8 @@ def judge(c: dict[str, Any]) -> dict[str, Any]:
         advice.append(ADVICE_GPU)
     busy = bool(reasons)
     text = ("its timings are not reliable: " + "; ".join(advice)) if busy else ""
-    return {"busy": busy, "reasons": reasons, "advice": text, "seen": seen(c)}
+    return {"busy": busy, "reasons": reasons, "advice": text, "seen": seen(c),
+            "notes": notes}
 
 
 def _num(x: Any) -> float | None:
@@ -165,9 +174,12 @@ def seen(c: dict[str, Any]) -> str:
 
 
 def warning_lines(verdict: dict[str, Any] | None, what: str = "this run") -> list[str]:
-    """The loud warning for a busy verdict, as lines (none when the run was not busy)."""
-    if not isinstance(verdict, dict) or not verdict.get("busy"):
+    """The loud warning for a busy verdict, as lines; a NOTE line for each note of a run that
+    was not busy (noisy timings with nothing else seen); none otherwise."""
+    if not isinstance(verdict, dict):
         return []
+    if not verdict.get("busy"):
+        return [f"NOTE: {what}: {n}" for n in verdict.get("notes") or []]
     lines = [f"WARNING: {what} was made on a busy machine; {verdict.get('advice')}"]
     lines += [f"  - {r}" for r in verdict.get("reasons") or []]
     if verdict.get("seen"):
