@@ -112,3 +112,13 @@ def test_a_roof_between_backends_counts_too():
     assert verdict["busy"]
     assert ("the float32 matmul roof on cpu was 176 GFLOP/s at the start and 172 at the end "
             "(lowest 90 in between): it fell to 51 % during the run") in verdict["reasons"]
+
+
+def test_a_stored_run_is_judged_again_by_todays_rules():
+    from attnbench.measure.busy import run_verdict
+
+    noisy_only = readings(records__noisy=54)
+    old = {"contention": noisy_only, "busy": {"busy": True, "reasons": ["54 of 84 noisy"]}}
+    assert run_verdict(old)["busy"] is False and run_verdict(old)["notes"]
+    assert run_verdict({"busy": {"busy": True}}) == {"busy": True}  # no readings: as stored
+    assert run_verdict({"contention": {"error": "x"}, "busy": None}) is None

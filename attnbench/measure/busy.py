@@ -173,6 +173,19 @@ def seen(c: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def run_verdict(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """A run's verdict from its stored readings (run.json `contention`) under today's rules, so
+    a run judged by older rules reads the same as a new one; else its stored `busy`."""
+    readings = meta.get("contention")
+    if isinstance(readings, dict) and "error" not in readings:
+        try:
+            return judge(readings)
+        except Exception:  # damaged readings: the stored verdict stands
+            pass
+    verdict = meta.get("busy")
+    return verdict if isinstance(verdict, dict) else None
+
+
 def warning_lines(verdict: dict[str, Any] | None, what: str = "this run") -> list[str]:
     """The loud warning for a busy verdict, as lines; a NOTE line for each note of a run that
     was not busy (noisy timings with nothing else seen); none otherwise."""

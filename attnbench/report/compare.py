@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from attnbench.errors import UsageError
-from attnbench.measure.busy import warning_lines
+from attnbench.measure.busy import run_verdict, warning_lines
 from attnbench.record import NOT_OK, Status, median_ms, record_key
 from attnbench.report.groups import Run, read_runs
 from attnbench.sanitize import plain
@@ -176,8 +176,9 @@ def _comparable(env: dict[str, Any]) -> dict[str, Any]:
 
 
 def busy_verdict(run: Run) -> dict[str, Any] | None:
-    """A run's stored busy-machine verdict (run.json `busy`), when it was busy."""
-    verdict = run.meta.get("busy")
+    """A run's busy-machine verdict (its readings judged by today's rules, else run.json
+    `busy`), when it was busy."""
+    verdict = run_verdict(run.meta)
     return verdict if isinstance(verdict, dict) and verdict.get("busy") is True else None
 
 
@@ -202,9 +203,9 @@ def discount_busy(rows: list[Row], base: Run, new: Run, strict: bool) -> list[Ro
 
 def busy_warnings(base: Run, new: Run, strict: bool) -> list[str]:
     """The busy-machine warnings of both runs, and what compare does about them."""
-    lines = warning_lines(busy_verdict(base), f"the base run {base.label}") + warning_lines(
-        busy_verdict(new), f"the new run {new.label}")
-    if lines:
+    lines = warning_lines(run_verdict(base.meta), f"the base run {base.label}") + warning_lines(
+        run_verdict(new.meta), f"the new run {new.label}")
+    if busy_verdict(base) or busy_verdict(new):
         lines.append("compare: timing changes are unreliable and " + (
             "gated anyway (--strict)" if strict else
             "listed, not gated (--strict gates them); correctness failures are still gated"))

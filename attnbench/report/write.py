@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from attnbench.measure.busy import warning_lines
+from attnbench.measure.busy import run_verdict, warning_lines
 from attnbench.measure.roof import unmeasured
 from attnbench.record import (
     NOT_OK,
@@ -73,8 +73,8 @@ def busy_section(runs: list[Run]) -> list[Any]:
     """At the top: a loud warning for each run made on a busy machine, with what was seen."""
     blocks: list[Any] = []
     for run in runs:
-        verdict = run.meta.get("busy")
-        lines = warning_lines(verdict if isinstance(verdict, dict) else None,
+        verdict = run_verdict(run.meta)
+        lines = warning_lines(verdict,
                               f"run {run.label}")
         if lines:
             blocks.append(Text(lines[0].removeprefix("WARNING: "), True))
@@ -86,7 +86,7 @@ def busy_section(runs: list[Run]) -> list[Any]:
 
 def machine_state(run: Run) -> str:
     """busy, idle, or not judged (a run made before attnbench judged contention)."""
-    verdict = run.meta.get("busy")
+    verdict = run_verdict(run.meta)
     if not isinstance(verdict, dict) or not isinstance(verdict.get("busy"), bool):
         return "not judged"
     return "busy" if verdict["busy"] else "idle"
