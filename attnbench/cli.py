@@ -189,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("attnbench: interrupted", file=sys.stderr)
         return 130
+    finally:  # a command's --timeout must not outlive it (main may be called in-process)
+        from attnbench.plugin import guard
+
+        guard.set_run_limit(None)
 
 
 def settle_args(args: argparse.Namespace) -> None:

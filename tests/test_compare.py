@@ -26,6 +26,7 @@ def judged(run: Path, folder: Path, busy: bool) -> Path:
     out = folder / f"{run.name}-{'busy' if busy else 'idle'}"
     shutil.copytree(run, out)
     meta = json.loads((out / "run.json").read_text())
+    meta.pop("contention", None)  # no readings: the verdict set here is the one judged
     meta["busy"] = {"busy": busy, "reasons": ["other processes used 1.9 of the 2 cores"] * busy,
                     "advice": "its timings are not reliable: rerun on an idle machine",
                     "seen": "load 4.1 on 2 cores before the run"}

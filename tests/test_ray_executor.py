@@ -3,6 +3,7 @@ the same records as a local run, streamed, a node lost mid-run, Ctrl-C, resume, 
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -40,12 +41,22 @@ def scenario(tmp: Path, seqs: list[int], masks: tuple[str, ...] = ("none",)) -> 
     return path
 
 
+@functools.cache
+def fault_registry() -> Any:
+    """One registry of the fault plugins for the whole module. Built afresh for each sweep, a
+    second in-process build after a run once came back without one file plugin's backend and
+    no failure said (seen twice in full-suite runs, not reproduced alone; see the note)."""
+    plugins = [str(PLUGINS / f) for f in ("segfaults.py", "hangs.py", "sleeps.py")]
+    reg = build_registry(plugins, autoload=False)
+    assert not reg.failures, reg.failures  # a plugin that did not load: say why
+    return reg
+
+
 def sweep(out: Path, toml: Path, backends: list[str], executor: Any = None,
           on_record: Callable[[dict], None] | None = None, progress: Progress | None = None,
           resume: bool = False, timed: bool = False) -> RunResult:
     """A check-only run of the test plugins in-process (its workers are real processes)."""
-    plugins = [str(PLUGINS / f) for f in ("segfaults.py", "hangs.py", "sleeps.py")]
-    reg = build_registry(plugins, autoload=False)
+    reg = fault_registry()
     plan = make_plan(reg, [resolve_scenario(str(toml), reg.scenario_dirs())], backends,
                      ["cpu"], [])
     opts = Options(time_it=timed, memory=timed, timer=TimerConfig(budget_s=0.05))
