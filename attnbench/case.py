@@ -28,6 +28,7 @@ LIST_KEYS = ("q_lens", "kv_lens", "doc_lens")  # a list of integers, or "random"
 CHOICES = {"dtype": DTYPES, "mask": MASKS, "mode": MODES, "layout": var.LAYOUTS,
            "bias": var.BIAS_KINDS}
 GRAD_VARIANTS = ("window", "lengths", "documents", "alibi", "bias", "softcap", "dv")  # bwd ok
+MAX_INT = 2**31 - 1  # sizes, windows and lengths beyond this overflow every kernel's indices
 FLOAT_KEYS = ("scale", "softcap")  # positive finite numbers
 CASE_KEYS = (*INT_KEYS, *SIZE_KEYS, *LIST_KEYS, *CHOICES, *FLOAT_KEYS, "alibi")
 TOP_KEYS = ("name", "description", "base", "sweep", "device", "variant")
@@ -189,8 +190,9 @@ def _check_table(table: dict[str, Any], path: str, where: str, lists: bool | Non
 
 def _check_value(key: str, x: Any, path: str, label: str) -> None:
     if key in SIZE_KEYS:
-        if not isinstance(x, int) or isinstance(x, bool) or x < 0:
-            raise ScenarioError(f"{path}: key {label!r}: expected an integer >= 0, got {x!r}")
+        if not isinstance(x, int) or isinstance(x, bool) or not 0 <= x <= MAX_INT:
+            raise ScenarioError(f"{path}: key {label!r}: expected an integer from 0 to "
+                                f"{MAX_INT}, got {x!r}")
     elif key in LIST_KEYS:
         _check_lens(key, x, path, label)
     elif key == "alibi":
@@ -201,6 +203,8 @@ def _check_value(key: str, x: Any, path: str, label: str) -> None:
             raise ScenarioError(f"{path}: key {label!r}: expected an integer, got {x!r}")
         if x <= 0:
             raise ScenarioError(f"{path}: key {label!r}: must be positive, got {x}")
+        if x > MAX_INT:
+            raise ScenarioError(f"{path}: key {label!r}: must be at most {MAX_INT}, got {x}")
     elif key in CHOICES:
         if x not in CHOICES[key]:
             allowed = ", ".join(CHOICES[key])
