@@ -5,7 +5,7 @@ the records back with attnbench.load and prints GFLOP/s, fraction of the measure
 ratio to torch-sdpa (its time over ours: > 1 is faster) and peak memory, as Markdown. Each
 case is its own run (all four backends back to back), so a drifting load shifts them alike.
 
-    .venv/bin/python benchmarks/cpu_kernels.py [--quick] [--out DIR] [--threads N]
+    .venv/bin/python benchmarks/cpu_kernels.py [--quick] [--sizes N ...] [--out DIR] [--threads N]
 """
 
 from __future__ import annotations
@@ -32,8 +32,12 @@ dtype = "float32"
 """
 
 
-def cases(quick: bool) -> list[str]:
-    """One TOML [base] body per case: self and causal per N, grouped heads, decode."""
+def cases(quick: bool, sizes: list[int] | None = None) -> list[str]:
+    """One TOML [base] body per case: self and causal per N, grouped heads, decode; with
+    `sizes`, the self and causal cases of those N only."""
+    if sizes:
+        return [f'heads = 8\nseq_len = {n}\nmask = "{m}"' for n in sizes
+                for m in ("none", "causal")]
     sizes = [1024, 2048] if quick else [1024, 2048, 4096, 8192]
     out = [f'heads = 8\nseq_len = {n}\nmask = "{m}"' for n in sizes for m in ("none", "causal")]
     out += [f'heads_q = 16\nheads_kv = 4\nseq_len = {n}\nmask = "causal"' for n in (512, 1024)]
@@ -49,12 +53,12 @@ def loadavg() -> str:
         return "unknown"
 
 
-def run_suite(out: Path, quick: bool, threads: int | None) -> None:
+def run_suite(out: Path, quick: bool, threads: int | None, sizes: list[int] | None) -> None:
     """One `attnbench run` per case, every backend on it back to back, so that the ratios to
     torch-sdpa compare moments seconds apart even while the load of the machine drifts."""
     out.mkdir(parents=True, exist_ok=True)
     print(f"load before: {loadavg()}", file=sys.stderr)
-    for i, body in enumerate(cases(quick)):
+    for i, body in enumerate(cases(quick, sizes)):
         toml = out / f"case{i}.toml"
         toml.write_text(SCENARIO.format(case=body))
         cmd = [sys.executable, "-m", "attnbench", "run", "-s", str(toml), "--out",
@@ -102,11 +106,13 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="N = 1024, 2048 only, short budget")
     ap.add_argument("--out", default="results/cpu-kernels", help="result folder")
     ap.add_argument("--threads", type=int, default=None, help="threads (default all cores)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=None,
+                    help="only the self and causal cases of these N (e.g. --sizes 4096)")
     ap.add_argument("--table-only", action="store_true", help="print the table of --out")
     args = ap.parse_args()
     out = Path(args.out)
     if not args.table_only:
-        run_suite(out, args.quick, args.threads)
+        run_suite(out, args.quick, args.threads, args.sizes)
     print(f"cores {os.cpu_count()}, load average now {loadavg()}\n")
     print(table(out))
 
