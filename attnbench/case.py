@@ -30,6 +30,8 @@ CHOICES = {"dtype": DTYPES, "mask": MASKS, "mode": MODES, "layout": var.LAYOUTS,
 GRAD_VARIANTS = ("window", "lengths", "documents", "alibi", "bias", "softcap", "dv")  # bwd ok
 MAX_INT = 2**31 - 1  # sizes, windows and lengths beyond this overflow every kernel's indices
 FLOAT_KEYS = ("scale", "softcap")  # positive finite numbers
+MIN_SOFTCAP = 2.0**-126  # a softcap a float32 kernel can hold (0 means "off" to them)
+MAX_USEFUL_PAGE = 256  # pages up to this size are allowed above seq_kv (FlashAttention's unit)
 CASE_KEYS = (*INT_KEYS, *SIZE_KEYS, *LIST_KEYS, *CHOICES, *FLOAT_KEYS, "alibi")
 TOP_KEYS = ("name", "description", "base", "sweep", "device", "variant")
 
@@ -220,7 +222,7 @@ def _check_lens(key: str, x: Any, path: str, label: str) -> None:
     if isinstance(x, str):
         if key == "doc_lens":
             n = x.partition(":")[2]
-            if not (x.startswith("random:") and n.isdigit() and int(n) > 0):
+            if not (x.startswith("random:") and n.isascii() and n.isdigit() and int(n) > 0):
                 raise ScenarioError(f"{path}: key {label!r}: expected a list of lengths or "
                                     f"\"random:N\" (N documents), got {x!r}")
         elif x != "random":
@@ -352,6 +354,12 @@ def variant_problem(case: Case) -> str | None:
             return "key 'doc_lens': documents do not combine with q_lens/kv_lens"
     if (case.layout == "paged") != (case.page_size is not None):
         return "key 'page_size': set it exactly when layout = \"paged\""
+    if case.page_size is not None and case.page_size > max(case.seq_kv, MAX_USEFUL_PAGE):
+        return (f"key 'page_size': {case.page_size} is larger than seq_kv={case.seq_kv} "
+                f"(and than {MAX_USEFUL_PAGE}): a page that size only wastes the pool")
+    if case.softcap is not None and case.softcap < MIN_SOFTCAP:
+        return (f"key 'softcap': {case.softcap:g} is below 2**-126, the smallest normal "
+                "float32; a float32 kernel would read it as 0 (no softcap)")
     no_grad = [v for v in case.variants if v not in GRAD_VARIANTS]
     if no_grad and case.mode != "fwd":
         return (f"mode {case.mode!r} with the {', '.join(no_grad)} layout: the gradient oracle "

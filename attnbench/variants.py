@@ -150,7 +150,8 @@ def random_lengths(key: str, count: int, top: int) -> tuple[int, ...]:
 def random_documents(n_docs: int, total: int) -> tuple[int, ...]:
     """n_docs document lengths (each >= 1) summing to total, from a seed fixed by both."""
     rng = np.random.default_rng(zlib.crc32(f"docs:{n_docs}:{total}".encode()))
-    cuts = np.sort(rng.choice(np.arange(1, total), size=n_docs - 1, replace=False))
+    # an int population: O(n_docs) memory, not an arange of the whole sequence
+    cuts = np.sort(rng.choice(total - 1, size=n_docs - 1, replace=False) + 1)
     return tuple(int(x) for x in np.diff(np.concatenate([[0], cuts, [total]])))
 
 

@@ -67,7 +67,9 @@ def route(inputs: Inputs) -> str:
         return "kvcache"
     if case.layout == "packed" or case.q_lens is not None or case.doc_lens is not None:
         return "varlen"
-    return "kvcache" if case.kv_lens is not None else "func"
+    if case.kv_lens is not None and case.mode == "fwd":
+        return "kvcache"  # flash_attn_with_kvcache has no backward: gradients go varlen
+    return "varlen" if case.kv_lens is not None else "func"
 
 
 def func_call(inputs: Inputs) -> tuple[tuple, dict, Callable[[Any], Any]]:
@@ -170,10 +172,13 @@ class FlashAttnFunc(Backend):
         args, extra, back = build(inputs)
         kwargs = {**variant_kwargs(inputs), **extra}
         inputs.empty_rows()  # built now, not in the first call
+        # fwd_bwd: pack_padded's index saves tensors that the first backward frees
+        fresh = inputs.case.mode == "fwd_bwd"
 
         def run() -> Any:
+            a, _, to_ours = build(inputs) if fresh else (args, extra, back)
             try:
-                out = func(*args, **kwargs)
+                out = func(*a, **kwargs)
             except RuntimeError as exc:  # e.g. "FlashAttention only supports Ampere GPUs or newer"
                 if "only support" in str(exc):
                     raise Unsupported(f"{self.name}: {exc}") from exc
@@ -186,7 +191,7 @@ class FlashAttnFunc(Backend):
             if isinstance(out, tuple):  # some versions return (out, softmax_lse)
                 out = out[0]
             # rows that see no key must be zeros, whatever the kernel leaves there
-            return inputs.zero_empty_rows(back(out))
+            return inputs.zero_empty_rows(to_ours(out))
 
         return run
 

@@ -106,7 +106,8 @@ def visibility_mod(inputs: Inputs, where: Callable[..., Any], device: Any) -> Ca
     documents, both lie in one document."""
     case = inputs.case
     big = case.seq_q + case.seq_kv + 1  # an unbounded side
-    left, right = (big if w < 0 else w for w in inputs.window)
+    # a side wider than both sequences is unbounded: clamped, so diag ± side fits in int32
+    left, right = (big if w < 0 or w > big else w for w in inputs.window)
     if case.mask == "causal":
         right = min(right, 0)
     lq, lk = index(inputs.q_lens, device), index(inputs.kv_lens, device)
@@ -210,6 +211,10 @@ class FlexAttention(Backend):
         flex = compiled_flex()
         device = inputs.q.device
         packed = case.layout == "packed"
+        if packed and (inputs.q.shape[0] == 0 or inputs.k.shape[0] == 0):
+            # no query, or no key in any sequence: flex cannot index an empty sequence
+            shape = (inputs.q.shape[0], case.heads_q, case.dv)
+            return lambda: inputs.q.new_zeros(shape)
         where = packed_positions(inputs, device) if packed else padded_positions
         q, k, v = (to_bhsd(x) for x in (inputs.q, inputs.k, inputs.v)) if packed else (
             inputs.q, inputs.k, inputs.v)

@@ -313,3 +313,13 @@ def test_paged_limits_raise_unsupported(fake_flash_attn, extra, words):
     with pytest.raises(Unsupported, match=words):
         run_fake(case)
     assert fake_flash_attn == []
+
+
+@pytest.mark.parametrize("mode", ["fwd", "bwd", "fwd_bwd"])
+def test_gradients_never_take_the_kvcache_function(fake_flash_attn, mode):
+    """flash_attn_with_kvcache has no backward: padded key lengths go to it only for fwd."""
+    from attnbench.backends.flash_attn_func import route
+
+    case = Case(**{**G, "seq_q": 2}, mask="causal", kv_lens=(5, 17), mode=mode)
+    inputs = make_inputs(case, CaseData(case, seed=0).arrays, "torch")
+    assert route(inputs) == ("kvcache" if mode == "fwd" else "varlen")

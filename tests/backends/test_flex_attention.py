@@ -82,3 +82,12 @@ def test_variant_cases_cover_every_variant():
 def test_variants_agree_with_oracle(key):
     case = VARIANT_CASES[key]
     check_ok(run(case, Options(time_it=False, memory=False)), case)
+
+
+@pytest.mark.parametrize("lens", [{"q_lens": (2, 3), "kv_lens": (0, 0)},
+                                  {"q_lens": (0, 0), "kv_lens": (5, 7)}], ids=["no-key", "no-query"])
+def test_packed_without_any_key_or_query_gives_zeros(lens):
+    """A packed batch whose sequences all have length 0 on one side (flex once raised
+    IndexError indexing the empty sequence): the output is zeros, or empty."""
+    case = Case(**G, layout="packed", **lens)
+    check_ok(run(case, Options(time_it=False, memory=False)), case)
