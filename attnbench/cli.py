@@ -403,6 +403,9 @@ def _executor(args: argparse.Namespace) -> Any:
         return None
     if getattr(args, "frontier", False):
         raise UsageError("--frontier runs on this machine only: leave out --executor ray")
+    if getattr(args, "wait_idle", None) is not None:
+        raise UsageError("--wait-idle watches this machine only, and the cases of --executor ray "
+                         "run on the cluster's nodes: leave out one of them")
     from attnbench.run.executors.ray_driver import RayExecutor, RayOptions
 
     executor = RayExecutor(RayOptions(args.ray_address, args.ray_cpus_per_task or 1,

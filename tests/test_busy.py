@@ -122,3 +122,32 @@ def test_a_stored_run_is_judged_again_by_todays_rules():
     assert run_verdict(old)["busy"] is False and run_verdict(old)["notes"]
     assert run_verdict({"busy": {"busy": True}}) == {"busy": True}  # no readings: as stored
     assert run_verdict({"contention": {"error": "x"}, "busy": None}) is None
+
+
+def test_a_resumed_run_stays_busy_when_an_earlier_session_was():
+    """A hog beside session 1, a quiet resume: the run still holds session 1's records, so
+    its verdict (stored and re-judged) is busy and says which session."""
+    from attnbench.measure.busy import run_verdict
+    from attnbench.run.runner import _earlier_sessions
+
+    hogged = readings(run__others_cores=1.2)
+    meta = {"contention": hogged, "busy": judge(hogged)}  # run.json after session 1
+    earlier = _earlier_sessions(meta)
+    assert earlier == [hogged]
+    resumed = {"contention": IDLE, "busy": judge(IDLE), "contention_earlier": earlier}
+    verdict = run_verdict(resumed)
+    assert verdict["busy"] is True and verdict["advice"]
+    assert verdict["reasons"][0].startswith("session 1 of this resumed run: other processes")
+    assert run_verdict({"contention": IDLE, "contention_earlier": [IDLE]})["busy"] is False
+    assert _earlier_sessions({"contention_earlier": [IDLE], "contention": hogged}) == [
+        IDLE, hogged]
+
+
+def test_a_ray_run_is_not_judged_from_the_driver_machine():
+    """The cases of a Ray run ran on its nodes: readings of the driver's machine say nothing
+    about them (and Ray's own processes there count as others), so no verdict, a note why."""
+    verdict = judge({**readings(run__others_cores=1.5), "executor": "ray"})
+    assert verdict["busy"] is False and verdict["reasons"] == []
+    assert verdict["notes"] == ["not judged busy or idle: its cases ran on ray nodes, and the "
+                                "readings here are of the driver's machine only"]
+    assert judge({**readings(run__others_cores=1.5), "executor": "local"})["busy"] is True

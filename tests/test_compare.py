@@ -168,3 +168,23 @@ def test_samples_that_are_not_numbers_are_ignored_not_a_traceback():
     edited["timing"]["samples_ms"] = ["fast", None, True]  # an edited records.jsonl
     row = compare_pair(_rec([1.0] * 5), edited, None, None)
     assert row.verdict == "same" and row.p_value is None
+
+
+def test_a_ray_run_is_compared_by_its_nodes_environments():
+    """The driver of a Ray run measured nothing: the nodes' environments are compared."""
+    from attnbench.report.compare import environment_differences
+    from attnbench.report.groups import Run
+
+    here = {"host": "vm", "cpu": "AMD EPYC", "versions": {"numpy": "2.4"}}
+    other = {"host": "vm", "cpu": "Intel Xeon", "versions": {"numpy": "2.3"}}
+    local = Run(Path("."), {"environment": here}, [])
+    ray_same = Run(Path("."), {"environment": here, "nodes": {"n1": {"environment": here}}}, [])
+    ray_other = Run(Path("."), {"environment": here, "nodes": {"n1": {"environment": other}}},
+                    [])
+    assert environment_differences(local, ray_same) == []
+    assert environment_differences(local, ray_other) == [
+        "cpu 'AMD EPYC' vs 'Intel Xeon'", "numpy version 2.4 vs 2.3"]
+    mixed = Run(Path("."), {"environment": here, "nodes": {"n1": {"environment": here},
+                                                           "n2": {"environment": other}}}, [])
+    assert environment_differences(ray_same, mixed) == [
+        "the runs' node environments differ: 1 kind(s) in the base run, 2 in the new one"]

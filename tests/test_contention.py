@@ -141,3 +141,16 @@ def test_real_reading_of_this_machine_is_sane():
     assert snap.ncpu >= 1 and snap.cpu and snap.own  # this process is in its own tree
     w = c.probe(0.05)
     assert 0 <= w["others_cores"] <= w["cores"] + 0.5 and 0 <= w["steal_pct"] <= 100
+
+
+def test_only_the_cpus_this_run_may_use_count(tmp_path: Path):
+    """A run pinned to cpu1 (taskset, a cpuset) reads cpu1's line only: a hog on cpu0 is not
+    contention for it; a line this parser does not know is skipped, not a crash."""
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc/stat").write_text(
+        "cpu  500 0 0 100 0 0 0 0 0 0\ncpu0 400 0 0 0 0 0 0 0 0 0\n"
+        "cpu1 100 0 0 100 0 0 0 0 0 0\ncpu2 x y z\nintr 1 2 3\n")
+    cpu, n = c.read_cpu(tmp_path, frozenset({1}))
+    assert (cpu["user"], cpu["idle"], n) == (100, 100, 1)
+    cpu, n = c.read_cpu(tmp_path)
+    assert (cpu["user"], n) == (500, 2)  # all CPUs: the aggregate line; cpu2 did not parse

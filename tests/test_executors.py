@@ -30,6 +30,7 @@ def test_cluster_line_counts_tasks_per_node_and_queued():
     (["--executor", "ray", "--ray-resource", "gpu=-1"], "--ray-resource 'gpu=-1'"),
     (["--executor", "ray", "--ray-resource", "=1"], "--ray-resource '=1'"),
     (["--executor", "ray", "--frontier"], "--frontier runs on this machine only"),
+    (["--executor", "ray", "--wait-idle", "5"], "--wait-idle watches this machine only"),
 ])
 def test_bad_executor_flags_are_one_line_usage_errors(flags, message, tmp_path, capsys):
     code = main(["run", "-s", "smoke", "-b", "numpy-naive", "--out", str(tmp_path / "r"),
@@ -37,6 +38,18 @@ def test_bad_executor_flags_are_one_line_usage_errors(flags, message, tmp_path, 
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
     assert not (tmp_path / "r").exists()  # refused before anything ran
+
+
+@pytest.mark.parametrize("resource", ["CPU=1", "GPU=1", "x=0.00001"])
+def test_resources_ray_refuses_are_usage_errors_before_the_run(resource, tmp_path, capsys):
+    """Ray's own rules for a task's resources, checked before a cluster or a run folder."""
+    pytest.importorskip("ray", reason="Ray is not installed")
+    code = main(["run", "-s", "smoke", "-b", "numpy-naive", "--out", str(tmp_path / "r"),
+                 "--executor", "ray", "--ray-resource", resource])
+    err = capsys.readouterr().err
+    assert code == 2 and "--ray-resource" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
 
 
 def test_executor_ray_without_ray_says_how_to_install(monkeypatch):
@@ -107,4 +120,6 @@ def test_a_cluster_address_that_takes_no_connection_is_refused_quickly():
         probe(f"127.0.0.1:{port}", timeout_s=2)
     with pytest.raises(UsageError, match="use auto, host:port or ray://host:port"):
         probe("ray://nohost")
+    with pytest.raises(UsageError, match="use auto, host:port or ray://host:port"):
+        probe("127.0.0.1:99999999999999999999")  # once an OverflowError traceback
     probe("auto")  # found by Ray itself

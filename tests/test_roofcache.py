@@ -45,3 +45,15 @@ def test_a_damaged_cache_is_started_afresh(tmp_path: Path):
     assert roofcache.best_known("k", path) == {}
     roofcache.remember("k", [{"cpu": {"float32": 2e11}}], "r", "t", path)
     assert roofcache.best_known("k", path)["cpu"]["float32"]["flops_per_s"] == 2e11
+
+
+def test_a_cache_of_the_wrong_shape_is_ignored_and_repaired(tmp_path: Path):
+    """Entries that are not {device: {dtype: {"flops_per_s": > 0}}} (a hand edit) are dropped:
+    once they made every later run's busy verdict fail with an AttributeError."""
+    path = tmp_path / "roofs.json"
+    path.write_text(json.dumps({"k": {"cpu": {"float32": 5, "float64": {"flops_per_s": "x"}},
+                                      "cuda": 3}}))
+    assert roofcache.best_known("k", path) == {}
+    roofcache.remember("k", [{"cpu": {"float32": 2e11}}], "r", "t", path)
+    assert json.loads(path.read_text())["k"] == {
+        "cpu": {"float32": {"flops_per_s": 2e11, "run_id": "r", "at": "t"}}}

@@ -38,7 +38,7 @@ class FakeMachine:
         return contention.Snapshot(self.t, {"user": int(self.busy_ticks), "idle": int(idle)},
                                    self.cores, (self.load, self.load, self.load))
 
-    def probe(self, seconds: float = 0.25, root: object = "/") -> dict:
+    def probe(self, seconds: float = 0.25, root: object = "/", cpus: object = None) -> dict:
         a = self.snapshot()
         self.run(seconds)
         return contention.window(a, self.snapshot())
@@ -88,7 +88,7 @@ def test_wait_idle_waits_with_a_progress_line_then_starts(monkeypatch):
     real_probe = machine.probe
     calls = []
 
-    def probe(seconds: float = 0.25, root: object = "/") -> dict:
+    def probe(seconds: float = 0.25, root: object = "/", cpus: object = None) -> dict:
         calls.append(seconds)
         if len(calls) == 4:  # the hog ends after the third window of --wait-idle
             machine.others, machine.load = 0.0, 0.4
@@ -153,7 +153,11 @@ def test_the_same_run_alone_is_not_busy(cli, tmp_path: Path):
                     f"{before['others_cores']:.2g} cores, steal {before['steal_pct']:.2g} %): "
                     "an idle run cannot be made here")
     proc, meta = small_run(cli, tmp_path, "alone")
-    assert meta["busy"]["busy"] is False, (before, meta["busy"])
+    after = contention.probe(2.0)  # the run's processes are gone: only others show here
+    if meta["busy"]["busy"] and after["others_cores"] >= limit / 2:
+        pytest.skip(f"other processes started during the test (others "
+                    f"{after['others_cores']:.2g} cores just after it): not an idle run")
+    assert meta["busy"]["busy"] is False, (before, meta["busy"], after)
     assert "busy machine" not in proc.stderr
     c = meta["contention"]
     assert c["roof_end"]["cpu"]["float32"] > 0 and c["records"]["timed"] == 3

@@ -38,8 +38,15 @@ def others_limit(cores: int) -> float:
     return max(OTHERS_MIN, OTHERS_FRACTION * cores)
 
 
+NOT_JUDGED_REMOTE = ("not judged busy or idle: its cases ran on {} nodes, and the readings here "
+                     "are of the driver's machine only")
+
+
 def judge(c: dict[str, Any]) -> dict[str, Any]:
     """The verdict on one run's readings (see the module docstring for the rules)."""
+    if c.get("executor") not in (None, "local"):  # the readings are the driver's machine
+        return {"busy": False, "reasons": [], "advice": "", "seen": seen(c),
+                "notes": [NOT_JUDGED_REMOTE.format(c["executor"])]}
     reasons: list[str] = []
     advice: list[str] = []
     cpu = _others(c) + _loaded(c) + _roofs(c)
@@ -174,16 +181,37 @@ def seen(c: dict[str, Any]) -> str:
 
 
 def run_verdict(meta: dict[str, Any]) -> dict[str, Any] | None:
-    """A run's verdict from its stored readings (run.json `contention`) under today's rules, so
-    a run judged by older rules reads the same as a new one; else its stored `busy`."""
+    """A run's verdict from its stored readings (run.json `contention`, and a resumed run's
+    earlier sessions under `contention_earlier`) under today's rules, so a run judged by older
+    rules reads the same as a new one; else its stored `busy`."""
     readings = meta.get("contention")
+    verdict = meta.get("busy") if isinstance(meta.get("busy"), dict) else None
     if isinstance(readings, dict) and "error" not in readings:
         try:
-            return judge(readings)
+            verdict = judge(readings)
         except Exception:  # damaged readings: the stored verdict stands
             pass
-    verdict = meta.get("busy")
-    return verdict if isinstance(verdict, dict) else None
+    earlier = meta.get("contention_earlier")
+    return with_earlier(verdict, earlier if isinstance(earlier, list) else [])
+
+
+def with_earlier(verdict: dict[str, Any] | None, earlier: list[Any]) -> dict[str, Any] | None:
+    """A resumed run's verdict: busy when this session or any earlier one was (records
+    measured beside a hog stay in the run after a quiet resume)."""
+    reasons: list[str] = []
+    for i, readings in enumerate(earlier, 1):
+        try:
+            old = judge(readings) if isinstance(readings, dict) and "error" not in readings \
+                else None
+        except Exception:  # damaged readings of an old session: nothing to add
+            old = None
+        if old and old["busy"]:
+            reasons += [f"session {i} of this resumed run: {r}" for r in old["reasons"]]
+    if not reasons:
+        return verdict
+    base = verdict or {"busy": False, "reasons": [], "advice": "", "seen": "", "notes": []}
+    return {**base, "busy": True, "reasons": [*base.get("reasons", []), *reasons],
+            "advice": base.get("advice") or "its timings are not reliable: " + ADVICE_CPU}
 
 
 def warning_lines(verdict: dict[str, Any] | None, what: str = "this run") -> list[str]:

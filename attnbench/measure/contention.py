@@ -58,10 +58,20 @@ def clock_ticks() -> int:
         return 100
 
 
-def read_cpu(root: Path) -> tuple[dict[str, int], int]:
-    """The aggregate `cpu` line of /proc/stat as named tick counts, and the number of CPUs."""
+def run_cpus() -> frozenset[int] | None:
+    """The CPUs this process may run on (taskset, cpuset), None where the OS does not say."""
+    try:
+        return frozenset(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def read_cpu(root: Path, cpus: frozenset[int] | None = None) -> tuple[dict[str, int], int]:
+    """The `cpu` line of /proc/stat as named tick counts (with cpus: the sum of those CPUs'
+    lines only, the ones this run can use), and the number of CPUs counted."""
     cpu: dict[str, int] = {}
-    ncpu = 0
+    mine: dict[str, int] = {}
+    ncpu = nmine = 0
     try:
         text = (root / "proc/stat").read_text()
     except OSError:  # not Linux: no CPU times (window() then says unmeasured)
@@ -70,10 +80,20 @@ def read_cpu(root: Path) -> tuple[dict[str, int], int]:
         parts = line.split()
         if not parts:
             continue
+        try:
+            ticks = {name: int(v) for name, v in zip(STAT_FIELDS, parts[1:], strict=False)}
+        except ValueError:  # a line this parser does not know: skip it, never crash a run
+            continue
         if parts[0] == "cpu":
-            cpu = {name: int(v) for name, v in zip(STAT_FIELDS, parts[1:], strict=False)}
+            cpu = ticks
         elif parts[0].startswith("cpu") and parts[0][3:].isdigit():
             ncpu += 1
+            if cpus is not None and int(parts[0][3:]) in cpus:
+                nmine += 1
+                for k, v in ticks.items():
+                    mine[k] = mine.get(k, 0) + v
+    if cpus is not None and nmine:
+        return mine, nmine
     return cpu, ncpu or (os.cpu_count() or 1)
 
 
@@ -139,14 +159,14 @@ def own_reaped_ticks() -> float:
     return (t.user + t.system + t.children_user + t.children_system) * clock_ticks()
 
 
-def snapshot(root: Path | str = "/", me: int | None = None, reaped: float | None = None
-             ) -> Snapshot:
+def snapshot(root: Path | str = "/", me: int | None = None, reaped: float | None = None,
+             cpus: frozenset[int] | None = None) -> Snapshot:
     """Read the machine now. root is "/" except in tests (a fake /proc tree); me is the top of
     this run's process tree (default this process); reaped its own and reaped children's ticks
-    (default os.times())."""
+    (default os.times()); cpus the CPUs whose time counts (default all)."""
     root = Path(root)
     me = os.getpid() if me is None else me
-    cpu, ncpu = read_cpu(root)
+    cpu, ncpu = read_cpu(root, cpus)
     procs = read_procs(root)
     own = descendants(procs, me)
     live = sum(p.ticks + p.child_ticks for pid, p in procs.items() if pid in own and pid != me)
@@ -192,11 +212,12 @@ def busiest_others(a: Snapshot, b: Snapshot, hz: int, seconds: float) -> list[di
     return sorted(rows, key=lambda r: -r["cores"])[:TOP_OTHERS]
 
 
-def probe(seconds: float = 0.25, root: Path | str = "/") -> dict[str, Any]:
+def probe(seconds: float = 0.25, root: Path | str = "/",
+          cpus: frozenset[int] | None = None) -> dict[str, Any]:
     """A window of `seconds` from now (the run sleeps meanwhile): what others do right now."""
-    a = snapshot(root)
+    a = snapshot(root, cpus=cpus)
     time.sleep(seconds)
-    return window(a, snapshot(root))
+    return window(a, snapshot(root, cpus=cpus))
 
 
 def cpu_freq(root: Path | str = "/") -> dict[str, Any] | str:

@@ -47,11 +47,22 @@ def _read(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _clean(entry: Any) -> dict[str, dict[str, Any]]:
+    """The well-formed part of a machine's entry: {device: {dtype: {"flops_per_s": > 0, ...}}};
+    anything else in it (a hand edit, another tool's file) is dropped, never trusted."""
+    out: dict[str, dict[str, Any]] = {}
+    for device, per in (entry.items() if isinstance(entry, dict) else ()):
+        for dtype, held in (per.items() if isinstance(per, dict) else ()):
+            value = held.get("flops_per_s") if isinstance(held, dict) else None
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+                out.setdefault(str(device), {})[str(dtype)] = held
+    return out
+
+
 def best_known(key: str, path: Path | None = None) -> dict[str, dict[str, Any]]:
     """{device: {dtype: {"flops_per_s", "run_id", "at"}}} stored for a machine key."""
     path = path or cache_path()
-    entry = _read(path).get(key) if path else None
-    return entry if isinstance(entry, dict) else {}
+    return _clean(_read(path).get(key)) if path else {}
 
 
 def remember(key: str, roofs: list[dict[str, Any]], run_id: str | None, at: str,
@@ -61,7 +72,7 @@ def remember(key: str, roofs: list[dict[str, Any]], run_id: str | None, at: str,
     if path is None:
         return
     data = _read(path)
-    entry = data.get(key) if isinstance(data.get(key), dict) else {}
+    entry = _clean(data.get(key))
     changed = False
     for per_device in roofs:
         for device, per in (per_device or {}).items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from dataclasses import dataclass
@@ -152,9 +153,35 @@ def geomean_by_backend(rows: list[Row]) -> dict[str, tuple[float, int]]:
 
 
 def environment_differences(base: Run, new: Run) -> list[str]:
-    """What differs between the two runs' environments (device name, versions, host...)."""
+    """What differs between the environments the two runs were measured in (device name,
+    versions, host...): a Ray run's are its nodes', not its driver's."""
+    bs, ns = measured_environments(base), measured_environments(new)
+    out = _env_diff(bs[0], ns[0])
+    if len(bs) > 1 or len(ns) > 1:
+        if {_env_key(e) for e in bs} != {_env_key(e) for e in ns}:
+            out.append(f"the runs' node environments differ: {len(bs)} kind(s) in the base run, "
+                       f"{len(ns)} in the new one")
+    return out
+
+
+def measured_environments(run: Run) -> list[dict[str, Any]]:
+    """The comparable environments a run's records were measured in, distinct, in order: its
+    Ray nodes' (run.json `nodes`), else its own."""
+    nodes = run.meta.get("nodes")
+    envs = [n["environment"] for n in nodes.values()
+            if isinstance(n, dict) and isinstance(n.get("environment"), dict)
+            ] if isinstance(nodes, dict) else []
+    unique = {_env_key(e): _comparable(e) for e in envs or [run.environment]}
+    return list(unique.values())
+
+
+def _env_key(env: dict[str, Any]) -> str:
+    return json.dumps(_comparable(env), sort_keys=True, default=str)
+
+
+def _env_diff(be: dict[str, Any], ne: dict[str, Any]) -> list[str]:
     out = []
-    be, ne = _comparable(base.environment), _comparable(new.environment)
+    be, ne = _comparable(be), _comparable(ne)
     for key in ENV_KEYS:
         if key == "versions":
             bv, nv = be.get(key) or {}, ne.get(key) or {}

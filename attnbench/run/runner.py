@@ -20,7 +20,7 @@ from typing import Any
 
 from attnbench.case import Case, Scenario
 from attnbench.errors import UsageError
-from attnbench.measure import environment
+from attnbench.measure import busy, environment
 from attnbench.measure.memory import check_fits
 from attnbench.plugin import guard
 from attnbench.plugin.backend import Backend, device_failure, name_of
@@ -195,7 +195,11 @@ def open_sweep(plan: Plan, config: RunConfig, total: int) -> Iterator[Sweep]:
         except KeyboardInterrupt as exc:
             result.stopped = str(exc) or "interrupted by SIGINT"
         finally:
-            judged = _judged(watch, sweep)
+            judged = _judged(watch, sweep, config.executor)
+            earlier = _earlier_sessions(meta) if config.resume else []
+            if earlier:
+                judged["contention_earlier"] = earlier
+                judged["busy"] = busy.with_earlier(judged["busy"], earlier)
             result.busy = judged["busy"]
             writer.close(result.finished, stopped=result.stopped, records=len(result.records),
                          wall_s=round(meta.get("wall_s", 0) + time.time() - started, 3),
@@ -203,12 +207,21 @@ def open_sweep(plan: Plan, config: RunConfig, total: int) -> Iterator[Sweep]:
                          worker_process=sweep.process_info or meta.get("worker_process"))
 
 
-def _judged(watch: Watch, sweep: Sweep) -> dict[str, Any]:
+def _judged(watch: Watch, sweep: Sweep, executor: Executor | None) -> dict[str, Any]:
     """run.json's contention readings and busy verdict; a failure to read them loses no run."""
     try:
-        return watch.finish(sweep.roofs, sweep.roofs_end, sweep.end_roof_s, sweep.roofs_during)
+        return watch.finish(sweep.roofs, sweep.roofs_end, sweep.end_roof_s, sweep.roofs_during,
+                            getattr(executor, "name", "local") if executor else "local")
     except Exception as exc:  # a reading bug must not keep run.json from being closed
         return {"contention": {"error": f"{type(exc).__name__}: {exc}"[:300]}, "busy": None}
+
+
+def _earlier_sessions(meta: dict[str, Any]) -> list[Any]:
+    """The readings of a resumed run's earlier sessions, oldest first (each session's
+    `contention` is kept when the next one writes its own)."""
+    earlier = meta.get("contention_earlier")
+    out = list(earlier) if isinstance(earlier, list) else []
+    return out + ([meta["contention"]] if isinstance(meta.get("contention"), dict) else [])
 
 
 def _run_dir(config: RunConfig, run_id: str | None) -> Path:

@@ -30,7 +30,8 @@ class Watch:
                  wait_idle_s: float | None = None, stream: TextIO | None = None):
         self.meta, self.threads, self.use_gpu = meta, threads, gpu
         self.wait_idle_s, self.stream = wait_idle_s, stream
-        self.cores = contention.read_cpu(Path("/"))[1]
+        self.cpus = contention.run_cpus()  # others count only on the CPUs this run can use
+        self.cores = contention.read_cpu(Path("/"), self.cpus)[1]
         self.limit = busy.others_limit(self.cores)
         self.counts = {"windows": 0, "under_load": 0, "timed": 0, "noisy": 0}
         self.cost_s = 0.0
@@ -38,12 +39,12 @@ class Watch:
         self.paused_s = 0.0
         self.waited: dict[str, Any] | None = None
         self.recent: dict[str, Any] | None = None  # the window of the last record
-        self.before = self._reading(contention.probe(PROBE_S))
+        self.before = self._reading(contention.probe(PROBE_S, cpus=self.cpus))
         self.start = self.last = self._snap()
 
     def _snap(self) -> contention.Snapshot:
         t0 = time.perf_counter()
-        snap = contention.snapshot()
+        snap = contention.snapshot(cpus=self.cpus)
         self.cost_s += time.perf_counter() - t0
         return snap
 
@@ -83,7 +84,7 @@ class Watch:
         limit = float(self.wait_idle_s or 0)
         tty = getattr(self.stream or sys.stderr, "isatty", lambda: False)()
         while True:
-            w = contention.probe(WAIT_STEP_S)
+            w = contention.probe(WAIT_STEP_S, cpus=self.cpus)
             load1 = w["load"][0] if isinstance(w["load"], list) else 0.0
             others = w["others_cores"] or 0.0
             idle = others < self.limit and (not load or load1 < self.cores)
@@ -135,8 +136,8 @@ class Watch:
                 or abs((s["steal_pct"] or 0) - (short["steal_pct"] or 0)) >= CHANGE_STEAL)
 
     def finish(self, roofs: dict[str, Any], roofs_end: dict[str, Any],
-               end_roof_s: float | None, during: list[dict[str, Any]] | None = None
-               ) -> dict[str, Any]:
+               end_roof_s: float | None, during: list[dict[str, Any]] | None = None,
+               executor: str = "local") -> dict[str, Any]:
         """run.json's `contention` and `busy`: the readings, the roofs and the verdict; the best
         known roof of this machine is read, then raised by this run's roofs."""
         run = contention.window(self.start, self._snap())
@@ -146,7 +147,7 @@ class Watch:
              "after": self._reading({}), "records": dict(self.counts),
              "roof_start": _plain(roofs), "roof_end": _plain(roofs_end),
              "roof_during": [{**d, "roofs": _plain(d.get("roofs") or {})} for d in during or []],
-             "roof_best_known": best, "machine_key": key,
+             "roof_best_known": best, "machine_key": key, "executor": executor,
              "cost_s": {"readings": round(self.cost_s, 4), "end_roof": end_roof_s},
              **({"wait_idle": {**(self.waited or {}), "paused_s": round(self.paused_s, 1)}}
                 if self.wait_idle_s is not None else {})}

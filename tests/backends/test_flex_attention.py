@@ -85,7 +85,8 @@ def test_variants_agree_with_oracle(key):
 
 
 @pytest.mark.parametrize("lens", [{"q_lens": (2, 3), "kv_lens": (0, 0)},
-                                  {"q_lens": (0, 0), "kv_lens": (5, 7)}], ids=["no-key", "no-query"])
+                                  {"q_lens": (0, 0), "kv_lens": (5, 7)}],
+                         ids=["no-key", "no-query"])
 def test_packed_without_any_key_or_query_gives_zeros(lens):
     """A packed batch whose sequences all have length 0 on one side (flex once raised
     IndexError indexing the empty sequence): the output is zeros, or empty."""

@@ -73,7 +73,7 @@ def probe(address: str | None, timeout_s: float = PROBE_S) -> None:
     if not address or address == "auto":
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise UsageError(f"--ray-address {address!r}: use auto, host:port or ray://host:port")
     try:
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
@@ -130,6 +130,7 @@ class RayExecutor:
 
     def connect(self) -> None:
         """Join the cluster (or start a local Ray); the run's signal handlers stay in place."""
+        self.check_options()  # pure validation: needs no cluster
         if self.ray.is_initialized():
             return
         handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -146,6 +147,23 @@ class RayExecutor:
                 if h is not None:
                     signal.signal(s, h)
         self._own = True
+
+    def check_options(self) -> None:
+        """Ray's own rules for what a task asks (no CPU/GPU in resources, amounts of at least
+        0.0001, accelerator quantities) checked now: exit 2 before the run folder exists."""
+        from attnbench.run.executors.ray_node import run_share
+
+        for device in ("cpu", "cuda"):
+            opts = {"num_cpus": self.options.cpus_per_task, "max_retries": 0,
+                    "num_gpus": 1 if device == "cuda" else 0,
+                    **({"resources": dict(self.options.resources)}
+                       if self.options.resources else {})}
+            try:
+                self.ray.remote(run_share).options(**opts)
+            except ValueError as exc:
+                raise UsageError(f"--ray-resource/--ray-cpus-per-task: {exc} (CPUs are asked "
+                                 "with --ray-cpus-per-task; a CUDA task asks for one GPU)"
+                                 ) from None
 
     def disconnect(self) -> None:
         if self._own:
