@@ -11,6 +11,8 @@ Variants are arguments from the start: per-batch lengths, a window, ALiBi slopes
 from __future__ import annotations
 
 import math
+import types
+from typing import Any
 
 import numpy as np
 from numba import njit, prange
@@ -195,6 +197,18 @@ def attention(q, k, v, out, scale, causal, q_lens, kv_lens, wl, wr, docs, slopes
                    causal, wl, wr, docs, slope, softcap, scale, tk, c, ic)
 
 
+def renamed(fn: Any, name: str) -> Any:
+    """A copy of a Python function under another name. Numba's on-disk cache files a function
+    by its qualified name and source line, not by its flags: compiled twice from one function
+    (parallel and not), the two versions shared one cache entry and each process loaded
+    whichever was saved first, so `attention` could run serially (2 cores, 1 busy)."""
+    copy = types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__,
+                              fn.__closure__)
+    copy.__qualname__ = name
+    return copy
+
+
 # The same kernel on the calling thread only: for small problems, where waking the thread pool
 # costs more than the work (and, on a loaded machine, waits for a time slice).
-attention_serial = njit(cache=True, fastmath=FLAGS)(attention.py_func)
+attention_serial = njit(cache=True, fastmath=FLAGS)(renamed(attention.py_func,
+                                                            "attention_serial"))

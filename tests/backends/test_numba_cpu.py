@@ -69,3 +69,15 @@ def test_fast_exp_is_accurate_and_exact_at_minus_inf():
     rel = np.abs(got - want) / np.maximum(want, np.finfo(np.float32).tiny)
     assert rel[want > 1e-37].max() < 5e-7  # about 4 float32 ulps (1.19e-7 each)
     assert abs(total - want.sum()) <= 1e-6 * want.sum()
+
+
+def test_parallel_and_serial_kernels_have_their_own_cache_entries():
+    """Compiled from one function, the parallel and the serial kernel once shared one on-disk
+    cache entry (Numba files it by name and line, not by flags): a process loaded whichever was
+    saved first, and the parallel kernel ran on one core. Each must have its own index file."""
+    from attnbench.backends import numba_cpu
+
+    nk = numba_cpu.kernel_module()
+    paths = {f.__name__: f._cache._cache_file._index_path
+             for f in (nk.attention, nk.attention_serial)}
+    assert paths["attention"] != paths["attention_serial"], paths
