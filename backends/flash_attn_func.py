@@ -72,12 +72,21 @@ def route(inputs: Inputs) -> str:
     return "varlen" if case.kv_lens is not None else "func"
 
 
-def func_call(inputs: Inputs) -> tuple[tuple, dict, Callable[[Any], Any]]:
-    """flash_attn_func(q, k, v) on (B, S, H, D): (args, extra kwargs, output → ours)."""
-    return (bshd(inputs.q), bshd(inputs.k), bshd(inputs.v)), {}, lambda out: out.transpose(1, 2)
+Call = tuple[Callable[[], tuple], dict, Callable[[Any], Any]]  # (args, kwargs, output → ours)
 
 
-def kvcache_call(inputs: Inputs) -> tuple[tuple, dict, Callable[[Any], Any]]:
+def constant(args: tuple) -> Callable[[], tuple]:
+    return lambda: args
+
+
+def func_call(inputs: Inputs) -> Call:
+    """flash_attn_func(q, k, v) on (B, S, H, D): (args, extra kwargs, output → ours); args is
+    a function, as a padded case packed for varlen must gather again for each backward."""
+    args = (bshd(inputs.q), bshd(inputs.k), bshd(inputs.v))
+    return constant(args), {}, lambda out: out.transpose(1, 2)
+
+
+def kvcache_call(inputs: Inputs) -> Call:
     """flash_attn_with_kvcache(q, k_cache, v_cache, cache_seqlens=[, block_table=]): the cache
     is the padded k/v (B, S, H, D), or the page pools (pages, page_size, H, D) as they are."""
     q = bshd(inputs.q)
@@ -87,7 +96,7 @@ def kvcache_call(inputs: Inputs) -> tuple[tuple, dict, Callable[[Any], Any]]:
         k, v = inputs.k, inputs.v
     else:
         k, v = bshd(inputs.k), bshd(inputs.v)
-    return (q, k, v), extra, lambda out: out.transpose(1, 2)
+    return constant((q, k, v)), extra, lambda out: out.transpose(1, 2)
 
 
 def segments(inputs: Inputs) -> tuple[Any, Any, int, int]:
@@ -106,29 +115,28 @@ def segments(inputs: Inputs) -> tuple[Any, Any, int, int]:
     return cu_q, cu_k, inputs.max_seqlen_q, inputs.max_seqlen_k
 
 
-def varlen_call(inputs: Inputs) -> tuple[tuple, dict, Callable[[Any], Any]]:
+def varlen_call(inputs: Inputs) -> Call:
     """flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
     on (total, H, D): packed inputs as they are; padded ones packed here (documents: the batch
     as one run of documents), the output put back in the padded layout in the call."""
     case = inputs.case
     cu_q, cu_k, max_q, max_k = segments(inputs)
+    extra = (int32(cu_q, inputs.q), int32(cu_k, inputs.q), max_q, max_k)
     if case.layout == "packed":
-        q, k, v = inputs.q, inputs.k, inputs.v
-        back: Callable[[Any], Any] = lambda out: out  # noqa: E731
-    elif case.doc_lens is not None:  # every sequence full: (B, S, H, D) is already packed
-        q, k, v = (bshd(x).flatten(0, 1) for x in (inputs.q, inputs.k, inputs.v))
+        return constant((inputs.q, inputs.k, inputs.v, *extra)), {}, lambda out: out
+    if case.doc_lens is not None:  # every sequence full: (B, S, H, D) is already packed
+        qkv = tuple(bshd(x).flatten(0, 1) for x in (inputs.q, inputs.k, inputs.v))
 
         def back(out: Any) -> Any:
             return out.unflatten(0, (case.batch, case.seq_q)).transpose(1, 2)
-    else:
-        q, k, v, back = pack_padded(inputs)
-    extra = (int32(cu_q, q), int32(cu_k, q), max_q, max_k)
-    return (q, k, v, *extra), {}, back
+        return constant((*qkv, *extra)), {}, back
+    gather, back = pack_padded(inputs)
+    return lambda: (*gather(), *extra), {}, back
 
 
-def pack_padded(inputs: Inputs) -> tuple[Any, Any, Any, Callable[[Any], Any]]:
-    """Padded q/k/v packed by their lengths, and the function scattering the packed output
-    back into zeros (B, Hq, Sq, Dv)."""
+def pack_padded(inputs: Inputs) -> tuple[Callable[[], tuple], Callable[[Any], Any]]:
+    """The gather packing padded q/k/v by their lengths (indices computed once, here), and the
+    function scattering the packed output back into zeros (B, Hq, Sq, Dv)."""
     import numpy as np
     import torch
 
@@ -139,15 +147,17 @@ def pack_padded(inputs: Inputs) -> tuple[Any, Any, Any, Callable[[Any], Any]]:
         return torch.from_numpy(idx.astype(np.int64)).to(inputs.q.device)
 
     rq, rk = rows(inputs.q_lens, case.seq_q), rows(inputs.kv_lens, case.seq_kv)
-    q = bshd(inputs.q).flatten(0, 1)[rq]
-    k, v = (bshd(x).flatten(0, 1)[rk] for x in (inputs.k, inputs.v))
+
+    def gather() -> tuple:
+        return (bshd(inputs.q).flatten(0, 1)[rq],
+                *(bshd(x).flatten(0, 1)[rk] for x in (inputs.k, inputs.v)))
 
     def back(out: Any) -> Any:
         full = out.new_zeros(case.batch * case.seq_q, *out.shape[1:])
         full[rq] = out
         return full.unflatten(0, (case.batch, case.seq_q)).transpose(1, 2)
 
-    return q, k, v, back
+    return gather, back
 
 
 ENTRY = {"func": ("flash_attn_func", func_call),
@@ -169,16 +179,16 @@ class FlashAttnFunc(Backend):
     def prepare(self, inputs: Inputs) -> Callable[[], Any]:
         attr, build = ENTRY[route(inputs)]
         func = getattr(importlib.import_module(self.module), attr)
-        args, extra, back = build(inputs)
+        make_args, extra, back = build(inputs)
+        args = make_args()
         kwargs = {**variant_kwargs(inputs), **extra}
         inputs.empty_rows()  # built now, not in the first call
-        # fwd_bwd: pack_padded's index saves tensors that the first backward frees
+        # fwd_bwd: each call's backward frees what a packing gather saved, so it gathers anew
         fresh = inputs.case.mode == "fwd_bwd"
 
         def run() -> Any:
-            a, _, to_ours = build(inputs) if fresh else (args, extra, back)
             try:
-                out = func(*a, **kwargs)
+                out = func(*(make_args() if fresh else args), **kwargs)
             except RuntimeError as exc:  # e.g. "FlashAttention only supports Ampere GPUs or newer"
                 if "only support" in str(exc):
                     raise Unsupported(f"{self.name}: {exc}") from exc
@@ -191,7 +201,7 @@ class FlashAttnFunc(Backend):
             if isinstance(out, tuple):  # some versions return (out, softmax_lse)
                 out = out[0]
             # rows that see no key must be zeros, whatever the kernel leaves there
-            return inputs.zero_empty_rows(to_ours(out))
+            return inputs.zero_empty_rows(back(out))
 
         return run
 

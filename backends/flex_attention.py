@@ -106,8 +106,7 @@ def visibility_mod(inputs: Inputs, where: Callable[..., Any], device: Any) -> Ca
     documents, both lie in one document."""
     case = inputs.case
     big = case.seq_q + case.seq_kv + 1  # an unbounded side
-    # a side wider than both sequences is unbounded: clamped, so diag ± side fits in int32
-    left, right = (big if w < 0 or w > big else w for w in inputs.window)
+    left, right = (big if w < 0 else w for w in inputs.window)
     if case.mask == "causal":
         right = min(right, 0)
     lq, lk = index(inputs.q_lens, device), index(inputs.kv_lens, device)

@@ -41,7 +41,7 @@ def window_bias(inputs: Inputs) -> Any:
 
     case = inputs.case
     big = case.seq_q + case.seq_kv
-    left, right = (big if w < 0 or w > big else w for w in inputs.window)  # int32-safe
+    left, right = (big if w < 0 else w for w in inputs.window)
     if case.mask == "causal":
         right = min(right, 0)
     return attn_bias.LocalAttentionFromBottomRightMask(window_left=left, window_right=right)

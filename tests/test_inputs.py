@@ -42,3 +42,14 @@ def test_bytes_model():
     case = Case(2, 8, 2, 100, 300, 64, dtype="float16")
     assert io_bytes(case) == 2 * 2 * 64 * (2 * 8 * 100 + 2 * 2 * 300)
     assert score_bytes(case) == 2 * 2 * 2 * 8 * 100 * 300
+
+
+def test_a_window_side_that_bounds_nothing_is_unbounded():
+    """Window sides of seq_q + seq_kv or more hide no key: Inputs.window says -1, so kernels
+    never add 2**31 - 1 to an int32 index (flex's mask on int32 indices once overflowed)."""
+    from attnbench.case import Case
+    from attnbench.verify.inputs import make_inputs, reference_arrays
+
+    for left, right, want in [(2**31 - 1, 3, (-1, 3)), (13, 12, (-1, 12)), (12, None, (12, -1))]:
+        case = Case(1, 1, 1, 5, 8, 4, window_left=left, window_right=right)
+        assert make_inputs(case, reference_arrays(case, 0), "numpy").window == want

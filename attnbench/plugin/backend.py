@@ -114,10 +114,13 @@ class Inputs:
 
     @property
     def window(self) -> tuple[int, int]:
-        """(left, right) window sizes, -1 where a side is unbounded (causal not folded in)."""
+        """(left, right) window sizes, -1 where a side is unbounded (causal not folded in). A
+        side of seq_q + seq_kv or more bounds nothing and is -1 too, so that no kernel has to
+        add it to an index (2**31 - 1 would overflow an int32 one)."""
         c = self.case
-        return (-1 if c.window_left is None else c.window_left,
-                -1 if c.window_right is None else c.window_right)
+        reach = c.seq_q + c.seq_kv  # |j - (i + off)| is always below this
+        return tuple(-1 if w is None or w >= reach else w  # type: ignore[return-value]
+                     for w in (c.window_left, c.window_right))
 
     @property
     def softcap(self) -> float | None:

@@ -165,14 +165,13 @@ def environment_differences(base: Run, new: Run) -> list[str]:
 
 
 def measured_environments(run: Run) -> list[dict[str, Any]]:
-    """The comparable environments a run's records were measured in, distinct, in order: its
-    Ray nodes' (run.json `nodes`), else its own."""
+    """The environments a run's records were measured in, distinct (by what compare looks
+    at), in order: its Ray nodes' (run.json `nodes`), else its own."""
     nodes = run.meta.get("nodes")
     envs = [n["environment"] for n in nodes.values()
             if isinstance(n, dict) and isinstance(n.get("environment"), dict)
             ] if isinstance(nodes, dict) else []
-    unique = {_env_key(e): _comparable(e) for e in envs or [run.environment]}
-    return list(unique.values())
+    return list({_env_key(e): e for e in envs or [run.environment]}.values())
 
 
 def _env_key(env: dict[str, Any]) -> str:

@@ -196,7 +196,7 @@ def open_sweep(plan: Plan, config: RunConfig, total: int) -> Iterator[Sweep]:
             result.stopped = str(exc) or "interrupted by SIGINT"
         finally:
             judged = _judged(watch, sweep, config.executor)
-            earlier = _earlier_sessions(meta) if config.resume else []
+            earlier = _earlier_sessions(meta)  # none unless resumed
             if earlier:
                 judged["contention_earlier"] = earlier
                 judged["busy"] = busy.with_earlier(judged["busy"], earlier)

@@ -323,3 +323,21 @@ def test_gradients_never_take_the_kvcache_function(fake_flash_attn, mode):
     case = Case(**{**G, "seq_q": 2}, mask="causal", kv_lens=(5, 17), mode=mode)
     inputs = make_inputs(case, CaseData(case, seed=0).arrays, "torch")
     assert route(inputs) == ("kvcache" if mode == "fwd" else "varlen")
+
+
+@pytest.mark.parametrize("lens", [{"q_lens": (3, 5), "kv_lens": (5, 2)}, {"kv_lens": (5, 2)}],
+                         ids=["q-and-kv-lens", "kv-lens"])
+def test_fwd_bwd_steps_repeat_with_packed_lengths(fake_flash_attn, lens):
+    """Padded cases with lengths go through varlen, packed by a gather; each timed fwd_bwd
+    step gathers anew (the first backward once freed what a gather made in prepare saved)."""
+    import torch
+
+    from attnbench.verify.grad import prepare_grad
+
+    case = Case(2, 2, 2, 5, 5, 8, mask="causal", mode="fwd_bwd", **lens)
+    inputs = make_inputs(case, CaseData(case, seed=0).arrays, "torch")
+    grad = prepare_grad(lambda: BACKENDS["flash-attn"].prepare(inputs), inputs,
+                        torch.randn(2, 2, 5, 8), "fwd_bwd", lambda: None)
+    for _ in range(3):
+        grad.step()
+    assert {c["fn"] for c in fake_flash_attn} == {"varlen"}
