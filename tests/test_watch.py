@@ -212,3 +212,16 @@ def test_a_long_sweep_measures_the_roofs_between_backends(monkeypatch, tmp_path:
     assert isinstance(meta["busy"]["busy"], bool) and result.busy == meta["busy"]
     first = json.loads((tmp_path / "run" / "records.jsonl").read_text().splitlines()[0])
     assert set(first["contention"]) >= {"others_cores", "steal_pct", "load1", "under_load"}
+
+
+def test_a_plugin_spinning_in_attnbench_own_process_makes_the_run_busy(cli, tmp_path: Path,
+                                                                       plugin_path):
+    """A plugin whose import leaves a thread spinning in the parent is not an "other
+    process", yet it competes with every timed case: the verdict names attnbench's own
+    process (a normal run's parent uses ~0.01 cores)."""
+    proc, meta = small_run(cli, tmp_path, "spun", "--plugin", plugin_path("spins_in_parent.py"))
+    assert meta["contention"]["run"]["parent_cores"] >= busy.others_limit(
+        meta["contention"]["cores"])
+    assert meta["busy"]["busy"] is True
+    assert any("attnbench's own process used" in r for r in meta["busy"]["reasons"])
+    assert "busy machine" in proc.stderr

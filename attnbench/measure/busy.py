@@ -49,7 +49,7 @@ def judge(c: dict[str, Any]) -> dict[str, Any]:
                 "notes": [NOT_JUDGED_REMOTE.format(c["executor"])]}
     reasons: list[str] = []
     advice: list[str] = []
-    cpu = _others(c) + _loaded(c) + _roofs(c)
+    cpu = _others(c) + _parent(c) + _loaded(c) + _roofs(c)
     steal = _steal(c)
     noisy = _noisy(c)
     notes = [] if cpu or steal else [
@@ -84,6 +84,18 @@ def _others(c: dict[str, Any]) -> list[str]:
                     for t in run.get("top_others") or [] if isinstance(t, dict))
     return [f"other processes used {used:.2g} of the {cores} cores on average during the run"
             + (f" (busiest seen: {top})" if top else "")]
+
+
+def _parent(c: dict[str, Any]) -> list[str]:
+    """attnbench's own process, which only waits while workers time (~0.01 cores here), busy:
+    plugin code run in it (an import, a hook, a thread it left behind) competes with them."""
+    cores = int(c.get("cores") or 1)
+    used = _num((c.get("run") or {}).get("parent_cores"))
+    if used is None or used < others_limit(cores):
+        return []
+    return [f"attnbench's own process used {used:.2g} of the {cores} cores during the run "
+            "(it only waits while workers time): plugin code running in it, such as a thread a "
+            "plugin started, competed with the timed cases"]
 
 
 def _loaded(c: dict[str, Any]) -> list[str]:

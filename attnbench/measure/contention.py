@@ -49,6 +49,7 @@ class Snapshot:
     procs: dict[int, ProcInfo] = field(default_factory=dict)
     own_ticks: float = 0.0  # CPU ticks this process tree has used since it began
     own: frozenset[int] = frozenset()
+    self_ticks: float = 0.0  # CPU ticks of this process alone (its threads: plugin code too)
 
 
 def clock_ticks() -> int:
@@ -159,6 +160,12 @@ def own_reaped_ticks() -> float:
     return (t.user + t.system + t.children_user + t.children_system) * clock_ticks()
 
 
+def own_self_ticks() -> float:
+    """CPU ticks of this process alone, every thread of it (os.times)."""
+    t = os.times()
+    return (t.user + t.system) * clock_ticks()
+
+
 def snapshot(root: Path | str = "/", me: int | None = None, reaped: float | None = None,
              cpus: frozenset[int] | None = None) -> Snapshot:
     """Read the machine now. root is "/" except in tests (a fake /proc tree); me is the top of
@@ -171,7 +178,9 @@ def snapshot(root: Path | str = "/", me: int | None = None, reaped: float | None
     own = descendants(procs, me)
     live = sum(p.ticks + p.child_ticks for pid, p in procs.items() if pid in own and pid != me)
     base = own_reaped_ticks() if reaped is None else reaped
-    return Snapshot(time.monotonic(), cpu, ncpu, read_load(root), procs, base + live, own)
+    mine = own_self_ticks() if reaped is None else 0.0
+    return Snapshot(time.monotonic(), cpu, ncpu, read_load(root), procs, base + live, own,
+                    mine)
 
 
 def window(a: Snapshot, b: Snapshot, hz: int | None = None) -> dict[str, Any]:
@@ -189,6 +198,7 @@ def window(a: Snapshot, b: Snapshot, hz: int | None = None) -> dict[str, Any]:
         "seconds": round(seconds, 3), "cores": b.ncpu,
         "load": list(b.load) if b.load else "unmeasured: /proc/loadavg cannot be read",
         "others_cores": round(others, 3),
+        "parent_cores": round((b.self_ticks - a.self_ticks) / hz / seconds, 3),
         "steal_pct": round(100 * (b.cpu.get("steal", 0) - a.cpu.get("steal", 0)) / total, 2),
         "iowait_pct": round(100 * (b.cpu.get("iowait", 0) - a.cpu.get("iowait", 0)) / total, 2),
     }

@@ -1,0 +1,29 @@
+"""A hostile test plugin: importing it starts a thread that spins in attnbench's own process
+for the rest of the run (its backend is plain numpy-naive), hidden from a count of "other
+processes"; the busy verdict must still see it."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from attnbench.backends.numpy_naive import NumpyNaive
+
+from attnbench import Backend, hookimpl
+
+
+def spin() -> None:
+    while True:
+        time.perf_counter()  # pure CPU: the GIL is released now and then, so workers still run
+
+
+threading.Thread(target=spin, name="spins-in-parent", daemon=True).start()
+
+
+class SpinsInParent(NumpyNaive):
+    name = "test-spins-in-parent"
+
+
+@hookimpl
+def attnbench_backends() -> list[Backend]:
+    return [SpinsInParent()]
