@@ -154,16 +154,20 @@ class RayExecutor:
         from attnbench.run.executors.ray_node import run_share
 
         for device in ("cpu", "cuda"):
-            opts = {"num_cpus": self.options.cpus_per_task, "max_retries": 0,
-                    "num_gpus": 1 if device == "cuda" else 0,
-                    **({"resources": dict(self.options.resources)}
-                       if self.options.resources else {})}
             try:
-                self.ray.remote(run_share).options(**opts)
+                self.ray.remote(run_share).options(**self.task_options(device))
             except ValueError as exc:
                 raise UsageError(f"--ray-resource/--ray-cpus-per-task: {exc} (CPUs are asked "
                                  "with --ray-cpus-per-task; a CUDA task asks for one GPU)"
                                  ) from None
+
+    def task_options(self, device: str) -> dict[str, Any]:
+        """The Ray options of one task of this device: its CPUs, a GPU for CUDA, no retries."""
+        opts: dict[str, Any] = {"num_cpus": self.options.cpus_per_task, "max_retries": 0,
+                                "num_gpus": 1 if device == "cuda" else 0}
+        if self.options.resources:
+            opts["resources"] = dict(self.options.resources)
+        return opts
 
     def disconnect(self) -> None:
         if self._own:
@@ -199,10 +203,7 @@ class RayExecutor:
     def submit(self, share: Share, node_id: str | None = None) -> None:
         from attnbench.run.executors.ray_node import run_share
 
-        opts: dict[str, Any] = {"num_cpus": self.options.cpus_per_task, "max_retries": 0,
-                                "num_gpus": 1 if share.device == "cuda" else 0}
-        if self.options.resources:
-            opts["resources"] = dict(self.options.resources)
+        opts = self.task_options(share.device)
         if node_id is not None:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
