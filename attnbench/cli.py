@@ -189,10 +189,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("attnbench: interrupted", file=sys.stderr)
         return 130
-    finally:  # a command's --timeout must not outlive it (main may be called in-process)
-        from attnbench.plugin import guard
-
-        guard.set_run_limit(None)
 
 
 def settle_args(args: argparse.Namespace) -> None:
@@ -216,44 +212,41 @@ def settle_args(args: argparse.Namespace) -> None:
 
 def cmd_list(args: argparse.Namespace, argv: list[str]) -> int:
     from attnbench.case import scenario_names
-    from attnbench.plugin.registry import build_registry
+    from attnbench.plugin.catalog import load_catalog
     from attnbench.report.tables import backend_list, console
 
-    registry = build_registry(args.plugin)
+    catalog = load_catalog(args.plugin)
     out = console()
-    out.print(backend_list(registry))
-    for plugin, reason in registry.failures:
+    out.print(backend_list(catalog))
+    for plugin, reason in catalog.failures:
         out.print(f"plugin {plugin} failed: {reason}")
     if args.scenarios:
-        out.print("scenarios: " + ", ".join(scenario_names(registry.scenario_dirs())))
+        out.print("scenarios: " + ", ".join(scenario_names(catalog.scenario_dirs)))
     return EXIT_OK
 
 
 def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     from attnbench.measure import environment
     from attnbench.measure.timing import TimerConfig
-    from attnbench.plugin import guard
-    from attnbench.plugin.registry import build_registry
-    from attnbench.run.execute import Options, run_check_seed
+    from attnbench.plugin.catalog import load_catalog
     from attnbench.run.runner import make_plan, resolve_devices
+    from attnbench.worker.execute import Options
 
     timed = args.command == "run"
     old_meta = _adopt_resumed(args)
     if getattr(args, "require_deterministic", False) and (args.repeat or 1) < 2:
         raise UsageError("--require-deterministic needs --repeat N with N >= 2")
     run_id = _out_folder(args)
-    guard.set_run_limit(args.timeout)  # every plugin call in this process obeys --timeout
-    registry = build_registry(args.plugin)
-    for plugin, reason in registry.failures:
+    catalog = load_catalog(args.plugin, run_limit=args.timeout)  # this process imports none
+    for plugin, reason in catalog.failures:
         print(f"attnbench: plugin {plugin} failed: {reason}", file=sys.stderr)
     names = args.scenario or ["default" if timed else "smoke"]
-    scenarios = [resolve_scenario(n, registry.scenario_dirs()) for n in names]
-    plan = make_plan(registry, scenarios, args.backend, resolve_devices(args.device), args.dtype)
+    scenarios = [resolve_scenario(n, catalog.scenario_dirs) for n in names]
+    plan = make_plan(catalog, scenarios, args.backend, resolve_devices(args.device), args.dtype)
     if not plan.backends:
         raise UsageError("no backend is available to run")
     opts = Options(seed=args.seed, time_it=timed, timer=TimerConfig(budget_s=args.budget),
                    threads=args.threads, memory=timed,  # check: agreement only, no gc-heavy peaks
-                   check_seed=run_check_seed(old_meta),  # rows beyond the oracle budget
                    repeat=args.repeat or 1)
     meta = {"command": "attnbench " + shlex.join(argv), "config": _config(args, scenarios, opts),
             "environment": environment.fingerprint(), **({"run_id": run_id} if run_id else {})}
@@ -357,7 +350,7 @@ def _config(args: argparse.Namespace, scenarios: list[Any], opts: Any) -> dict[s
             "backends": args.backend, "devices": args.device, "dtypes": args.dtype,
             "seed": args.seed, "budget_s": args.budget, "plugins": args.plugin,
             "timed": args.command == "run", "timeout_s": args.timeout,
-            "threads": getattr(args, "threads", None), "check_seed": opts.check_seed,
+            "threads": getattr(args, "threads", None),
             "executor": args.executor or "local", "ray_address": args.ray_address,
             "ray_cpus_per_task": args.ray_cpus_per_task, "ray_resources": args.ray_resource,
             "repeat": opts.repeat}

@@ -13,6 +13,7 @@ from attnbench.plugin.backend import name_of
 from attnbench.record import STOPPED, Status
 from attnbench.run.runner import Plan, RunConfig, RunResult, open_sweep
 from attnbench.run.sweep import Sweep
+from attnbench.run.tasks import Pool
 
 STOPS = (*STOPPED, Status.UNSUPPORTED)  # a size the backend refuses ends its climb too
 DEFAULT_MAX = {"cpu": 65536, "cuda": 262144}
@@ -90,9 +91,10 @@ def run_frontier(plan: Plan, config: RunConfig) -> RunResult:
         try:
             if config.opts.time_it:
                 sweep.measure_roofs(config.roof_s)
-            for backend in plan.backends:
-                _climb(sweep, backend, [c for c in chains if c.backend is backend],
-                       config.frontier_max)
+            with sweep.tasks.pool() as pool:
+                for backend in plan.backends:
+                    _climb(sweep, pool, backend, [c for c in chains if c.backend is backend],
+                           config.frontier_max)
             if config.opts.time_it:
                 sweep.measure_end_roofs(config.roof_s)
         finally:
@@ -112,14 +114,14 @@ def _levels(chain: Chain, frontier_max: int | None) -> int:
     return n
 
 
-def _climb(sweep: Sweep, backend: Any, chains: list[Chain], frontier_max: int | None) -> None:
-    """One backend's chains, level by level, in one worker (restarted after a crash)."""
-    with sweep.worker(backend) as w:
-        while live := [c for c in chains if c.status == "running"]:
-            for chain in live:
-                rec = sweep.record(w, backend, chain.scenario, chain.case)
-                _advance(chain, rec, _limit(chain.case, frontier_max))
-                sweep.finish(rec)
+def _climb(sweep: Sweep, pool: Pool, backend: Any, chains: list[Chain],
+           frontier_max: int | None) -> None:
+    """One backend's chains, level by level, in its worker (restarted after a crash)."""
+    while live := [c for c in chains if c.status == "running"]:
+        for chain in live:
+            rec, = sweep.records(pool, chain.scenario, chain.case, [backend])
+            _advance(chain, rec, _limit(chain.case, frontier_max))
+            sweep.finish(rec)
 
 
 def _write_stops(out: Path, chains: list[Chain]) -> None:

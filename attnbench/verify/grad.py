@@ -198,8 +198,9 @@ def grad_rules(case: Case, arrays: dict[str, np.ndarray], data: GradData
 
 
 def check_grads(case: Case, arrays: dict[str, np.ndarray], data: GradData,
-                grads: dict[str, Any]) -> dict[str, Any]:
-    """Agreement entries for dq, dk, dv and a note on which groups were checked."""
+                grads: dict[str, Any], dtypes: dict[str, str] | None = None) -> dict[str, Any]:
+    """Agreement entries for dq, dk, dv and a note on which groups were checked (dtypes: what
+    the backend returned, when the arrays are host copies in another dtype)."""
     if data.groups is None or data.ref is None:
         return {"entries": [], "note": f"gradients not checked: one (batch, kv head) group "
                 f"has more than {GRAD_SKIP_LIMIT} score entries"}
@@ -215,7 +216,7 @@ def check_grads(case: Case, arrays: dict[str, np.ndarray], data: GradData,
             entries.append({"name": n, "passed": False, "shape": [], "error": "no gradient"})
             continue
         entries.append(agreement.compare(n, g, shapes[n], lambda x, n=n: pick(x, case, groups, n),
-                                         data.ref[n], data.rules[n]))
+                                         data.ref[n], data.rules[n], (dtypes or {}).get(n)))
     n_all = case.batch * case.heads_kv
     note = "all groups" if len(data.groups) == n_all else f"{len(data.groups)} of {n_all} groups"
     return {"entries": entries, "note": note}

@@ -1,0 +1,95 @@
+"""One case's verification data in the parent: pristine inputs, compared rows, oracle, rules.
+
+Built once per case and shared by every backend the case runs on. Beyond the oracle budget the
+compared rows are drawn from a secret (`secrets`) by `draw_rows`, which the runner calls only
+after every backend of the round has returned its output: no backend can know them in advance,
+nor learn them from the run's files (each draw is stored in the records, after the fact).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import numpy as np
+
+from attnbench.case import Case
+from attnbench.verify import agreement, grad
+from attnbench.verify import inputs as inputs_mod
+from attnbench.verify.baseline import baseline_error
+from attnbench.verify.floor import row_floor, row_magnitudes
+from attnbench.verify.reference import check_rows, oracle, rows_in_budget
+
+
+class CaseData:
+    """One case's pristine float64 inputs, compared rows, oracle output and pass rules."""
+
+    def __init__(self, case: Case, seed: int, check_seed: int | None = None):
+        self.case, self.seed = case, seed
+        self.arrays = inputs_mod.reference_arrays(case, seed)
+        self.check_seed: int | None = check_seed
+        self._oracle: tuple[np.ndarray, np.ndarray] | None = None
+        self._rules: dict[str, agreement.Rule] = {}
+        self._grads: grad.GradData | None = None
+
+    @property
+    def all_rows(self) -> bool:
+        """True when every query row fits the oracle budget (nothing is drawn)."""
+        return rows_in_budget(self.case) >= self.case.seq_q
+
+    def draw_rows(self) -> None:
+        """Draw new compared rows from a fresh secret (call it once the outputs exist); with
+        every row compared there is nothing to draw and the oracle is kept."""
+        if self.all_rows and self._oracle is not None:
+            return
+        self.check_seed, self._oracle, self._rules = secrets.randbits(32), None, {}
+
+    def _rows_and_ref(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._oracle is None:
+            if self.check_seed is None:
+                self.draw_rows()
+            assert self.check_seed is not None
+            rows = check_rows(self.case, self.check_seed)
+            self._oracle = (rows, oracle(self.arrays, self.case, rows))
+        return self._oracle
+
+    @property
+    def rows(self) -> np.ndarray:
+        """The query rows compared with the oracle (all of them within the oracle budget)."""
+        return self._rows_and_ref()[0]
+
+    @property
+    def ref(self) -> np.ndarray:
+        """The float64 oracle output on those rows."""
+        return self._rows_and_ref()[1]
+
+    def rule(self, framework: str) -> agreement.Rule:
+        """The output's pass rule in a framework: its same-dtype baseline's error, or why none."""
+        if framework not in self._rules:
+            try:
+                err = baseline_error(self.arrays, self.case, self.ref, self.rows, framework)
+                why = None
+            except Exception as exc:  # no baseline: fixed bounds, and the record says why
+                err, why = None, f"baseline raised {exc!r}"[:300]
+            floor, mags = self._floor()
+            self._rules[framework] = agreement.Rule(self.case.dtype, err, fallback_reason=why,
+                                                    floor=floor, magnitudes=mags)
+        return self._rules[framework]
+
+    def _floor(self) -> tuple[np.ndarray, dict[str, float]]:
+        """The output's rounding floor per compared row, and the magnitudes it came from."""
+        m = row_magnitudes(self.arrays, self.case, self.rows)
+        mags = {f"{name}_max": float(a.max(initial=0.0)) for name, a in m.items()}
+        return row_floor(m, self.case.dtype), mags
+
+    def grads(self) -> grad.GradData:
+        """dO, the gradient-checked groups and their oracle (built on first use)."""
+        if self._grads is None:
+            self._grads = grad.grad_data(self.case, self.arrays, self.seed)
+        return self._grads
+
+
+def expected_shape(case: Case) -> tuple[int, ...]:
+    """The output shape a backend must return: (total_q, Hq, Dv) packed, else (B, Hq, Sq, Dv)."""
+    if case.layout == "packed":
+        return (int(sum(case.q_lens or [case.seq_q] * case.batch)), case.heads_q, case.dv)
+    return (case.batch, case.heads_q, case.seq_q, case.dv)
