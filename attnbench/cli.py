@@ -237,11 +237,13 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     if getattr(args, "require_deterministic", False) and (args.repeat or 1) < 2:
         raise UsageError("--require-deterministic needs --repeat N with N >= 2")
     run_id = _out_folder(args)
+    names = args.scenario or ["default" if timed else "smoke"]
+    early = _shipped_scenarios(names)  # a bad file fails before any plugin is loaded
+    executor = _executor(args)  # bad executor flags too
     catalog = load_catalog(args.plugin, run_limit=args.timeout)  # this process imports none
     for plugin, reason in catalog.failures:
         print(f"attnbench: plugin {plugin} failed: {reason}", file=sys.stderr)
-    names = args.scenario or ["default" if timed else "smoke"]
-    scenarios = [resolve_scenario(n, catalog.scenario_dirs) for n in names]
+    scenarios = [early.get(n) or resolve_scenario(n, catalog.scenario_dirs) for n in names]
     plan = make_plan(catalog, scenarios, args.backend, resolve_devices(args.device), args.dtype)
     if not plan.backends:
         raise UsageError("no backend is available to run")
@@ -254,9 +256,17 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
         from attnbench.run.resume import check
 
         meta["resume_notes"] = check(old_meta, meta, plan.describe(), args.allow_code_change)
-    result = _runner(args, plan, opts, meta)
+    result = _runner(args, plan, opts, meta, executor)
     _print_results(args, result, timed)
     return _sweep_exit(args, result, timed)
+
+
+def _shipped_scenarios(names: list[str]) -> dict[str, Any]:
+    """The scenarios given as files or shipped names, read now; plugin-provided names later."""
+    from attnbench.case import shipped_scenario_dir
+
+    return {n: resolve_scenario(n) for n in names
+            if n.endswith(".toml") or "/" in n or (shipped_scenario_dir() / f"{n}.toml").is_file()}
 
 
 def _out_folder(args: argparse.Namespace) -> str | None:
@@ -367,7 +377,8 @@ def _adopt_resumed(args: argparse.Namespace) -> dict[str, Any] | None:
     return adopt(args, build_parser().parse_args([args.command]))
 
 
-def _runner(args: argparse.Namespace, plan: Any, opts: Any, meta: dict[str, Any]) -> Any:
+def _runner(args: argparse.Namespace, plan: Any, opts: Any, meta: dict[str, Any],
+            executor: Any) -> Any:
     """Run the plan as the flags say: run_plan, or the --frontier sweep; the RunResult."""
     from attnbench.run.runner import RunConfig, run_plan
 
@@ -376,7 +387,7 @@ def _runner(args: argparse.Namespace, plan: Any, opts: Any, meta: dict[str, Any]
                        timeout_s=args.timeout,
                        frontier_max=getattr(args, "frontier_max", None),
                        wait_idle_s=getattr(args, "wait_idle", None),
-                       executor=_executor(args))
+                       executor=executor)
     if getattr(args, "frontier", False):
         from attnbench.run.frontier import run_frontier
 

@@ -8,10 +8,12 @@ import json
 import math
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from attnbench.case import Case
 from attnbench.measure import busy, contention
 from attnbench.run import watch as watch_mod
 
@@ -214,14 +216,31 @@ def test_a_long_sweep_measures_the_roofs_between_backends(monkeypatch, tmp_path:
     assert set(first["contention"]) >= {"others_cores", "steal_pct", "load1", "under_load"}
 
 
-def test_a_plugin_spinning_in_attnbench_own_process_makes_the_run_busy(cli, tmp_path: Path,
-                                                                       plugin_path):
-    """A plugin whose import leaves a thread spinning in the parent is not an "other
-    process", yet it competes with every timed case: the verdict names attnbench's own
-    process (a normal run's parent uses ~0.01 cores)."""
-    proc, meta = small_run(cli, tmp_path, "spun", "--plugin", plugin_path("spins_in_parent.py"))
-    assert meta["contention"]["run"]["parent_cores"] >= busy.others_limit(
-        meta["contention"]["cores"])
-    assert meta["busy"]["busy"] is True
-    assert any("attnbench's own process used" in r for r in meta["busy"]["reasons"])
-    assert "busy machine" in proc.stderr
+def test_a_plugin_spinning_in_its_worker_takes_no_cpu_from_other_cases(plugin_path, tmp_path):
+    """A plugin whose import leaves a thread spinning (in its catalog, observer and backend
+    worker: never in attnbench's own process) runs only while its worker runs its own case:
+    between cases the worker's process group is stopped, so it cannot slow another backend."""
+    from attnbench.plugin.catalog import load_catalog
+    from attnbench.run.tasks import TaskRunner
+    from attnbench.worker.execute import Options
+
+    catalog = load_catalog([plugin_path("spins_in_parent.py")], autoload=False)
+    backend = catalog.get("test-spins-in-parent")
+    runner = TaskRunner({"options": Options(time_it=False, memory=False).to_dict()}, tmp_path,
+                        60.0)
+    try:
+        with runner.pool() as pool:
+            rec, = runner.round(pool, "t", Case(1, 2, 2, 16, 16, 8), [backend])
+            assert rec["status"] == "ok"
+            pid = rec["worker"]["pid"]
+            state, cpu = _proc_state(pid)
+            time.sleep(0.5)
+            assert state == "T" and _proc_state(pid) == ("T", cpu)  # stopped: no CPU taken
+    finally:
+        runner.close()
+
+
+def _proc_state(pid: int) -> tuple[str, int]:
+    """(state letter, utime + stime in ticks) of a process, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return fields[0], int(fields[11]) + int(fields[12])

@@ -61,7 +61,9 @@ class Observers:
         try:
             if not self.process.started:
                 self.process.start(min(OBSERVER_START_S, self.timeout_s))
+            self.process.resume()
             reply = self.process.request({"observe": rec}, self.timeout_s).data
+            self.process.pause()  # a thread a hook left running takes no CPU from the cases
         except (WorkerDied, WorkerTimeout) as exc:
             self._report("the plugins' observer process", type(exc).__name__, str(exc))
             self.close()

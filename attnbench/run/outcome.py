@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from attnbench.case import Case
+from attnbench.plugin.backend import name_of
 from attnbench.record import Record, Status, new_record
 
 # A timed case faster than this many times the device's best measured matmul roof did not do
@@ -51,13 +52,13 @@ def _failed(scenario: str, case: Case, backend: Any, failure: dict[str, Any] | N
     if failure is None:
         return new_record(scenario, case, backend, Status.ERROR,
                           error="the worker reported neither an output nor a failure")
-    status = failure.get("status")
+    status, text = failure.get("status"), str(failure.get("error", ""))
     if status == "unsupported":
-        return new_record(scenario, case, backend, Status.UNSUPPORTED,
-                          reasons=[str(failure.get("error", ""))])
+        return new_record(scenario, case, backend, Status.UNSUPPORTED, reasons=[text])
+    if failure.get("phase") == "unsupported()":  # the capability check itself raised
+        text = f"{name_of(backend)}: unsupported() raised {text}"
     return new_record(scenario, case, backend, Status.OOM if status == "oom" else Status.ERROR,
-                      error=str(failure.get("error", "")),
-                      traceback=str(failure.get("traceback", "")), **fields)
+                      error=text, traceback=str(failure.get("traceback", "")), **fields)
 
 
 def _after_output(status: Status, failure: dict[str, Any], fields: dict[str, Any]

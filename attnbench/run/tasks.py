@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,14 @@ from attnbench.verify.casedata import CaseData
 from attnbench.verify.judge import judge
 from attnbench.worker import arrays
 from attnbench.worker.parent import WorkerDied, WorkerProcess, WorkerTimeout
+
+
+@dataclass
+class Result:
+    """A worker's answer to one case (the reply's `result`) and what the parent saw of it."""
+
+    result: dict[str, Any]
+    worker: dict[str, Any]
 
 
 class Pool:
@@ -84,23 +93,30 @@ class TaskRunner:
 
     def round(self, pool: Pool, scenario: str, case: Case, backends: list[Any]) -> list[Record]:
         """The records of one case on each backend: every worker answers, then the verdicts."""
-        answers = []
+        answers: list[tuple[Any, Result | Record]] = []
         for backend in backends:
             self.starting(case.id, name_of(backend))
+            if getattr(backend, "broken", False):  # its availability check raised or hung
+                why = "; ".join(backend.reasons_on(case.device))
+                answers.append((backend, new_record(scenario, case, backend, Status.ERROR,
+                                                    error=f"{name_of(backend)}: {why}")))
+                continue
             answers.append((backend, self._ask(pool.get(backend), backend, scenario, case)))
         data = None
-        if any(isinstance(a, dict) and a.get("arrays") for _, a in answers):
+        if any(isinstance(a, Result) and a.result.get("arrays") for _, a in answers):
             data = CaseData(case, self.seed)
             data.draw_rows()  # every output exists now: the secret rows are drawn after them
         records = []
         for backend, answer in answers:
-            if isinstance(answer, dict):
-                worker = answer.pop("worker", None)
-                agree = judge(data, backend.framework, answer.get("arrays") or {}, self.folder) \
-                    if data is not None and answer.get("arrays") else None
-                answer = from_result(scenario, case, backend, answer, agree)
-                answer["worker"] = worker
-            records.append(answer)
+            if isinstance(answer, Result):
+                got = answer.result
+                agree = judge(data, backend.framework, got.get("arrays") or {}, self.folder) \
+                    if data is not None and got.get("arrays") else None
+                rec = from_result(scenario, case, backend, got, agree)
+                rec["worker"] = answer.worker
+                records.append(rec)
+            else:
+                records.append(answer)
         self._clean()
         return records
 
@@ -109,8 +125,8 @@ class TaskRunner:
             f.unlink(missing_ok=True)
 
     def _ask(self, w: WorkerProcess, backend: Any, scenario: str, case: Case
-             ) -> dict[str, Any] | Record:
-        """The worker's result for one case (a dict), or the record of how it failed."""
+             ) -> Result | Record:
+        """The worker's result for one case, or the record of how the worker failed."""
         if w.started and not w.alive:  # it exited after its last reply
             died = w.reap()
             w.stop()
@@ -123,7 +139,9 @@ class TaskRunner:
         try:
             if not w.started:
                 self._start(w)
+            w.resume()
             reply = w.request(task, self.timeout_s)
+            w.pause()  # until its next case: nothing it left running competes with the others
         except WorkerTimeout as exc:
             w.stop()
             return new_record(scenario, case, backend, Status.TIMEOUT, error=f"timeout: {exc}",
@@ -141,7 +159,7 @@ class TaskRunner:
         self.worker_stats["starts"].append(round(w.start_s, 3))
 
     def _result(self, w: WorkerProcess, data: dict[str, Any], roundtrip_s: float,
-                backend: Any, scenario: str, case: Case) -> dict[str, Any] | Record:
+                backend: Any, scenario: str, case: Case) -> Result | Record:
         """The worker's result, checked for form; else the record of what went wrong."""
         result = data.get("result")
         if result is None:
@@ -158,6 +176,5 @@ class TaskRunner:
         restart = bool(data.get("restart")) or (result.get("failure") or {}).get("status") == "oom"
         if restart:  # a CUDA error that broke the context, or an oom that may hold memory
             w.stop()
-        result["worker"] = {"pid": w.info.get("pid"), "overhead_ms": overhead_ms,
-                            **({"restarted_after": True} if restart else {})}
-        return result
+        return Result(result, {"pid": w.info.get("pid"), "overhead_ms": overhead_ms,
+                               **({"restarted_after": True} if restart else {})})

@@ -12,6 +12,8 @@ from typing import IO, Any
 
 from attnbench.case import Case
 
+ROLE_ENV = "ATTNBENCH_PROCESS_ROLE"  # catalog, observer, backend or roof
+
 
 def _die_with_parent() -> None:
     """Linux: get SIGKILL when the parent dies, so a hung worker never outlives a killed run."""
@@ -56,6 +58,7 @@ class Session:
 
         self.token = str(hello.get("token", ""))  # chosen by the parent, sent back in each reply
         self.role = str(hello.get("role", "backend"))
+        os.environ[ROLE_ENV] = self.role  # plugins may ask which attnbench process they are in
         guard.set_run_limit(hello.get("run_limit"))
         self.usage_error: str | None = None
         self.registry: Any = None
