@@ -216,6 +216,7 @@ def test_a_long_sweep_measures_the_roofs_between_backends(monkeypatch, tmp_path:
     assert set(first["contention"]) >= {"others_cores", "steal_pct", "load1", "under_load"}
 
 
+@pytest.mark.process
 def test_a_plugin_spinning_in_its_worker_takes_no_cpu_from_other_cases(plugin_path, tmp_path):
     """A plugin whose import leaves a thread spinning (in its catalog, observer and backend
     worker: never in attnbench's own process) runs only while its worker runs its own case:
@@ -233,6 +234,9 @@ def test_a_plugin_spinning_in_its_worker_takes_no_cpu_from_other_cases(plugin_pa
             rec, = runner.round(pool, "t", Case(1, 2, 2, 16, 16, 8), [backend])
             assert rec["status"] == "ok"
             pid = rec["worker"]["pid"]
+            deadline = time.monotonic() + 2  # SIGSTOP is delivered asynchronously
+            while _proc_state(pid)[0] != "T" and time.monotonic() < deadline:
+                time.sleep(0.01)
             state, cpu = _proc_state(pid)
             time.sleep(0.5)
             assert state == "T" and _proc_state(pid) == ("T", cpu)  # stopped: no CPU taken

@@ -108,20 +108,3 @@ def device_reasons(backend: Any, device: str, limit: float | None = None) -> lis
     """backend.device_reasons(device) guarded: its reasons, or its failure as the one reason."""
     out = reasons("device_reasons()", backend.device_reasons, device, limit=limit, owner=backend)
     return out.value if out.ok else [str(out.failure)]
-
-
-def plannable(backend: Any, devices: list[str], limit: float | None = None) -> bool:
-    """Whether a run without -b includes the backend: available on one of the devices, or
-    broken (availability() or device_reasons() raised or hung), so that its cases are
-    recorded as errors rather than silently left out."""
-    out = reasons("availability()", backend.availability, limit=limit, owner=backend)
-    if not out.ok:
-        return True
-    if out.value:
-        return False
-    for device in devices:
-        dev = reasons("device_reasons()", backend.device_reasons, device, limit=limit,
-                      owner=backend)
-        if not dev.ok or not dev.value:
-            return True
-    return False

@@ -99,7 +99,7 @@ def execute(backend: Backend, case: Case, opts: Options, folder: Path, prefix: s
         if not rep.data["arrays"]:
             return {"unsupported": [str(exc)]}
         rep.data["failure"] = _failure(exc, rep.data["phase"], "unsupported")
-    except Exception as exc:
+    except BaseException as exc:  # noqa: BLE001 (a plugin may raise SystemExit too: data)
         rep.data["failure"] = _failure(exc, rep.data["phase"])
     return rep.data
 
