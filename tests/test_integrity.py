@@ -152,3 +152,16 @@ def test_an_observer_thread_that_never_ends_does_not_hang_the_run(cli, plugin_pa
     assert "check passed" in proc.stdout
     assert time.monotonic() - t0 < 60
     assert len(_records(out)) == 2
+
+
+def test_a_backend_cannot_touch_another_backends_output_files(cli, plugin_path, tmp_path):
+    """Each task writes into a new folder of an unguessable name, read by attnbench at once;
+    the other workers are stopped meanwhile: zeroing files and planting FIFOs change nothing."""
+    out = tmp_path / "out"
+    proc = cli("run", "-s", _scenario(tmp_path), "-b", "numpy-naive",
+               "-b", "test-tampers-exchange", "-b", "torch-naive", "--budget", "0.05",
+               "--plugin", plugin_path("tampers_exchange.py"), "--out", str(out), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-800:]
+    got = _by_backend(out)  # it zeroes its own first output too: that one is its own doing
+    assert {r["status"] for r in got["numpy-naive"] + got["torch-naive"]} == {"ok"}
+    assert len(got["test-tampers-exchange"]) == 2

@@ -29,12 +29,13 @@ def execute(backend: Any, scenario: str, case: Case, get_data: Callable[[], Case
     folder = arrays.exchange_dir()
     try:
         result = run_in_worker(backend, case, opts, folder, "t")
-        agree = None
-        if result.get("arrays"):
-            data = get_data()
-            if data.check_seed is None:
-                data.draw_rows()
-            agree = judge(data, backend.framework, result["arrays"], folder)
-        return from_result(scenario, case, backend, result, agree)
+        shipped = arrays.receive_all(folder, result.get("arrays"))
     finally:
         arrays.remove_dir(folder)
+    agree = None
+    if shipped:
+        data = get_data()
+        if data.check_seed is None:
+            data.draw_rows()
+        agree = judge(data, backend.framework, shipped)
+    return from_result(scenario, case, backend, result, agree)

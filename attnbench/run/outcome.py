@@ -94,8 +94,9 @@ def _claims(result: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             dropped.append(name)
     ran = result.get("reported")
     if isinstance(ran, dict) and ran:
-        fields["ran"] = {str(k)[:64]: v for k, v in list(ran.items())[:32]
-                         if isinstance(v, (str, int, float, bool)) or v is None}
+        fields["ran"] = {str(k)[:64]: v[:200] if isinstance(v, str) else v
+                         for k, v in list(ran.items())[:32]
+                         if isinstance(v, (str, bool)) or v is None or _finite(v)}
     return fields, dropped
 
 
@@ -103,18 +104,41 @@ def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+MAX_SAMPLES = 100_000  # the timers take at most 10,000 samples (CUDA: 500 a batch)
+MAX_ITEMS = 64
+
+
 def _valid(name: str, value: Any) -> bool:
     if name == "first_call_ms":
         return _finite(value) and value >= 0
     if name == "timed_calls_offered":
-        return isinstance(value, int) and value >= 0
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
     if name in ("flags", "notes"):
-        return isinstance(value, list) and all(isinstance(x, str) for x in value)
+        return isinstance(value, list) and len(value) <= MAX_ITEMS and all(
+            isinstance(x, str) and len(x) <= 2000 for x in value)
     if name == "timing":
+        samples = value.get("samples_ms") if isinstance(value, dict) else None
         return (isinstance(value, dict) and _finite(value.get("median_ms"))
-                and value["median_ms"] > 0 and isinstance(value.get("samples_ms"), list)
-                and all(_finite(x) for x in value["samples_ms"]))
-    return isinstance(value, dict)
+                and value["median_ms"] > 0 and isinstance(samples, list)
+                and 0 < len(samples) <= MAX_SAMPLES and all(_finite(x) for x in samples)
+                and _plain(value, depth=2))
+    return isinstance(value, dict) and _plain(value, depth=2)
+
+
+def _plain(value: Any, depth: int) -> bool:
+    """A small JSON value: numbers, short strings, and at most `depth` levels of dicts/lists."""
+    if value is None or isinstance(value, bool) or _finite(value):
+        return True
+    if isinstance(value, str):
+        return len(value) <= 2000
+    if depth < 0:
+        return False
+    if isinstance(value, dict):
+        return len(value) <= MAX_ITEMS and all(
+            isinstance(k, str) and _plain(v, depth - 1) for k, v in value.items())
+    if isinstance(value, list):
+        return len(value) <= MAX_SAMPLES and all(_plain(v, depth - 1) for v in value)
+    return False
 
 
 def _throughput(rec: Record) -> None:

@@ -31,6 +31,7 @@ class Result:
 
     result: dict[str, Any]
     worker: dict[str, Any]
+    arrays: dict[str, Any]  # what arrays.receive_all read from its task folder
 
 
 class Pool:
@@ -103,26 +104,21 @@ class TaskRunner:
                 continue
             answers.append((backend, self._ask(pool.get(backend), backend, scenario, case)))
         data = None
-        if any(isinstance(a, Result) and a.result.get("arrays") for _, a in answers):
+        if any(isinstance(a, Result) and a.arrays for _, a in answers):
             data = CaseData(case, self.seed)
             data.draw_rows()  # every output exists now: the secret rows are drawn after them
         records = []
         for backend, answer in answers:
             if isinstance(answer, Result):
                 got = answer.result
-                agree = judge(data, backend.framework, got.get("arrays") or {}, self.folder) \
-                    if data is not None and got.get("arrays") else None
+                agree = judge(data, backend.framework, answer.arrays) \
+                    if data is not None and answer.arrays else None
                 rec = from_result(scenario, case, backend, got, agree)
                 rec["worker"] = answer.worker
                 records.append(rec)
             else:
                 records.append(answer)
-        self._clean()
         return records
-
-    def _clean(self) -> None:
-        for f in self.folder.glob("*.npy"):
-            f.unlink(missing_ok=True)
 
     def _ask(self, w: WorkerProcess, backend: Any, scenario: str, case: Case
              ) -> Result | Record:
@@ -134,14 +130,17 @@ class TaskRunner:
                               error=f"worker {died.reason} between tasks, before answering "
                                     "this case; a fresh worker runs the next one")
         self._tasks += 1
+        folder = arrays.task_dir(self.folder)
         task = {"scenario": scenario, "backend": name_of(backend), "case": case.to_dict(),
-                "prefix": f"t{self._tasks}"}
+                "prefix": f"t{self._tasks}", "dir": folder.name}
         try:
             if not w.started:
                 self._start(w)
             w.resume()
             reply = w.request(task, self.timeout_s)
             w.pause()  # until its next case: nothing it left running competes with the others
+            return self._result(w, reply.data, reply.roundtrip_s, backend, scenario, case,
+                                folder)
         except WorkerTimeout as exc:
             w.stop()
             return new_record(scenario, case, backend, Status.TIMEOUT, error=f"timeout: {exc}",
@@ -150,7 +149,8 @@ class TaskRunner:
             w.stop()
             return new_record(scenario, case, backend, Status.CRASHED,
                               error=f"worker {exc.reason}", log_tail=exc.log_tail)
-        return self._result(w, reply.data, reply.roundtrip_s, backend, scenario, case)
+        finally:
+            arrays.remove_dir(folder)
 
     def _start(self, w: WorkerProcess) -> None:
         if w.starts:
@@ -159,8 +159,9 @@ class TaskRunner:
         self.worker_stats["starts"].append(round(w.start_s, 3))
 
     def _result(self, w: WorkerProcess, data: dict[str, Any], roundtrip_s: float,
-                backend: Any, scenario: str, case: Case) -> Result | Record:
-        """The worker's result, checked for form; else the record of what went wrong."""
+                backend: Any, scenario: str, case: Case, folder: Path) -> Result | Record:
+        """The worker's result, checked for form, with its arrays read into memory at once
+        (before any other worker runs again); else the record of what went wrong."""
         result = data.get("result")
         if result is None:
             why = data.get("usage_error") or data.get("missing") or "no result in the reply"
@@ -177,4 +178,5 @@ class TaskRunner:
         if restart:  # a CUDA error that broke the context, or an oom that may hold memory
             w.stop()
         return Result(result, {"pid": w.info.get("pid"), "overhead_ms": overhead_ms,
-                               **({"restarted_after": True} if restart else {})})
+                               **({"restarted_after": True} if restart else {})},
+                      arrays.receive_all(folder, result.get("arrays")))

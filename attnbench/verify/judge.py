@@ -1,34 +1,35 @@
 """The verdict on what a worker shipped, made in the parent: first call and timed calls alike.
 
 The worker wrote the first call's output (and gradients) and the outputs of two timed calls (the
-last one and one drawn at random) as files; this module reads them back and compares each with
-the float64 oracle under the case's pass rule. A timed call's array that is bitwise identical to
-the first call's is counted as verified; one that differs is compared with the oracle itself, so
-a backend that is right on its first call and wrong when timed is a mismatch.
+last one and one drawn at random) as files, which the parent read back at once (worker/arrays);
+this module compares each with the float64 oracle under the case's pass rule. A timed call's
+array that is bitwise identical to the first call's is counted as verified; one that differs is
+compared with the oracle itself, so a backend right on its first call and wrong when timed is a
+mismatch.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from attnbench.verify import agreement, grad, layouts
 from attnbench.verify.casedata import CaseData, expected_shape
-from attnbench.worker.arrays import ArrayRefused, receive
 
 TIMED_TAGS = ("last", "drawn")  # the timed calls a worker ships (worker/execute.Keeper)
 
 
-def judge(data: CaseData, framework: str, arrays: dict[str, Any], folder: Path
-          ) -> dict[str, Any] | None:
-    """The record's agreement entry from the shipped arrays (framework: the backend's, which
-    picks the same-dtype baseline); None when nothing was shipped."""
+Shipped = dict[str, Any]  # "call.name" -> (values, dtype) or why refused (arrays.receive_all)
+
+
+def judge(data: CaseData, framework: str, arrays: Shipped) -> dict[str, Any] | None:
+    """The record's agreement entry from the arrays a worker shipped, as read by the parent
+    (framework: the backend's, which picks the same-dtype baseline); None when none."""
     if not isinstance(arrays, dict) or "first.out" not in arrays:
         return None
     case = data.case
-    first = _load(folder, arrays, "first")
+    first = _call(arrays, "first")
     entries = [_output_entry(data, framework, first.get("out"), "out")]
     grad_note = None
     if case.mode != "fwd":
@@ -41,7 +42,7 @@ def judge(data: CaseData, framework: str, arrays: dict[str, Any], folder: Path
         "out_dtype": _dtype(first.get("out"))}
     if grad_note is not None:
         agree["grads_checked"] = grad_note
-    agree["timed_calls"] = _timed(data, framework, arrays, folder, first, agree)
+    agree["timed_calls"] = _timed(data, framework, arrays, first, agree)
     agree["passed"] = all(o.get("passed") for o in agree["outputs"])
     return agree
 
@@ -49,17 +50,13 @@ def judge(data: CaseData, framework: str, arrays: dict[str, Any], folder: Path
 Loaded = dict[str, tuple[np.ndarray, str] | str]  # name -> (values, dtype) or why refused
 
 
-def _load(folder: Path, arrays: dict[str, Any], tag: str) -> Loaded:
-    """The arrays of one call ("first", "last", "drawn"), each read or refused with a reason."""
+def _call(arrays: Shipped, tag: str) -> Loaded:
+    """The arrays of one call ("first", "last", "drawn") by name ("out", "dq", ...)."""
     out: Loaded = {}
-    for key, entry in arrays.items():
+    for key, got in arrays.items():
         call, _, name = str(key).partition(".")
-        if call != tag:
-            continue
-        try:
-            out[name] = receive(folder, entry)
-        except ArrayRefused as exc:
-            out[name] = str(exc)
+        if call == tag:
+            out[name] = got
     return out
 
 
@@ -100,12 +97,12 @@ def _grad_entries(data: CaseData, call: Loaded) -> dict[str, Any]:
     return checked
 
 
-def _timed(data: CaseData, framework: str, arrays: dict[str, Any], folder: Path,
-           first: Loaded, agree: dict[str, Any]) -> dict[str, Any]:
+def _timed(data: CaseData, framework: str, arrays: Shipped, first: Loaded,
+           agree: dict[str, Any]) -> dict[str, Any]:
     """Verify the timed calls' arrays: identical to the first call's, or checked themselves."""
     summary: dict[str, Any] = {"checked": 0, "identical_to_first": 0, "compared": 0}
     for tag in TIMED_TAGS:
-        call = _load(folder, arrays, tag)
+        call = _call(arrays, tag)
         if not call:
             continue
         summary["checked"] += 1

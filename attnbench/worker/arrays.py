@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}\.npy$")
+TASK_DIR = re.compile(r"^[0-9a-f]{32}$")
 STORED = {"float64": "<f8", "float32": "<f4", "float16": "<f2", "bfloat16": "<u2"}
 
 
@@ -32,6 +33,23 @@ def exchange_dir() -> Path:
     """A new private folder for one run's arrays: in /dev/shm (memory) when it has room."""
     base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
     return Path(tempfile.mkdtemp(prefix="attnbench-arrays-", dir=base))
+
+
+def task_dir(folder: Path) -> Path:
+    """A new folder for one task's arrays, under an unguessable name (created by the parent
+    just before the task is sent: no other worker can prepare a file or link in it)."""
+    import secrets
+
+    path = folder / secrets.token_hex(16)
+    path.mkdir(mode=0o700)
+    return path
+
+
+def worker_dir(folder: Path, name: Any) -> Path:
+    """The task folder a task names (worker side); ValueError for anything but such a name."""
+    if not isinstance(name, str) or not TASK_DIR.match(name):
+        raise ValueError(f"not a task folder name: {name!r}")
+    return folder / name
 
 
 def remove_dir(path: Path | None) -> None:
@@ -92,6 +110,19 @@ def ship(x: Any, folder: Path, name: str) -> dict[str, Any]:
         np.save(fh, np.ascontiguousarray(host).astype(STORED[dtype], copy=False),
                 allow_pickle=False)
     return Shipped(file, dtype, tuple(int(n) for n in host.shape)).to_dict()
+
+
+def receive_all(folder: Path, entries: Any) -> dict[str, tuple[np.ndarray, str] | str]:
+    """Every array a reply names, read into memory now (parent side, right after the reply,
+    before any other worker runs): name -> (values, dtype), or the reason it was refused."""
+    out: dict[str, tuple[np.ndarray, str] | str] = {}
+    for key, entry in (entries.items() if isinstance(entries, dict) else []):
+        try:
+            values, dtype = receive(folder, entry)
+            out[str(key)] = (np.array(values), dtype)
+        except ArrayRefused as exc:
+            out[str(key)] = str(exc)
+    return out
 
 
 def receive(folder: Path, entry: Any) -> tuple[np.ndarray, str]:

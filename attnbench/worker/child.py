@@ -104,6 +104,7 @@ class Session:
         return self._case(msg, t0)
 
     def _case(self, msg: dict[str, Any], t0: float) -> dict[str, Any]:
+        from attnbench.worker import arrays
         from attnbench.worker.execute import execute
 
         case = Case.from_dict(msg["case"])
@@ -112,7 +113,11 @@ class Session:
             why = "; ".join(f"{p}: {r}" for p, r in self.registry.failures) or "not registered"
             return {"missing": f"backend {msg['backend']!r} not found "
                     f"in the worker ({why})"}
-        result = execute(backend, case, self.opts, self.folder, str(msg.get("prefix", "t")))
+        try:
+            folder = arrays.worker_dir(self.folder, msg.get("dir"))
+        except ValueError as exc:
+            return {"missing": str(exc)}
+        result = execute(backend, case, self.opts, folder, str(msg.get("prefix", "t")))
         failure = result.get("failure") or {}
         return {"result": result, "worker_s": time.perf_counter() - t0,
                 "restart": bool(failure.get("restart"))}
