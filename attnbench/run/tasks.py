@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from attnbench.case import Case
-from attnbench.plugin.backend import name_of
+from attnbench.plugin.backend import capability_reasons, name_of
 from attnbench.record import Record, Status, new_record
 from attnbench.run.outcome import from_result
 from attnbench.verify.casedata import CaseData
@@ -32,6 +32,20 @@ class Result:
     result: dict[str, Any]
     worker: dict[str, Any]
     arrays: dict[str, Any]  # what arrays.receive_all read from its task folder
+
+
+def _declined(scenario: str, case: Case, backend: Any) -> Record | None:
+    """The record made without a worker: `unsupported` by the backend's declared capabilities
+    and availability (the catalog's data), or `error` when its availability check raised or
+    hung; None when the case goes to its worker (whose unsupported() may still decline it)."""
+    reasons = list(backend.reasons_on(case.device))
+    if getattr(backend, "broken", False):
+        return new_record(scenario, case, backend, Status.ERROR,
+                          error=f"{name_of(backend)}: {'; '.join(reasons)}")
+    reasons += capability_reasons(name_of(backend), backend.capabilities, case)
+    if reasons:
+        return new_record(scenario, case, backend, Status.UNSUPPORTED, reasons=reasons)
+    return None
 
 
 class Pool:
@@ -95,17 +109,17 @@ class TaskRunner:
     def round(self, pool: Pool, scenario: str, case: Case, backends: list[Any]) -> list[Record]:
         """The records of one case on each backend: every worker answers, then the verdicts."""
         answers: list[tuple[Any, Result | Record]] = []
+        data: CaseData | None = None
         for backend in backends:
             self.starting(case.id, name_of(backend))
-            if getattr(backend, "broken", False):  # its availability check raised or hung
-                why = "; ".join(backend.reasons_on(case.device))
-                answers.append((backend, new_record(scenario, case, backend, Status.ERROR,
-                                                    error=f"{name_of(backend)}: {why}")))
+            declined = _declined(scenario, case, backend)
+            if declined is not None:
+                answers.append((backend, declined))
                 continue
-            answers.append((backend, self._ask(pool.get(backend), backend, scenario, case)))
-        data = None
-        if any(isinstance(a, Result) and a.arrays for _, a in answers):
-            data = CaseData(case, self.seed)
+            data = data or CaseData(case, self.seed)
+            answers.append((backend, self._ask(pool.get(backend), backend, scenario, case,
+                                               data)))
+        if data is not None:
             data.draw_rows()  # every output exists now: the secret rows are drawn after them
         records = []
         for backend, answer in answers:
@@ -120,7 +134,7 @@ class TaskRunner:
                 records.append(answer)
         return records
 
-    def _ask(self, w: WorkerProcess, backend: Any, scenario: str, case: Case
+    def _ask(self, w: WorkerProcess, backend: Any, scenario: str, case: Case, data: CaseData
              ) -> Result | Record:
         """The worker's result for one case, or the record of how the worker failed."""
         if w.started and not w.alive:  # it exited after its last reply
@@ -132,7 +146,9 @@ class TaskRunner:
         self._tasks += 1
         folder = arrays.task_dir(self.folder)
         task = {"scenario": scenario, "backend": name_of(backend), "case": case.to_dict(),
-                "prefix": f"t{self._tasks}", "dir": folder.name}
+                "prefix": f"t{self._tasks}", "dir": folder.name,
+                "inputs": {n: arrays.write(a, case.dtype, folder, f"in-{n}")
+                           for n, a in data.staged_inputs().items()}}
         try:
             if not w.started:
                 self._start(w)

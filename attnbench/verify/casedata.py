@@ -30,6 +30,16 @@ class CaseData:
         self._oracle: tuple[np.ndarray, np.ndarray] | None = None
         self._rules: dict[str, agreement.Rule] = {}
         self._grads: grad.GradData | None = None
+        self._staged: dict[str, np.ndarray] | None = None
+
+    def staged_inputs(self) -> dict[str, np.ndarray]:
+        """The inputs a backend's worker gets, in the case dtype's storage (bfloat16 as its
+        bits), converted once per case: workers load them instead of drawing them again."""
+        if self._staged is None:
+            from attnbench.worker.arrays import staged
+
+            self._staged = {n: staged(a, self.case.dtype) for n, a in self.arrays.items()}
+        return self._staged
 
     @property
     def all_rows(self) -> bool:

@@ -105,11 +105,25 @@ def ship(x: Any, folder: Path, name: str) -> dict[str, Any]:
     if dtype not in STORED:
         return {"error": f"dtype {dtype} cannot be compared", "dtype": dtype,
                 "shape": [int(n) for n in getattr(x, "shape", ())]}
+    return write(host, dtype, folder, name)
+
+
+def write(host: np.ndarray, dtype: str, folder: Path, name: str) -> dict[str, Any]:
+    """Write a host array (bfloat16 as its bits) to folder/name.npy; its entry."""
     file = f"{name}.npy"
     with open(folder / file, "wb") as fh:
         np.save(fh, np.ascontiguousarray(host).astype(STORED[dtype], copy=False),
                 allow_pickle=False)
     return Shipped(file, dtype, tuple(int(n) for n in host.shape)).to_dict()
+
+
+def staged(x: np.ndarray, dtype: str) -> np.ndarray:
+    """Float64 values exactly representable in dtype, as the host array `write` stores."""
+    if dtype == "bfloat16":
+        import torch
+
+        return to_host(torch.from_numpy(x).to(torch.bfloat16))[0]
+    return x.astype(STORED[dtype])
 
 
 def receive_all(folder: Path, entries: Any) -> dict[str, tuple[np.ndarray, str] | str]:

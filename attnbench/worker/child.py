@@ -117,10 +117,20 @@ class Session:
             folder = arrays.worker_dir(self.folder, msg.get("dir"))
         except ValueError as exc:
             return {"missing": str(exc)}
-        result = execute(backend, case, self.opts, folder, str(msg.get("prefix", "t")))
+        given = _inputs(folder, msg.get("inputs"))
+        result = execute(backend, case, self.opts, folder, str(msg.get("prefix", "t")), given)
         failure = result.get("failure") or {}
         return {"result": result, "worker_s": time.perf_counter() - t0,
                 "restart": bool(failure.get("restart"))}
+
+
+def _inputs(folder: Path, entries: Any) -> dict[str, Any] | None:
+    """The case's inputs the parent wrote for this task (None: draw them from the seed)."""
+    from attnbench.worker import arrays
+
+    if not isinstance(entries, dict) or not entries:
+        return None
+    return {str(n): arrays.receive(folder, e)[0] for n, e in entries.items()}
 
 
 def capped(obj: Any) -> Any:

@@ -81,10 +81,12 @@ class Report:
         self.data["phase"] = name
 
 
-def execute(backend: Backend, case: Case, opts: Options, folder: Path, prefix: str
-            ) -> dict[str, Any]:
+def execute(backend: Backend, case: Case, opts: Options, folder: Path, prefix: str,
+            given: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one case on a backend in this (worker) process; the reply's `result`.
 
+    given: the case's inputs as the parent wrote them (values exact in the case dtype); None
+    draws them here from the seed (the same values).
     `{"unsupported": reasons}` when the backend declines the case (in unsupported(), prepare()
     or its first call); else the measurements and `arrays` (file entries, see worker/arrays),
     with `failure` when a step raised (the arrays shipped before it are still verified).
@@ -94,7 +96,7 @@ def execute(backend: Backend, case: Case, opts: Options, folder: Path, prefix: s
         reasons = backend.unsupported(case)
         if reasons:
             return {"unsupported": [str(r) for r in reasons]}
-        _measure(backend, case, opts, rep)
+        _measure(backend, case, opts, rep, given)
     except Unsupported as exc:
         if not rep.data["arrays"]:
             return {"unsupported": [str(exc)]}
@@ -122,9 +124,10 @@ class FirstCall:
     ms: float
 
 
-def _measure(backend: Backend, case: Case, opts: Options, rep: Report) -> None:
+def _measure(backend: Backend, case: Case, opts: Options, rep: Report,
+             given: dict[str, Any] | None) -> None:
     rep.phase("inputs")
-    arrays_ = inputs_mod.reference_arrays(case, opts.seed)
+    arrays_ = given if given is not None else inputs_mod.reference_arrays(case, opts.seed)
     pristine = inputs_mod.pristine_arrays(case, arrays_)
     d_out = grad.upstream_grad(case, opts.seed) if case.mode != "fwd" else None
     inputs = inputs_mod.make_inputs(case, arrays_, backend.framework)
