@@ -112,6 +112,25 @@ def test_lost_coverage_fails_compare(cli, made: Path, tmp_path: Path, damage, wo
     no_traceback(proc)
 
 
+def test_an_untimed_check_run_is_lost_timing_coverage(cli, made: Path, tmp_path: Path):
+    """`compare` of a timed run against an untimed `check` of the same cases: every verdict
+    "untimed" is no pass; it fails naming what lost its timing, and --allow-missing notes it."""
+    (tmp_path / "tiny.toml").write_text(TINY)
+    proc = cli("check", "-s", str(tmp_path / "tiny.toml"), "-b", "numpy-naive", "-b",
+               "torch-naive", "--out", str(tmp_path / "checked"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = cli("compare", str(made), str(tmp_path / "checked"))
+    verdict = proc.stdout.strip().splitlines()[-1]
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    for backend in ("numpy-naive", "torch-naive"):
+        assert f"backend {backend} lost the timing of 2 case(s)" in verdict, verdict
+    assert "4 untimed" in verdict and "--allow-missing" in verdict
+    proc = cli("compare", str(made), str(tmp_path / "checked"), "--allow-missing")
+    assert proc.returncode == 0 and "compare: passed" in proc.stdout, proc.stdout + proc.stderr
+    assert "note: backend numpy-naive lost the timing of 2 case(s)" in proc.stderr
+    no_traceback(proc)
+
+
 # --- corrupted records.jsonl ---------------------------------------------------------------
 
 @pytest.fixture
