@@ -291,8 +291,11 @@ def _out_folder(args: argparse.Namespace) -> str | None:
 def _sweep_exit(args: argparse.Namespace, result: Any, timed: bool) -> int:
     """130 when stopped; for check, 1 when a record failed or none was verified."""
     if not getattr(result, "finished", True):
-        print(f"attnbench: {result.stopped or 'stopped'}; the records so far are kept, "
-              f"finish with: attnbench {args.command} --resume {result.out_dir}", file=sys.stderr)
+        how = (f"finish with: attnbench {args.command} --resume {result.out_dir}"
+               if not getattr(args, "frontier", False) else "a --frontier run cannot be "
+               "resumed: start it again into a new --out (frontier.json says where it stopped)")
+        print(f"attnbench: {result.stopped or 'stopped'}; the records so far are kept, {how}",
+              file=sys.stderr)
         return 130
     if timed:
         return EXIT_OK

@@ -39,6 +39,9 @@ def adopt(args: argparse.Namespace, defaults: argparse.Namespace) -> dict[str, A
     config = meta.get("config") or {}
     if "config" not in meta:
         raise UsageError(f"cannot resume {run_dir}: its run.json has no config")
+    if "frontier" in meta:  # resuming it would run the ordinary plan and call it finished
+        raise UsageError(f"cannot resume {run_dir}: it is a --frontier run, and --resume "
+                         "cannot continue one; start the --frontier run again into a new --out")
     _check_config(run_dir, config)
     if args.out and Path(args.out).resolve() != run_dir.resolve():
         raise UsageError(f"--out {args.out} and --resume {run_dir} name different folders")
