@@ -256,7 +256,8 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
                    check_seed=run_check_seed(old_meta),  # rows beyond the oracle budget
                    repeat=args.repeat or 1)
     meta = {"command": "attnbench " + shlex.join(argv), "config": _config(args, scenarios, opts),
-            "environment": environment.fingerprint(), **({"run_id": run_id} if run_id else {})}
+            "environment": environment.fingerprint(args.plugin or []),
+            **({"run_id": run_id} if run_id else {})}
     if old_meta is not None:
         from attnbench.run.resume import check
 
