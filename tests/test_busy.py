@@ -151,3 +151,12 @@ def test_a_ray_run_is_not_judged_from_the_driver_machine():
     assert verdict["notes"] == ["not judged busy or idle: its cases ran on ray nodes, and the "
                                 "readings here are of the driver's machine only"]
     assert judge({**readings(run__others_cores=1.5), "executor": "local"})["busy"] is True
+
+
+def test_a_best_known_roof_no_hardware_reaches_is_no_bar():
+    """A run.json that stored a forged best-known roof (1e18 FLOP/s, from a cache a plugin
+    wrote) is not judged busy for it; a plausible best known still counts."""
+    forged = judge(readings(roof_best_known__cpu__float32__flops_per_s=1e18))
+    assert forged["busy"] is False, forged
+    real = judge(readings(roof_best_known__cpu__float32__flops_per_s=400 * GF))
+    assert real["busy"] is True and "best known 400" in real["reasons"][0]

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from attnbench.measure.ceiling import stored_ceiling
+
 OTHERS_FRACTION, OTHERS_MIN = 0.2, 0.5
 LOADED_FRACTION = 0.25
 STEAL_PCT = 10.0
@@ -74,6 +76,10 @@ def _num(x: Any) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
 
 
+def _int(x: Any) -> int | None:
+    return x if isinstance(x, int) and not isinstance(x, bool) and x > 0 else None
+
+
 def _others(c: dict[str, Any]) -> list[str]:
     cores = int(c.get("cores") or 1)
     run = c.get("run") or {}
@@ -125,6 +131,8 @@ def _roofs(c: dict[str, Any]) -> list[str]:
             s, e = _num(s), _num((end.get(device) or {}).get(dtype))
             mid = [x for d in during if (x := _num((d.get(device) or {}).get(dtype)))]
             b = _num(((best.get(device) or {}).get(dtype) or {}).get("flops_per_s"))
+            if b and b > stored_ceiling(str(device), str(dtype), _int(c.get("cores"))):
+                b = None  # no hardware reaches it: not a bar (a forged cache entry)
             measured = [x for x in (s, *mid, e) if x]
             if not measured:
                 continue

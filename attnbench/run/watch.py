@@ -152,9 +152,11 @@ class Watch:
              **({"wait_idle": {**(self.waited or {}), "paused_s": round(self.paused_s, 1)}}
                 if self.wait_idle_s is not None else {})}
         verdict = busy.judge(c)
-        roofcache.remember(key, [roofs, roofs_end, *(d["roofs"] for d in c["roof_during"])],
-                           self.meta.get("run_id"),
-                           datetime.now(timezone.utc).isoformat())
+        refused = roofcache.remember(
+            key, [roofs, roofs_end, *(d["roofs"] for d in c["roof_during"])],
+            self.meta.get("run_id"), datetime.now(timezone.utc).isoformat())
+        if refused:  # a roof no hardware here reaches: kept out of the cache, said here
+            c["roof_refused"] = refused
         return {"contention": c, "busy": verdict}
 
 
