@@ -11,6 +11,7 @@ from attnbench.case import MAX_INT, Case, variant_problem
 from attnbench.errors import UsageError
 from attnbench.plugin.backend import name_of
 from attnbench.record import STOPPED, Status
+from attnbench.results import writing
 from attnbench.run.runner import Plan, RunConfig, RunResult, open_sweep
 from attnbench.run.sweep import Sweep
 
@@ -149,4 +150,5 @@ def _climb(sweep: Sweep, backend: Any, chains: list[Chain], frontier_max: int | 
 
 
 def _write_stops(out: Path, chains: list[Chain]) -> None:
-    (out / "frontier.json").write_text(json.dumps([c.to_dict() for c in chains], indent=2))
+    with writing(out / "frontier.json"):
+        (out / "frontier.json").write_text(json.dumps([c.to_dict() for c in chains], indent=2))
