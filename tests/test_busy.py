@@ -160,3 +160,14 @@ def test_a_best_known_roof_no_hardware_reaches_is_no_bar():
     assert forged["busy"] is False, forged
     real = judge(readings(roof_best_known__cpu__float32__flops_per_s=400 * GF))
     assert real["busy"] is True and "best known 400" in real["reasons"][0]
+
+
+def test_stray_processes_of_the_run_make_it_busy_and_are_named():
+    """The run's own processes outside its workers (a plugin's process, a leftover) count as
+    their own reading: at the busy limit the run is busy and they are named."""
+    stray = judge(readings(run__stray_cores=0.8,
+                           run__top_stray=[{"pid": 4242, "name": "spinner", "cores": 0.8}]))
+    assert stray["busy"] is True
+    assert "outside its workers used 0.8 of the 2 cores" in stray["reasons"][0]
+    assert "spinner (pid 4242) 0.8" in stray["reasons"][0]
+    assert judge(readings(run__stray_cores=0.3))["busy"] is False
