@@ -265,3 +265,12 @@ def test_a_process_left_by_an_ended_worker_is_stray_not_other(cli, tmp_path: Pat
     run = meta["contention"]["run"]
     assert pid in {t["pid"] for t in run.get("top_stray", [])}, run
     assert pid not in {t["pid"] for t in run.get("top_others", [])}
+
+
+def test_a_plain_run_has_no_stray_process(cli, tmp_path: Path):
+    """The workers (and the roof workers) are recognised as workers: a run without a hostile
+    plugin has no stray reading, loaded machine or not."""
+    _, meta = small_run(cli, tmp_path, "plain")
+    run = meta["contention"]["run"]
+    assert run["stray_cores"] == 0 and "top_stray" not in run, run
+    assert not any("outside its workers" in r for r in meta["busy"]["reasons"])
