@@ -251,7 +251,8 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
                    threads=args.threads, memory=timed,  # check: agreement only, no gc-heavy peaks
                    repeat=args.repeat or 1)
     meta = {"command": "attnbench " + shlex.join(argv), "config": _config(args, scenarios, opts),
-            "environment": environment.fingerprint(), **({"run_id": run_id} if run_id else {})}
+            "environment": environment.fingerprint(args.plugin or []),
+            **({"run_id": run_id} if run_id else {})}
     if old_meta is not None:
         from attnbench.run.resume import check
 
@@ -294,8 +295,11 @@ def _out_folder(args: argparse.Namespace) -> str | None:
 def _sweep_exit(args: argparse.Namespace, result: Any, timed: bool) -> int:
     """130 when stopped; for check, 1 when a record failed or none was verified."""
     if not getattr(result, "finished", True):
-        print(f"attnbench: {result.stopped or 'stopped'}; the records so far are kept, "
-              f"finish with: attnbench {args.command} --resume {result.out_dir}", file=sys.stderr)
+        how = (f"finish with: attnbench {args.command} --resume {result.out_dir}"
+               if not getattr(args, "frontier", False) else "a --frontier run cannot be "
+               "resumed: start it again into a new --out (frontier.json says where it stopped)")
+        print(f"attnbench: {result.stopped or 'stopped'}; the records so far are kept, {how}",
+              file=sys.stderr)
         return 130
     if timed:
         return EXIT_OK

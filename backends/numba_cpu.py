@@ -22,6 +22,13 @@ from attnbench import variants as var
 
 TILE_Q, TILE_K = 256, 512  # chosen by measurement: docs/cpu_kernels.md
 SERIAL_WORK = 2**21  # visible (query, key) pairs over all heads under which one thread runs
+WHY_NOT = {  # the variants the kernel lacks, and why (`attnbench list` and the records say so)
+    "packed": "the kernel reads padded (batch, heads, seq, d) arrays, not sequences packed "
+              "one after another by cu_seqlens (varlen)",
+    "paged": "the kernel reads each sequence's keys contiguously, not pages through a block "
+             "table",
+    "bias": "the kernel adds no score-bias array (ALiBi it computes from the slopes)",
+}
 
 
 def cache_dir() -> str:
@@ -88,7 +95,7 @@ class NumbaCPU(Backend):
                    "online softmax, masked tiles skipped")
     capabilities = Capabilities(devices=("cpu",), dtypes=("float64", "float32"),
                                 variants=("window", "lengths", "documents", "alibi", "softcap",
-                                          "dv"))
+                                          "dv"), why_not=WHY_NOT)
 
     def prepare(self, inputs: Inputs) -> Callable[[], Any]:
         nk = kernel_module()

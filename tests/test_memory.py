@@ -61,19 +61,23 @@ def test_naive_peak_grows_with_n_squared_and_flash_does_not(registry):
 
 
 @linux
-@pytest.mark.parametrize("mode", ["fwd", "fwd_bwd"])
+@pytest.mark.parametrize("mode", ["fwd", "fwd_bwd", "paged"])
 def test_harness_estimate_covers_what_the_harness_really_allocates(mode):
     """The plan-time estimate is an upper bound of the real peak of the case data, the
-    oracle and (bwd) the gradient oracle: measured, not assumed."""
+    oracle and (bwd) the gradient oracle: measured, not assumed. paged: pages far larger than
+    the 239 keys (the pool holds page_size slots a sequence, not seq_kv)."""
     from attnbench.measure.memory import harness_bytes
 
     case = Case(2, 4, 2, 512, 640, 64, dtype="float32", mask="causal", mode=mode)
+    if mode == "paged":
+        case = Case(1, 2, 1, 16, 239, 16, kv_lens=(239,), layout="paged", page_size=2**18)
 
     def build():
         data = CaseData(case, 0)
         keep = [data.ref]
-        if mode != "fwd":
+        if mode == "fwd_bwd":
             keep.append(data.grads().ref)
+        keep.append(data.pristine)
         return data, keep
 
     real = cpu_peak(build)["peak_bytes"]

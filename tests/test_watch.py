@@ -136,11 +136,11 @@ seq_len = [64, 128, 256]
 """
 
 
-def small_run(cli, tmp_path: Path, name: str, *extra: str):
+def small_run(cli, tmp_path: Path, name: str, *extra: str, env: dict | None = None):
     scenario = tmp_path / "busytiny.toml"
     scenario.write_text(TOML)
     out = tmp_path / name
-    env = {"ATTNBENCH_ROOF_CACHE": str(tmp_path / "roofs.json")}
+    env = {"ATTNBENCH_ROOF_CACHE": str(tmp_path / "roofs.json"), **(env or {})}
     proc = cli("run", "-s", str(scenario), "-b", "numpy-naive", "--budget", "0.1", "--out",
                str(out), *extra, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -248,3 +248,52 @@ def _proc_state(pid: int) -> tuple[str, int]:
     """(state letter, utime + stime in ticks) of a process, from /proc/PID/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return fields[0], int(fields[11]) + int(fields[12])
+
+
+def test_a_process_a_plugin_starts_in_attnbench_is_stray_not_hidden(cli, tmp_path: Path,
+                                                                     plugin_path):
+    """A plugin whose import starts a spinning process from attnbench's own process: in the
+    run's tree, so never an "other process", and no worker's: its own reading, stray_cores,
+    names it and makes the run busy (it was 0.40 cores hidden behind parent_cores 0.001)."""
+    mark = tmp_path / "spinner.pid"
+    proc, meta = small_run(cli, tmp_path, "spawned", "--plugin",
+                           plugin_path("spawns_in_parent.py"),
+                           env={"ATTNBENCH_TEST_MARK": str(mark)})
+    pid = int(mark.read_text())
+    run = meta["contention"]["run"]
+    assert pid in {t["pid"] for t in run["top_stray"]}, run
+    assert pid not in {t["pid"] for t in run.get("top_others", [])}
+    assert run["stray_cores"] >= 0.1, run  # it spun all along (less on a loaded machine)
+    said = any("processes this run started outside its workers" in r and str(pid) in r
+               for r in meta["busy"]["reasons"])
+    assert said == (run["stray_cores"] >= busy.others_limit(meta["contention"]["cores"]))
+
+
+def test_a_process_left_by_an_ended_worker_is_stray_not_other(cli, tmp_path: Path,
+                                                              plugin_path):
+    """A backend leaves a process in a session of its own, which the kill of its worker's
+    process group misses; reparented to init it spins on after the worker ended. It was seen
+    under the worker, so it stays the run's: stray, named, never among the others."""
+    mark = tmp_path / "orphan.pid"
+    scenario = tmp_path / "busytiny.toml"
+    scenario.write_text(TOML)
+    proc = cli("run", "-s", str(scenario), "-b", "numpy-naive", "-b", "test-leaves-orphan",
+               "--plugin", plugin_path("leaves_orphan.py"), "--budget", "0.1", "--out",
+               str(tmp_path / "orphaned"),
+               env={"ATTNBENCH_ROOF_CACHE": str(tmp_path / "roofs.json"),
+                    "ATTNBENCH_TEST_MARK": str(mark)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    pid = int(mark.read_text())
+    meta = json.loads((tmp_path / "orphaned" / "run.json").read_text())
+    run = meta["contention"]["run"]
+    assert pid in {t["pid"] for t in run.get("top_stray", [])}, run
+    assert pid not in {t["pid"] for t in run.get("top_others", [])}
+
+
+def test_a_plain_run_has_no_stray_process(cli, tmp_path: Path):
+    """The workers (and the roof workers) are recognised as workers: a run without a hostile
+    plugin has no stray reading, loaded machine or not."""
+    _, meta = small_run(cli, tmp_path, "plain")
+    run = meta["contention"]["run"]
+    assert run["stray_cores"] == 0 and "top_stray" not in run, run
+    assert not any("outside its workers" in r for r in meta["busy"]["reasons"])

@@ -117,16 +117,20 @@ def harness_bytes(case: Case) -> dict[str, int]:
 
     float64 q, k, v (and dO, and a bias), the backend's copy in the case dtype, the oracle's
     rows with the float64 copy of the compared output, the oracle's block workspace and, with
-    gradients, the gradient oracle's largest group. A paged or packed layout holds one more
-    float64 copy of k and v (the pristine values in that layout).
+    gradients, the gradient oracle's largest group. A packed layout holds one more float64
+    copy of q, k and v (the pristine values in that layout); a paged one its page pools twice
+    (the values of the spare slots, the pristine pools), sized by page_size, not seq_kv.
     """
     b, d, dv, group = case.batch, case.head_dim, case.dv, case.heads_q // case.heads_kv
     q = b * case.heads_q * case.seq_q * d
     kv = b * case.heads_kv * case.seq_kv * (d + dv)
     bias = int(np.prod(variants.bias_shape(case))) if case.bias != "none" else 0
     elems = q + kv + bias + (q if case.mode != "fwd" else 0)
-    if case.layout != "padded":
-        elems += q + 2 * kv  # the layout's pristine copy (paged: the pool's spare slots too)
+    if case.layout == "packed":
+        elems += q + kv  # the layout's pristine copy
+    elif case.layout == "paged":  # the pool's spare-slot values and its pristine copy: the
+        pool = b * -(-case.seq_kv // case.page_size) * case.page_size  # pool has page_size
+        elems += q + 2 * case.heads_kv * pool * (d + dv)  # slots per page, even past seq_kv
     compared = 4 * 8 * b * case.heads_q * rows_in_budget(case) * dv  # ref, copy, 2 temporaries
     workspace = 4 * 8 * max(BLOCK_ENTRIES, group * case.seq_kv)
     if case.mode != "fwd":

@@ -25,7 +25,7 @@ from attnbench.run import determinism
 from attnbench.verify import agreement, grad
 from attnbench.verify import inputs as inputs_mod
 from attnbench.worker import arrays
-from attnbench.worker.failures import classify
+from attnbench.worker.failures import classify_failure
 
 
 @dataclass
@@ -108,9 +108,9 @@ def execute(backend: Backend, case: Case, opts: Options, folder: Path, prefix: s
 
 def _failure(exc: BaseException, phase: str, status: str | None = None) -> dict[str, Any]:
     """A raised exception as data: the status it means, text, traceback, whether to restart."""
-    kind, restart = classify(exc)
+    kind, restart = classify_failure(exc)
     tb = traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-3)
-    return {"status": status or kind, "error": f"{type(exc).__name__}: {exc}",
+    return {"status": status or kind.value, "error": f"{type(exc).__name__}: {exc}",
             "traceback": "".join(tb), "phase": phase, "restart": restart}
 
 
