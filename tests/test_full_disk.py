@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ROOT
+
 from attnbench.results import read_run
 
 pytestmark = [pytest.mark.process,
@@ -31,9 +33,11 @@ def scenario(tmp_path: Path) -> Path:
     return tmp_path / "tiny.toml"
 
 
-def test_a_record_that_cannot_be_appended_stops_the_run(cli, tmp_path, scenario, plugin_path):
-    proc = cli("check", "-s", str(scenario), "-b", "numpy-naive", "--out", "run",
-               "--plugin", plugin_path("fills_disk.py"))
+def test_a_record_that_cannot_be_appended_stops_the_run(cli, tmp_path, scenario):
+    """The disk fills after the first record (records.jsonl's descriptor pointed at /dev/full,
+    injected into the run's process through tests/faults/sitecustomize.py)."""
+    env = {"PYTHONPATH": str(ROOT / "tests" / "faults"), "ATTNBENCH_TEST_DISK_FULL_AFTER": "1"}
+    proc = cli("check", "-s", str(scenario), "-b", "numpy-naive", "--out", "run", env=env)
     line = error_line(proc)
     records = tmp_path / "run" / "records.jsonl"
     assert f"cannot append a record to {records}: {ENOSPC}" in line
