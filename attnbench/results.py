@@ -23,13 +23,13 @@ def new_run_id() -> str:
 
 
 @contextmanager
-def writing(path: str | Path, what: str = "cannot write") -> Iterator[None]:
+def writing(path: str | Path) -> Iterator[None]:
     """An OSError while writing path becomes a one-line UsageError naming it (a full disk's
     error names no file by itself)."""
     try:
         yield
     except OSError as exc:
-        raise UsageError(f"{what} {path}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 class RunWriter:

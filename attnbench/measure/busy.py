@@ -222,6 +222,9 @@ def seen(c: dict[str, Any]) -> str:
                       ("steal_pct", "steal {:.2g} %"), ("iowait_pct", "iowait {:.2g} %")):
         if _num(run.get(name)) is not None:
             parts.append(fmt.format(run[name]))
+    if _num(run.get("stray_cores")):
+        parts.append(f"the run's own processes outside its workers {run['stray_cores']:.2g} "
+                     "cores")
     for device, per in (c.get("roof_start") or {}).items():
         for dtype, s in (per or {}).items() if isinstance(per, dict) else ():
             if _num(s):

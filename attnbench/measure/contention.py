@@ -168,13 +168,14 @@ def snapshot(root: Path | str = "/", me: int | None = None, reaped: float | None
     root = Path(root)
     me = os.getpid() if me is None else me
     cpu, ncpu = read_cpu(root, cpus)
+    t = time.monotonic()  # when the CPU times were read (the walk of /proc below takes a while)
     procs = read_procs(root)
     tracker = tracker if tracker is not None else Tracker()
     ours = tracker.classify(procs, me, root)
     live = sum(procs[p].ticks + procs[p].child_ticks for p in ours.all if p != me)
     base = own_reaped_ticks() if reaped is None else reaped
     mine = own_self_ticks() if reaped is None else 0.0
-    return Snapshot(time.monotonic(), cpu, ncpu, read_load(root), procs,
+    return Snapshot(t, cpu, ncpu, read_load(root), procs,
                     base + live + tracker.lost, ours.all, mine, ours.legit, ours.stray)
 
 
