@@ -47,10 +47,11 @@ SUMMARY="$WORK/summary.log"
 BIN="${VENV:-.venv}/bin"
 FAILED=0
 
-# Backends per step. CUDA: every CUDA backend (xformers and flash-attn-4 say why when absent);
+# Backends per step, in the order they run (a step stopped at its cap keeps the first ones).
+# CUDA: every CUDA backend (xformers and the flash-attn ones say why when absent, in a second);
 # flex-attention compiles per shape (10-30 s each) and so has a step of its own.
-CUDA_FUSED=(torch-sdpa torch-sdpa-flash torch-sdpa-efficient torch-sdpa-cudnn xformers flash-attn
-            flash-attn-4)
+CUDA_FUSED=(torch-sdpa torch-sdpa-flash torch-sdpa-cudnn torch-sdpa-efficient flash-attn-4
+            xformers flash-attn)
 CUDA_TORCH=(torch-naive torch-sdpa torch-sdpa-math torch-sdpa-flash torch-sdpa-efficient
             torch-sdpa-cudnn)
 if ((TINY)); then
@@ -64,8 +65,8 @@ elif [[ "$DEVICE" == cpu ]]; then
   SMOKE=() GRADS=() SWEEP=() VARIANTS=() BUDGET=() CROSS=(--rehearse)
   CAPS=(30    300   30   300   300   120   600   60     300  300)
 else
-  SMOKE=(torch-naive torch-sdpa-math "${CUDA_FUSED[@]}") GRADS=("${CUDA_TORCH[@]}")
-  SWEEP=(torch-naive torch-sdpa-math "${CUDA_FUSED[@]}") VARIANTS=("${CUDA_TORCH[@]}")
+  SMOKE=("${CUDA_FUSED[@]}" torch-naive torch-sdpa-math) GRADS=("${CUDA_TORCH[@]}")
+  SWEEP=("${CUDA_FUSED[@]}" torch-naive torch-sdpa-math) VARIANTS=("${CUDA_TORCH[@]}")
   BUDGET=() CROSS=(--repeats 5)
   CAPS=(30    120   30   75    60    60    200   40     60   60)
 fi
@@ -140,7 +141,12 @@ say "gpu_session.sh: device $DEVICE, tiny $TINY, total ${TOTAL}s, work $WORK, ou
 export PYTHONUNBUFFERED=1
 C=("${CAPS[@]}")
 step facts env "${C[0]}" 5 bash -c facts
-step setup env "${C[1]}" 20 make setup
+if command -v make >/dev/null; then
+  step setup env "${C[1]}" 20 make setup
+else  # what `make setup` runs, where make itself is missing
+  step setup env "${C[1]}" 20 bash -c "python3 tools/setup_venv.py --venv '${BIN%/bin}' \
+    && touch '${BIN%/bin}/.attnbench-installed'"
+fi
 step list env "${C[2]}" 5 "$BIN/attnbench" list
 step smoke checks "${C[3]}" 20 "$BIN/attnbench" check -s smoke --device "$DEVICE" \
   $(flags "${SMOKE[@]}") --out "$WORK/checks/smoke" --junit-xml "$WORK/checks/smoke.xml"
