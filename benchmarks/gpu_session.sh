@@ -155,11 +155,11 @@ step backward checks "${C[4]}" 20 "$BIN/attnbench" check -s benchmarks/gpu_backw
 step crosscheck timer "${C[5]}" 20 "$BIN/python" benchmarks/crosscheck.py "${CROSS[@]}"
 step sweep sweep "${C[6]}" 30 "$BIN/attnbench" run -s gpu --device "$DEVICE" \
   $(flags "${SWEEP[@]}") "${BUDGET[@]}" --out "$WORK/sweep/run"
-if [[ -f "$WORK/sweep/run/run.json" ]]; then
+if [[ -s "$WORK/sweep/run/records.jsonl" ]]; then
   step report sweep "${C[7]}" 10 "$BIN/attnbench" report "$WORK/sweep/run" \
     -o "$WORK/sweep/report"
 else
-  say "step report: SKIPPED, the sweep wrote no run"
+  say "step report: SKIPPED, the sweep wrote no record"
 fi
 step flex flex "${C[8]}" 15 "$BIN/attnbench" run -s gpu --device "$DEVICE" -b flex-attention \
   "${BUDGET[@]}" --out "$WORK/flex/run"
