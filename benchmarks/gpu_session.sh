@@ -84,6 +84,14 @@ pack() {  # pack GROUP: $DEST/GROUP.tar.gz of $WORK/GROUP (SVG plots left out), 
   cp "$SUMMARY" "$DEST/summary.log"
 }
 
+survivors() {  # attnbench workers started from this folder that outlived their run (none, 2 s on)
+  local pid
+  sleep 2
+  for pid in $(pgrep -f 'attnbench[.]worker[.]child' 2>/dev/null); do
+    [[ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" == "$ROOT" ]] && printf '%s ' "$pid"
+  done
+}
+
 step() {  # step NAME GROUP CAP MIN COMMAND...: run under min(CAP, time left), or skip
   local name="$1" group="$2" cap="$3" min="$4" left rc t0
   shift 4
@@ -95,12 +103,15 @@ step() {  # step NAME GROUP CAP MIN COMMAND...: run under min(CAP, time left), o
   ((cap > left)) && cap=$left
   mkdir -p "$WORK/$group"
   t0=$(date +%s)
-  timeout -k 10 "$cap" "$@" >"$WORK/$group/$name.log" 2>&1
+  # SIGTERM at the cap (attnbench then stops its workers and keeps its records), SIGKILL 30 s on
+  timeout -k 30 "$cap" "$@" >"$WORK/$group/$name.log" 2>&1
   rc=$?
   local took=$(($(date +%s) - t0)) verdict
   case $rc in
     0) verdict="ok" ;;
-    124|137) verdict="STOPPED at its cap of ${cap}s (what it wrote is packed)" ;;
+    124|137) verdict="STOPPED at its cap of ${cap}s (what it wrote is packed)"
+      left=$(survivors)
+      [[ -z "$left" ]] || say "  attnbench workers of this folder alive after the stop: $left" ;;
     *) verdict="FAILED, exit $rc"; FAILED=$((FAILED + 1)) ;;
   esac
   say "step $name: $verdict in ${took}s (cap ${cap}s): $*"
