@@ -27,7 +27,7 @@ head_dim = 16
 [sweep]
 seq_len = [16, 32, 48, 64, 80, 96, 112, 128, 144, 160]
 """
-ARGS = ["-b", "numpy-naive", "--budget", "0.02"]
+ARGS = ["-b", "numpy-naive", "--device", "cpu", "--budget", "0.02"]
 
 
 def _cli(*args: str) -> list[str]:
