@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
-
 from attnbench.results import read_run
+from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.process,
               pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")]
