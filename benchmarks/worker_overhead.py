@@ -10,6 +10,7 @@ from pathlib import Path
 
 from attnbench.case import Case
 from attnbench.worker.execute import Options
+from attnbench.worker.arrays import task_dir
 from attnbench.worker.parent import WorkerProcess
 
 
@@ -36,7 +37,8 @@ def main(n: int = 50) -> None:
         over, rt = [], []
         for i in range(n):
             task = {"task": i, "scenario": "bench", "backend": "numpy-naive",
-                    "case": case.to_dict(), "prefix": f"t{i}"}
+                    "case": case.to_dict(), "prefix": f"t{i}",
+                    "dir": task_dir(Path(tmp)).name}
             t0 = time.perf_counter()
             reply = w.request(task, 60)
             rt.append(time.perf_counter() - t0)

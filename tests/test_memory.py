@@ -77,7 +77,7 @@ def test_harness_estimate_covers_what_the_harness_really_allocates(mode):
         keep = [data.ref]
         if mode == "fwd_bwd":
             keep.append(data.grads().ref)
-        keep.append(data.pristine)
+        keep.append(data.staged_inputs())  # what every worker's task folder gets
         return data, keep
 
     real = cpu_peak(build)["peak_bytes"]

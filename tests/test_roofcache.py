@@ -131,8 +131,9 @@ def test_the_clock_comes_from_cpufreq_else_cpuinfo(tmp_path: Path):
 @pytest.mark.process
 def test_a_plugin_forging_roofs_cannot_make_later_runs_busy(cli, tmp_path: Path, plugin_path):
     """A real plugin writes 1e18 FLOP/s into the cache (unsigned, and signed with the secret
-    it reads beside it) and makes its worker report 1e18 roofs: the run keeps none of them
-    (run.json says which it refused), and a later run sees no forged best-known roof."""
+    it reads beside it) and patches the roof measurement in every process it is imported
+    into: the roofs come from a roof worker that imports no plugin, the forged entries are
+    purged, and a later run sees no forged best-known roof."""
     toml = tmp_path / "s.toml"
     toml.write_text("[base]\nbatch = 1\nheads = 2\nhead_dim = 16\nseq_len = 32\n")
     env = {"ATTNBENCH_ROOF_CACHE": str(tmp_path / "roofs.json")}
@@ -143,8 +144,7 @@ def test_a_plugin_forging_roofs_cannot_make_later_runs_busy(cli, tmp_path: Path,
                plugin_path("forges_roof.py"), "--budget", "0.05", "--out", "forged", env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     meta = json.loads((tmp_path / "forged" / "run.json").read_text())
-    assert meta["roofs"]["cpu"]["float32"] == 1e18  # the forged worker reply reached run.json
-    assert any("1e+18 FLOP/s" in r for r in meta["contention"]["roof_refused"])
+    assert 0 < meta["roofs"]["cpu"]["float32"] < 1e15  # measured where no plugin runs
     cache = json.loads((tmp_path / "roofs.json").read_text())
     values = [h["flops_per_s"] for e in cache.values() for per in e.values() for h in per.values()]
     assert all(v < 1e15 for v in values), cache  # written at import: purged at the end

@@ -250,25 +250,6 @@ def _proc_state(pid: int) -> tuple[str, int]:
     return fields[0], int(fields[11]) + int(fields[12])
 
 
-def test_a_process_a_plugin_starts_in_attnbench_is_stray_not_hidden(cli, tmp_path: Path,
-                                                                     plugin_path):
-    """A plugin whose import starts a spinning process from attnbench's own process: in the
-    run's tree, so never an "other process", and no worker's: its own reading, stray_cores,
-    names it and makes the run busy (it was 0.40 cores hidden behind parent_cores 0.001)."""
-    mark = tmp_path / "spinner.pid"
-    proc, meta = small_run(cli, tmp_path, "spawned", "--plugin",
-                           plugin_path("spawns_in_parent.py"),
-                           env={"ATTNBENCH_TEST_MARK": str(mark)})
-    pid = int(mark.read_text())
-    run = meta["contention"]["run"]
-    assert pid in {t["pid"] for t in run["top_stray"]}, run
-    assert pid not in {t["pid"] for t in run.get("top_others", [])}
-    assert run["stray_cores"] >= 0.1, run  # it spun all along (less on a loaded machine)
-    said = any("processes this run started outside its workers" in r and str(pid) in r
-               for r in meta["busy"]["reasons"])
-    assert said == (run["stray_cores"] >= busy.others_limit(meta["contention"]["cores"]))
-
-
 def test_a_process_left_by_an_ended_worker_is_stray_not_other(cli, tmp_path: Path,
                                                               plugin_path):
     """A backend leaves a process in a session of its own, which the kill of its worker's
