@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -56,6 +57,43 @@ class Capabilities:
         return [f for f in DEVICE_FIELDS if f in (self.per_device.get(device) or {})]
 
 
+Fact = bool | int | float | str | None
+MAX_FACTS = 16  # names per case in Inputs.report
+MAX_FACT_TEXT = 300  # characters of a string fact
+FACT_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+def check_fact(name: Any, value: Any) -> Fact:
+    """A reported fact as stored: validated, a NumPy scalar as its Python value, a string cut
+    to MAX_FACT_TEXT characters (ending in '…'); ValueError naming the fact otherwise."""
+    if not isinstance(name, str) or not FACT_NAME.fullmatch(name):
+        raise ValueError(f"Inputs.report: fact name {str(name)[:40]!r} is not "
+                         f"[a-z][a-z0-9_]* of at most 32 characters")
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        value = value.item()  # np.bool_, np.int64, np.float32 ...
+    kind = type(value)  # exact types: a subclass (an enum, a str with its own methods) is not JSON
+    if value is None or kind in (bool, int):
+        return value
+    if kind is float:
+        if not math.isfinite(value):
+            raise ValueError(f"Inputs.report: fact {name!r} is {value}, not a finite number")
+        return value
+    if kind is str:
+        return value if len(value) <= MAX_FACT_TEXT else value[:MAX_FACT_TEXT - 1] + "…"
+    raise ValueError(f"Inputs.report: fact {name!r} is a {type(value).__name__}; give a bool, "
+                     f"int, float, str or None")
+
+
+def check_facts(facts: Any) -> dict[str, Fact]:
+    """A whole `ran` mapping checked as Inputs.report checks each fact (for a reader that
+    receives it from another process): at most MAX_FACTS, each valid, or ValueError."""
+    if not isinstance(facts, Mapping):
+        raise ValueError(f"reported facts are a {type(facts).__name__}, not a mapping")
+    if len(facts) > MAX_FACTS:
+        raise ValueError(f"reported facts: {len(facts)} names, more than {MAX_FACTS}")
+    return {name: check_fact(name, value) for name, value in facts.items()}
+
+
 @dataclass
 class Inputs:
     """One case's inputs in the backend's framework, dtype and device.
@@ -78,7 +116,22 @@ class Inputs:
     cu_seqlens_q: Any = None  # packed: int32 (batch + 1,) offsets of each sequence (NumPy)
     cu_seqlens_k: Any = None
     block_table: Any = None  # paged: int32 (batch, pages_per_seq) page indices (NumPy)
+    reported: dict[str, Fact] = field(default_factory=dict, init=False, compare=False)
     _empty: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def report(self, **facts: Any) -> None:
+        """Say what ran, for the record's `ran` field: `inputs.report(kernel="cudnn")`.
+
+        Call it in prepare() or in the callable (a later value replaces an earlier one). Each
+        fact is a name ([a-z][a-z0-9_]*, at most 32 characters) and a JSON scalar: a bool, an
+        int, a finite float, None or a string (cut to MAX_FACT_TEXT characters); at most
+        MAX_FACTS names per case. Anything else raises ValueError naming the fact.
+        """
+        for name, value in facts.items():
+            checked = check_fact(name, value)
+            if name not in self.reported and len(self.reported) >= MAX_FACTS:
+                raise ValueError(f"Inputs.report: more than {MAX_FACTS} facts (at {name!r})")
+            self.reported[name] = checked
 
     @property
     def mask(self) -> str:
