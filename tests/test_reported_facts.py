@@ -9,12 +9,8 @@ import numpy as np
 import pytest
 
 from attnbench.case import Case
-from attnbench.plugin.backend import (
-    MAX_FACT_TEXT,
-    MAX_FACTS,
-    Inputs,
-    check_facts,
-)
+from attnbench.plugin.backend import Inputs
+from attnbench.plugin.facts import MAX_FACT_TEXT, MAX_FACTS, check_facts
 from attnbench.run.execute import CaseData
 from attnbench.verify.inputs import make_inputs
 
@@ -50,6 +46,7 @@ def test_long_text_is_cut():
     ({"ops": ["a", "b"]}, "fact 'ops' is a list"),
     ({"obj": object()}, "fact 'obj' is a object"),
     ({"arr": np.zeros(3)}, "fact 'arr' is a ndarray"),
+    ({"n": 2**70}, "fact 'n' is beyond 64-bit integers"),
 ])
 def test_bad_facts_are_refused_by_name(facts, words):
     got = inputs()

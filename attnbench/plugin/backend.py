@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -13,6 +12,7 @@ from typing import Any
 
 from attnbench import variants
 from attnbench.case import Case
+from attnbench.plugin.facts import MAX_FACTS, Fact, check_fact
 
 DEVICE_FIELDS = ("dtypes", "masks", "modes", "head_dim_min", "head_dim_max", "head_dim_multiple",
                  "gqa", "cross", "variants")  # the fields a per_device entry may override
@@ -55,43 +55,6 @@ class Capabilities:
     def limited_on(self, device: str) -> list[str]:
         """The fields that per_device narrows on a device."""
         return [f for f in DEVICE_FIELDS if f in (self.per_device.get(device) or {})]
-
-
-Fact = bool | int | float | str | None
-MAX_FACTS = 16  # names per case in Inputs.report
-MAX_FACT_TEXT = 300  # characters of a string fact
-FACT_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
-
-
-def check_fact(name: Any, value: Any) -> Fact:
-    """A reported fact as stored: validated, a NumPy scalar as its Python value, a string cut
-    to MAX_FACT_TEXT characters (ending in '…'); ValueError naming the fact otherwise."""
-    if not isinstance(name, str) or not FACT_NAME.fullmatch(name):
-        raise ValueError(f"Inputs.report: fact name {str(name)[:40]!r} is not "
-                         f"[a-z][a-z0-9_]* of at most 32 characters")
-    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
-        value = value.item()  # np.bool_, np.int64, np.float32 ...
-    kind = type(value)  # exact types: a subclass (an enum, a str with its own methods) is not JSON
-    if value is None or kind in (bool, int):
-        return value
-    if kind is float:
-        if not math.isfinite(value):
-            raise ValueError(f"Inputs.report: fact {name!r} is {value}, not a finite number")
-        return value
-    if kind is str:
-        return value if len(value) <= MAX_FACT_TEXT else value[:MAX_FACT_TEXT - 1] + "…"
-    raise ValueError(f"Inputs.report: fact {name!r} is a {type(value).__name__}; give a bool, "
-                     f"int, float, str or None")
-
-
-def check_facts(facts: Any) -> dict[str, Fact]:
-    """A whole `ran` mapping checked as Inputs.report checks each fact (for a reader that
-    receives it from another process): at most MAX_FACTS, each valid, or ValueError."""
-    if not isinstance(facts, Mapping):
-        raise ValueError(f"reported facts are a {type(facts).__name__}, not a mapping")
-    if len(facts) > MAX_FACTS:
-        raise ValueError(f"reported facts: {len(facts)} names, more than {MAX_FACTS}")
-    return {name: check_fact(name, value) for name, value in facts.items()}
 
 
 @dataclass
