@@ -38,8 +38,11 @@ def int32_on(x: Any, like: Any) -> Any:
 
 
 def bshd(x: Any) -> Any:
-    """(B, H, S, D) → contiguous (B, S, H, D)."""
-    return x.transpose(1, 2).contiguous()
+    """(B, H, S, D) → contiguous (B, S, H, D): a copy (as .contiguous() of a transpose makes;
+    written as a clone, which torch's fake CUDA tensors also take on a CPU-only build)."""
+    import torch
+
+    return x.transpose(1, 2).clone(memory_format=torch.contiguous_format)
 
 
 def variant_kwargs(inputs: Inputs) -> dict[str, Any]:
