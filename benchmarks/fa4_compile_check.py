@@ -58,11 +58,9 @@ def fake_inputs(case: Case, mode: Any) -> Any:
 def faked(cpu: Any, case: Case, real: Any) -> Any:
     import torch
     dtype = getattr(torch, case.dtype)
-    grad = case.mode != "fwd"
 
     def fake(x: Any, kind: Any = None) -> Any:
-        t = torch.empty(tuple(x.shape), dtype=kind or dtype, device="cuda")
-        return t.requires_grad_(grad) if kind is None and grad else t
+        return torch.empty(tuple(x.shape), dtype=kind or dtype, device="cuda")
 
     inputs = replace(cpu, case=case, q=fake(cpu.q), k=fake(cpu.k), v=fake(cpu.v))
     if real is not None:
@@ -70,9 +68,30 @@ def faked(cpu: Any, case: Case, real: Any) -> Any:
     return inputs
 
 
+def compile_backward(inputs: Any) -> None:
+    """The backward kernel FlashAttnFunc.backward calls, compiled through flash-attn-4's own
+    _flash_attn_bwd with the adapter's keywords (autograd itself cannot run on fake CUDA
+    tensors in a CPU-only torch: it aborts the process), padded cases only."""
+    import torch
+    from attnbench.backends.flash_attn_cute import variant_kwargs
+    from flash_attn.cute.interface import _flash_attn_bwd
+
+    c = inputs.case
+    kw = variant_kwargs(inputs)
+    left, right = kw.pop("window_size", (None, None))
+    dt = getattr(torch, c.dtype)
+    q, dout = (torch.empty(c.batch, c.seq_q, c.heads_q, d, dtype=dt, device="cuda")
+               for d in (c.head_dim, c.dv))
+    k, v = (torch.empty(c.batch, c.seq_kv, c.heads_kv, d, dtype=dt, device="cuda")
+            for d in (c.head_dim, c.dv))
+    lse = torch.empty(c.batch, c.heads_q, c.seq_q, dtype=torch.float32, device="cuda")
+    _flash_attn_bwd(q, k, v, torch.empty_like(dout), dout, lse, kw["softmax_scale"],
+                    kw["causal"], kw.get("softcap", 0.0), window_size_left=left,
+                    window_size_right=right)
+
+
 def compile_case(case: Case) -> str:
     """'ok' with the compile time, or the library's refusal."""
-    import torch
     from attnbench.backends.flash_attn_cute import FlashAttn4
     from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -86,7 +105,7 @@ def compile_case(case: Case) -> str:
         with mode:
             out = FlashAttn4().prepare(inputs)()
             if case.mode != "fwd":
-                out.backward(torch.empty_like(out))
+                compile_backward(inputs)
     except (Unsupported, AssertionError, NotImplementedError) as exc:
         return f"refused: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
     if tuple(out.shape) != expected_shape(case):
