@@ -75,6 +75,14 @@ def flash_attn_hidden() -> Iterator[None]:
             sys.modules["flash_attn"] = saved  # type: ignore[assignment]
 
 
+def chain(exc: BaseException, depth: int = 6) -> list[BaseException]:
+    """exc and the exceptions it was raised from (its cause, or the one it interrupted)."""
+    out = [exc]
+    while len(out) < depth and (nxt := out[-1].__cause__ or out[-1].__context__) is not None:
+        out.append(nxt)
+    return out
+
+
 @cache
 def xformers_failure() -> str | None:
     """Why xformers cannot run here (its C++/CUDA library not loaded, xformers.ops not
@@ -86,8 +94,8 @@ def xformers_failure() -> str | None:
     lib = sys.modules.get("xformers._cpp_lib") or importlib.import_module("xformers._cpp_lib")
     exc = getattr(lib, "_cpp_library_load_exception", None)
     if exc is not None:  # then xformers refuses every CUDA operator
-        cause = f"{exc.__cause__}; " if exc.__cause__ is not None else ""
-        return one_line(f"xformers' C++/CUDA library (_C.so) did not load: {cause}{exc}")
+        return one_line("xformers' C++/CUDA library (_C.so) did not load: "
+                        + "; ".join(str(e) for e in reversed(chain(exc))))
     try:
         with flash_attn_hidden():
             importlib.import_module("xformers.ops")

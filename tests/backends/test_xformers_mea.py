@@ -382,13 +382,15 @@ def test_c_library_not_loaded_is_the_whole_reason(fake_xformers):
                     "    PyTorch 2.10.0+cu128 with CUDA 1208 (you have 2.11.0+cu130)\n"
                     "    Python  3.10.19 (you have 3.12.3)")
 
-    exc = InvalidLib()
-    exc.__cause__ = OSError("libcudart.so.12: cannot open shared object file: No such file or "
-                            "directory")
+    exc = InvalidLib()  # torch.ops.load_library's OSError, from the loader's (as raised)
+    exc.__cause__ = OSError("Could not load this library: /site/xformers/_C.so")
+    exc.__cause__.__cause__ = OSError("libcudart.so.12: cannot open shared object file: No such "
+                                      "file or directory")
     sys.modules["xformers._cpp_lib"]._cpp_library_load_exception = exc
     (reason,) = XformersMEA().availability()
     assert reason.startswith("xformers' C++/CUDA library (_C.so) did not load: libcudart.so.12: "
-                             "cannot open shared object file")
+                             "cannot open shared object file: No such file or directory; "
+                             "Could not load this library: /site/xformers/_C.so; xFormers can't")
     assert "PyTorch 2.10.0+cu128 with CUDA 1208 (you have 2.11.0+cu130) / Python" in reason
     cuda = Case(1, 2, 2, 8, 8, 16, dtype="float16", device="cuda")
     assert XformersMEA().unsupported(cuda)[0] == reason
