@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 from attnbench import Backend, Capabilities, Inputs, Unsupported, hookimpl
-from attnbench.plugin.backend import import_failure
 
 MIN_VERSIONS = {"flash_attn": "2.1"}  # causal became bottom-right aligned in flash-attn 2.1
 HALF_DTYPES = ("float16", "bfloat16")
@@ -177,12 +176,6 @@ class FlashAttnFunc(Backend):
         self.requires = (module,)
         self.capabilities = caps
         self.description = note
-
-    def availability(self) -> list[str]:
-        """FlashAttention-2's interface module first: flash-attn-4 alone makes `flash_attn` a
-        namespace package (flash_attn/cute) that imports but is not FlashAttention-2."""
-        failure = import_failure(f"{self.module}.flash_attn_interface")
-        return [failure] if failure else super().availability()
 
     def prepare(self, inputs: Inputs) -> Callable[[], Any]:
         attr, build = ENTRY[route(inputs)]

@@ -181,17 +181,13 @@ def backward_op(out: Any) -> str | None:
 class XformersMEA(Backend):
     name = "xformers"
     framework = "torch"
-    requires = ("xformers",)
+    requires = ("attnbench.backends.xformers_ready", "xformers")  # first: readies xformers
     description = ("xformers.ops.memory_efficient_attention with xformers' own operator "
                    "dispatch; variants as its attn_bias classes or a dense tensor bias")
     capabilities = Capabilities(
         devices=("cuda",), dtypes=("float32", "float16", "bfloat16"),
         modes=("fwd", "bwd", "fwd_bwd"), variants=VARIANTS, why_not=WHY_NOT,
     )
-
-    def availability(self) -> list[str]:
-        failure = xformers_failure()
-        return [failure] if failure else super().availability()
 
     def prepare(self, inputs: Inputs) -> Callable[[], Any]:
         failure = xformers_failure()

@@ -39,6 +39,7 @@ CASES = {
     "paged-d64": Case(**{**G, "seq_q": 1}, head_dim=64, mask="causal", layout="paged",
                       page_size=64, kv_lens=(256, 100)),
     "causal-d64-fwd-bwd": Case(**G, head_dim=64, mask="causal", mode="fwd_bwd"),
+    "dv512-refused": Case(**G, head_dim=64, head_dim_v=512),  # SM90: head_dim_v <= 256
 }
 
 

@@ -256,6 +256,7 @@ def clear_caches() -> None:
 
     import_failure.cache_clear()
     xformers_failure.cache_clear()
+    sys.modules.pop("attnbench.backends.xformers_ready", None)  # it checks when imported
 
 
 def run_on_cpu(case: Case) -> tuple[torch.Tensor, CaseData]:
@@ -388,7 +389,8 @@ def test_c_library_not_loaded_is_the_whole_reason(fake_xformers):
                                       "file or directory")
     sys.modules["xformers._cpp_lib"]._cpp_library_load_exception = exc
     (reason,) = XformersMEA().availability()
-    assert reason.startswith("xformers' C++/CUDA library (_C.so) did not load: libcudart.so.12: "
+    assert reason.startswith("attnbench.backends.xformers_ready not importable: "
+                             "xformers' C++/CUDA library (_C.so) did not load: libcudart.so.12: "
                              "cannot open shared object file: No such file or directory; "
                              "Could not load this library: /site/xformers/_C.so; xFormers can't")
     assert "PyTorch 2.10.0+cu128 with CUDA 1208 (you have 2.11.0+cu130) / Python" in reason
