@@ -80,9 +80,22 @@ def chosen_kernel(q: Any, k: Any, v: Any, kwargs: dict[str, Any]) -> str | None:
         if cuda.can_use_efficient_attention(params):
             return "efficient"
         mask = mask._materialize(q.device)
-    choice = torch._fused_sdp_choice(q, k, v, mask, 0.0, bool(kwargs.get("is_causal", False)),
-                                     scale=kwargs.get("scale"), enable_gqa=gqa)
+    try:
+        choice = torch._fused_sdp_choice(q, k, v, mask, 0.0,
+                                         bool(kwargs.get("is_causal", False)),
+                                         scale=kwargs.get("scale"), enable_gqa=gqa)
+    except TypeError:  # a torch whose choice takes other arguments: nothing to say
+        return None
+    except RuntimeError as exc:  # no kernel takes the case: the call raises it as Unsupported
+        if refused(exc):
+            return None
+        raise
     return KERNELS.get(int(choice), f"SDPBackend {int(choice)}") if choice >= 0 else None
+
+
+def refused(exc: Exception) -> bool:
+    """True for torch's words when no SDPA kernel takes a case."""
+    return "No viable backend" in str(exc) or "No available kernel" in str(exc)
 
 
 def profiled_kernels(fn: Callable[[], Any]) -> list[str]:
@@ -132,7 +145,7 @@ class TorchSDPA(Backend):
                 with sdpa_kernel(forced):
                     return call()
             except RuntimeError as exc:
-                if "No viable backend" in str(exc) or "No available kernel" in str(exc):
+                if refused(exc):
                     raise Unsupported(f"{self.name}: torch refused the case: {exc}") from exc
                 raise
 

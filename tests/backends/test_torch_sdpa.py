@@ -135,3 +135,20 @@ def test_profiled_kernels_sees_a_wrong_report():
     math_call = BACKENDS["torch-sdpa-math"].prepare(make_inputs(case, CaseData(case, 0).arrays,
                                                                 "torch"))
     assert inputs.reported["kernel"] == "flash" and profiled_kernels(math_call) == ["math"]
+
+
+def test_a_kernel_that_refuses_reports_nothing_and_the_call_says_unsupported():
+    """Forced flash on dv: torch's choice raises "No available kernel"; prepare() reports no
+    kernel and the call is Unsupported with torch's words (as before the report existed)."""
+    from attnbench.backends.torch_sdpa import TorchSDPA
+
+    from attnbench import Unsupported
+
+    case = KERNEL_CASES["dv"]
+    forced = TorchSDPA("flash-no-caps", "FLASH_ATTENTION", BACKENDS["torch-sdpa"].capabilities,
+                       "SDPA forced to flash, declaring dv (it cannot)")
+    inputs = make_inputs(case, CaseData(case, seed=0).arrays, "torch")
+    call = forced.prepare(inputs)
+    assert "kernel" not in inputs.reported
+    with pytest.raises(Unsupported, match="torch refused the case"):
+        call()
