@@ -117,11 +117,12 @@ class NumbaCPU(Backend):
             out = np.empty(shape, dtype=q.dtype)  # per call, as every other backend
             if serial:
                 call(out)
-                return out
-            # the parallel tasks are the threads: BLAS inside them must be single-threaded, or
-            # it oversubscribes the cores (OpenBLAS inside OpenMP tasks warns it may hang)
-            with ctl.limit(limits=1, user_api="blas"):
-                call(out)
+            else:  # the parallel tasks are the threads: BLAS inside them must be
+                # single-threaded, or it oversubscribes the cores (OpenBLAS in OpenMP may hang)
+                with ctl.limit(limits=1, user_api="blas"):
+                    call(out)
+            if not inputs.reported:  # after the first call: numba knows what it loaded
+                inputs.report(**nk.what_ran(fn, q.dtype, not serial))
             return out
 
         return run

@@ -13,6 +13,7 @@ from typing import Any
 
 from attnbench.case import Case
 from attnbench.plugin.backend import name_of
+from attnbench.plugin.facts import check_facts
 from attnbench.record import Record, Status, new_record
 
 # A timed case faster than this many times the device's best measured matmul roof did not do
@@ -93,10 +94,14 @@ def _claims(result: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         else:
             dropped.append(name)
     ran = result.get("reported")
-    if isinstance(ran, dict) and ran:
-        fields["ran"] = {str(k)[:64]: v[:200] if isinstance(v, str) else v
-                         for k, v in list(ran.items())[:32]
-                         if isinstance(v, (str, bool)) or v is None or _finite(v)}
+    if ran:
+        try:
+            fields["ran"] = check_facts(ran)
+        except ValueError:
+            dropped.append("ran")
+        setup = fields.get("ran", {}).get("setup_ms")
+        if _finite(setup) and setup >= 0:  # set-up apart from the call (mask, plan, compile)
+            fields["setup_ms"] = setup
     return fields, dropped
 
 
