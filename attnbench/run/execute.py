@@ -137,7 +137,7 @@ class CaseData:
         return row_floor(m, self.case.dtype), mags
 
     def grads(self) -> grad.GradData:
-        """dO, the gradient-checked groups and their oracle (built on first use)."""
+        """dO and the gradient oracle of the all-rows plan (built on first use)."""
         if self._grads is None:
             self._grads = grad.grad_data(self.case, self.arrays, self.seed)
         return self._grads
@@ -196,9 +196,10 @@ def _measure(
     handed = {n: getattr(inputs, n) for n in data.handed_names}
     first = _first_call(backend, inputs, data)
     rec["agreement"] = _agree(first.out, data, rule)
-    if first.grads is not None:
-        _add_grads(rec["agreement"], grad.check_grads(case, data.arrays, data.grads(),
-                                                      first.grads))
+    if first.grads is not None:  # rows beyond the oracle's budget: drawn now, after the call
+        grads, dtypes = grad.grad_arrays(first.grads)
+        _add_grads(rec["agreement"], grad.check_grads(case, data.arrays, data.grads(), grads,
+                                                      dtypes, secrets.randbits(63)))
     _check_inputs(rec, inputs, handed, data)
     if opts.repeat >= determinism.MIN_REPEATS:
         rec["determinism"] = _repeat(first, inputs, opts.repeat, case.device)
@@ -310,6 +311,7 @@ def _add_grads(agree: dict[str, Any], checked: dict[str, Any]) -> None:
     agree["outputs"].extend(checked["entries"])
     agree["passed"] = all(o["passed"] for o in agree["outputs"])
     agree["grads_checked"] = checked["note"]
+    agree["grad_seed"] = checked["seed"]  # None: every row was compared
 
 
 def _cuda_ops(device: str) -> Any:

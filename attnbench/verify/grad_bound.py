@@ -1,0 +1,89 @@
+"""The rounding bound of every gradient element, derived from the magnitudes rounding acts on.
+
+A correct backward in a dtype of unit roundoff u (sums accumulated with roundoff ua) errs on each
+element of dq, dk and dv by at most a few roundings of the terms it is made of. Per query head,
+row i and visible key j (docs/agreement.md, "Gradients", gives the derivation):
+
+    A_ij = scale·Σ_t |q_it||k_jt| + |ALiBi + bias|_ij      a score's magnitude (|s_ij| <= A_ij)
+    ε_ij = u·(A_ij + Ā_i + EXP_ROUNDINGS) + ua·log2(1 + L_i)   relative error of the weight P_ij
+           (Ā_i = Σ_j P_ij A_ij: the normaliser's share; L_i: keys row i sees)
+    Δ_i  = Σ_t |dO_it|·((P∘ε_D)|V|)_it + 2u·Σ_t |dO_it||O_it|   error of D_i = dO_i·O_i
+           (ε_D = ε + u + ua·(log2(1 + Dv) + log2(1 + L_i)): O's or dP's rounding on the way)
+    R_ij = σ'_ij·(|P_ij g_ij|·(ε_ij + 2u) + P_ij·(u_dot·B_ij + Δ_i)) [+ |P_ij g_ij|·u·(2A_ij/c + 2)]
+           error of dS_ij = P_ij·g_ij·σ'_ij, g = dP − D, B_ij = Σ_t |dO_it||v_jt|,
+           u_dot = u + ua·log2(1 + Dv), σ' the softcap's derivative (1 without one), c the cap
+    dq_it: scale·Σ_j (R_ij + ua·log2(1 + L_i)·|dS_ij|)·|k_jt| + 2u·|dq_it|
+    dk_jt: Σ_h scale·Σ_i (R_ij + ua·log2(1 + L'_j)·|dS_ij|)·|q_it| + u·(2 + log2 G)·Σ_h |dk^h_jt|
+    dv_jt: Σ_h Σ_i P_ij·(ε_ij + u + ua·log2(1 + L'_j))·|dO_it| + u·(2 + log2 G)·Σ_h |dv^h_jt|
+
+(L'_j: query rows that see key j; G query heads share a kv head, whose per-head gradients are
+rounded and summed). The floor of an element is GRAD_FLOOR_FACTOR times its sum; the factor was
+set by benchmarks/grad_study.py. This module holds the per-block terms; grad_oracle.py runs them
+block by block beside the float64 gradients.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from attnbench.case import Case
+
+UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11,
+                 "bfloat16": 2.0**-8}
+# float16 and bfloat16 kernels accumulate their sums in float32
+SUM_ROUNDOFF = {**UNIT_ROUNDOFF, "float16": 2.0**-24, "bfloat16": 2.0**-24}
+EXP_ROUNDINGS = 3.0  # one weight: exp, the normalising division, its rounding to the dtype
+GRAD_FLOOR_FACTOR = 2.0  # benchmarks/grad_study.py: see docs/agreement.md, "Gradients"
+
+
+@dataclass(frozen=True)
+class Roundoff:
+    """The unit roundoffs a case's backward is made of."""
+
+    u: float  # the dtype's: every value stored in it
+    ua: float  # the accumulator's: sums over keys, rows and the head dim
+    dot: float  # one dot product over the value head dim, stored: u + ua·log2(1 + Dv)
+    group: float  # per-head gradients rounded and summed over G heads: u·(2 + log2 G)
+    softcap: float | None
+
+    @classmethod
+    def of(cls, case: Case) -> Roundoff:
+        u, ua = UNIT_ROUNDOFF[case.dtype], SUM_ROUNDOFF[case.dtype]
+        group = case.heads_q // case.heads_kv
+        return cls(u, ua, u + ua * math.log2(1 + case.dv), u * (2 + math.log2(group)),
+                   case.softcap)
+
+
+def weight_error(p: np.ndarray, a: np.ndarray, lens: np.ndarray, rnd: Roundoff) -> np.ndarray:
+    """ε_ij, the relative error of each weight; p, a: (G, R, L), lens: keys each row sees."""
+    a_bar = np.einsum("grk,grk->gr", p, a)[..., None]
+    return rnd.u * (a + a_bar + EXP_ROUNDINGS) + (rnd.ua * np.log2(1.0 + lens))[:, None]
+
+
+def d_error(p: np.ndarray, eps: np.ndarray, v: np.ndarray, d_out: np.ndarray, o: np.ndarray,
+            lens: np.ndarray, rnd: Roundoff) -> np.ndarray:
+    """Δ_i, the error of D_i = dO_i·O_i (or of Σ_j P_ij dP_ij); (G, R)."""
+    eps_d = eps + (rnd.dot + rnd.ua * np.log2(1.0 + lens))[:, None]
+    spread = np.matmul(p * eps_d, np.abs(v))  # (G, R, Dv)
+    abs_do = np.abs(d_out)
+    return (np.einsum("grt,grt->gr", abs_do, spread)
+            + 2 * rnd.u * np.einsum("grt,grt->gr", abs_do, np.abs(o)))
+
+
+def score_grad_error(p: np.ndarray, pg: np.ndarray, eps: np.ndarray, b_mag: np.ndarray,
+                     delta: np.ndarray, sig: np.ndarray | None, a: np.ndarray,
+                     rnd: Roundoff) -> np.ndarray:
+    """R_ij, the error of dS_ij; pg = P∘(dP − D) before the softcap's derivative sig."""
+    r = np.abs(pg) * (eps + 2 * rnd.u) + p * (rnd.dot * b_mag + delta[..., None])
+    if sig is None:
+        return r
+    assert rnd.softcap is not None
+    return r * sig + np.abs(pg) * (rnd.u * (2.0 * a / rnd.softcap + 2.0))
+
+
+def sum_rounding(lens: np.ndarray, rnd: Roundoff) -> np.ndarray:
+    """ua·log2(1 + n): the rounding of sums of n terms, accumulated in blocks or pairwise."""
+    return rnd.ua * np.log2(1.0 + lens)
