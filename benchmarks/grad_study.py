@@ -59,7 +59,8 @@ def shapes(quick: bool) -> list[Case]:
                      mode="fwd_bwd")]
     c = "causal"
     base = [Case(1, 8, 8, s, s, 64, mask=c, mode="fwd_bwd") for s in (256, 512, 1024)]
-    base += [Case(1, 2, 2, s, s, d, mask=c, mode="fwd_bwd") for s in (1024, 2048) for d in (64, 128)]
+    base += [Case(1, 2, 2, s, s, d, mask=c, mode="fwd_bwd")
+             for s in (1024, 2048) for d in (64, 128)]
     base += [Case(1, 8, 2, 2100, 2100, 64, mask=c, mode="fwd_bwd")]  # past the old skip limit
     base += [Case(2, 8, 2, 128, 128, 64, mode="fwd_bwd"),  # grouped heads
              Case(1, 6, 2, 200, 100, 32, mask=c, mode="fwd_bwd"),
@@ -202,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(study_case(case, registry))
         r = rows[-1]
         bad = [n for n, c in r["correct"].items() if not c["passed"]]
-        print(f"{r['seconds']:6.1f}s {r['case']}: worst {max(c['ratio'] for c in r['correct'].values()):.3f}"
-              f" floor {max(c['floor_ratio'] for c in r['correct'].values()):.3f}"
+        ratio = max(c["ratio"] for c in r["correct"].values())
+        need = max(c["floor_ratio"] for c in r["correct"].values())
+        print(f"{r['seconds']:6.1f}s {r['case']}: worst {ratio:.3f} floor {need:.3f}"
               f"{' FALSE ALARM ' + ','.join(bad) if bad else ''}", flush=True)
     summary = summarise(rows, time.perf_counter() - t0)
     print(json.dumps({k: v for k, v in summary.items() if k != "power"}, indent=1))

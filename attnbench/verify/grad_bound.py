@@ -4,14 +4,17 @@ A correct backward in a dtype of unit roundoff u (sums accumulated with roundoff
 element of dq, dk and dv by at most a few roundings of the terms it is made of. Per query head,
 row i and visible key j (docs/agreement.md, "Gradients", gives the derivation):
 
-    A_ij = scale·Σ_t |q_it||k_jt| + |ALiBi + bias|_ij      a score's magnitude (|s_ij| <= A_ij)
-    ε_ij = u·(A_ij + Ā_i + EXP_ROUNDINGS) + ua·log2(1 + L_i)   relative error of the weight P_ij
-           (Ā_i = Σ_j P_ij A_ij: the normaliser's share; L_i: keys row i sees)
+    E_ij = ua·log2(1 + D)·A_ij + u·|s_ij|      the score's error: its dot product over D terms
+           (A_ij = scale·Σ_t |q_it||k_jt|), then the score stored in the dtype; a softcap passes
+           the error on times its derivative σ' and adds 2u|s|; ALiBi and bias add u(|t| + |s|)
+    ε_ij = E_ij + Ē_i + 2u + EXP_ULPS·ua + ua·log2(1 + L_i)   relative error of the weight P_ij
+           (Ē_i = Σ_j P_ij E_ij: the normaliser's share; an exp good to EXP_ULPS units of the
+           accumulator; the division and storage; the sum over the L_i keys row i sees)
     Δ_i  = Σ_t |dO_it|·((P∘ε_D)|V|)_it + 2u·Σ_t |dO_it||O_it|   error of D_i = dO_i·O_i
-           (ε_D = ε + u + ua·(log2(1 + Dv) + log2(1 + L_i)): O's or dP's rounding on the way)
-    R_ij = σ'_ij·(|P_ij g_ij|·(ε_ij + 2u) + P_ij·(u_dot·B_ij + Δ_i)) [+ |P_ij g_ij|·u·(2A_ij/c + 2)]
+           (ε_D = ε + u_dot + ua·log2(1 + L_i): O's or dP's rounding on the way)
+    R_ij = σ'_ij·(|P_ij g_ij|·(ε_ij + 2u) + P_ij·(u_dot·B_ij + Δ_i)) [+ |P_ij g_ij|·(2E_ij/c + 3u)]
            error of dS_ij = P_ij·g_ij·σ'_ij, g = dP − D, B_ij = Σ_t |dO_it||v_jt|,
-           u_dot = u + ua·log2(1 + Dv), σ' the softcap's derivative (1 without one), c the cap
+           u_dot = u + ua·log2(1 + Dv); the bracket with a softcap c only
     dq_it: scale·Σ_j (R_ij + ua·log2(1 + L_i)·|dS_ij|)·|k_jt| + 2u·|dq_it|
     dk_jt: Σ_h scale·Σ_i (R_ij + ua·log2(1 + L'_j)·|dS_ij|)·|q_it| + u·(2 + log2 G)·Σ_h |dk^h_jt|
     dv_jt: Σ_h Σ_i P_ij·(ε_ij + u + ua·log2(1 + L'_j))·|dO_it| + u·(2 + log2 G)·Σ_h |dv^h_jt|
@@ -35,7 +38,9 @@ UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11,
                  "bfloat16": 2.0**-8}
 # float16 and bfloat16 kernels accumulate their sums in float32
 SUM_ROUNDOFF = {**UNIT_ROUNDOFF, "float16": 2.0**-24, "bfloat16": 2.0**-24}
-EXP_ROUNDINGS = 3.0  # one weight: exp, the normalising division, its rounding to the dtype
+# The least accurate exp a correct kernel is known to use, in units of its accumulator: PyTorch's
+# CPU flash kernel takes a vectorised exp good to 2^-20 in float32 (16 units of 2^-24).
+EXP_ULPS = 16.0
 GRAD_FLOOR_FACTOR = 2.0  # benchmarks/grad_study.py: see docs/agreement.md, "Gradients"
 
 
@@ -45,6 +50,7 @@ class Roundoff:
 
     u: float  # the dtype's: every value stored in it
     ua: float  # the accumulator's: sums over keys, rows and the head dim
+    qk: float  # the accumulation of one score's dot product over D terms: ua·log2(1 + D)
     dot: float  # one dot product over the value head dim, stored: u + ua·log2(1 + Dv)
     group: float  # per-head gradients rounded and summed over G heads: u·(2 + log2 G)
     softcap: float | None
@@ -53,14 +59,22 @@ class Roundoff:
     def of(cls, case: Case) -> Roundoff:
         u, ua = UNIT_ROUNDOFF[case.dtype], SUM_ROUNDOFF[case.dtype]
         group = case.heads_q // case.heads_kv
-        return cls(u, ua, u + ua * math.log2(1 + case.dv), u * (2 + math.log2(group)),
-                   case.softcap)
+        return cls(u, ua, ua * math.log2(1 + case.head_dim), u + ua * math.log2(1 + case.dv),
+                   u * (2 + math.log2(group)), case.softcap)
 
 
-def weight_error(p: np.ndarray, a: np.ndarray, lens: np.ndarray, rnd: Roundoff) -> np.ndarray:
-    """ε_ij, the relative error of each weight; p, a: (G, R, L), lens: keys each row sees."""
-    a_bar = np.einsum("grk,grk->gr", p, a)[..., None]
-    return rnd.u * (a + a_bar + EXP_ROUNDINGS) + (rnd.ua * np.log2(1.0 + lens))[:, None]
+def score_error(s: np.ndarray, a: np.ndarray, rnd: Roundoff) -> np.ndarray:
+    """E_ij of the raw scores s = scale·q·k (before a softcap and terms); a: their A_ij."""
+    return rnd.qk * a + rnd.u * np.abs(s)
+
+
+def weight_error(p: np.ndarray, err: np.ndarray, lens: np.ndarray, rnd: Roundoff
+                 ) -> np.ndarray:
+    """ε_ij, the relative error of each weight; p, err (E): (G, R, L), lens: keys each row
+    sees."""
+    err_bar = np.einsum("grk,grk->gr", p, err)[..., None]
+    const = 2 * rnd.u + EXP_ULPS * rnd.ua
+    return err + err_bar + (const + rnd.ua * np.log2(1.0 + lens))[:, None]
 
 
 def d_error(p: np.ndarray, eps: np.ndarray, v: np.ndarray, d_out: np.ndarray, o: np.ndarray,
@@ -74,14 +88,14 @@ def d_error(p: np.ndarray, eps: np.ndarray, v: np.ndarray, d_out: np.ndarray, o:
 
 
 def score_grad_error(p: np.ndarray, pg: np.ndarray, eps: np.ndarray, b_mag: np.ndarray,
-                     delta: np.ndarray, sig: np.ndarray | None, a: np.ndarray,
+                     delta: np.ndarray, sig: np.ndarray | None, err: np.ndarray,
                      rnd: Roundoff) -> np.ndarray:
     """R_ij, the error of dS_ij; pg = P∘(dP − D) before the softcap's derivative sig."""
     r = np.abs(pg) * (eps + 2 * rnd.u) + p * (rnd.dot * b_mag + delta[..., None])
     if sig is None:
         return r
     assert rnd.softcap is not None
-    return r * sig + np.abs(pg) * (rnd.u * (2.0 * a / rnd.softcap + 2.0))
+    return r * sig + np.abs(pg) * (2.0 * err / rnd.softcap + 3.0 * rnd.u)
 
 
 def sum_rounding(lens: np.ndarray, rnd: Roundoff) -> np.ndarray:

@@ -34,19 +34,22 @@ def key_counts(case: Case, b: int) -> np.ndarray:
 def block_scores(q: np.ndarray, k: np.ndarray, case: Case, b: int, heads: np.ndarray,
                  rows: np.ndarray, bias: np.ndarray | None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(P, A, σ') of one block: softmax weights, score magnitudes and the softcap's derivative
-    (None without a cap). q: (G, R, D) rows of the group's heads; k: (Skv, D)."""
+    """(P, E, σ') of one block: softmax weights, the scores' error bounds (grad_bound) and the
+    softcap's derivative (None without a cap). q: (G, R, D) rows of the group's heads;
+    k: (Skv, D)."""
+    rnd = gb.Roundoff.of(case)
     s = np.matmul(q, k.T) * case.softmax_scale
-    a = np.matmul(np.abs(q), np.abs(k).T) * case.softmax_scale
+    err = gb.score_error(s, np.matmul(np.abs(q), np.abs(k).T) * case.softmax_scale, rnd)
     sig = None
     if case.softcap is not None:
         t = np.tanh(s / case.softcap)
         sig = 1.0 - t * t
         s = case.softcap * t
+        err = err * sig + 2 * rnd.u * np.abs(s)
     terms = variants.score_terms(case, b, heads, rows, bias)
     if terms is not None:
         s = s + terms
-        a = a + np.abs(terms)
+        err = err + rnd.u * (np.abs(terms) + np.abs(s))
     vis = variants.visibility(case, b, rows)
     s = np.where(vis, s, -np.inf)
     m = s.max(axis=-1, keepdims=True)
@@ -54,7 +57,7 @@ def block_scores(q: np.ndarray, k: np.ndarray, case: Case, b: int, heads: np.nda
     np.exp(s, out=s)
     den = s.sum(axis=-1, keepdims=True)
     s /= np.where(den == 0, 1.0, den)
-    return s, a, sig
+    return s, err, sig
 
 
 class _Sums:
@@ -100,16 +103,16 @@ def group_grads(arrays: dict[str, np.ndarray], d_out: np.ndarray, case: Case, b:
     for i in range(0, len(rows), step):
         r = rows[i:i + step]
         qb, dob = q[:, r], d_out_g[:, r]
-        p, a, sig = block_scores(qb, k, case, b, heads, r, bias)
+        p, err, sig = block_scores(qb, k, case, b, heads, r, bias)
         o = np.matmul(p, v)
-        eps = gb.weight_error(p, a, lens[r], rnd)
+        eps = gb.weight_error(p, err, lens[r], rnd)
         delta = gb.d_error(p, eps, v, dob, o, lens[r], rnd)
         d_i = np.einsum("grt,grt->gr", dob, o)[..., None]
-        p, eps, a = p[..., pick], eps[..., pick], a[..., pick]
+        p, eps, err = p[..., pick], eps[..., pick], err[..., pick]
         sig = None if sig is None else sig[..., pick]
         pg = p * (np.matmul(dob, v[pick].T) - d_i)
         b_mag = np.matmul(np.abs(dob), np.abs(v[pick]).T)
-        w = gb.score_grad_error(p, pg, eps, b_mag, delta, sig, a, rnd)
+        w = gb.score_grad_error(p, pg, eps, b_mag, delta, sig, err, rnd)
         ds = pg if sig is None else pg * sig
         abs_ds = np.abs(ds)
         if want_dq:
