@@ -13,9 +13,11 @@ softmax attention (with the padded-layout variants), computed in bounded memory
 (grad_oracle). Every row of every gradient within the oracle's FLOP budget; beyond it rows drawn
 from a seed the caller draws after the backend has returned (grad_plan): dq's query rows in
 every head, dk's and dv's key rows of drawn (batch, kv head) groups. Nothing is skipped, and each
-entry says which rows were compared. The bound of each element is K_GRAD × the max error of
-plain torch autograd in the case dtype on the same rows (grad_baseline) plus the element's
-rounding floor derived from its magnitudes (grad_bound).
+entry says which rows were compared. The bound of each element is its rounding floor derived
+from its magnitudes (grad_bound, factor 1) times max(GRAD_FLOOR_FACTOR, K_GRAD × β), β the
+factor plain torch autograd in the case dtype needs on the same rows (grad_baseline): k × the
+same-dtype baseline, measured in units of each element's floor rather than as one number for
+the whole array (which would let a small gradient be wrong under a large one's error).
 """
 
 from __future__ import annotations
@@ -96,14 +98,21 @@ def prepare_grad(
 
 @dataclass
 class GradRef:
-    """The float64 oracle on a plan's rows, each element's floor (factor 1) and the baseline's
-    max error per gradient (None, with the reason, where no baseline could be computed)."""
+    """The float64 oracle on a plan's rows, each element's floor (factor 1) and, per gradient,
+    the baseline's max error and the factor β of the floor it needs (None, with the reason,
+    where no baseline could be computed)."""
 
     plan: GradPlan
     values: dict[str, np.ndarray]
     floors: dict[str, np.ndarray]
     baseline_err: dict[str, float | None]
+    baseline_ratio: dict[str, float | None]
     fallback_reason: str | None = None
+
+    def factor(self, name: str) -> float:
+        """What the floor of a gradient is multiplied by: max(F, K_GRAD × β)."""
+        beta = self.baseline_ratio[name]
+        return max(GRAD_FLOOR_FACTOR, agreement.K_GRAD * beta if beta else 0.0)
 
 
 def grad_reference(case: Case, arrays: dict[str, np.ndarray], d_out: np.ndarray,
@@ -112,17 +121,25 @@ def grad_reference(case: Case, arrays: dict[str, np.ndarray], d_out: np.ndarray,
     got = plan_grads(arrays, d_out, case, plan)
     values = {n: got[n] for n in GRAD_NAMES}
     floors = {n: got[f"{n}_floor"] for n in GRAD_NAMES}
+    none = dict.fromkeys(GRAD_NAMES)
     try:
         base = baseline_grads(arrays, d_out, case, plan)
-        errs = {n: float(np.abs(base[n] - values[n]).max(initial=0.0)) for n in GRAD_NAMES}
-        why = None
-        if not all(np.isfinite(e) for e in errs.values()):
-            why = f"the gradient baseline's errors are {errs}"
     except Exception as exc:  # no baseline: the floor alone, and the record says why
         why = f"gradient baseline raised {exc!r}"[:300]
-    if why is not None:
-        errs = dict.fromkeys(GRAD_NAMES)
-    return GradRef(plan, values, floors, errs, why)
+        return GradRef(plan, values, floors, none, none, why)
+    errs = {n: np.abs(base[n] - values[n]) for n in GRAD_NAMES}
+    ratios = {n: _ratio_to(errs[n], floors[n]) for n in GRAD_NAMES}
+    if not all(np.isfinite(r) for r in ratios.values()):
+        return GradRef(plan, values, floors, none, none,
+                       f"the gradient baseline's errors over the floor are {ratios}")
+    return GradRef(plan, values, floors, {n: float(e.max(initial=0.0)) for n, e in errs.items()},
+                   ratios, None)
+
+
+def _ratio_to(err: np.ndarray, floor: np.ndarray) -> float:
+    """max err / floor where the floor is positive (NaN stays NaN)."""
+    pos = floor > 0
+    return float((err[pos] / floor[pos]).max(initial=0.0)) if pos.any() else 0.0
 
 
 @dataclass
@@ -196,18 +213,21 @@ def _entry(case: Case, ref: GradRef, name: str, got: np.ndarray | None,
         return {**entry, "passed": False, "shape": list(got.shape),
                 "error": f"shape {tuple(got.shape)} != expected {shape}"}
     sel = select_rows(got, plan, name)
-    base = ref.baseline_err[name]
-    bound = GRAD_FLOOR_FACTOR * ref.floors[name] + (agreement.K_GRAD * base if base else 0.0)
+    factor = ref.factor(name)
+    bound = factor * ref.floors[name]
     m = agreement.metrics(sel, ref.values[name])
     m["nonfinite"] = int(got.size - np.count_nonzero(np.isfinite(got)))
     worst = _worst(sel, ref.values[name], bound)
     dtype = dtype or agreement.dtype_name(got)
-    entry.update(shape=list(shape), dtype=dtype, **m, baseline_max_abs_err=base, **worst,
-                 rule=f"{agreement.K_GRAD:g}x baseline + element floor",
-                 floor_min=float(GRAD_FLOOR_FACTOR * ref.floors[name].min(initial=0.0)),
-                 floor_max=float(GRAD_FLOOR_FACTOR * ref.floors[name].max(initial=0.0)))
+    entry.update(shape=list(shape), dtype=dtype, **m, **worst,
+                 baseline_max_abs_err=ref.baseline_err[name],
+                 baseline_floor_ratio=ref.baseline_ratio[name], floor_factor=factor,
+                 rule=f"element floor x max({GRAD_FLOOR_FACTOR:g}, {agreement.K_GRAD:g}x "
+                 "baseline's error/floor)",
+                 floor_min=float(bound.min(initial=0.0)), floor_max=float(bound.max(initial=0.0)))
     if ref.fallback_reason:
-        entry.update(rule="element floor (no baseline)", fallback_reason=ref.fallback_reason)
+        entry.update(rule=f"element floor x {GRAD_FLOOR_FACTOR:g} (no baseline)",
+                     fallback_reason=ref.fallback_reason)
     entry["passed"] = bool(m["nonfinite"] == 0 and worst["error_over_bound"] <= 1.0
                            and sel.size > 0)
     if sel.size == 0:

@@ -68,30 +68,29 @@ def score_error(s: np.ndarray, a: np.ndarray, rnd: Roundoff) -> np.ndarray:
     return rnd.qk * a + rnd.u * np.abs(s)
 
 
-def weight_error(p: np.ndarray, err: np.ndarray, lens: np.ndarray, rnd: Roundoff
-                 ) -> np.ndarray:
-    """ε_ij, the relative error of each weight; p, err (E): (G, R, L), lens: keys each row
-    sees."""
-    err_bar = np.einsum("grk,grk->gr", p, err)[..., None]
+def row_error(p: np.ndarray, err: np.ndarray, lens: np.ndarray, rnd: Roundoff) -> np.ndarray:
+    """e_i, the part of the weights' relative error common to row i (G, R): the normaliser's
+    share of the scores' errors, the exp, the division and storage, the sum over its keys.
+    p, err (E): (G, R, L); lens: the keys each row sees."""
     const = 2 * rnd.u + EXP_ULPS * rnd.ua
-    return err + err_bar + (const + rnd.ua * np.log2(1.0 + lens))[:, None]
+    return np.einsum("grk,grk->gr", p, err) + const + rnd.ua * np.log2(1.0 + lens)
 
 
-def d_error(p: np.ndarray, eps: np.ndarray, v: np.ndarray, d_out: np.ndarray, o: np.ndarray,
-            lens: np.ndarray, rnd: Roundoff) -> np.ndarray:
-    """Δ_i, the error of D_i = dO_i·O_i (or of Σ_j P_ij dP_ij); (G, R)."""
-    eps_d = eps + (rnd.dot + rnd.ua * np.log2(1.0 + lens))[:, None]
-    spread = np.matmul(p * eps_d, np.abs(v))  # (G, R, Dv)
+def d_error(p: np.ndarray, err: np.ndarray, e: np.ndarray, v: np.ndarray, d_out: np.ndarray,
+            o: np.ndarray, d_i: np.ndarray, lens: np.ndarray, rnd: Roundoff) -> np.ndarray:
+    """Δ_i, the error of D_i = dO_i·O_i (or of Σ_j P_ij dP_ij), (G, R): the weights' own
+    errors through V (or dP), their common part e_i times |D_i|, O's (or dP's) rounding."""
+    own = err + (rnd.dot + rnd.ua * np.log2(1.0 + lens))[:, None]
     abs_do = np.abs(d_out)
-    return (np.einsum("grt,grt->gr", abs_do, spread)
+    return (np.einsum("grt,grt->gr", abs_do, np.matmul(p * own, np.abs(v))) + e * np.abs(d_i)
             + 2 * rnd.u * np.einsum("grt,grt->gr", abs_do, np.abs(o)))
 
 
-def score_grad_error(p: np.ndarray, pg: np.ndarray, eps: np.ndarray, b_mag: np.ndarray,
-                     delta: np.ndarray, sig: np.ndarray | None, err: np.ndarray,
-                     rnd: Roundoff) -> np.ndarray:
-    """R_ij, the error of dS_ij; pg = P∘(dP − D) before the softcap's derivative sig."""
-    r = np.abs(pg) * (eps + 2 * rnd.u) + p * (rnd.dot * b_mag + delta[..., None])
+def score_grad_error(p: np.ndarray, pg: np.ndarray, err: np.ndarray, b_mag: np.ndarray,
+                     sig: np.ndarray | None, rnd: Roundoff) -> np.ndarray:
+    """The part of dS_ij's error proper to the element (the rest, common to a row, is added
+    where the gradient sums it); pg = P∘(dP − D) before the softcap's derivative sig."""
+    r = np.abs(pg) * (err + 2 * rnd.u) + p * (rnd.dot * b_mag)
     if sig is None:
         return r
     assert rnd.softcap is not None

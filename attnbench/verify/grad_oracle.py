@@ -105,28 +105,34 @@ def group_grads(arrays: dict[str, np.ndarray], d_out: np.ndarray, case: Case, b:
         qb, dob = q[:, r], d_out_g[:, r]
         p, err, sig = block_scores(qb, k, case, b, heads, r, bias)
         o = np.matmul(p, v)
-        eps = gb.weight_error(p, err, lens[r], rnd)
-        delta = gb.d_error(p, eps, v, dob, o, lens[r], rnd)
-        d_i = np.einsum("grt,grt->gr", dob, o)[..., None]
-        p, eps, err = p[..., pick], eps[..., pick], err[..., pick]
+        d_i = np.einsum("grt,grt->gr", dob, o)
+        e = gb.row_error(p, err, lens[r], rnd)
+        # what D_i's error and the rows' common error bring to each dS_ij, over P_ij σ'_ij
+        row_d = (gb.d_error(p, err, e, v, dob, o, d_i, lens[r], rnd) + e * np.abs(d_i))[..., None]
+        p_sig = p if sig is None else p * sig
+        if want_dq:  # those terms are common to row i: they move dq_i by Σ_j P σ' k_j times
+            common = np.abs(np.matmul(p_sig, k)) * row_d
+        p, err, p_sig = p[..., pick], err[..., pick], p_sig[..., pick]
         sig = None if sig is None else sig[..., pick]
-        pg = p * (np.matmul(dob, v[pick].T) - d_i)
+        pg = p * (np.matmul(dob, v[pick].T) - d_i[..., None])
         b_mag = np.matmul(np.abs(dob), np.abs(v[pick]).T)
-        w = gb.score_grad_error(p, pg, eps, b_mag, delta, sig, err, rnd)
+        w = gb.score_grad_error(p, pg, err, b_mag, sig, rnd)
         ds = pg if sig is None else pg * sig
         abs_ds = np.abs(ds)
         if want_dq:
             dq = scale * np.matmul(ds, k)
             row_sum = gb.sum_rounding(lens[r], rnd)[:, None]
             out["dq"][:, i:i + step] = dq
-            out["dq_floor"][:, i:i + step] = (scale * np.matmul(w + row_sum * abs_ds, np.abs(k))
-                                              + 2 * rnd.u * np.abs(dq))
+            out["dq_floor"][:, i:i + step] = (
+                scale * (np.matmul(w + row_sum * abs_ds, np.abs(k)) + common)
+                + (e[..., None] + 2 * rnd.u) * np.abs(dq))
         if want_kv:
-            ds_t, p_t = np.swapaxes(ds, -1, -2), np.swapaxes(p, -1, -2)
-            sums.dk += scale * np.matmul(ds_t, qb)
-            sums.wk += scale * np.matmul(np.swapaxes(w + col_sum * abs_ds, -1, -2), np.abs(qb))
-            sums.dv += np.matmul(p_t, dob)
-            sums.wv += np.matmul(np.swapaxes(p * (eps + rnd.u + col_sum), -1, -2), np.abs(dob))
+            wk = w + p_sig * row_d + (e[..., None] + col_sum) * abs_ds
+            sums.dk += scale * np.matmul(np.swapaxes(ds, -1, -2), qb)
+            sums.wk += scale * np.matmul(np.swapaxes(wk, -1, -2), np.abs(qb))
+            sums.dv += np.matmul(np.swapaxes(p, -1, -2), dob)
+            wv = p * (err + e[..., None] + rnd.u + col_sum)
+            sums.wv += np.matmul(np.swapaxes(wv, -1, -2), np.abs(dob))
     if want_kv:
         out.update(sums.result(rnd))
     return out
