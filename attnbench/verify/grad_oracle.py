@@ -67,12 +67,14 @@ class _Sums:
         self.dk, self.wk = np.zeros((g, n_cols, d)), np.zeros((g, n_cols, d))
         self.dv, self.wv = np.zeros((g, n_cols, dv)), np.zeros((g, n_cols, dv))
 
-    def result(self, rnd: gb.Roundoff) -> dict[str, np.ndarray]:
-        """dk, dv of the group (summed over its query heads) and their floors."""
+    def result(self, rnd: gb.Roundoff, seen: np.ndarray) -> dict[str, np.ndarray]:
+        """dk, dv of the group (summed over its query heads) and their floors; seen: whether
+        some query row sees each key (one no row sees has exactly 0 gradients)."""
+        own = rnd.group_eta * seen[:, None]
         return {"dk": self.dk.sum(axis=0),
-                "dk_floor": self.wk.sum(axis=0) + rnd.group * np.abs(self.dk).sum(axis=0),
+                "dk_floor": self.wk.sum(axis=0) + rnd.group * np.abs(self.dk).sum(axis=0) + own,
                 "dv": self.dv.sum(axis=0),
-                "dv_floor": self.wv.sum(axis=0) + rnd.group * np.abs(self.dv).sum(axis=0)}
+                "dv_floor": self.wv.sum(axis=0) + rnd.group * np.abs(self.dv).sum(axis=0) + own}
 
 
 def group_grads(arrays: dict[str, np.ndarray], d_out: np.ndarray, case: Case, b: int, h: int,
@@ -92,7 +94,8 @@ def group_grads(arrays: dict[str, np.ndarray], d_out: np.ndarray, case: Case, b:
     lo, hi = variants.key_ranges(case, b)
     lens = np.maximum(hi - lo + 1, 0)
     pick = slice(None) if cols is None else cols
-    col_sum = gb.sum_rounding(key_counts(case, b)[pick], rnd)
+    seen_by = key_counts(case, b)[pick]
+    col_sum = gb.sum_rounding(seen_by, rnd)
     g = q.shape[0]
     sums = _Sums(g, case.seq_kv if cols is None else len(cols), case.head_dim, case.dv)
     out: dict[str, np.ndarray] = {}
@@ -107,14 +110,15 @@ def group_grads(arrays: dict[str, np.ndarray], d_out: np.ndarray, case: Case, b:
         o = np.matmul(p, v)
         d_i = np.einsum("grt,grt->gr", dob, o)
         e = gb.row_error(p, err, lens[r], rnd)
-        # what D_i's error and the rows' common error bring to each dS_ij, over P_ij σ'_ij
-        row_d = (gb.d_error(p, err, e, v, dob, o, d_i, lens[r], rnd) + e * np.abs(d_i))[..., None]
+        # D_i's error (e_i's share in it included) moves each dS_ij by P_ij σ'_ij times it
+        row_d = gb.d_error(p, err, e, v, dob, o, d_i, lens[r], rnd)[..., None]
         p_sig = p if sig is None else p * sig
         if want_dq:  # those terms are common to row i: they move dq_i by Σ_j P σ' k_j times
             common = np.abs(np.matmul(p_sig, k)) * row_d
         p, err, p_sig = p[..., pick], err[..., pick], p_sig[..., pick]
         sig = None if sig is None else sig[..., pick]
-        pg = p * (np.matmul(dob, v[pick].T) - d_i[..., None])
+        g = np.matmul(dob, v[pick].T) - d_i[..., None]
+        pg, low = p * g, gb.underflow(p, g, rnd)
         b_mag = np.matmul(np.abs(dob), np.abs(v[pick]).T)
         w = gb.score_grad_error(p, pg, err, b_mag, sig, rnd)
         ds = pg if sig is None else pg * sig
@@ -124,17 +128,17 @@ def group_grads(arrays: dict[str, np.ndarray], d_out: np.ndarray, case: Case, b:
             row_sum = gb.sum_rounding(lens[r], rnd)[:, None]
             out["dq"][:, i:i + step] = dq
             out["dq_floor"][:, i:i + step] = (
-                scale * (np.matmul(w + row_sum * abs_ds, np.abs(k)) + common)
-                + (e[..., None] + 2 * rnd.u) * np.abs(dq))
+                scale * (np.matmul(w + row_sum * abs_ds + low, np.abs(k)) + common)
+                + (e[..., None] + 2 * rnd.u) * np.abs(dq) + rnd.eta * (lens[r] > 0)[:, None])
         if want_kv:
-            wk = w + p_sig * row_d + (e[..., None] + col_sum) * abs_ds
+            wk = w + p_sig * row_d + (e[..., None] + col_sum) * abs_ds + low
             sums.dk += scale * np.matmul(np.swapaxes(ds, -1, -2), qb)
             sums.wk += scale * np.matmul(np.swapaxes(wk, -1, -2), np.abs(qb))
             sums.dv += np.matmul(np.swapaxes(p, -1, -2), dob)
-            wv = p * (err + e[..., None] + rnd.u + col_sum)
+            wv = p * (err + e[..., None] + rnd.u + col_sum) + rnd.eta * (p > 0)
             sums.wv += np.matmul(np.swapaxes(wv, -1, -2), np.abs(dob))
     if want_kv:
-        out.update(sums.result(rnd))
+        out.update(sums.result(rnd, seen_by > 0))
     return out
 
 
