@@ -9,7 +9,8 @@ own prepare()) must pass: one that fails is a false alarm. Beside the verdict th
 per implementation, the factor the floor alone would need (max error / floor at factor 1): the
 calibration of GRAD_FLOOR_FACTOR. Each planted bug is run in the case's dtype (caught or not) and
 in float64: when its float64 effect stays within the floor at factor 1 on every compared element,
-no rule can see it in that dtype ("below rounding"); else a pass is a miss.
+no rule can see it in that dtype ("below rounding"); when it changes only rows the plan does not
+compare (a drawn sample beyond the oracle's budget), "not compared"; else a pass is a miss.
 """
 
 from __future__ import annotations
@@ -105,6 +106,15 @@ def floor_ratio(case: Case, ref: grad.GradRef, grads: dict[str, np.ndarray]) -> 
     return worst
 
 
+def outside(plan: grad.GradPlan, bug: dict[str, np.ndarray], right: dict[str, np.ndarray]
+            ) -> bool:
+    """The bug changes the gradients (in float64) only on rows the plan does not compare."""
+    differs = any(not np.array_equal(bug[n], right[n]) for n in grad.GRAD_NAMES)
+    return differs and all(np.array_equal(grad.select_rows(bug[n], plan, n),
+                                          grad.select_rows(right[n], plan, n))
+                           for n in grad.GRAD_NAMES)
+
+
 def shipped_grads(name: str, case: Case, arrays: dict[str, np.ndarray], d_out: np.ndarray,
                   registry: Any) -> dict[str, Any] | None:
     backend = registry.get(name)
@@ -139,6 +149,7 @@ def study_case(case: Case, registry: Any) -> dict[str, Any]:
             "passed": all(e["passed"] for e in entries),
             "ratio": max(e.get("error_over_bound", math.inf) for e in entries),
             "floor_ratio": floor_ratio(case, ref, arrs)}  # type: ignore[arg-type]
+    right, _ = grad.grad_arrays(CORRECT["autograd"](case, arrays, d_out, "float64"))
     for name, (applies, bug) in BUGS.items():
         if not applies(case):
             continue
@@ -146,7 +157,8 @@ def study_case(case: Case, registry: Any) -> dict[str, Any]:
         entries = grad.grad_entries(case, ref, arrs, dtypes)
         exact, _ = grad.grad_arrays(bug(case, arrays, d_out, "float64"))
         row["bugs"][name] = {"caught": not all(e["passed"] for e in entries),
-                             "effect": floor_ratio(case, ref, exact)}  # type: ignore[arg-type]
+                             "effect": floor_ratio(case, ref, exact),  # type: ignore[arg-type]
+                             "outside": outside(ref.plan, exact, right)}  # type: ignore[arg-type]
     row["seconds"] = time.perf_counter() - t0
     return row
 
@@ -161,19 +173,21 @@ def summarise(rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
             w = worst.setdefault(r["dtype"], {}).setdefault(n, [0.0, 0.0])
             w[0], w[1] = max(w[0], c["ratio"]), max(w[1], c["floor_ratio"])
         for n, bug in r["bugs"].items():
-            p = power.setdefault(n, {}).setdefault(r["dtype"], [0, 0, 0, 0])
+            p = power.setdefault(n, {}).setdefault(r["dtype"], [0, 0, 0, 0, 0])
             below = bug["effect"] <= 1.0
             p[0] += bug["caught"]
             p[1] += 1
-            p[2] += below and not bug["caught"]
+            p[2] += below and not bug["caught"] and not bug["outside"]
             p[3] += not below and not bug["caught"]
+            p[4] += bug["outside"] and not bug["caught"]
     pairs = sum(len(r["correct"]) for r in rows)
     return {"pairs": pairs, "false_alarms": len(alarms), "alarm_list": alarms,
             "cases": len(rows), "seconds": round(seconds, 1),
             "worst": {d: {n: {"error_over_bound": round(v[0], 3), "floor_factor_needed":
                               round(v[1], 3)} for n, v in w.items()} for d, w in worst.items()},
             "power": {n: {d: {"caught": v[0], "applies": v[1], "below_rounding": v[2],
-                              "missed": v[3]} for d, v in p.items()} for n, p in power.items()}}
+                              "missed": v[3], "not_compared": v[4]} for d, v in p.items()}
+                      for n, p in power.items()}}
 
 
 def markdown(summary: dict[str, Any]) -> str:
@@ -183,8 +197,9 @@ def markdown(summary: dict[str, Any]) -> str:
         cells = []
         for d in DTYPES:
             v = per.get(d)
+            unseen = f", {v['not_compared']} not compared" if v and v["not_compared"] else ""
             cells.append("–" if v is None else f"{v['caught']}/{v['applies']} "
-                         f"({v['below_rounding']} below, {v['missed']} missed)")
+                         f"({v['below_rounding']} below, {v['missed']} missed{unseen})")
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
