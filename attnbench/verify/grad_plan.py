@@ -64,8 +64,8 @@ def pair_flops(case: Case) -> dict[str, int]:
     d, dv = case.head_dim, case.dv
     fwd = 2 * (2 * d + 2 * dv)  # scores, magnitudes, output, the spread of D's error
     cols = 2 * (2 * d + 4 * dv)  # dP, |dO||v|, dk and its floor, dv and its floor
-    return {"fwd": fwd, "cols": cols, "dq": fwd + 2 * (2 * d + 2 * dv), "full": fwd + cols
-            + 2 * 2 * d}
+    dq = 2 * 3 * d  # dq, its floor, Σ_j P_ij σ'_ij k_j
+    return {"fwd": fwd, "cols": cols, "dq": fwd + 2 * 2 * dv + dq, "full": fwd + cols + dq}
 
 
 def full_cost(case: Case) -> int:
