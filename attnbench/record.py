@@ -253,6 +253,7 @@ def _output_failure(o: dict[str, Any]) -> str:
     if o.get("error"):
         return f"{o.get('name')}: {o['error']}"
     ratio = o.get("error_over_bound")
-    worst = f"error/bound {ratio:.3g} at the worst row, " if isinstance(ratio, float) else ""
+    at = o.get("worst", "row")  # gradients' bounds are per element
+    worst = f"error/bound {ratio:.3g} at the worst {at}, " if isinstance(ratio, float) else ""
     return (f"{o.get('name')}: {worst}max_abs_err {o.get('max_abs_err'):.3g}, bound "
             f"{o.get('bound'):.3g} ({o.get('rule')}), nonfinite {o.get('nonfinite')}")

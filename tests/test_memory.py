@@ -75,8 +75,12 @@ def test_harness_estimate_covers_what_the_harness_really_allocates(mode):
     def build():
         data = CaseData(case, 0)
         keep = [data.ref]
-        if mode == "fwd_bwd":
-            keep.append(data.grads().ref)
+        if mode != "fwd":  # the gradient oracle, its floor and the baseline, as a check has
+            from attnbench.verify.grad import grad_reference
+            from attnbench.verify.grad_plan import grad_plan
+
+            plan = grad_plan(case, 1)
+            keep.append(grad_reference(case, data.arrays, data.grads().d_out, plan))
         keep.append(data.staged_inputs())  # what every worker's task folder gets
         return data, keep
 

@@ -20,7 +20,8 @@ import numpy as np
 from attnbench import variants
 from attnbench.case import Case
 from attnbench.errors import UsageError
-from attnbench.verify.grad import GRAD_SKIP_LIMIT
+from attnbench.verify.grad_baseline import BASELINE_BLOCK_ENTRIES
+from attnbench.verify.grad_oracle import GRAD_BLOCK_ENTRIES
 from attnbench.verify.inputs import ELEM_BYTES
 from attnbench.verify.reference import BLOCK_ENTRIES, rows_in_budget
 
@@ -117,9 +118,10 @@ def harness_bytes(case: Case) -> dict[str, int]:
 
     float64 q, k, v (and dO, and a bias), the backend's copy in the case dtype, the oracle's
     rows with the float64 copy of the compared output, the oracle's block workspace and, with
-    gradients, the gradient oracle's largest group. A packed layout holds one more float64
-    copy of q, k and v (the pristine values in that layout); a paged one its page pools twice
-    (the values of the spare slots, the pristine pools), sized by page_size, not seq_kv.
+    gradients, the gradient oracle's and baseline's blocks and the compared gradients. A packed
+    layout holds one more float64 copy of q, k and v (the pristine values in that layout); a
+    paged one its page pools twice (the values of the spare slots, the pristine pools), sized
+    by page_size, not seq_kv.
     """
     b, d, dv, group = case.batch, case.head_dim, case.dv, case.heads_q // case.heads_kv
     q = b * case.heads_q * case.seq_q * d
@@ -133,8 +135,11 @@ def harness_bytes(case: Case) -> dict[str, int]:
         elems += q + 2 * case.heads_kv * pool * (d + dv)  # slots per page, even past seq_kv
     compared = 4 * 8 * b * case.heads_q * rows_in_budget(case) * dv  # ref, copy, 2 temporaries
     workspace = 4 * 8 * max(BLOCK_ENTRIES, group * case.seq_kv)
-    if case.mode != "fwd":
-        workspace += 5 * 8 * min(group * case.seq_q * case.seq_kv, GRAD_SKIP_LIMIT)
+    if case.mode != "fwd":  # the gradient oracle's and baseline's blocks; the backend's
+        # gradients as NumPy with the oracle and floor on their compared rows (at most 3 copies)
+        workspace += 12 * 8 * max(GRAD_BLOCK_ENTRIES, group * case.seq_kv)
+        workspace += 6 * 8 * max(BASELINE_BLOCK_ENTRIES, group * case.seq_kv)
+        workspace += 3 * 8 * (q + kv)
     host = 8 * elems + compared + workspace
     framework = ELEM_BYTES[case.dtype] * elems
     if case.device == "cuda":

@@ -14,7 +14,7 @@ from attnbench import variants
 from attnbench.case import Case
 from attnbench.verify.agreement import to_numpy64
 from attnbench.verify.inputs import to_framework
-from attnbench.verify.reference import attention_rows, blocks, group_slices, row_visibility
+from attnbench.verify.reference import attention_rows, blocks, row_visibility
 
 FRAMEWORKS = ("numpy", "torch")
 
@@ -74,24 +74,4 @@ def baseline_error(
             return err
         worst = max(worst, err)
     return worst
-
-
-def baseline_grads(
-    arrays: dict[str, np.ndarray], d_out: np.ndarray, case: Case,
-    groups: list[tuple[int, int]],
-) -> dict[str, np.ndarray]:
-    """dq, dk, dv of plain torch attention in case.dtype on the device, per (batch, kv head)
-    group from the pristine inputs, concatenated along the head axis (as float64)."""
-    rows = np.arange(case.seq_q)
-    parts: dict[str, list[np.ndarray]] = {"dq": [], "dk": [], "dv": []}
-    for b, h in groups:
-        b, qs, ks = group_slices(case, b, h)
-        leaves = [to_framework(arrays[n][b:b + 1, s], "torch", case.dtype, case.device)
-                  .requires_grad_(True) for n, s in (("q", qs), ("k", ks), ("v", ks))]
-        grad_out = to_framework(d_out[b:b + 1, qs], "torch", case.dtype, case.device)
-        heads = np.arange(qs.start, qs.stop)
-        torch_attention(*leaves, case, rows, b, heads, arrays.get("bias")).backward(grad_out)
-        for name, t in zip(parts, leaves, strict=True):
-            parts[name].append(to_numpy64(t.grad))
-    return {n: np.concatenate(p, axis=1) for n, p in parts.items()}
 

@@ -9,6 +9,7 @@ nor learn them from the run's files (each draw is stored in the records, after t
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from attnbench.verify import agreement, grad
 from attnbench.verify import inputs as inputs_mod
 from attnbench.verify.baseline import baseline_error
 from attnbench.verify.floor import row_floor, row_magnitudes
+from attnbench.verify.grad_plan import grad_plan
 from attnbench.verify.reference import check_rows, oracle, rows_in_budget
 
 
@@ -31,6 +33,8 @@ class CaseData:
         self._rules: dict[str, agreement.Rule] = {}
         self._grads: grad.GradData | None = None
         self._staged: dict[str, np.ndarray] | None = None
+        self.grad_seed = secrets.randbits(63)
+        self._grad_check: tuple[Any, Any] | None = None
 
     def staged_inputs(self) -> dict[str, np.ndarray]:
         """The inputs a backend's worker gets, in the case dtype's storage (bfloat16 as its
@@ -47,11 +51,29 @@ class CaseData:
         return rows_in_budget(self.case) >= self.case.seq_q
 
     def draw_rows(self) -> None:
-        """Draw new compared rows from a fresh secret (call it once the outputs exist); with
-        every row compared there is nothing to draw and the oracle is kept."""
+        """Draw new compared rows (of the output and of the gradients) from fresh secrets;
+        call it once the outputs exist. With every row compared nothing changes and the
+        oracles are kept."""
+        self._grad_check = None
+        self.grad_seed = secrets.randbits(63)
         if self.all_rows and self._oracle is not None:
             return
         self.check_seed, self._oracle, self._rules = secrets.randbits(32), None, {}
+
+    def grad_check(self) -> tuple[Any, Any]:
+        """(plan, reference) of the gradients for this draw: which rows of dq, dk and dv are
+        compared, their float64 oracle and floors (built once, shared by every backend)."""
+        if self._grad_check is None:
+            plan = grad_plan(self.case, self.grad_seed)
+            data = self.grads()
+            if plan.full:
+                data.full = data.full or grad.grad_reference(self.case, self.arrays,
+                                                             data.d_out, plan)
+                self._grad_check = (plan, data.full)
+            else:
+                self._grad_check = (plan, grad.grad_reference(self.case, self.arrays,
+                                                              data.d_out, plan))
+        return self._grad_check
 
     def _rows_and_ref(self) -> tuple[np.ndarray, np.ndarray]:
         if self._oracle is None:

@@ -31,17 +31,17 @@ def judge(data: CaseData, framework: str, arrays: Shipped) -> dict[str, Any] | N
     case = data.case
     first = _call(arrays, "first")
     entries = [_output_entry(data, framework, first.get("out"), "out")]
-    grad_note = None
+    grad_note, grad_seed = None, None
     if case.mode != "fwd":
         checked = _grad_entries(data, first)
         entries += checked["entries"]
-        grad_note = checked["note"]
+        grad_note, grad_seed = checked["note"], checked["seed"]
     agree: dict[str, Any] = {
         "outputs": entries, "rows_checked": "all" if len(data.rows) == case.seq_q
         else int(len(data.rows)), "oracle": "float64 numpy", "check_seed": data.check_seed,
         "out_dtype": _dtype(first.get("out"))}
     if grad_note is not None:
-        agree["grads_checked"] = grad_note
+        agree["grads_checked"], agree["grad_seed"] = grad_note, grad_seed
     agree["timed_calls"] = _timed(data, framework, arrays, first, agree)
     agree["passed"] = all(o.get("passed") for o in agree["outputs"])
     return agree
@@ -81,7 +81,8 @@ def _output_entry(data: CaseData, framework: str, got: Any, name: str) -> dict[s
 
 
 def _grad_entries(data: CaseData, call: Loaded) -> dict[str, Any]:
-    """dq, dk, dv entries of one call (a refused gradient fails with the reason)."""
+    """dq, dk, dv entries of one call (a refused gradient fails with the reason), the note on
+    which rows were compared and the seed that drew them (None when all were)."""
     grads, dtypes, refused = {}, {}, []
     for n in grad.GRAD_NAMES:
         got = call.get(n)
@@ -91,26 +92,30 @@ def _grad_entries(data: CaseData, call: Loaded) -> dict[str, Any]:
             grads[n] = None
             if got is not None:
                 refused.append({"name": n, "passed": False, "shape": [], "error": got})
-    checked = grad.check_grads(data.case, data.arrays, data.grads(), grads, dtypes)
+    plan, ref = data.grad_check()
+    entries = grad.grad_entries(data.case, ref, grads, dtypes)
     names = {r["name"] for r in refused}
-    checked["entries"] = [e for e in checked["entries"] if e["name"] not in names] + refused
-    return checked
+    return {"entries": [e for e in entries if e["name"] not in names] + refused,
+            "note": grad.coverage(data.case, plan),
+            "seed": None if plan.full else data.grad_seed}
 
 
 def _timed(data: CaseData, framework: str, arrays: Shipped, first: Loaded,
            agree: dict[str, Any]) -> dict[str, Any]:
     """Verify the timed calls' arrays: identical to the first call's, or checked themselves."""
     summary: dict[str, Any] = {"checked": 0, "identical_to_first": 0, "compared": 0}
+    # what every timed call must give: the first call's arrays (bwd: its gradients only)
+    expected = [n for n in first if n != "out" or data.case.mode != "bwd"]
     for tag in TIMED_TAGS:
         call = _call(arrays, tag)
         if not call:
             continue
         summary["checked"] += 1
-        if all(_identical(call.get(n), first.get(n)) for n in call):
+        if all(_identical(call.get(n), first.get(n)) for n in expected):
             summary["identical_to_first"] += 1
             continue
         summary["compared"] += 1
-        for entry in _call_entries(data, framework, call):
+        for entry in _call_entries(data, framework, call, expected):
             if not entry.get("passed"):
                 entry["name"] = f"{entry['name']} (a timed call: the {tag})"
                 agree["outputs"].append(entry)
@@ -122,9 +127,12 @@ def _identical(a: Any, b: Any) -> bool:
             and a[0].shape == b[0].shape and a[0].tobytes() == b[0].tobytes())
 
 
-def _call_entries(data: CaseData, framework: str, call: Loaded) -> list[dict[str, Any]]:
-    """Entries of a timed call's arrays (its output unless bwd, and its gradients if any)."""
-    entries = [_output_entry(data, framework, call["out"], "out")] if "out" in call else []
-    if any(n in call for n in grad.GRAD_NAMES):
+def _call_entries(data: CaseData, framework: str, call: Loaded, expected: list[str]
+                  ) -> list[dict[str, Any]]:
+    """Entries of a timed call's arrays: each one the first call gave (its output unless bwd,
+    its gradients), a missing one failing ("no output", "no gradient")."""
+    entries = [_output_entry(data, framework, call.get("out"), "out")] \
+        if "out" in expected else []
+    if any(n in expected for n in grad.GRAD_NAMES):
         entries += _grad_entries(data, call)["entries"]
     return entries
