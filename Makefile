@@ -30,9 +30,10 @@ $(STAMP): pyproject.toml
 	@$(SAY_TORCH)
 	@touch $(STAMP)
 
+# BENCH_OUT: where the run goes (default results/bench-<time>); BENCH_ARGS: more `run` flags
 bench: $(STAMP)
-	@out=results/bench-$$(date +%Y%m%d-%H%M%S); \
-	$(BIN)/attnbench run -s default --out $$out && \
+	@out=$(or $(BENCH_OUT),results/bench-$$(date +%Y%m%d-%H%M%S)); \
+	$(BIN)/attnbench run -s default $(BENCH_ARGS) --out $$out && \
 	$(BIN)/attnbench report $$out
 
 check: $(STAMP)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU session as one command (at most --total seconds, default 540 = 9 minutes): environment
 # facts, set-up as the README says, `attnbench list`, the smoke check on every CUDA backend, the
-# forward/backward check, the CUDA timer against triton's do_bench, a timed GPU sweep and its
-# report, flex-attention, the variants check. Each step runs under a time cap (`timeout`), is
+# forward/backward check, the CUDA timer against triton's do_bench, SDPA's reported kernel against
+# the profiler, a timed GPU sweep and its report, flex-attention, the variants check, and
+# `make bench` with the time that is left. Each step runs under a time cap (`timeout`), is
 # skipped when too little of the total is left, and its results are packed under $OUT right
 # after it: summary.log plus one .tar.gz per step group (7 files at most).
 #
@@ -10,12 +11,13 @@
 #   Rehearsal here:  benchmarks/gpu_session.sh --device cpu --tiny    (a CPU, 1-3 minutes)
 #
 # Options: --device cuda|cpu (default cuda); --tiny (CPU backends and small caps: the rehearsal);
-# --total SECONDS; --out DIR (default $OUT, else WORK/out); --work DIR (logs and runs, default
+# --total SECONDS; --only STEP,STEP (run just these of: smoke backward crosscheck kernels sweep
+# report flex variants bench; facts, setup and list always run, so a session can be two calls); --out DIR (default $OUT, else WORK/out); --work DIR (logs and runs, default
 # results/gpu-session-<UTC time>). Exit 0 when every step that ran succeeded (a step stopped at
 # its cap counts as run: what it wrote is packed), 1 otherwise, 2 on a bad option.
 set -uo pipefail  # not -e: a failing step is recorded and the session goes on
 
-DEVICE=cuda TINY=0 TOTAL=540 WORK="" DEST="${OUT:-}"
+DEVICE=cuda TINY=0 TOTAL=540 WORK="" DEST="${OUT:-}" ONLY=""
 while (($#)); do
   case "$1" in
     --device) DEVICE="${2:-}"; shift 2 ;;
@@ -23,6 +25,7 @@ while (($#)); do
     --total) TOTAL="${2:-}"; shift 2 ;;
     --out) DEST="${2:-}"; shift 2 ;;
     --work) WORK="${2:-}"; shift 2 ;;
+    --only) ONLY=",${2:-},"; shift 2 ;;
     -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "gpu_session.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -59,16 +62,17 @@ if ((TINY)); then
   BUDGET=(--budget 0.05) CROSS=(--rehearse --repeats 1 --budget 0.1)
   # caps short enough that every step starts (a typo fails in seconds) and the whole
   # rehearsal stays near a minute and a half; flex compiles and is stopped at its cap on a CPU
-  #     facts setup list smoke grads cross sweep report flex variants
-  CAPS=(10    30    15   25    20    20    25    20     10   20)
+  #     facts setup list smoke grads cross kernels sweep report flex variants bench
+  CAPS=(10    30    15   25    20    20    15      25    20     10   20       20)
+  BENCH=(BENCH_ARGS="-b torch-sdpa -b numpy-naive --budget 0.05")
 elif [[ "$DEVICE" == cpu ]]; then
-  SMOKE=() GRADS=() SWEEP=() VARIANTS=() BUDGET=() CROSS=(--rehearse)
-  CAPS=(30    300   30   300   300   120   600   60     300  300)
+  SMOKE=() GRADS=() SWEEP=() VARIANTS=() BUDGET=() CROSS=(--rehearse) BENCH=()
+  CAPS=(30    300   30   300   300   120   120     600   60     300  300      600)
 else
   SMOKE=("${CUDA_FUSED[@]}" torch-naive torch-sdpa-math) GRADS=("${CUDA_TORCH[@]}")
   SWEEP=("${CUDA_FUSED[@]}" torch-naive torch-sdpa-math) VARIANTS=("${CUDA_TORCH[@]}")
-  BUDGET=() CROSS=(--repeats 5)
-  CAPS=(30    120   30   75    60    60    200   40     60   60)
+  BUDGET=() CROSS=(--repeats 5) BENCH=()
+  CAPS=(30    120   30   75    60    60    40      200   40     60   60       300)
 fi
 
 say() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$SUMMARY"; }
@@ -95,6 +99,10 @@ survivors() {  # attnbench workers started from this folder that outlived their 
 step() {  # step NAME GROUP CAP MIN COMMAND...: run under min(CAP, time left), or skip
   local name="$1" group="$2" cap="$3" min="$4" left rc t0
   shift 4
+  if [[ -n "$ONLY" && "$ONLY" != *",${name%%-*},"* && "$group" != env ]]; then
+    say "step $name: not asked for (--only${ONLY//,/ })"
+    return
+  fi
   left=$((DEADLINE - $(date +%s) - RESERVE))
   if ((left < min)); then
     say "step $name: SKIPPED, ${left}s of the total left (it needs ${min}s)"
@@ -158,24 +166,42 @@ else  # what `make setup` runs, where make itself is missing
   step setup env "${C[1]}" 20 bash -c "python3 tools/setup_venv.py --venv '${BIN%/bin}' \
     && touch '${BIN%/bin}/.attnbench-installed'"
 fi
+if [[ ! -x "$BIN/attnbench" ]]; then  # set-up failed: run from the source tree, say so
+  say "  set-up left no $BIN/attnbench: the steps run python3 -m attnbench from the source tree"
+  BIN="$WORK/bin"
+  mkdir -p "$BIN"
+  printf '#!/bin/sh\nPYTHONPATH="%s${PYTHONPATH:+:$PYTHONPATH}" exec python3 -m attnbench "$@"\n' \
+    "$ROOT" >"$BIN/attnbench"
+  printf '#!/bin/sh\nPYTHONPATH="%s${PYTHONPATH:+:$PYTHONPATH}" exec python3 "$@"\n' \
+    "$ROOT" >"$BIN/python"
+  chmod +x "$BIN/attnbench" "$BIN/python"
+fi
 step list env "${C[2]}" 5 "$BIN/attnbench" list
 step smoke checks "${C[3]}" 20 "$BIN/attnbench" check -s smoke --device "$DEVICE" \
   $(flags "${SMOKE[@]}") --out "$WORK/checks/smoke" --junit-xml "$WORK/checks/smoke.xml"
 step backward checks "${C[4]}" 20 "$BIN/attnbench" check -s benchmarks/gpu_backward.toml \
   --device "$DEVICE" $(flags "${GRADS[@]}") --out "$WORK/checks/backward"
 step crosscheck timer "${C[5]}" 20 "$BIN/python" benchmarks/crosscheck.py "${CROSS[@]}"
-step sweep sweep "${C[6]}" 30 "$BIN/attnbench" run -s gpu --device "$DEVICE" \
+step kernels timer "${C[6]}" 15 "$BIN/python" benchmarks/sdpa_kernels.py -s smoke \
+  --device "$DEVICE"
+step sweep sweep "${C[7]}" 30 "$BIN/attnbench" run -s gpu --device "$DEVICE" \
   $(flags "${SWEEP[@]}") "${BUDGET[@]}" --out "$WORK/sweep/run"
 if [[ -s "$WORK/sweep/run/records.jsonl" ]]; then
-  step report sweep "${C[7]}" 10 "$BIN/attnbench" report "$WORK/sweep/run" \
+  step report sweep "${C[8]}" 10 "$BIN/attnbench" report "$WORK/sweep/run" \
     -o "$WORK/sweep/report"
 else
   say "step report: SKIPPED, the sweep wrote no record"
 fi
-step flex flex "${C[8]}" 15 "$BIN/attnbench" run -s gpu --device "$DEVICE" -b flex-attention \
+step flex flex "${C[9]}" 15 "$BIN/attnbench" run -s gpu --device "$DEVICE" -b flex-attention \
   "${BUDGET[@]}" --out "$WORK/flex/run"
-step variants variants "${C[9]}" 15 "$BIN/attnbench" check -s variants --device "$DEVICE" \
+step variants variants "${C[10]}" 15 "$BIN/attnbench" check -s variants --device "$DEVICE" \
   $(flags "${VARIANTS[@]}") --out "$WORK/variants/run"
+# `make bench` as the README says (the default sweep and its report), with the time left; a run
+# stopped at its cap keeps its records, and the report is then made from them
+step bench bench "${C[11]}" 30 make bench BENCH_OUT="$WORK/bench/run" "${BENCH[@]}"
+if [[ -s "$WORK/bench/run/records.jsonl" && ! -s "$WORK/bench/run/report.md" ]]; then
+  step bench-report bench 30 5 "$BIN/attnbench" report "$WORK/bench/run"
+fi
 say "gpu_session.sh: done in $(($(date +%s) - START))s of ${TOTAL}s; $FAILED step(s) failed;" \
     "$(find "$DEST" -maxdepth 1 -type f | wc -l) file(s) in $DEST"
 cp "$SUMMARY" "$DEST/summary.log"
