@@ -170,3 +170,18 @@ def test_a_plugin_import_that_hangs_in_the_worker_obeys_the_timeout(cli, tmp_pat
     records = [json.loads(x) for x in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
     assert [r["status"] for r in records] == ["timeout", "timeout"]
     assert all("did not start within 2 s" in r["error"] for r in records)
+
+
+def test_the_workers_of_a_run_start_side_by_side(cli, tmp_path, plugin_path):
+    """Each worker's import waits for the other's: started one after the other, the first
+    would fail; started side by side (prestart), both start and every case is ok."""
+    (tmp_path / "tiny.toml").write_text(SCENARIO.replace("[64, 32, 16]", "[64, 32]"))
+    meeting = tmp_path / "meeting"
+    meeting.mkdir()
+    proc = cli("check", "-s", "tiny.toml", "-b", "test-twin-first", "-b", "test-twin-second",
+               "--plugin", plugin_path("meets_its_twin.py"), "--out", "run",
+               env={"ATTNBENCH_TEST_RENDEZVOUS": str(meeting)})
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(x) for x in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in records] == ["ok"] * 4, records
+    assert len(list(meeting.iterdir())) == 2  # one start each, no restart

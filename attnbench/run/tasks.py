@@ -48,12 +48,18 @@ def _declined(scenario: str, case: Case, backend: Any) -> Record | None:
     return None
 
 
+def needs_worker(scenario: str, case: Case, backend: Any) -> bool:
+    """Whether this case goes to the backend's worker (it is not declined in the parent)."""
+    return _declined(scenario, case, backend) is None
+
+
 class Pool:
     """One worker per backend, started on first use; all stopped with their children at the end."""
 
     def __init__(self, runner: TaskRunner):
         self.runner = runner
         self.workers: dict[str, WorkerProcess] = {}
+        self.failed: dict[str, WorkerDied | WorkerTimeout] = {}  # prestart failures, not yet told
 
     def get(self, backend: Any) -> WorkerProcess:
         name = name_of(backend)
@@ -117,8 +123,7 @@ class TaskRunner:
                 answers.append((backend, declined))
                 continue
             data = data or CaseData(case, self.seed)
-            answers.append((backend, self._ask(pool.get(backend), backend, scenario, case,
-                                               data)))
+            answers.append((backend, self._ask(pool, backend, scenario, case, data)))
         if data is not None:
             data.draw_rows()  # every output exists now: the secret rows are drawn after them
         records = []
@@ -134,9 +139,10 @@ class TaskRunner:
                 records.append(answer)
         return records
 
-    def _ask(self, w: WorkerProcess, backend: Any, scenario: str, case: Case, data: CaseData
+    def _ask(self, pool: Pool, backend: Any, scenario: str, case: Case, data: CaseData
              ) -> Result | Record:
         """The worker's result for one case, or the record of how the worker failed."""
+        w = pool.get(backend)
         if w.started and not w.alive:  # it exited after its last reply
             died = w.reap()
             w.stop()
@@ -151,7 +157,7 @@ class TaskRunner:
                            for n, a in data.staged_inputs().items()}}
         try:
             if not w.started:
-                self._start(w)
+                self._start(w, pool.failed.pop(name_of(backend), None))
             w.resume()
             reply = w.request(task, self.timeout_s)
             w.pause()  # until its next case: nothing it left running competes with the others
@@ -168,7 +174,34 @@ class TaskRunner:
         finally:
             arrays.remove_dir(folder)
 
-    def _start(self, w: WorkerProcess) -> None:
+    def prestart(self, pool: Pool, backends: list[Any]) -> None:
+        """Start these backends' workers side by side (their imports overlap: one worker's
+        start instead of one per backend), each paused once ready. Call it before any case
+        runs: nothing is timed meanwhile. A worker that fails to start fails its first case,
+        as a start there would have."""
+        launched = []
+        for backend in backends:
+            w = pool.get(backend)
+            if w.started:
+                continue
+            try:
+                w.launch()
+                launched.append((name_of(backend), w))
+            except WorkerDied as exc:
+                pool.failed[name_of(backend)] = exc
+        for name, w in launched:
+            try:
+                self.process_info = w.ready(self.timeout_s).get("process")
+                self.worker_stats["starts"].append(round(w.start_s, 3))
+                w.pause()
+            except (WorkerDied, WorkerTimeout) as exc:
+                w.stop()
+                pool.failed[name] = exc
+
+    def _start(self, w: WorkerProcess, failed: WorkerDied | WorkerTimeout | None = None
+               ) -> None:
+        if failed is not None:  # its prestart failed: this case is where that is told
+            raise failed
         if w.starts:
             self.worker_stats["restarts"] += 1
         self.process_info = w.start(self.timeout_s).get("process")

@@ -80,6 +80,7 @@ class WorkerProcess:
         self._out = self._err = -1  # the worker's stdout (replies) and stderr (log) fds
         self._open: set[int] = set()  # of those, the ones not yet at EOF
         self._killed = False
+        self._t0 = 0.0  # when the process was launched
 
     @property
     def alive(self) -> bool:
@@ -92,8 +93,13 @@ class WorkerProcess:
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> dict[str, Any]:
         """Start the process and wait for its ready line (at most timeout_s); return it."""
-        limit = min(timeout_s, START_TIMEOUT_S)
-        t0 = time.perf_counter()
+        self.launch()
+        return self.ready(timeout_s)
+
+    def launch(self) -> None:
+        """Start the process and send its hello, without waiting: workers launched before any
+        ready() import torch and their plugins side by side (WorkerDied if it cannot start)."""
+        self._t0 = time.perf_counter()
         self._token, self._lines = secrets.token_hex(16), LineReader()
         self.starts += 1
         try:
@@ -113,15 +119,21 @@ class WorkerProcess:
         self._open = {self._out, self._err}
         for fd in self._open:
             os.set_blocking(fd, False)
+        self._send({**self.hello, "token": self._token})
+
+    def ready(self, timeout_s: float = START_TIMEOUT_S) -> dict[str, Any]:
+        """Wait for a launched worker's ready line, at most timeout_s from its launch."""
+        limit = min(timeout_s, START_TIMEOUT_S)
         try:
-            data = self._exchange({**self.hello, "token": self._token}, limit, None)
+            line = self._read_line(self._t0 + limit, limit)
         except WorkerTimeout as exc:
             raise WorkerTimeout(f"the worker did not start within {limit:g} s (a plugin import "
                                 f"that hangs?); worker killed", exc.log_tail) from None
+        data = self._check(line, None)
         if data.get("ready") is not True:
             raise self._broken(f"its first line is not the ready line: {_show(data)}")
         self.info = data
-        self.start_s = time.perf_counter() - t0
+        self.start_s = time.perf_counter() - self._t0
         return self.info
 
     def request(self, message: dict[str, Any], timeout_s: float) -> Reply:
@@ -133,14 +145,17 @@ class WorkerProcess:
 
     def _exchange(self, message: dict[str, Any], timeout_s: float, task: int | None
                   ) -> dict[str, Any]:
+        self._send(message)
+        line = self._read_line(time.perf_counter() + timeout_s, timeout_s)
+        return self._check(line, task)
+
+    def _send(self, message: dict[str, Any]) -> None:
         assert self.proc is not None and self.proc.stdin is not None and self._log is not None
         self._log.mark()
         try:
             _write_all(self.proc.stdin.fileno(), (json.dumps(message) + "\n").encode())
         except OSError:  # its end of the pipe is closed: it exited, or closed its input
             raise self._died() from None
-        line = self._read_line(time.perf_counter() + timeout_s, timeout_s)
-        return self._check(line, task)
 
     def _check(self, line: bytes, task: int | None) -> dict[str, Any]:
         """The reply as a dict, if it is one, with this worker's token and the task's id."""

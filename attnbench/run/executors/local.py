@@ -7,6 +7,7 @@ from typing import Any
 from attnbench.plugin.backend import name_of
 from attnbench.run.executors import Work
 from attnbench.run.sweep import Sweep
+from attnbench.run.tasks import needs_worker
 
 
 def case_major(work: Work) -> list[tuple[str, Any, list[Any]]]:
@@ -29,8 +30,11 @@ class LocalExecutor:
         timed = sweep.opts.time_it
         if timed:
             sweep.measure_roofs(roof_s)
+        rounds = case_major(work)
         with sweep.tasks.pool() as pool:
-            for scenario, case, backends in case_major(work):
+            sweep.tasks.prestart(pool, list({name_of(b): b for s, c, bs in rounds for b in bs
+                                             if needs_worker(s, c, b)}.values()))
+            for scenario, case, backends in rounds:
                 if timed:
                     sweep.roofs_if_due(roof_s)
                 sweep.round(pool, scenario, case, backends)
