@@ -57,7 +57,9 @@ def test_naive_peak_grows_with_n_squared_and_flash_does_not(registry):
             assert large < score / 16, (name, large)
     assert ratios["numpy-naive"] >= 3.0, ratios
     assert ratios["torch-sdpa-math"] >= 3.0, ratios
-    assert ratios["torch-sdpa-flash"] < 2.0, ratios
+    # doubling N: quadratic memory grows 4x, linear (flash's output and row statistics) 2x;
+    # 3 splits them (2.0 itself failed under load: RSS pages of the larger output)
+    assert ratios["torch-sdpa-flash"] < 3.0, ratios
 
 
 @linux
