@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -154,4 +155,8 @@ def test_a_plugin_forging_roofs_cannot_make_later_runs_busy(cli, tmp_path: Path,
     meta = json.loads((tmp_path / "later" / "run.json").read_text())
     best = meta["contention"]["roof_best_known"]
     assert all(h["flops_per_s"] < 1e15 for per in best.values() for h in per.values()), best
-    assert not any("best known" in r for r in meta["busy"]["reasons"]), meta["busy"]
+    # a real drop under load may still name the real best known (1st run's roof): never a
+    # forged one (1e18 FLOP/s = 1e9 GFLOP/s)
+    named = [float(m) for r in meta["busy"]["reasons"]
+             for m in re.findall(r"best known ([0-9.e+]+) GFLOP/s", r)]
+    assert all(x < 1e6 for x in named), meta["busy"]
