@@ -165,3 +165,40 @@ def test_a_backend_cannot_touch_another_backends_output_files(cli, plugin_path, 
     got = _by_backend(out)  # it zeroes its own first output too: that one is its own doing
     assert {r["status"] for r in got["numpy-naive"] + got["torch-naive"]} == {"ok"}
     assert len(got["test-tampers-exchange"]) == 2
+
+
+def _refused(rec: dict) -> str:
+    """The error of a record's first output (a refused array fails with the reason)."""
+    return rec["agreement"]["outputs"][0].get("error") or ""
+
+
+def test_a_fifo_in_place_of_an_output_file_fails_that_backend_alone(cli, plugin_path, tmp_path):
+    """A worker that swaps its output file for a FIFO: the parent opens nothing that blocks
+    (O_NONBLOCK, O_NOFOLLOW, a regular file or refused), the run ends, the others are ok."""
+    out = tmp_path / "out"
+    proc = cli("run", "-s", _scenario(tmp_path), "-b", "numpy-naive", "-b", "test-ships-fifo",
+               "--budget", "0.05", "--plugin", plugin_path("ships_fifo.py"), "--out", str(out),
+               timeout=120)
+    assert proc.returncode == 0, proc.stderr[-800:]
+    got = _by_backend(out)
+    assert {r["status"] for r in got["numpy-naive"]} == {"ok"}
+    for rec in got["test-ships-fifo"]:
+        assert rec["status"] == "mismatch"
+        assert "is not a regular file" in _refused(rec) and "\n" not in _refused(rec)
+
+
+def test_a_sparse_terabyte_output_is_refused_before_it_is_read(cli, plugin_path, tmp_path):
+    """A worker ships a 1 TiB sparse .npy whose header and reply claim that shape: refused from
+    its header (not the case's shape) without reading it; the round's other records are kept."""
+    out = tmp_path / "out"
+    proc = cli("run", "-s", _scenario(tmp_path), "-b", "numpy-naive",
+               "-b", "test-ships-sparse", "-b", "torch-naive", "--budget", "0.05",
+               "--plugin", plugin_path("ships_sparse.py"), "--out", str(out), timeout=180)
+    assert proc.returncode == 0, proc.stderr[-800:]
+    assert "Traceback" not in proc.stderr
+    got = _by_backend(out)
+    assert {r["status"] for r in got["numpy-naive"] + got["torch-naive"]} == {"ok"}
+    for rec in got["test-ships-sparse"]:
+        assert rec["status"] == "mismatch"
+        assert "(262144, 1048576), not the case's (1, 2, 40, 16)" in _refused(rec)
+

@@ -13,7 +13,7 @@ from typing import Any
 from attnbench.case import Case
 from attnbench.record import Record
 from attnbench.run.outcome import from_result
-from attnbench.verify.casedata import CaseData, expected_shape
+from attnbench.verify.casedata import CaseData, expected_shape, expected_shapes
 from attnbench.verify.judge import judge
 from attnbench.worker import arrays
 from attnbench.worker.execute import Options, prepare_process
@@ -29,7 +29,7 @@ def execute(backend: Any, scenario: str, case: Case, get_data: Callable[[], Case
     folder = arrays.exchange_dir()
     try:
         result = run_in_worker(backend, case, opts, folder, "t")
-        shipped = arrays.receive_all(folder, result.get("arrays"))
+        shipped = arrays.receive_all(folder, result.get("arrays"), expected_shapes(case))
     finally:
         arrays.remove_dir(folder)
     agree = None

@@ -19,7 +19,7 @@ from attnbench.case import Case
 from attnbench.plugin.backend import capability_reasons, name_of
 from attnbench.record import Record, Status, new_record
 from attnbench.run.outcome import from_result
-from attnbench.verify.casedata import CaseData
+from attnbench.verify.casedata import CaseData, expected_shapes
 from attnbench.verify.judge import judge
 from attnbench.worker import arrays
 from attnbench.worker.parent import WorkerDied, WorkerProcess, WorkerTimeout
@@ -126,18 +126,23 @@ class TaskRunner:
             answers.append((backend, self._ask(pool, backend, scenario, case, data)))
         if data is not None:
             data.draw_rows()  # every output exists now: the secret rows are drawn after them
-        records = []
-        for backend, answer in answers:
-            if isinstance(answer, Result):
-                got = answer.result
-                agree = judge(data, backend.framework, answer.arrays) \
-                    if data is not None and answer.arrays else None
-                rec = from_result(scenario, case, backend, got, agree)
-                rec["worker"] = answer.worker
-                records.append(rec)
-            else:
-                records.append(answer)
-        return records
+        return [self._verdict(backend, answer, scenario, case, data)
+                if isinstance(answer, Result) else answer for backend, answer in answers]
+
+    def _verdict(self, backend: Any, answer: Result, scenario: str, case: Case,
+                 data: CaseData | None) -> Record:
+        """The record of a worker's answer, judged; an exception judging what one backend
+        shipped fails that backend's record alone (the round's other records are kept)."""
+        try:
+            agree = judge(data, backend.framework, answer.arrays) \
+                if data is not None and answer.arrays else None
+            rec = from_result(scenario, case, backend, answer.result, agree)
+        except Exception as exc:  # what a plugin shipped broke the verdict: said, not raised
+            return new_record(scenario, case, backend, Status.ERROR, worker=answer.worker,
+                              error=f"its answer could not be judged: "
+                                    f"{type(exc).__name__}: {exc}"[:500])
+        rec["worker"] = answer.worker
+        return rec
 
     def _ask(self, pool: Pool, backend: Any, scenario: str, case: Case, data: CaseData
              ) -> Result | Record:
@@ -226,6 +231,12 @@ class TaskRunner:
         restart = bool(data.get("restart")) or (result.get("failure") or {}).get("status") == "oom"
         if restart:  # a CUDA error that broke the context, or an oom that may hold memory
             w.stop()
-        return Result(result, {"pid": w.info.get("pid"), "overhead_ms": overhead_ms,
-                               **({"restarted_after": True} if restart else {})},
-                      arrays.receive_all(folder, result.get("arrays")))
+        worker = {"pid": w.info.get("pid"), "overhead_ms": overhead_ms,
+                  **({"restarted_after": True} if restart else {})}
+        try:
+            shipped = arrays.receive_all(folder, result.get("arrays"), expected_shapes(case))
+        except Exception as exc:  # any file a plugin made: a failure of its own
+            return new_record(scenario, case, backend, Status.ERROR, worker=worker,
+                              error=f"its arrays could not be read: "
+                                    f"{type(exc).__name__}: {exc}"[:500])
+        return Result(result, worker, shipped)

@@ -125,3 +125,8 @@ def expected_shape(case: Case) -> tuple[int, ...]:
     if case.layout == "packed":
         return (int(sum(case.q_lens or [case.seq_q] * case.batch)), case.heads_q, case.dv)
     return (case.batch, case.heads_q, case.seq_q, case.dv)
+
+
+def expected_shapes(case: Case) -> dict[str, tuple[int, ...]]:
+    """Each array a worker may ship for the case by name: the output and the gradients."""
+    return {"out": expected_shape(case), **grad.grad_shapes(case)}

@@ -205,7 +205,7 @@ def _entry(case: Case, ref: GradRef, name: str, got: np.ndarray | None,
     """One gradient's entry: shape, dtype, NaN/Inf over the whole array, errors on the rows
     compared against each element's bound."""
     plan = ref.plan
-    shape = _shapes(case)[name]
+    shape = grad_shapes(case)[name]
     entry: dict[str, Any] = {"name": name, **_rows(case, plan, name)}
     if got is None:
         return {**entry, "passed": False, "shape": [], "error": "no gradient"}
@@ -249,7 +249,8 @@ def _worst(got: np.ndarray, ref: np.ndarray, bound: np.ndarray) -> dict[str, Any
     return {"error_over_bound": float(ratio[at]), "bound": float(bound[at]), "worst": "element"}
 
 
-def _shapes(case: Case) -> dict[str, tuple[int, ...]]:
+def grad_shapes(case: Case) -> dict[str, tuple[int, ...]]:
+    """The shape of each gradient a backend must return: those of q, k and v."""
     return {"dq": (case.batch, case.heads_q, case.seq_q, case.head_dim),
             "dk": (case.batch, case.heads_kv, case.seq_kv, case.head_dim),
             "dv": (case.batch, case.heads_kv, case.seq_kv, case.dv)}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,22 +127,28 @@ def staged(x: np.ndarray, dtype: str) -> np.ndarray:
     return x.astype(STORED[dtype])
 
 
-def receive_all(folder: Path, entries: Any) -> dict[str, tuple[np.ndarray, str] | str]:
+def receive_all(folder: Path, entries: Any, shapes: dict[str, tuple[int, ...]]
+                ) -> dict[str, tuple[np.ndarray, str] | str]:
     """Every array a reply names, read into memory now (parent side, right after the reply,
-    before any other worker runs): name -> (values, dtype), or the reason it was refused."""
+    before any other worker runs): name -> (values, dtype), or the reason it was refused.
+    shapes: the shape the case gives each array ("out", "dq", ...); a key "call.name"."""
     out: dict[str, tuple[np.ndarray, str] | str] = {}
     for key, entry in (entries.items() if isinstance(entries, dict) else []):
         try:
-            values, dtype = receive(folder, entry)
-            out[str(key)] = (np.array(values), dtype)
+            shape = shapes.get(str(key).partition(".")[2])
+            if shape is None:
+                raise ArrayRefused(f"the reply names an array the case has no use for ({key!r})")
+            out[str(key)] = receive(folder, entry, shape)
         except ArrayRefused as exc:
             out[str(key)] = str(exc)
     return out
 
 
-def receive(folder: Path, entry: Any) -> tuple[np.ndarray, str]:
-    """Read an array a worker shipped (parent side): values as float16/32/64, and the dtype
-    the backend returned. ArrayRefused when the entry or the file is not what it says."""
+def receive(folder: Path, entry: Any, expected: tuple[int, ...] | None = None
+            ) -> tuple[np.ndarray, str]:
+    """Read an array a worker shipped (parent side) into memory: values as float16/32/64, and
+    the dtype the backend returned. ArrayRefused when the entry or the file is not what it
+    says, or not of the expected shape (None: the shape the entry says)."""
     if not isinstance(entry, dict):
         raise ArrayRefused(f"the reply's array entry is a {type(entry).__name__}")
     if "error" in entry:
@@ -151,13 +158,53 @@ def receive(folder: Path, entry: Any) -> tuple[np.ndarray, str]:
         raise ArrayRefused(f"the reply names no valid array file ({file!r}, {dtype!r})")
     if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
         raise ArrayRefused(f"the reply gives no valid shape ({shape!r})")
-    try:
-        data = np.load(folder / file, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ArrayRefused(f"array file {file} cannot be read: {exc}") from None
-    if data.dtype != np.dtype(STORED[dtype]) or list(data.shape) != shape:
-        raise ArrayRefused(f"array file {file} holds {data.dtype} {list(data.shape)}, not the "
-                           f"{dtype} {shape} the reply says")
+    data = _read(folder / file, np.dtype(STORED[dtype]), tuple(shape),
+                 tuple(shape) if expected is None else expected)
     if dtype == "bfloat16":
-        return (np.asarray(data, dtype=np.uint32) << 16).view(np.float32), dtype
+        return (data.astype(np.uint32) << 16).view(np.float32), dtype
     return data, dtype
+
+
+def _read(path: Path, dtype: np.dtype, claimed: tuple[int, ...], expected: tuple[int, ...]
+          ) -> np.ndarray:
+    """A shipped file's values, read without blocking or trusting its header: a regular file
+    (never a FIFO, device or link), its header's dtype and shape those claimed and expected,
+    its size exactly header + values. Only then is the data read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ArrayRefused(f"array file {path.name} cannot be opened: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ArrayRefused(f"array file {path.name} is not a regular file (a FIFO, device "
+                               "or socket put in its place): refused, not read")
+        header, fortran = _header(fh, path.name, dtype, claimed, expected)
+        size = int(np.prod(expected, dtype=np.int64)) * dtype.itemsize
+        if st.st_size != header + size:
+            raise ArrayRefused(f"array file {path.name} is {st.st_size} bytes, not the "
+                               f"{header + size} its header and shape make")
+        count = size // dtype.itemsize
+        data = np.fromfile(fh, dtype=dtype, count=count)
+    if data.size != count:
+        raise ArrayRefused(f"array file {path.name} changed while it was read")
+    return data.reshape(expected, order="F" if fortran else "C")
+
+
+def _header(fh: Any, name: str, dtype: np.dtype, claimed: tuple[int, ...],
+            expected: tuple[int, ...]) -> tuple[int, bool]:
+    """The .npy header's length and fortran order, checked against the reply and the case."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(fh)
+        read = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}[version]
+        shape, fortran, got = read(fh)
+    except (KeyError, OSError, ValueError) as exc:
+        raise ArrayRefused(f"array file {name} has no valid .npy header: {exc}") from None
+    if got != dtype or tuple(shape) != claimed:
+        raise ArrayRefused(f"array file {name} holds {got} {list(shape)}, not the "
+                           f"{dtype} {list(claimed)} the reply says")
+    if tuple(shape) != tuple(expected):
+        raise ArrayRefused(f"array file {name} has shape {tuple(shape)}, not the case's "
+                           f"{tuple(expected)}: refused, not read")
+    return fh.tell(), bool(fortran)
