@@ -143,3 +143,23 @@ def test_require_deterministic_without_repeat_is_a_usage_error(cli):
                                    "with N >= 2")
     proc = cli("check", "--repeat", "0")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.process
+def test_a_worker_that_lies_about_determinism_is_overruled(cli, tmp_path):
+    """Outputs that differ bitwise between calls, and a worker patched to report them identical:
+    the timed calls' arrays the parent read differ from the first, so the record is not
+    deterministic and says why; --require-deterministic fails."""
+    (tmp_path / "rep.toml").write_text(SCENARIO)
+    liar = str(Path(__file__).parent / "plugins" / "lies_deterministic.py")
+    proc = cli("check", "-s", str(tmp_path / "rep.toml"), "--plugin", liar,
+               "-b", "test-lies-deterministic", "--repeat", "3", "--require-deterministic",
+               "--out", str(tmp_path / "a"))
+    assert proc.returncode == 1, proc.stderr
+    assert "1 record(s) not bitwise identical across 3 calls" in proc.stderr
+    rec, = _records(tmp_path / "a")
+    assert rec["status"] == "ok"  # one ulp off, far within the bound
+    det = rec["determinism"]
+    assert det["bitwise_identical"] is False and det["differing"] == ["out"]
+    assert det["max_abs_diff"] > 0
+    assert "the worker said True" in det["overruled"]

@@ -79,6 +79,22 @@ def repeat_check(step: Callable[[], Any], first: dict[str, np.ndarray],
             "differing": differing}
 
 
+def checked_by_parent(claim: Any, timed: Any) -> Any:
+    """The worker's determinism claim, overruled where the parent's own evidence says otherwise:
+    a timed call's array it read (verify/judge.py) that differs bitwise from the first call's
+    makes the record not deterministic, whatever the worker reported."""
+    differing = timed.get("differing_from_first") if isinstance(timed, dict) else None
+    if not isinstance(claim, dict) or not isinstance(differing, dict) or not differing:
+        return claim
+    names = sorted(differing)
+    worst = max([float(claim.get("max_abs_diff") or 0.0), *differing.values()])
+    return {**claim, "bitwise_identical": False, "max_abs_diff": worst,
+            "differing": sorted({*(claim.get("differing") or []), *names}),
+            "overruled": f"the worker said {claim.get('bitwise_identical')!r}, but the timed "
+                         f"calls' {', '.join(names)} the parent read differ bitwise from the "
+                         "first call's"}
+
+
 def nondeterministic(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The records whose repeat check found a difference."""
     return [r for r in records if isinstance(r.get("determinism"), dict)

@@ -15,6 +15,7 @@ from attnbench.case import Case
 from attnbench.plugin.backend import name_of
 from attnbench.plugin.facts import check_facts
 from attnbench.record import Record, Status, new_record
+from attnbench.run.determinism import checked_by_parent
 
 # A timed case faster than this many times the device's best measured matmul roof did not do
 # the work it claims: attention's matmuls cannot beat a large square matmul of the same device.
@@ -33,6 +34,9 @@ def from_result(scenario: str, case: Case, backend: Any, result: dict[str, Any],
     failure = result.get("failure") if isinstance(result.get("failure"), dict) else None
     if agreement is None:  # nothing to verify: the failure says what happened
         return _failed(scenario, case, backend, failure, fields)
+    if "determinism" in fields:  # the worker's claim against the arrays the parent read
+        fields["determinism"] = checked_by_parent(fields["determinism"],
+                                                  agreement.get("timed_calls"))
     changed = result.get("changed_inputs")
     if isinstance(changed, list) and changed:
         agreement["problems"] = [str(p) for p in changed]

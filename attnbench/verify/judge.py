@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from attnbench.run.determinism import differences
 from attnbench.verify import agreement, grad, layouts
 from attnbench.verify.casedata import CaseData, expected_shape
 
@@ -114,12 +115,28 @@ def _timed(data: CaseData, framework: str, arrays: Shipped, first: Loaded,
         if all(_identical(call.get(n), first.get(n)) for n in expected):
             summary["identical_to_first"] += 1
             continue
+        _note_differing(summary, call, first, expected)
         summary["compared"] += 1
         for entry in _call_entries(data, framework, call, expected):
             if not entry.get("passed"):
                 entry["name"] = f"{entry['name']} (a timed call: the {tag})"
                 agree["outputs"].append(entry)
     return summary
+
+
+def _note_differing(summary: dict[str, Any], call: Loaded, first: Loaded, expected: list[str]
+                    ) -> None:
+    """The arrays of a timed call that differ bitwise from the first call's, with the largest
+    difference (the parent's own evidence on --repeat's determinism, run/determinism.py)."""
+    read = [n for n in expected if isinstance(call.get(n), tuple)
+            and isinstance(first.get(n), tuple) and not _identical(call[n], first[n])]
+    if not read:
+        return
+    diffs = differences({n: first[n][0].astype(np.float64) for n in read},  # type: ignore[index]
+                        {n: call[n][0].astype(np.float64) for n in read})  # type: ignore[index]
+    got = summary.setdefault("differing_from_first", {})
+    for name, d in diffs.items():
+        got[name] = max(got.get(name, 0.0), d)
 
 
 def _identical(a: Any, b: Any) -> bool:
