@@ -123,6 +123,30 @@ def test_workers_are_ours_and_strays_get_their_own_reading(tmp_path: Path):
     assert [t["pid"] for t in w["top_others"]] == [hog]
 
 
+def test_escaped_are_those_once_below_a_worker_outside_every_live_workers_group(
+        tmp_path: Path):
+    """Escaped (killed by the run before each task): a process once below a worker that is
+    outside every live worker's process group, where the worker's pause does not reach it.
+    Not the worker's own group (102), not a process the parent started (103), not a zombie."""
+    fake = FakeProc(tmp_path)
+    me, worker, child, plugin, daemon, dead = 100, 101, 102, 103, 104, 105
+    fake.write({"user": 1000, "idle": 1000}, "0.1 0.1 0.1", [
+        stat_line(me, "attnbench", 1, 10, session=50),
+        stat_line(worker, "worker", me, 50, session=worker),
+        stat_line(child, "python", worker, 20, session=worker),
+        stat_line(plugin, "nvidia-smi", me, 30, session=plugin),
+        stat_line(daemon, "daemon", worker, 5, session=daemon),
+        stat_line(dead, "gone", worker, 5, session=dead).replace(" S ", " Z ", 1)])
+    tracker = c.Tracker()
+    assert tracker.classify(c.read_procs(tmp_path), me, tmp_path).escaped == {daemon}
+    fake.write({"user": 1000, "idle": 1000}, "0.1 0.1 0.1", [  # the worker ended
+        stat_line(me, "attnbench", 1, 10, session=50),
+        stat_line(child, "python", 1, 20, session=worker),
+        stat_line(plugin, "nvidia-smi", me, 30, session=plugin),
+        stat_line(daemon, "daemon", 1, 5, session=daemon)])
+    assert tracker.classify(c.read_procs(tmp_path), me, tmp_path).escaped == {child, daemon}
+
+
 def test_a_stray_that_ends_under_init_takes_no_cpu_into_others(tmp_path: Path):
     """A leftover reaped by init (not by this run) would drop its ticks from the run's total
     and show them as others' CPU; they are kept."""

@@ -202,3 +202,37 @@ def test_a_sparse_terabyte_output_is_refused_before_it_is_read(cli, plugin_path,
         assert rec["status"] == "mismatch"
         assert "(262144, 1048576), not the case's (1, 2, 40, 16)" in _refused(rec)
 
+
+def _gone(pid: int) -> bool:
+    """Whether a process has ended (no such process, or a zombie not yet reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_a_process_escaping_the_pause_is_killed_before_the_next_task(cli, plugin_path,
+                                                                       tmp_path):
+    """A worker starts a process in a new session (the pause of its group misses it) that
+    zeroes the exchange folders' files and would outlive the run: it is killed before the next
+    backend's task, named in run.json, and the other backends' records are right."""
+    out, pidfile = tmp_path / "out", tmp_path / "pids"
+    try:
+        proc = cli("run", "-s", _scenario(tmp_path), "-b", "numpy-naive",
+                   "-b", "test-escapes-pause", "-b", "torch-naive", "--budget", "0.05",
+                   "--plugin", plugin_path("escapes_pause.py"), "--out", str(out),
+                   env={"ATTNBENCH_TEST_PIDFILE": str(pidfile)}, timeout=300)
+        pids = [int(x) for x in pidfile.read_text().split()]
+        assert proc.returncode == 0, proc.stderr[-800:]
+        assert len(pids) == 2 and all(_gone(p) for p in pids)
+        got = _by_backend(out)
+        assert {r["status"] for r in got["numpy-naive"] + got["torch-naive"]} == {"ok"}
+        contention = json.loads((out / "run.json").read_text())["contention"]
+        killed = contention.get("killed_escaped", [])
+        assert {k["pid"] for k in killed} == set(pids), (contention, proc.stderr[-2000:])
+        assert all(k["when"].startswith("before ") and "torch-naive" in k["when"]
+                   for k in killed)
+    finally:
+        for pid in [int(x) for x in pidfile.read_text().split()] if pidfile.exists() else []:
+            if not _gone(pid):
+                os.kill(pid, 9)

@@ -250,11 +250,11 @@ def _proc_state(pid: int) -> tuple[str, int]:
     return fields[0], int(fields[11]) + int(fields[12])
 
 
-def test_a_process_left_by_an_ended_worker_is_stray_not_other(cli, tmp_path: Path,
-                                                              plugin_path):
-    """A backend leaves a process in a session of its own, which the kill of its worker's
-    process group misses; reparented to init it spins on after the worker ended. It was seen
-    under the worker, so it stays the run's: stray, named, never among the others."""
+def test_a_process_escaping_its_workers_group_is_killed_not_other(cli, tmp_path: Path,
+                                                                  plugin_path):
+    """A backend leaves a process in a session of its own, which the pause and the kill of its
+    worker's process group miss; it would spin on after the worker ended. It was seen under
+    the worker, so it is the run's: killed by the run and named, never among the others."""
     mark = tmp_path / "orphan.pid"
     scenario = tmp_path / "busytiny.toml"
     scenario.write_text(TOML)
@@ -267,8 +267,9 @@ def test_a_process_left_by_an_ended_worker_is_stray_not_other(cli, tmp_path: Pat
     pid = int(mark.read_text())
     meta = json.loads((tmp_path / "orphaned" / "run.json").read_text())
     run = meta["contention"]["run"]
-    assert pid in {t["pid"] for t in run.get("top_stray", [])}, run
+    assert pid in {k["pid"] for k in meta["contention"]["killed_escaped"]}, meta["contention"]
     assert pid not in {t["pid"] for t in run.get("top_others", [])}
+    assert not Path(f"/proc/{pid}").exists() or _proc_state(pid)[0] == "Z"
 
 
 def test_a_plain_run_has_no_stray_process(cli, tmp_path: Path):

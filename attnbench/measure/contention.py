@@ -41,6 +41,8 @@ class ProcInfo:
     child_ticks: int  # cutime + cstime (children it has reaped)
     start: int  # starttime: tells a reused pid apart
     session: int = 0  # the session id (a worker leads its own)
+    group: int = 0  # the process group id (a worker's pause stops its group)
+    state: str = ""  # R, S, T, Z (a zombie: ended, not yet reaped)
 
 
 @dataclass
@@ -123,7 +125,7 @@ def parse_stat(text: str) -> ProcInfo | None:
     f = text[close + 2:].split()  # f[0] is field 3 (state)
     try:
         return ProcInfo(name, int(f[1]), int(f[11]) + int(f[12]), int(f[13]) + int(f[14]),
-                        int(f[19]), int(f[3]))
+                        int(f[19]), int(f[3]), int(f[2]), f[0])
     except (IndexError, ValueError):
         return None
 

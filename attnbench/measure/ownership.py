@@ -25,6 +25,8 @@ class Proc(Protocol):
 
     ppid: int
     session: int
+    group: int
+    state: str
     start: int
     ticks: int
     child_ticks: int
@@ -37,6 +39,9 @@ class Ours:
     all: frozenset[int]  # every process of this run (left out of others' CPU)
     legit: frozenset[int]  # the parent, and the live workers with their sessions and children
     stray: frozenset[int]  # the run's, but neither: a plugin's process, a leftover
+    # once below a worker (its tree or session), now outside every live worker's process
+    # group: a worker's pause (SIGSTOP to its group) does not reach it (setsid, setpgid)
+    escaped: frozenset[int] = frozenset()
 
 
 def is_worker(root: Path, pid: int) -> bool:
@@ -68,6 +73,7 @@ class Tracker:
     sessions: set[int] = field(default_factory=set)  # sessions its workers led
     known: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # pid: start, cpu, ppid
     lost: float = 0.0  # CPU ticks of its processes that ended with no parent of the run's
+    below: dict[int, int] = field(default_factory=dict)  # pid: start, once below a worker
 
     def classify(self, procs: dict[int, Proc], me: int, root: Path) -> Ours:
         """The run's own processes now; remembers them (and their CPU) for the next call."""
@@ -82,11 +88,23 @@ class Tracker:
         legit = descendants(procs, workers) | {
             p for p in every if p in procs and procs[p].session in workers} | {me}
         self._account_lost(procs, every, me)
+        escaped = self._escaped(procs, every, workers, me)
         self.known = {p: (procs[p].start, procs[p].ticks + procs[p].child_ticks, procs[p].ppid)
                       for p in every if p != me and p in procs}
         self.sessions = {s for s in self.sessions if s in workers
                          or any(procs[p].session == s for p in every if p in procs)}
-        return Ours(frozenset(every), frozenset(legit), frozenset(every - legit))
+        return Ours(frozenset(every), frozenset(legit), frozenset(every - legit), escaped)
+
+    def _escaped(self, procs: dict[int, Proc], every: set[int] | frozenset[int],
+                 workers: set[int], me: int) -> frozenset[int]:
+        """The processes once below a worker (remembered) now outside every live worker's
+        process group, zombies left out."""
+        under = descendants(procs, workers) | {p for p in every if p in procs
+                                               and procs[p].session in self.sessions}
+        self.below = {p: s for p, s in self.below.items() if p in procs and procs[p].start == s}
+        self.below.update({p: procs[p].start for p in under if p in procs})
+        return frozenset(p for p in self.below if p != me and procs[p].state != "Z"
+                         and procs[p].group not in workers)
 
     def _account_lost(self, procs: dict[int, Proc], every: set[int] | frozenset[int],
                       me: int) -> None:

@@ -188,6 +188,7 @@ def open_sweep(plan: Plan, config: RunConfig, total: int) -> Iterator[Sweep]:
         sweep.watch = watch = Watch(meta, config.opts.threads,
                                     any(c.device == "cuda" for _, c in plan.items),
                                     config.wait_idle_s)
+        sweep.tasks.guard = watch.kill_escaped
         started = time.time()
         try:
             with stop_on_signals(sweep.signals):

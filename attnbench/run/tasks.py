@@ -84,6 +84,8 @@ class TaskRunner:
         self.hello = {**hello, "arrays_dir": str(self.folder)}
         self.log_dir, self.timeout_s, self.seed = log_dir, timeout_s, seed
         self.starting = starting or (lambda case_id, backend: None)
+        # called before each task is sent: the sweep kills processes escaped from the pause
+        self.guard: Callable[[str, str], None] = lambda case_id, backend: None
         self.process_info: dict[str, Any] | None = None  # what prepare_process set in workers
         self.worker_stats: dict[str, Any] = {"starts": [], "overhead_ms": [], "restarts": 0}
         self._tasks = 0
@@ -123,6 +125,7 @@ class TaskRunner:
                 answers.append((backend, declined))
                 continue
             data = data or CaseData(case, self.seed)
+            self.guard(case.id, name_of(backend))
             answers.append((backend, self._ask(pool, backend, scenario, case, data)))
         if data is not None:
             data.draw_rows()  # every output exists now: the secret rows are drawn after them

@@ -9,6 +9,8 @@ roof of this machine (roofcache), into run.json's `contention` and judges it (me
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 from datetime import datetime, timezone
@@ -21,6 +23,7 @@ PROBE_S = 0.25  # the reading before the run: others' CPU over this long
 WAIT_STEP_S = 1.0  # --wait-idle: others' CPU is read over windows this long
 WAIT_SAY_S = 10.0  # a plain progress line this often (a terminal line is rewritten every step)
 CHANGE_CORES, CHANGE_STEAL = 0.25, 5.0  # a record stores readings that changed this much
+MAX_KILLED = 50  # escaped processes run.json names (each is said on stderr)
 
 
 class Watch:
@@ -41,6 +44,7 @@ class Watch:
         self.recent: dict[str, Any] | None = None  # the window of the last record
         self.tracker = contention.Tracker()  # the run's own processes, snapshot to snapshot
         self.stray: dict[int, tuple[str, float]] = {}  # pid: name, CPU ticks while stray
+        self.killed: list[dict[str, Any]] = []  # escaped processes killed (kill_escaped)
         self.before = self._reading(contention.probe(PROBE_S, cpus=self.cpus))
         self.start = self.last = self._snap()
 
@@ -55,6 +59,25 @@ class Watch:
         for pid, name, ticks in contention.stray_ticks(self.last, now):
             self.stray[pid] = (name, self.stray.get(pid, (name, 0.0))[1] + ticks)
         self.last = now
+
+    def kill_escaped(self, case_id: str = "", backend: str = "") -> None:
+        """SIGKILL every process a worker of this run started outside its process group (a
+        new session or group, which the worker's pause does not stop), before a backend's
+        task (case_id, backend) and at the end of the run; each one is kept for run.json."""
+        t0 = time.perf_counter()
+        procs = contention.read_procs(Path("/"))
+        ours = self.tracker.classify(procs, os.getpid(), Path("/"))
+        when = f"before {case_id} on {backend}" if case_id else "at the end of the run"
+        for pid in sorted(ours.escaped):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                continue
+            if len(self.killed) < MAX_KILLED:
+                self.killed.append({"pid": pid, "name": procs[pid].name[:40], "when": when})
+            print(f"attnbench: killed process {pid} ({procs[pid].name[:40]}), started by a "
+                  f"worker outside its paused process group, {when}", file=sys.stderr)
+        self.cost_s += time.perf_counter() - t0
 
     def _reading(self, window: dict[str, Any]) -> dict[str, Any]:
         """A window with the CPU clocks and (CUDA runs) the GPU state added: the run's own
@@ -166,6 +189,7 @@ class Watch:
                executor: str = "local") -> dict[str, Any]:
         """run.json's `contention` and `busy`: the readings, the roofs and the verdict; the best
         known roof of this machine is read, then raised by this run's roofs."""
+        self.kill_escaped()
         end = self._snap()
         self._move(end)
         run = contention.window(self.start, end)
@@ -181,6 +205,8 @@ class Watch:
              "cost_s": {"readings": round(self.cost_s, 4), "end_roof": end_roof_s},
              **({"wait_idle": {**(self.waited or {}), "paused_s": round(self.paused_s, 1)}}
                 if self.wait_idle_s is not None else {})}
+        if self.killed:
+            c["killed_escaped"] = self.killed
         verdict = busy.judge(c)
         refused = roofcache.remember(
             key, [roofs, roofs_end, *(d["roofs"] for d in c["roof_during"])],
