@@ -317,6 +317,10 @@ def _sweep_exit(args: argparse.Namespace, result: Any, timed: bool) -> int:
             print(f"check failed: {len(unequal)} record(s) not bitwise identical across "
                   f"{args.repeat} calls (--require-deterministic)", file=sys.stderr)
             return EXIT_FAILED
+        if unchecked := [r for r in verified if not isinstance(r.get("determinism"), dict)]:
+            print(f"check failed: {len(unchecked)} verified record(s) report no repeat check "
+                  "(--require-deterministic)", file=sys.stderr)
+            return EXIT_FAILED
     if not verified:
         why = next((r["reasons"][0] for r in records if r.get("reasons")), "no records")
         print(f"check failed: no record was verified against the oracle ({_counts(records)}; "

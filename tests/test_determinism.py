@@ -163,3 +163,19 @@ def test_a_worker_that_lies_about_determinism_is_overruled(cli, tmp_path):
     assert det["bitwise_identical"] is False and det["differing"] == ["out"]
     assert det["max_abs_diff"] > 0
     assert "the worker said True" in det["overruled"]
+
+
+@pytest.mark.process
+def test_a_worker_that_reports_no_repeat_check_fails_require_deterministic(cli, tmp_path):
+    """A worker patched to skip the repeat check reports no `determinism` entry: with nothing
+    to overrule, --require-deterministic fails the record instead of passing it."""
+    (tmp_path / "rep.toml").write_text(SCENARIO)
+    plugin = str(Path(__file__).parent / "plugins" / "skips_repeat.py")
+    proc = cli("check", "-s", str(tmp_path / "rep.toml"), "--plugin", plugin,
+               "-b", "test-skips-repeat", "-b", "numpy-naive", "--repeat", "3",
+               "--require-deterministic", "--out", str(tmp_path / "a"))
+    assert proc.returncode == 1, proc.stderr
+    assert "1 verified record(s) report no repeat check" in proc.stderr
+    recs = {r["backend"]: r for r in _records(tmp_path / "a")}
+    assert "determinism" not in recs["test-skips-repeat"]
+    assert recs["numpy-naive"]["determinism"]["bitwise_identical"] is True
