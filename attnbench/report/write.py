@@ -24,6 +24,7 @@ from attnbench.record import (
 )
 from attnbench.report import masks, plots
 from attnbench.report.groups import Group, Run, field_label, make_groups, read_runs
+from attnbench.report.recommend_view import recommendation_section
 from attnbench.report.render import Cell, Doc, Heading, Image, Table, Text, to_html, to_markdown
 from attnbench.report.scaling import Scaling, analyse
 from attnbench.results import writing
@@ -53,7 +54,7 @@ def write_report(paths: list[str | Path], out_dir: str | Path | None = None,
     groups = make_groups(runs)
     cmap = plots.colours([r["backend"] for g in groups for r in g.records])
     doc = Doc("attnbench report")
-    doc.add(*busy_section(runs), *environment_section(runs))
+    doc.add(*busy_section(runs), *environment_section(runs), *recommendation_section(runs))
     drawn: list[plots.Plot] = []
     for g in groups:
         made = plots.save_group(g, out / "plots", cmap, baseline)
