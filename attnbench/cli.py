@@ -196,7 +196,7 @@ def add_recommend_parser(sub: Any) -> None:
 
 def byte_size(text: str) -> float:
     """An argparse type: a size in bytes ('8GiB', '512MB', '1e9')."""
-    from attnbench.report.recommend import parse_bytes
+    from attnbench.report.recommend_case import parse_bytes
 
     try:
         return parse_bytes(text)
@@ -492,7 +492,7 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace, argv: list[str]) -> int:
-    from attnbench.report.recommend import Options
+    from attnbench.report.recommend_case import Options
     from attnbench.report.recommend_view import run_recommend
 
     options = Options(args.memory_budget, args.max_error_over_bound, args.prefer)

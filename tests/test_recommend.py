@@ -16,7 +16,8 @@ from attnbench.cli import main
 from attnbench.measure.timing import summarize
 from attnbench.record import new_record
 from attnbench.report.groups import read_runs
-from attnbench.report.recommend import Options, Point, parse_bytes, recommend
+from attnbench.report.recommend import Options, Point, recommend
+from attnbench.report.recommend_case import parse_bytes
 from attnbench.report.recommend_json import from_dict, to_dict
 from attnbench.results import RunWriter
 
@@ -46,14 +47,17 @@ def agreement(passed: bool, ratio: float) -> dict[str, Any]:
 
 def rec(backend: str, seq: int, ms: float, status: str = "ok", *, seq_q: int | None = None,
         peak: float = 2**20, ratio: float = 0.1, head_dim: int = 64,
-        passed: bool | None = None) -> dict[str, Any]:
-    """A record of a causal fp32 CPU case; ok and mismatch records are timed and checked."""
+        passed: bool | None = None, timed: bool = True) -> dict[str, Any]:
+    """A record of a causal fp32 CPU case; ok and mismatch records are checked, and timed
+    unless not timed (a check run's)."""
     case = Case(1, 8, 8, seq if seq_q is None else seq_q, seq, head_dim, mask="causal")
     fields: dict[str, Any] = {}
     if status in ("ok", "mismatch"):
         ok = status == "ok" if passed is None else passed
         fields = {"timing": timing(ms, seed=zlib.crc32(f"{backend} {seq} {seq_q}".encode())),
                   "agreement": agreement(ok, ratio), "memory": {"peak_bytes": peak}}
+        if not timed:
+            fields = {"agreement": fields["agreement"]}
     elif status == "unsupported":
         fields = {"reasons": [f"{backend} cannot run this case"]}
     else:
@@ -187,6 +191,16 @@ def test_runs_on_one_machine_pool_and_other_machines_stay_apart(tmp_path: Path):
     assert len(pooled.runs) == 2 and pooled.points[0].winner == "y"  # x failed in run b
     apart = next(b for b in result.buckets if "Other CPU" in b.key.machine)
     assert apart.points[0].winner == "x"
+
+
+def test_a_check_run_pooled_with_a_timed_one_adds_no_timing(tmp_path: Path):
+    timed = write_run(tmp_path / "a", [rec("x", 256, 1.0), rec("y", 256, 2.0)])
+    checked = write_run(tmp_path / "b", [rec(b, 256, 0.0, timed=False) for b in "xyz"])
+    p = recommend(read_runs([timed, checked])).buckets[0].points[0]
+    assert (p.winner, p.next) == ("x", "y")
+    assert [(e.backend, e.kind) for e in p.excluded] == [("z", "untimed")]
+    budget = recommend(read_runs([timed, checked]), Options(memory_budget=2**30))
+    assert budget.buckets[0].points[0].winner == "x"  # memory judged on the timed records
 
 
 def test_json_round_trip_and_schema(tmp_path: Path, capsys):
