@@ -233,7 +233,7 @@ def test_markdown_format(tmp_path: Path, capsys):
     assert main(["recommend", str(run), "--format", "markdown"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("| # | device |") and lines[1].startswith("|---|")
-    assert re.search(r"\| a \| ×(1\.9\d|2\.0\d) over b \(p<0\.001\) \| – \|$", lines[2])
+    assert re.search(r"\| a \| ×(1\.9\d|2\.0\d) over b \(p\\<0\.001\) \| – \|$", lines[2])
 
 
 @pytest.mark.parametrize("args, message", [

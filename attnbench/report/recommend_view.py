@@ -16,7 +16,7 @@ from attnbench.report.recommend import (
     Recommendation,
     recommend,
 )
-from attnbench.report.render import Cell, Heading, Table, Text
+from attnbench.report.render import Cell, Heading, Table, Text, md_escape
 from attnbench.sanitize import plain
 
 HEADERS = ["#", "device", "dtype mode", "variant", "shape", "phase", "length", "winner",
@@ -113,10 +113,10 @@ def exclusion_notes(number: int, b: Bucket) -> list[str]:
 def markdown(rec: Recommendation) -> str:
     """The table and its notes in Markdown."""
     def line(cells: list[str]) -> str:
-        return "| " + " | ".join(plain(c).replace("|", "\\|") for c in cells) + " |"
+        return "| " + " | ".join(md_escape(c) if c else " " for c in cells) + " |"
 
     lines = [line(HEADERS), "|" + "---|" * len(HEADERS)] + [line(r) for r in rows(rec)]
-    return "\n".join(lines + [""] + [f"- {plain(n)}" for n in notes(rec)]) + "\n"
+    return "\n".join(lines + [""] + [f"- {md_escape(n)}" for n in notes(rec)]) + "\n"
 
 
 def print_table(rec: Recommendation) -> None:
