@@ -295,3 +295,20 @@ def test_on_the_cpu_baseline_every_length_has_an_agreeing_winner():
             assert p.winner is not None and status[(p.case_id, p.winner)] == "ok"
             fastest = min(m for _, m in p.ranking)
             assert p.winner_ms == fastest  # no --prefer: the fastest of the tied wins
+
+
+def test_a_real_run_and_a_wrong_check_through_the_cli(cli, real_run, tmp_path: Path):
+    """A fresh timed run gets a winner at every length; a check run that caught a wrong
+    backend names it excluded (and, untimed, recommends nobody)."""
+    out = tmp_path / "rec.json"
+    proc = cli("recommend", str(real_run("base")), "--json", str(out))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    points = [p for b in json.loads(out.read_text())["buckets"] for p in b["points"]]
+    assert points and all(p["winner"] for p in points)
+    proc = cli("recommend", str(real_run("wrong")), "--format", "markdown")
+    assert proc.returncode == 0, proc.stderr
+    assert "slow-copy never recommended here (failing): mismatch at" in proc.stdout
+    assert "none eligible" in proc.stdout
+    proc = cli("recommend", str(tmp_path / "missing"))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "not a run folder" in proc.stderr
