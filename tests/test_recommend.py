@@ -228,10 +228,12 @@ def test_json_round_trip_and_schema(tmp_path: Path, capsys):
     assert "bad never recommended here (failing)" in shown
 
 
-def test_markdown_format(tmp_path: Path, capsys):
+def test_markdown_format_and_a_preferred_name_no_run_has(tmp_path: Path, capsys):
     run = write_run(tmp_path / "run", [rec("a", 256, 1.0), rec("b", 256, 2.0)])
-    assert main(["recommend", str(run), "--format", "markdown"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    assert main(["recommend", str(run), "--format", "markdown", "--prefer", "b,typo"]) == 0
+    shown = capsys.readouterr()
+    assert shown.err == "note: --prefer names typo, which no record of these runs has\n"
+    lines = shown.out.splitlines()
     assert lines[0].startswith("| # | device |") and lines[1].startswith("|---|")
     assert re.search(r"\| a \| ×(1\.9\d|2\.0\d) over b \(p\\<0\.001\) \| – \|$", lines[2])
 

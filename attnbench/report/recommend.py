@@ -49,7 +49,8 @@ class BucketKey:
 
 @dataclass
 class Range:
-    """Consecutive lengths of a bucket with the same winner."""
+    """Consecutive lengths of a bucket at each of which one backend (the winner here) wins or
+    ties with the winner; tied: the others that do too."""
 
     start: int
     end: int
