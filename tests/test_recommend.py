@@ -274,6 +274,14 @@ def test_the_report_has_a_recommendation_section(tmp_path: Path):
     assert "Recommendation</h2>" in page and " over b (p&lt;0.001)" in page
 
 
+def test_the_report_of_a_check_run_says_nothing_can_be_recommended(tmp_path: Path):
+    from attnbench.report.recommend_view import NOTHING_TIMED, recommendation_section
+
+    run = write_run(tmp_path / "run", [rec(b, 256, 0.0, timed=False) for b in "ab"])
+    blocks = recommendation_section(read_runs([run]))
+    assert [getattr(b, "text", None) for b in blocks] == ["Recommendation", NOTHING_TIMED]
+
+
 def test_on_the_h200_sweep_the_cudnn_kernel_wins_d128_16k_under_two_names():
     """torch-sdpa chose cuDNN there: the two names of one kernel tie; torch-naive never wins."""
     result = recommend(read_runs([REPO / "results/baselines/h200/gpu-sweep"]))

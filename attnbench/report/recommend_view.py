@@ -27,6 +27,8 @@ INTRO = ("Per bucket (device, dtype, pass, variant, head dim, heads, batch, pref
          "backend is tied when it is not slower beyond noise (as `compare` judges a "
          "regression: 10 % and 50 µs on CPU, 5 % and 10 µs on GPU, and p < 0.05). A backend "
          "with a failing or unverified record in a bucket is never recommended in it.")
+NOTHING_TIMED = ("no backend can be recommended: no record is both timed and ok (a check run "
+                 "times nothing).")
 
 
 def p_text(p: float | None) -> str:
@@ -141,6 +143,8 @@ def recommendation_section(runs: list[Run]) -> list[Any]:
     rec = recommend(runs)
     if not rec.buckets:
         return []
+    if not any(p.winner for b in rec.buckets for p in b.points):
+        return [Heading(2, "Recommendation"), Text(NOTHING_TIMED)]
     body = [[Cell(c, best=(i == 7 and c not in ("", "none eligible"))) for i, c in enumerate(r)]
             for r in rows(rec)]
     return [Heading(2, "Recommendation"), Text(INTRO), Table(HEADERS, body),
