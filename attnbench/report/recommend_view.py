@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from attnbench.errors import UsageError
+from attnbench.report.compare import ALPHA, DEFAULTS
 from attnbench.report.groups import Run, read_runs
 from attnbench.report.recommend import (
     Bucket,
@@ -25,8 +26,10 @@ INTRO = ("Per bucket (device, dtype, pass, variant, head dim, heads, batch, pref
          "and length: the fastest backend whose records agree with the oracle. Margin: the next "
          "backend's median over the winner's, with the Mann-Whitney p on the raw samples; a "
          "backend is tied when it is not slower beyond noise (as `compare` judges a "
-         "regression: 10 % and 50 µs on CPU, 5 % and 10 µs on GPU, and p < 0.05). A backend "
-         "with a failing or unverified record in a bucket is never recommended in it.")
+         "regression: {noise}, and p < {alpha}). A backend with a failing or unverified record "
+         "in a bucket is never recommended in it.").format(
+    noise=", ".join(f"{thr:.0%} and {floor * 1000:g} µs on {device}"
+                    for device, (thr, floor) in DEFAULTS.items()), alpha=ALPHA)
 NOTHING_TIMED = ("no backend can be recommended: no record is both timed and ok (a check run "
                  "times nothing).")
 
