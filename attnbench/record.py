@@ -184,7 +184,8 @@ def failure_text(rec: dict[str, Any]) -> str:
 def _output_failure(o: dict[str, Any]) -> str:
     if o.get("error"):
         return f"{o.get('name')}: {o['error']}"
-    ratio = o.get("error_over_bound")
-    worst = f"error/bound {ratio:.3g} at the worst row, " if isinstance(ratio, float) else ""
+    ratio, where = o.get("error_over_bound"), o.get("worst")
+    at = f" ({where})" if isinstance(where, str) else ""  # per element, per head: named
+    worst = f"error/bound {ratio:.3g}{at}, " if isinstance(ratio, (int, float)) else ""
     return (f"{o.get('name')}: {worst}max_abs_err {o.get('max_abs_err'):.3g}, bound "
             f"{o.get('bound'):.3g} ({o.get('rule')}), nonfinite {o.get('nonfinite')}")

@@ -116,7 +116,8 @@ def harness_bytes(case: Case) -> dict[str, int]:
     """Bytes the harness itself holds for a case, by where they live ("host", "device").
 
     float64 q, k, v (and dO, and a bias), the backend's copy in the case dtype, the oracle's
-    rows with the float64 copy of the compared output, the oracle's block workspace and, with
+    rows and rounding model with the float64 copy of the compared output, the model's block
+    workspace and, with
     gradients, the gradient oracle's largest group. A paged or packed layout holds one more
     float64 copy of k and v (the pristine values in that layout).
     """
@@ -127,8 +128,10 @@ def harness_bytes(case: Case) -> dict[str, int]:
     elems = q + kv + bias + (q if case.mode != "fwd" else 0)
     if case.layout != "padded":
         elems += q + 2 * kv  # the layout's pristine copy (paged: the pool's spare slots too)
-    compared = 4 * 8 * b * case.heads_q * rows_in_budget(case) * dv  # ref, copy, 2 temporaries
-    workspace = 4 * 8 * max(BLOCK_ENTRIES, group * case.seq_kv)
+    # the oracle and its rounding model (ref, det, sigma, temp), the copy, 2 temporaries
+    compared = 7 * 8 * b * case.heads_q * rows_in_budget(case) * dv
+    # a block: ~12 score-sized arrays of MODEL_BLOCK_ENTRIES, or of one row when larger
+    workspace = 8 * max(4 * BLOCK_ENTRIES, 12 * group * case.seq_kv)
     if case.mode != "fwd":
         workspace += 5 * 8 * min(group * case.seq_q * case.seq_kv, GRAD_SKIP_LIMIT)
     host = 8 * elems + compared + workspace

@@ -20,9 +20,9 @@ from attnbench.record import Status, new_record
 from attnbench.run import determinism
 from attnbench.verify import agreement, grad, layouts
 from attnbench.verify import inputs as inputs_mod
-from attnbench.verify.baseline import baseline_error
-from attnbench.verify.floor import row_floor, row_magnitudes
-from attnbench.verify.reference import check_rows, oracle
+from attnbench.verify.baseline import output_rule
+from attnbench.verify.reference import check_rows
+from attnbench.verify.rounding import Model, oracle_and_model
 
 
 @dataclass
@@ -77,7 +77,7 @@ class CaseData:
         self.arrays = inputs_mod.reference_arrays(case, seed)
         # None: a fresh draw, so which rows are compared beyond the budget is not predictable
         self.check_seed = secrets.randbits(32) if check_seed is None else check_seed
-        self._oracle: tuple[np.ndarray, np.ndarray] | None = None
+        self._oracle: tuple[np.ndarray, Model] | None = None
         self._rules: dict[str, agreement.Rule] = {}
         self._grads: grad.GradData | None = None
         self._pristine: dict[str, np.ndarray] | None = None
@@ -101,10 +101,10 @@ class CaseData:
         if check_seed is not None and check_seed != self.check_seed:
             self.check_seed, self._oracle, self._rules = check_seed, None, {}
 
-    def _rows_and_ref(self) -> tuple[np.ndarray, np.ndarray]:
+    def _rows_and_ref(self) -> tuple[np.ndarray, Model]:
         if self._oracle is None:
             rows = check_rows(self.case, self.check_seed)
-            self._oracle = (rows, oracle(self.arrays, self.case, rows))
+            self._oracle = (rows, oracle_and_model(self.arrays, self.case, rows))
         return self._oracle
 
     @property
@@ -113,28 +113,22 @@ class CaseData:
         return self._rows_and_ref()[0]
 
     @property
-    def ref(self) -> np.ndarray:
-        """The float64 oracle output on those rows."""
+    def model(self) -> Model:
+        """The float64 oracle on those rows and the rounding model of a correct kernel there."""
         return self._rows_and_ref()[1]
 
-    def rule(self, framework: str) -> agreement.Rule:
-        """The output's pass rule in a framework: its same-dtype baseline's error, or why none."""
-        if framework not in self._rules:
-            try:
-                err = baseline_error(self.arrays, self.case, self.ref, self.rows, framework)
-                why = None
-            except Exception as exc:  # no baseline: fixed bounds, and the record says why
-                err, why = None, f"baseline raised {exc!r}"[:300]
-            floor, mags = self._floor()
-            self._rules[framework] = agreement.Rule(self.case.dtype, err, fallback_reason=why,
-                                                    floor=floor, magnitudes=mags)
-        return self._rules[framework]
+    @property
+    def ref(self) -> np.ndarray:
+        """The float64 oracle output on those rows."""
+        return self.model.ref
 
-    def _floor(self) -> tuple[np.ndarray, dict[str, float]]:
-        """The output's rounding floor per compared row, and the magnitudes it came from."""
-        m = row_magnitudes(self.arrays, self.case, self.rows)
-        mags = {f"{name}_max": float(a.max(initial=0.0)) for name, a in m.items()}
-        return row_floor(m, self.case.dtype), mags
+    def rule(self, framework: str) -> agreement.Rule:
+        """The output's pass rule in a framework: the rounding model, calibrated live by the
+        same-dtype baseline of that framework."""
+        if framework not in self._rules:
+            self._rules[framework] = output_rule(self.arrays, self.case, self.rows, self.model,
+                                                 framework)
+        return self._rules[framework]
 
     def grads(self) -> grad.GradData:
         """dO, the gradient-checked groups and their oracle (built on first use)."""
