@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-
 from alarm_impls import Impl, Rows, expand, finish, fused, scaled, with_case
+
 from attnbench import variants
 from attnbench.case import Case
 from attnbench.verify.reference import row_visibility

@@ -83,8 +83,20 @@ def variant_cases(quick: bool) -> list[Case]:
     return out
 
 
+def extremes() -> list[Case]:
+    """Scores far from the usual scale: near one-hot rows (a scale of 1e6 in float32, 16/√d in
+    the half types), scores near float16's range."""
+    out = [Case(1, 2, 2, 256, 256, 64, dtype="float32", mask=m, scale=1e6)
+           for m in ("none", "causal")]
+    for dt in ("bfloat16", "float16"):
+        out.append(Case(1, 2, 2, 1000, 1000, 64, dtype=dt, scale=16 / 8))
+        out.append(Case(1, 2, 2, 1, 4096, 128, dtype=dt, scale=16 / math.sqrt(128)))
+    out.append(Case(1, 2, 2, 64, 512, 64, dtype="float16", scale=100.0))
+    return out
+
+
 def cases(quick: bool) -> list[Case]:
-    return _check(plain(quick) + variant_cases(quick))
+    return _check(plain(quick) + variant_cases(quick) + extremes())
 
 
 def sample_rows(case: Case, cap: int, seed: int) -> np.ndarray:

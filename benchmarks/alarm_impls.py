@@ -41,14 +41,22 @@ class Rows:
         return variants.score_terms(self.case, self.b, heads, self.rows, self.bias)
 
     def mask(self, dtype: torch.dtype) -> torch.Tensor:
-        """−inf where hidden, + the terms shifted so each row's largest visible one is 0, in
-        a dtype (what attnbench's Inputs.additive_mask hands SDPA's attn_mask)."""
-        vis, t = self.vis.numpy(), self.terms()
+        """What attnbench's Inputs.additive_mask hands SDPA's attn_mask, on these rows: −inf
+        where hidden, + ALiBi shifted so each row's largest visible term is 0, in a dtype,
+        + the bias (exact in the dtype)."""
+        case, vis = self.case, self.vis.numpy()
+        heads = np.arange(case.heads_q)
         m = np.where(vis, 0.0, -np.inf)[None]
-        if t is not None:
+        if case.alibi:
+            t = variants.score_terms(replace(case, bias="none"), self.b, heads, self.rows, None)
             top = np.where(vis, t, -np.inf).max(axis=-1, keepdims=True)
             m = m + t - np.where(np.isfinite(top), top, 0.0)
-        return torch.from_numpy(m)[None].to(dtype)
+        out = torch.from_numpy(m)[None].to(dtype)
+        if self.bias is not None:
+            bias = variants.score_terms(replace(case, alibi=False), self.b, heads, self.rows,
+                                        self.bias)
+            out = out + torch.from_numpy(bias)[None].to(dtype)
+        return out
 
 
 Impl = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Rows], torch.Tensor]

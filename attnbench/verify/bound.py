@@ -35,7 +35,7 @@ Z_SCALE = 4.0  # standard deviations of the fitted scale
 SYSTEMATIC = 1 / 2  # a systematic relative error a correct kernel may have (a scalar rounded
 #                     to the dtype), in units of u
 K_BASELINE = 2.0  # the baseline's own errors count k times when it exceeds the model
-RULE = "rounding model: per element, per-head rel L2 and scale"
+RULE = "rounding model: per element, per-head rel L2, output scale and softmax scale"
 
 
 @dataclass
@@ -106,17 +106,19 @@ def judge(got: np.ndarray, nonfinite: int, model: Model, allowance: Allowance | 
     compared (to name the worst one)."""
     finite = np.isfinite(got)
     err = np.where(finite, got, 0.0) - model.ref
+    abs_err = np.where(finite, np.abs(err), np.inf)
     bounds = element_bounds(model, allowance)
-    ratios = {"element": _ratios(np.where(finite, np.abs(err), np.inf), bounds)}
-    limits = {"element": bounds, **_fit_limits(err, model, allowance, ratios)}
+    ratios = {"element": _ratios(abs_err, bounds)}
+    _fit_limits(err, model, allowance, ratios)
     checks = {n: _worst(r) for n, r in ratios.items()}
     name = max(checks, key=lambda n: checks[n][0])
     ratio, at = checks[name]
+    largest = _worst(abs_err)[1]  # where max_abs_err is: "bound" is that element's bound
     seen = bounds[np.broadcast_to(~model.empty, bounds.shape)]
     entry = {
         "rule": RULE if allowance is None else f"{RULE}, + {K_BASELINE:g}x baseline per row",
         "error_over_bound": ratio, "worst": _where(name, at, rows, model),
-        "bound": float(np.broadcast_to(limits[name], ratios[name].shape)[at]) if at else 0.0,
+        "bound": float(bounds[largest]) if largest else 0.0,
         "checks": {n: c[0] for n, c in checks.items()},
         "bound_min": float(seen.min(initial=np.inf)) if seen.size else 0.0,
         "bound_max": float(seen.max(initial=0.0)),
