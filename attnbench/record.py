@@ -163,8 +163,10 @@ def error_ratio(rec: dict[str, Any]) -> float | None:
         err, bound = o.get("max_abs_err"), o.get("bound")
         if o.get("nonfinite") or o.get("error"):  # NaN/Inf or a wrong shape: fails outright
             ratios.append(float("inf"))
-        elif isinstance(o.get("error_over_bound"), (int, float)):  # per-row bounds: the worst
+        elif isinstance(o.get("error_over_bound"), (int, float)):  # the worst check's ratio
             ratios.append(float(o["error_over_bound"]))
+        elif "error_over_bound" in o and o.get("passed") is False:  # null: over a zero bound
+            ratios.append(float("inf"))
         elif isinstance(err, (int, float)) and isinstance(bound, (int, float)) and bound > 0:
             ratios.append(err / bound if err == err else float("inf"))
     return max(ratios) if ratios else None
