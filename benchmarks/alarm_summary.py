@@ -29,7 +29,8 @@ def summarise(results: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
                 t[check] = max(t[check], c["checks"][check])
             by_impl[f"{name} {r['dtype']}"] = max(by_impl[f"{name} {r['dtype']}"], c["ratio"])
     power: dict[str, dict[str, dict[str, Counter]]] = {}
-    missed = []
+    missed: list[dict[str, Any]] = []
+    excess: dict[str, float] = {}  # bug dtype -> how far above the worst correct a miss was
     for r in results:
         for name, b in r["bugs"].items():
             cell = power.setdefault(name, {}).setdefault(r["dtype"], {})
@@ -37,13 +38,17 @@ def summarise(results: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
             cell.setdefault("all", Counter())[b["class"]] += 1
             if b["class"] == "missed":
                 missed.append({"case": r["case"], "bug": name, "ratio": b["ratio"],
-                               "effect": b["effect"], "worst_correct": r["worst_correct"]})
+                               "excess": b["excess"], "effect": b["effect"],
+                               "worst_correct": r["worst_correct"]})
+                key = f"{name} {r['dtype']}"
+                excess[key] = max(excess.get(key, 0.0), b["excess"])
     return {"cases": len(results), "pairs": pairs, "false_alarms": len(alarms),
             "false_alarm_examples": alarms[:20], "tightness": dict(tight),
             "worst_by_impl": dict(sorted(by_impl.items())),
             "power": {b: {d: {k: dict(c) for k, c in v.items()} for d, v in p.items()}
                       for b, p in power.items()},
             "missed_examples": missed[:40], "missed_total": len(missed),
+            "missed_excess_max": dict(sorted(excess.items())),
             "seconds": round(seconds, 1),
             "model_seconds_max": max((r["model_s"] for r in results), default=0.0)}
 

@@ -119,10 +119,11 @@ def evaluate(case: Case, seed: int, rows_cap: int) -> dict[str, Any]:
         bug_arrays = BUG_INPUTS[name](arrays, case) if name in BUG_INPUTS else arrays
         got = judged(run_rows(impl, bug_arrays, case, rows, dt), model)
         effect = judged(run_rows(impl, bug_arrays, case, rows, torch.float64), model)
-        above = any(effect["checks"][c] > worst[c] for c in worst)
+        excess = max(effect["checks"][c] / worst[c] if worst[c] > 0 else
+                     (np.inf if effect["checks"][c] > 0 else 0.0) for c in worst)
         got["class"] = ("caught" if not got["passed"] else
-                        "missed" if above else "below")
-        got["effect"] = effect["checks"]
+                        "missed" if excess > 1 else "below")
+        got["effect"], got["excess"] = effect["checks"], excess
         bugs[name] = got
     return {"case": case.id, "label": label(case), "dtype": case.dtype, "band": band(case),
             "rows": int(len(rows)), "model_s": round(model_s, 3), "correct": correct,

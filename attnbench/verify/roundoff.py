@@ -42,7 +42,8 @@ class Coefficients:
     shifted: float = 2.0  # of the row-shifted terms and their sum, where added in the dtype
     weight: float = 2.0  # of each weight p: exp's result and the normalised weight
     relative: float = 1.0  # of a row's denominator (a relative error the whole row shares)
-    sums: float = 1.0  # × L, in u_acc: L terms summed in order (o²/3 + Σ p² v²/2)
+    sums: float = 1 / 4  # × L, in u_acc: L terms summed in order (o²/3 + Σ p² v²/2), by at
+    #                      least 4 interleaved accumulators (BLAS, blocked kernels)
 
 
 DEFAULT = Coefficients()
