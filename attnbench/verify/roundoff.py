@@ -92,29 +92,14 @@ class Block:
         o = np.matmul(p, v)
         top = Top(p, v, o)
         temp = self._temperature(s1, p, o, top)
-        p = p.astype(work)
+        drift, w1, w1_top, wk = self._weights(p.astype(work), var_s, o, top, coef, u, ua)
         vw = v.astype(work)
-        small = float(var_s.max(initial=0.0)) < 1e-3  # first order is exact to 1e-6 there
-        tilt = p * (var_s / 2 if small else np.expm1(var_s / 2))  # E[e^e] − 1: a drift
-        drift = top.term(tilt) + np.matmul(tilt, vw)
-        drift -= o * tilt.sum(axis=-1, keepdims=True, dtype=np.float64)
-        del tilt
-        np.multiply(p, p, out=p)  # p² from here on
-        w1 = var_s
-        w1 *= (1 + 0.875 * var_s) if small else _exp_factor(var_s)
-        w1 *= p  # multiplies (v_jt − o_t)²
-        w1_top = top.take(w1)
-        seen = self.vis.sum(axis=1)[:, None]  # (R, 1) keys each row sees
-        wk = p
-        wk *= coef.weight * u * u + coef.sums * ua * ua * seen / 2  # multiplies v_jt²
-        if dt == "float16":  # weights below the normal range round to a multiple of 2^-24
-            wk += np.where(self.vis, coef.weight * RNE_VARIANCE * TINY[dt] ** 2, 0.0)
         var = np.matmul(w1 + wk, vw * vw).astype(np.float64)
         var -= 2 * o * np.matmul(w1, vw)
         var += o * o * w1.sum(axis=-1, keepdims=True, dtype=np.float64)
         np.maximum(var, 0.0, out=var)  # cancellation can leave tiny negatives
         var += w1_top * top.d * top.d
-        rho = coef.relative * u * u + coef.sums * ua * ua * seen / 3
+        rho = coef.relative * u * u + coef.sums * ua * ua * self.seen / 3
         var += rho * o * o
         spread, scale, scale_t = self._per_key(o, temp, w1, w1_top, wk, top)
         det = UNIT_ROUNDOFF[dt] * np.abs(o) + np.abs(drift) + TINY[dt]
@@ -128,6 +113,32 @@ class Block:
                  "rho": rho + 0 * cap, "cap": cap, "key_spread": spread, "key_scale": scale,
                  "key_temp": scale_t}
         return {n: np.where(empty, 0.0, x) for n, x in parts.items()}
+
+    @property
+    def seen(self) -> np.ndarray:
+        """(R, 1): how many keys each row sees."""
+        return self.vis.sum(axis=1)[:, None]
+
+    def _weights(self, p: np.ndarray, var_s: np.ndarray, o: np.ndarray, top: Top,
+                 coef: Coefficients, u: float, ua: float) -> tuple[np.ndarray, ...]:
+        """(drift, w1, w1_top, wk): the drift of the output; the weights of (v_jt − o_t)² (the
+        score errors; 0 at each row's heaviest key, whose weight is w1_top) and of v_jt² (the
+        weights' own roundings and the sums). p (working precision) and var_s are consumed."""
+        small = float(var_s.max(initial=0.0)) < 1e-3  # first order is exact to 1e-6 there
+        tilt = p * (var_s / 2 if small else np.expm1(var_s / 2))  # E[e^e] − 1: a drift
+        drift = top.term(tilt) + np.matmul(tilt, self.v.astype(p.dtype))
+        drift -= o * tilt.sum(axis=-1, keepdims=True, dtype=np.float64)
+        del tilt
+        np.multiply(p, p, out=p)  # p² from here on
+        w1 = var_s
+        w1 *= (1 + 0.875 * var_s) if small else _exp_factor(var_s)
+        w1 *= p
+        w1_top = top.take(w1)
+        wk = p
+        wk *= coef.weight * u * u + coef.sums * ua * ua * self.seen / 2
+        if self.case.dtype == "float16":  # weights below the normal range: a multiple of 2^-24
+            wk += np.where(self.vis, coef.weight * RNE_VARIANCE * TINY["float16"] ** 2, 0.0)
+        return drift, w1, w1_top, wk
 
     def _temperature(self, s1: np.ndarray, p: np.ndarray, o: np.ndarray, top: Top
                      ) -> np.ndarray:
