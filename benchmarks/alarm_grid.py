@@ -83,6 +83,17 @@ def variant_cases(quick: bool) -> list[Case]:
     return out
 
 
+def small_heads(quick: bool) -> list[Case]:
+    """Peer suites' small shapes: d 16 and 32, a scale of 9/√d among them."""
+    out = []
+    shapes = [(13, 16), (24, 24)] if quick else [(13, 16), (16, 13), (24, 24), (1, 40)]
+    for (sq, sk), d, f, mask in itertools.product(shapes, [16, 32], [1.0, 9.0],
+                                                  ["none", "causal"]):
+        for dt in DTYPES + ["float64"]:
+            out.append(Case(2, 5, 5, sq, sk, d, dtype=dt, mask=mask, scale=f / math.sqrt(d)))
+    return out
+
+
 def extremes() -> list[Case]:
     """Scores far from the usual scale: near one-hot rows (a scale of 1e6 in float32, 16/√d in
     the half types), scores near float16's range."""
@@ -96,7 +107,7 @@ def extremes() -> list[Case]:
 
 
 def cases(quick: bool) -> list[Case]:
-    return _check(plain(quick) + variant_cases(quick) + extremes())
+    return _check(plain(quick) + small_heads(quick) + variant_cases(quick) + extremes())
 
 
 def sample_rows(case: Case, cap: int, seed: int) -> np.ndarray:

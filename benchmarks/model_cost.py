@@ -47,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     with threadpool_limits(args.threads):
         for case in CASES:
             arrays, rows = reference_arrays(case, 0), check_rows(case, 0)
-            plain = best(lambda: oracle(arrays, case, rows), args.repeat)
-            model = best(lambda: oracle_and_model(arrays, case, rows), args.repeat)
+            plain = best(lambda a=arrays, c=case, r=rows: oracle(a, c, r), args.repeat)
+            model = best(lambda a=arrays, c=case, r=rows: oracle_and_model(a, c, r),
+                         args.repeat)
             out.append({"case": case.id, "rows": int(len(rows)), "oracle_s": round(plain, 3),
                         "oracle_and_model_s": round(model, 3), "ratio": round(model / plain, 2)})
             print(json.dumps(out[-1]), flush=True)

@@ -5,10 +5,11 @@ passes when all four checks hold (u: the dtype's unit roundoff):
 
 - every element: |err| <= 2 · (det + 4 sigma), at most the convex-hull cap; exactly 0 on rows
   that see no key;
-- every (batch, head): ||err||₂ <= 1.25 · sqrt(M + 4 S), M the mean of the sum of squared
-  errors a correct kernel makes (Σ RNE·(u o)² + sigma² + drift²) and S its standard deviation
-  (the sum is of independent squares: one per element, per row, per key of a row): a global
-  error (10 % noise, a dropped key) that each element hides in its rounding adds up here;
+- every (batch, head): ||err||₂ <= 1.25 · sqrt(M + 2√8 |a|₂ + 16 max a), M the mean of the sum
+  of squared errors a correct kernel makes (Σ RNE·(u o)² + sigma² + drift²), a the weights of
+  the independent squares it is made of (one per element, per row, per key of a row; Laurent &
+  Massart's tail, e^-8 for Gaussian errors): a global error (10 % noise, a dropped key) that
+  each element hides in its rounding adds up here;
 - every (batch, head): the fitted output scale <err, o> / <o, o> and the fitted softmax scale
   <err, t> / <t, t> (t = d o / d log scale) are at most 1.25 · (4 standard deviations under the
   model + the model's drift along o or t + u/2, a scalar rounded to the dtype): a 1 % scale
@@ -32,7 +33,8 @@ FACTOR = 2.0  # margin over the model of the per-element check
 FACTOR_FIT = 1.25  # margin over the model of the fitted scales (averages: nearly Gaussian)
 Z_ELEMENT = 4.0  # standard deviations of the random part allowed per element
 FACTOR_L2 = 1.25  # margin over the model's L2 bound (a sum of many squares: concentrated)
-Z_L2 = 4.0  # standard deviations of the sum of squared errors
+TAIL_L2 = 8.0  # x of Laurent & Massart's tail of Σ a_i Z_i²: P(> mean + 2√x |a|₂ + 2x |a|_∞)
+#                ≤ e^-x (Gaussian errors; rounding errors, bounded, have lighter tails)
 Z_SCALE = 4.0  # standard deviations of the fitted scale
 SYSTEMATIC = 1 / 2  # a systematic relative error a correct kernel may have (a scalar rounded
 #                     to the dtype), in units of u
@@ -62,12 +64,12 @@ def element_bounds(model: Model, allowance: Allowance | None = None) -> np.ndarr
 
 def head_stats(err: np.ndarray, model: Model) -> dict[str, np.ndarray]:
     """Per (batch, head): the error's L2 norm and fitted scale α, and what the model expects
-    of each: the L2 norm's bound (the mean of the sum of squared errors plus Z_L2 standard
-    deviations of it) and α's standard deviation and drift.
+    of each: the L2 norm's bound and the fitted scales' standard deviations and drifts.
 
-    The sum of squares is a weighted sum of independent squares: one per output element (its
-    own rounding), one per row (the relative error it shares) and one per key of each row (a
-    key's error moves every channel of the row at once), so its variance is 2 Σ weight²."""
+    The sum of squared errors is a weighted sum Σ a_i Z_i² of independent squares: one per
+    output element (its own rounding), one per row (the relative error it shares) and one per
+    key of each row (a key's error moves every channel of the row at once); its bound is
+    Laurent & Massart's tail: mean + 2√x |a|₂ + 2x max a, x = TAIL_L2."""
     ref, u2 = model.ref, RNE_VARIANCE * UNIT_ROUNDOFF[model.dtype] ** 2
     own = u2 * ref * ref
     var = np.minimum(own + model.sigma ** 2, model.cap ** 2)
@@ -75,8 +77,11 @@ def head_stats(err: np.ndarray, model: Model) -> dict[str, np.ndarray]:
     shared = model.rho[..., 0] * o2_row
     o2 = o2_row.sum(axis=2)
     safe = np.where(o2 > 0, o2, 1.0)
-    spread = np.sqrt(2 * (model.key_spread[..., 0].sum(axis=2) + (own * own).sum(axis=(2, 3))
-                          + (shared * shared).sum(axis=2)))
+    spread = np.sqrt(model.key_spread[..., 0].sum(axis=2) + (own * own).sum(axis=(2, 3))
+                     + (shared * shared).sum(axis=2))  # |a|₂ of the squares' weights
+    heaviest = np.maximum.reduce([model.key_max[..., 0].max(axis=2, initial=0.0),
+                                  own.max(axis=(2, 3), initial=0.0),
+                                  shared.max(axis=2, initial=0.0)])  # |a|_∞
     scale_var = (model.key_scale[..., 0].sum(axis=2) + (own * ref * ref).sum(axis=(2, 3))
                  + (shared * o2_row).sum(axis=2))
     temp = model.temp
@@ -87,7 +92,8 @@ def head_stats(err: np.ndarray, model: Model) -> dict[str, np.ndarray]:
                 + (model.rho[..., 0] * ot_row * ot_row).sum(axis=2))
     return {
         "l2": np.sqrt((err * err).sum(axis=(2, 3))),
-        "l2_model": np.sqrt(var.sum(axis=(2, 3)) + Z_L2 * spread + model.drift_sq),
+        "l2_model": np.sqrt(var.sum(axis=(2, 3)) + 2 * np.sqrt(TAIL_L2) * spread
+                            + 2 * TAIL_L2 * heaviest + model.drift_sq),
         "scale": np.where(o2 > 0, (err * ref).sum(axis=(2, 3)) / safe, 0.0),
         "scale_sd": np.sqrt(scale_var) / safe,
         "scale_drift": np.abs(model.drift_o) / safe,

@@ -39,7 +39,7 @@ from attnbench.verify.roundoff import (
 
 __all__ = ["RNE_VARIANCE", "TINY", "UNIT_ROUNDOFF", "Coefficients", "Model", "oracle_and_model"]
 WIDE = ("ref", "det", "sigma", "temp", "drift")  # fields with a channel axis
-FIELDS = (*WIDE, "rho", "cap", "key_spread", "key_scale", "key_temp")
+FIELDS = (*WIDE, "rho", "cap", "key_spread", "key_max", "key_scale", "key_temp")
 
 
 @dataclass
@@ -48,8 +48,9 @@ class Model:
 
     (batch, heads_q, rows, dv): ref, det, sigma (sigma² includes rho·ref², the variance of the
     relative error a row shares), temp (d ref / d log scale: how the output moves when the
-    softmax scale does); (batch, heads_q, rows, 1): rho, cap, key_spread (Σ over keys of the
-    squared variance each key's errors add to the row's sum of squared errors), key_scale and
+    softmax scale does); (batch, heads_q, rows, 1): rho, cap, key_spread and key_max (Σ over
+    keys of the squared variance each key's errors add to the row's sum of squared errors, and
+    the largest of those variances), key_scale and
     key_temp (the variance key errors add to <err_row, ref_row> and <err_row, temp_row>);
     (batch, heads_q): drift_sq, drift_o, drift_t (Σ drift², Σ drift·ref, Σ drift·temp);
     empty (batch, 1, rows, 1): rows that see no key.
@@ -63,6 +64,7 @@ class Model:
     rho: np.ndarray
     cap: np.ndarray
     key_spread: np.ndarray
+    key_max: np.ndarray
     key_scale: np.ndarray
     key_temp: np.ndarray
     empty: np.ndarray

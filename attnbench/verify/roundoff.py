@@ -39,11 +39,14 @@ class Coefficients:
     softcap: float = 2.0  # of cap·tanh(s/cap): tanh's result and the multiply (the divide is
     #                       one more rounding of s)
     terms: float = 2.0  # in u_acc, of ALiBi/bias and of the score they are added to
+    shift: float = 1.0  # in u_acc, of s − max_j s_j, the exponential's argument
     shifted: float = 2.0  # of the row-shifted terms and their sum, where added in the dtype
     weight: float = 2.0  # of each weight p: exp's result and the normalised weight
+    exp: float = 4.0  # × u_acc² (not a rounding): the variance of a fast exp's relative error,
+    #                   2 units in the last place rms (numba-cpu's polynomial: 1.7, max 4.6)
     relative: float = 1.0  # of a row's denominator (a relative error the whole row shares)
-    sums: float = 1 / 4  # × L, in u_acc: L terms summed in order (o²/3 + Σ p² v²/2), by at
-    #                      least 4 interleaved accumulators (BLAS, blocked kernels)
+    sums: float = 1.0  # × L, in u_acc: L terms summed in order (o²/3 + Σ p² v²/2); BLAS's
+    #                    float32 p·v measures 0.65 of it
 
 
 DEFAULT = Coefficients()
@@ -65,8 +68,8 @@ class Block:
 
     def scores(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(s1, s, shifted): q·k·scale, the final scores (softcap, terms, −inf where masked)
-        and, with ALiBi or a bias, the scores less each row's largest visible term (what a
-        kernel adding the row-shifted terms in its dtype rounds; None without terms)."""
+        and, with ALiBi or a bias, what a kernel adding Inputs.additive_mask in its dtype
+        rounds: the scores less each row's largest visible ALiBi term (None without terms)."""
         case = self.case
         s1 = np.matmul(self.q, self.k.T)
         s1 *= case.softmax_scale
@@ -75,8 +78,11 @@ class Block:
         shifted = None
         if terms is not None:
             s += terms
-            top = np.where(self.vis, terms, -np.inf).max(axis=-1, keepdims=True)
-            shifted = np.where(self.vis, s - np.where(np.isfinite(top), top, 0.0), 0.0)
+            shifted = np.where(self.vis, s, 0.0)
+            if case.alibi:
+                alibi = variants.score_terms(case, self.b, self.heads, self.rows, None)
+                top = np.where(self.vis, alibi, -np.inf).max(axis=-1, keepdims=True)
+                shifted -= np.where(self.vis, np.where(np.isfinite(top), top, 0.0), 0.0)
         np.copyto(s, -np.inf, where=~self.vis)
         return s1, s, shifted
 
@@ -101,17 +107,18 @@ class Block:
         var += w1_top * top.d * top.d
         rho = coef.relative * u * u + coef.sums * ua * ua * self.seen / 3
         var += rho * o * o
-        spread, scale, scale_t = self._per_key(o, temp, w1, w1_top, wk, top)
+        spread, heaviest, scale, scale_t = self._per_key(o, temp, w1, w1_top, wk, top)
         det = UNIT_ROUNDOFF[dt] * np.abs(o) + np.abs(drift) + TINY[dt]
         if dt == "float64":  # the float64 oracle errs as much as the kernel does
             var, rho, det, spread = 2 * var, 2 * rho, 2 * det, 4 * spread
+            heaviest = 2 * heaviest
             scale, scale_t = 2 * scale, 2 * scale_t
         vmax = np.where(self.vis, np.abs(v).max(axis=1)[None, :], 0.0).max(axis=1)
         cap = (np.abs(o).max(axis=-1, keepdims=True) + vmax[:, None]) * (1 + 4 * u) + TINY[dt]
         empty = ~self.vis.any(axis=1)[:, None]
         parts = {"ref": o, "det": det, "sigma": np.sqrt(var), "temp": temp, "drift": drift,
-                 "rho": rho + 0 * cap, "cap": cap, "key_spread": spread, "key_scale": scale,
-                 "key_temp": scale_t}
+                 "rho": rho + 0 * cap, "cap": cap, "key_spread": spread, "key_max": heaviest,
+                 "key_scale": scale, "key_temp": scale_t}
         return {n: np.where(empty, 0.0, x) for n, x in parts.items()}
 
     @property
@@ -135,7 +142,8 @@ class Block:
         w1 *= p
         w1_top = top.take(w1)
         wk = p
-        wk *= coef.weight * u * u + coef.sums * ua * ua * self.seen / 2
+        exp = coef.exp * ACC_ROUNDOFF[self.case.dtype] ** 2
+        wk *= coef.weight * u * u + exp + coef.sums * ua * ua * self.seen / 2
         if self.case.dtype == "float16":  # weights below the normal range: a multiple of 2^-24
             wk += np.where(self.vis, coef.weight * RNE_VARIANCE * TINY["float16"] ** 2, 0.0)
         return drift, w1, w1_top, wk
@@ -150,9 +158,9 @@ class Block:
         return lead + np.matmul(s1, self.v) - o * s1.sum(axis=-1, keepdims=True)
 
     def _per_key(self, o: np.ndarray, temp: np.ndarray, w1: np.ndarray, w1_top: np.ndarray,
-                 wk: np.ndarray, top: Top) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """A key's error moves every channel of a row at once. Per row: Σ_j a_j², a_j the
-        variance key j adds to Σ_t err_t²; the variance key errors add to Σ_t o_t err_t and
+                 wk: np.ndarray, top: Top) -> tuple[np.ndarray, ...]:
+        """A key's error moves every channel of a row at once. Per row: Σ_j a_j² and max_j a_j,
+        a_j the variance key j adds to Σ_t err_t²; the variance key errors add to Σ_t o_t err_t and
         to Σ_t temp_t err_t (key j adds w1_j (x·(v_j − o))² + wk_j (x·v_j)² to Σ_t x_t err_t).
         w1 is 0 at each row's heaviest key, whose part (w1_top) is added exactly."""
         work = w1.dtype
@@ -177,9 +185,11 @@ class Block:
         dot += wk * norm_v  # a_j (the heaviest key's without its w1 part)
         spread = np.einsum("...j,...j->...", dot, dot)[..., None].astype(np.float64)
         a_top = np.take_along_axis(wk, top.index, axis=-1) * top.norm_v
-        spread += (a_top + w1_top * (top.d * top.d).sum(axis=-1, keepdims=True)) ** 2
-        spread -= a_top * a_top
-        return spread, scale.astype(np.float64), scale_t.astype(np.float64)
+        full_top = a_top + w1_top * (top.d * top.d).sum(axis=-1, keepdims=True)
+        spread += full_top ** 2 - a_top * a_top
+        heaviest = np.maximum(dot.max(axis=-1, keepdims=True, initial=0.0), full_top)
+        return (spread, heaviest.astype(np.float64), scale.astype(np.float64),
+                scale_t.astype(np.float64))
 
     def _score_variance(self, sq: np.ndarray, s: np.ndarray, shifted: np.ndarray | None,
                         coef: Coefficients, u: float, ua: float) -> np.ndarray:
@@ -205,6 +215,9 @@ class Block:
         if shifted is not None:  # ALiBi/bias: added in u_acc, or shifted in the dtype
             total = np.where(self.vis, s, 0.0)
             var += coef.terms * ua * ua * total * total + coef.shifted * u * u * shifted ** 2
+        top = s.max(axis=-1, keepdims=True)
+        below = np.where(self.vis, s - np.where(np.isfinite(top), top, 0.0), 0.0)
+        var += coef.shift * ua * ua * below * below
         return np.minimum(var, MAX_SCORE_VAR, out=var)
 
 
