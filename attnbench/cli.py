@@ -189,10 +189,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("attnbench: interrupted", file=sys.stderr)
         return 130
-    finally:  # a command's --timeout must not outlive it (main may be called in-process)
-        from attnbench.plugin import guard
-
-        guard.set_run_limit(None)
 
 
 def settle_args(args: argparse.Namespace) -> None:
@@ -216,54 +212,62 @@ def settle_args(args: argparse.Namespace) -> None:
 
 def cmd_list(args: argparse.Namespace, argv: list[str]) -> int:
     from attnbench.case import scenario_names
-    from attnbench.plugin.registry import build_registry
+    from attnbench.plugin.catalog import load_catalog
     from attnbench.report.tables import backend_list, console
 
-    registry = build_registry(args.plugin)
+    catalog = load_catalog(args.plugin)
     out = console()
-    out.print(backend_list(registry))
-    for plugin, reason in registry.failures:
+    out.print(backend_list(catalog))
+    for plugin, reason in catalog.failures:
         out.print(f"plugin {plugin} failed: {reason}")
     if args.scenarios:
-        out.print("scenarios: " + ", ".join(scenario_names(registry.scenario_dirs())))
+        out.print("scenarios: " + ", ".join(scenario_names(catalog.scenario_dirs)))
     return EXIT_OK
 
 
 def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     from attnbench.measure import environment
     from attnbench.measure.timing import TimerConfig
-    from attnbench.plugin import guard
-    from attnbench.plugin.registry import build_registry
-    from attnbench.run.execute import Options, run_check_seed
+    from attnbench.plugin.catalog import load_catalog
     from attnbench.run.runner import make_plan, resolve_devices
+    from attnbench.worker.execute import Options
 
     timed = args.command == "run"
     old_meta = _adopt_resumed(args)
     if getattr(args, "require_deterministic", False) and (args.repeat or 1) < 2:
         raise UsageError("--require-deterministic needs --repeat N with N >= 2")
     run_id = _out_folder(args)
-    guard.set_run_limit(args.timeout)  # every plugin call in this process obeys --timeout
-    registry = build_registry(args.plugin)
-    for plugin, reason in registry.failures:
-        print(f"attnbench: plugin {plugin} failed: {reason}", file=sys.stderr)
     names = args.scenario or ["default" if timed else "smoke"]
-    scenarios = [resolve_scenario(n, registry.scenario_dirs()) for n in names]
-    plan = make_plan(registry, scenarios, args.backend, resolve_devices(args.device), args.dtype)
+    early = _shipped_scenarios(names)  # a bad file fails before any plugin is loaded
+    executor = _executor(args)  # bad executor flags too
+    catalog = load_catalog(args.plugin, run_limit=args.timeout)  # this process imports none
+    for plugin, reason in catalog.failures:
+        print(f"attnbench: plugin {plugin} failed: {reason}", file=sys.stderr)
+    scenarios = [early.get(n) or resolve_scenario(n, catalog.scenario_dirs) for n in names]
+    plan = make_plan(catalog, scenarios, args.backend, resolve_devices(args.device), args.dtype)
     if not plan.backends:
         raise UsageError("no backend is available to run")
     opts = Options(seed=args.seed, time_it=timed, timer=TimerConfig(budget_s=args.budget),
                    threads=args.threads, memory=timed,  # check: agreement only, no gc-heavy peaks
-                   check_seed=run_check_seed(old_meta),  # rows beyond the oracle budget
                    repeat=args.repeat or 1)
     meta = {"command": "attnbench " + shlex.join(argv), "config": _config(args, scenarios, opts),
-            "environment": environment.fingerprint(), **({"run_id": run_id} if run_id else {})}
+            "environment": environment.fingerprint(args.plugin or []),
+            **({"run_id": run_id} if run_id else {})}
     if old_meta is not None:
         from attnbench.run.resume import check
 
         meta["resume_notes"] = check(old_meta, meta, plan.describe(), args.allow_code_change)
-    result = _runner(args, plan, opts, meta)
+    result = _runner(args, plan, opts, meta, executor)
     _print_results(args, result, timed)
     return _sweep_exit(args, result, timed)
+
+
+def _shipped_scenarios(names: list[str]) -> dict[str, Any]:
+    """The scenarios given as files or shipped names, read now; plugin-provided names later."""
+    from attnbench.case import shipped_scenario_dir
+
+    return {n: resolve_scenario(n) for n in names
+            if n.endswith(".toml") or "/" in n or (shipped_scenario_dir() / f"{n}.toml").is_file()}
 
 
 def _out_folder(args: argparse.Namespace) -> str | None:
@@ -291,8 +295,11 @@ def _out_folder(args: argparse.Namespace) -> str | None:
 def _sweep_exit(args: argparse.Namespace, result: Any, timed: bool) -> int:
     """130 when stopped; for check, 1 when a record failed or none was verified."""
     if not getattr(result, "finished", True):
-        print(f"attnbench: {result.stopped or 'stopped'}; the records so far are kept, "
-              f"finish with: attnbench {args.command} --resume {result.out_dir}", file=sys.stderr)
+        how = (f"finish with: attnbench {args.command} --resume {result.out_dir}"
+               if not getattr(args, "frontier", False) else "a --frontier run cannot be "
+               "resumed: start it again into a new --out (frontier.json says where it stopped)")
+        print(f"attnbench: {result.stopped or 'stopped'}; the records so far are kept, {how}",
+              file=sys.stderr)
         return 130
     if timed:
         return EXIT_OK
@@ -357,7 +364,7 @@ def _config(args: argparse.Namespace, scenarios: list[Any], opts: Any) -> dict[s
             "backends": args.backend, "devices": args.device, "dtypes": args.dtype,
             "seed": args.seed, "budget_s": args.budget, "plugins": args.plugin,
             "timed": args.command == "run", "timeout_s": args.timeout,
-            "threads": getattr(args, "threads", None), "check_seed": opts.check_seed,
+            "threads": getattr(args, "threads", None),
             "executor": args.executor or "local", "ray_address": args.ray_address,
             "ray_cpus_per_task": args.ray_cpus_per_task, "ray_resources": args.ray_resource,
             "repeat": opts.repeat}
@@ -374,7 +381,8 @@ def _adopt_resumed(args: argparse.Namespace) -> dict[str, Any] | None:
     return adopt(args, build_parser().parse_args([args.command]))
 
 
-def _runner(args: argparse.Namespace, plan: Any, opts: Any, meta: dict[str, Any]) -> Any:
+def _runner(args: argparse.Namespace, plan: Any, opts: Any, meta: dict[str, Any],
+            executor: Any) -> Any:
     """Run the plan as the flags say: run_plan, or the --frontier sweep; the RunResult."""
     from attnbench.run.runner import RunConfig, run_plan
 
@@ -383,7 +391,7 @@ def _runner(args: argparse.Namespace, plan: Any, opts: Any, meta: dict[str, Any]
                        timeout_s=args.timeout,
                        frontier_max=getattr(args, "frontier_max", None),
                        wait_idle_s=getattr(args, "wait_idle", None),
-                       executor=_executor(args))
+                       executor=executor)
     if getattr(args, "frontier", False):
         from attnbench.run.frontier import run_frontier
 

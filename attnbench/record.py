@@ -129,7 +129,75 @@ def invalid_reason(obj: Any) -> str | None:
         value = obj.get(key)
         if key in obj and (not isinstance(value, kinds) or isinstance(value, bool)):
             return f"field {key!r} has the wrong type ({type(value).__name__})"
+    return case_field_problem(obj) or fields_problem(obj, TOP_FIELDS)
+
+
+# JSON kinds a field may have: "int", "num" (int or float), "str", "bool", "null", "list",
+# "dict", "ints" (a list of integers), "strs" (a list of strings); bool is never an int here
+KINDS = {"int": "an integer", "num": "a number", "str": "a string", "bool": "true or false",
+         "null": "null", "list": "a list", "dict": "an object", "ints": "a list of integers",
+         "strs": "a list of strings"}
+TOP_FIELDS = {"reasons": ("strs",), "flags": ("strs",), "framework": ("str",),
+              "traceback": ("str", "null"), "log_tail": ("str", "null"),
+              "determinism": ("dict", "null"), "node": ("dict", "null"),
+              "contention": ("dict", "null"), "frontier_stop": ("str", "null")}
+
+
+def fits(value: Any, kinds: tuple[str, ...]) -> bool:
+    """Whether a JSON value is one of the kinds (see KINDS)."""
+    def one(kind: str) -> bool:
+        if kind in ("ints", "strs"):
+            item = int if kind == "ints" else str
+            return isinstance(value, list) and all(
+                isinstance(x, item) and not isinstance(x, bool) for x in value)
+        if kind == "null":
+            return value is None
+        if kind == "bool":
+            return isinstance(value, bool)
+        types = {"int": int, "num": (int, float), "str": str, "list": list, "dict": dict}[kind]
+        return isinstance(value, types) and not isinstance(value, bool)
+    return any(one(k) for k in kinds)
+
+
+def fields_problem(obj: dict[str, Any], spec: dict[str, tuple[str, ...]],
+                   where: str = "") -> str | None:
+    """Why a field of obj (those spec names, when present) is not of its kinds, or None."""
+    for name, kinds in spec.items():
+        if name in obj and not fits(obj[name], kinds):
+            return (f"field '{where}{name}' is not "
+                    f"{' or '.join(KINDS[k] for k in kinds)} ({_shown(obj[name])})")
     return None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def case_field_problem(obj: dict[str, Any]) -> str | None:
+    """Why a record's case fields (window_left, q_lens, softcap...) do not have the types of
+    attnbench.case.Case's fields, or None."""
+    return fields_problem(obj, _case_kinds())
+
+
+_CASE_KINDS: dict[str, tuple[str, ...]] = {}
+
+
+def _case_kinds() -> dict[str, tuple[str, ...]]:
+    """Case's fields as JSON kinds, from its type hints (int, float, str, bool, tuple[int,
+    ...], each maybe `| None`): a field added to Case is checked without a change here."""
+    if not _CASE_KINDS:
+        import typing
+
+        from attnbench.case import Case
+
+        names = {int: "int", float: "num", str: "str", bool: "bool", type(None): "null"}
+        for name, hint in typing.get_type_hints(Case).items():
+            kinds = ["ints" if typing.get_origin(a) is tuple else names.get(a, "?")
+                     for a in typing.get_args(hint) or (hint,)]
+            if "?" not in kinds:  # a type with no JSON kind here: not checked
+                _CASE_KINDS[name] = tuple(kinds)
+    return _CASE_KINDS
 
 
 def record_key(record: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -187,7 +255,9 @@ def _output_failure(o: dict[str, Any]) -> str:
     if o.get("error"):
         return f"{o.get('name')}: {o['error']}"
     ratio, where = o.get("error_over_bound"), o.get("worst")
-    at = f" ({where})" if isinstance(where, str) else ""  # per element, per head: named
+    # an output names its worst check and element; a gradient's bound is per element
+    at = f" at the worst {where}" if where in ("element", "row") else (
+        f" ({where})" if isinstance(where, str) else "")
     worst = f"error/bound {ratio:.3g}{at}, " if isinstance(ratio, (int, float)) else ""
     return (f"{o.get('name')}: {worst}max_abs_err {o.get('max_abs_err'):.3g}, bound "
             f"{o.get('bound'):.3g} ({o.get('rule')}), nonfinite {o.get('nonfinite')}")

@@ -6,12 +6,14 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from attnbench.errors import UsageError, warn
-from attnbench.record import invalid_reason
+from attnbench.record import fields_problem, invalid_reason
 
 SCHEMA_VERSION = 1
 
@@ -21,31 +23,61 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
 
 
+@contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """An OSError while writing path becomes a one-line UsageError naming it (a full disk's
+    error names no file by itself)."""
+    try:
+        yield
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 class RunWriter:
-    """Writes one run's folder; the only writer of records.jsonl (flush + fsync per record)."""
+    """Writes one run's folder; the only writer of records.jsonl (flush + fsync per record).
+
+    A record that cannot be appended (a full disk) stops the run: the error names the file,
+    the records written before stay, and run.json says why it stopped.
+    """
 
     def __init__(self, out_dir: str | Path, meta: dict[str, Any], resume: bool = False):
         self.dir = Path(out_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.records = self.dir / "records.jsonl"
+        self.failure: str | None = None  # why a record could not be appended
+        with writing(self.dir):
+            self.dir.mkdir(parents=True, exist_ok=True)
         self.meta = {"schema_version": SCHEMA_VERSION, **meta, "finished": False}
         self.write_meta()
-        self._fh = open(self.dir / "records.jsonl", "a" if resume else "w", encoding="utf-8")
+        with writing(self.records):
+            self._fh = open(self.records, "a" if resume else "w", encoding="utf-8")
 
     def write_meta(self, **updates: Any) -> None:
         self.meta.update(updates)
         tmp = self.dir / "run.json.tmp"
-        tmp.write_text(json.dumps(self.meta, indent=2, default=str))
-        os.replace(tmp, self.dir / "run.json")
+        with writing(self.dir / "run.json"):
+            tmp.write_text(json.dumps(self.meta, indent=2, default=str))
+            os.replace(tmp, self.dir / "run.json")
 
     def append(self, record: dict[str, Any]) -> None:
-        self._fh.write(strict_json(record) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        try:
+            self._fh.write(strict_json(record) + "\n")
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        except OSError as exc:
+            self.failure = (f"cannot append a record to {self.records}: "
+                            f"{exc.strerror or exc}; the run stopped, the records written "
+                            "before are kept")
+            raise UsageError(self.failure) from None
 
     def close(self, finished: bool, **updates: Any) -> None:
-        self._fh.close()
+        try:
+            self._fh.close()
+        except OSError:  # the record that could not be appended: already said (failure)
+            pass
+        if self.failure and not updates.get("stopped"):
+            updates["stopped"] = self.failure
         now = datetime.now(timezone.utc).isoformat()
-        self.write_meta(finished=finished, ended=now, **updates)
+        self.write_meta(finished=finished and not self.failure, ended=now, **updates)
 
 
 # what attnbench writes in a run folder: --overwrite deletes these, and nothing else
@@ -204,7 +236,21 @@ NUMBERS = {(): ("scale", "softmax_scale", "io_bytes", "score_bytes", "gflops_per
            ("timing",): ("median_ms", "iqr_ms", "p20_ms", "p80_ms", "min_ms", "mean_ms",
                          "std_ms", "iqr_over_median"),
            ("memory",): ("peak_bytes", "base_bytes")}
-OUTPUT_NUMBERS = ("max_abs_err", "mean_abs_err", "rel_l2_err", "bound", "baseline_max_abs_err")
+OUTPUT_NUMBERS = ("max_abs_err", "mean_abs_err", "rel_l2_err", "bound", "baseline_max_abs_err",
+                  "error_over_bound")
+# the other sub-fields readers use, and their JSON kinds (record.KINDS)
+SUB_FIELDS = {
+    "agreement": {"passed": ("bool", "null"), "problems": ("strs", "null"),
+                  "rows_checked": ("str", "int", "null"), "check_seed": ("int", "null")},
+    "timing": {"noisy": ("bool", "null")},
+    "memory": {"method": ("str", "null")},
+    "determinism": {"repeats": ("int", "null"), "bitwise_identical": ("bool", "null"),
+                    "max_abs_diff": ("num", "null"), "differing": ("strs", "null")},
+}
+OUTPUT_FIELDS = {"name": ("str", "null"), "passed": ("bool", "null"),
+                 "nonfinite": ("int", "null"), "error": ("str", "null"),
+                 "rule": ("str", "null"), "fallback_reason": ("str", "null"),
+                 "shape": ("ints", "null")}
 
 
 def shape_problem(rec: dict[str, Any]) -> str | None:
@@ -226,6 +272,18 @@ def shape_problem(rec: dict[str, Any]) -> str | None:
         bad = next((n for n in OUTPUT_NUMBERS if not _number_or_none(o.get(n))), None)
         if bad:
             return f"field 'agreement.outputs[{i}].{bad}' is not a number"
+        problem = fields_problem(o, OUTPUT_FIELDS, f"agreement.outputs[{i}].")
+        if problem:
+            return problem
+        missing = [n for n in ("max_abs_err", "bound") if o.get(n) is None]
+        if missing and not o.get("error"):  # compared outputs carry their error and bound
+            return (f"field 'agreement.outputs[{i}].{missing[0]}' is null in an output "
+                    "without an error")
+    for name, spec in SUB_FIELDS.items():
+        sub = rec.get(name)
+        problem = fields_problem(sub, spec, f"{name}.") if isinstance(sub, dict) else None
+        if problem:
+            return problem
     return None
 
 

@@ -3,7 +3,8 @@
 flash_attn_func for padded cases, flash_attn_varlen_func (cu_seqlens) for packed sequences,
 per-sequence query lengths and documents, flash_attn_with_kvcache for per-sequence cache
 lengths and the paged KV cache (block_table). Window, ALiBi and soft-capping are native
-arguments of all three. Also flash-attn-4 (flash_attn.cute.flash_attn_func), plain cases only.
+arguments of all three. flash-attn-4 (flash_attn.cute) is in backends/flash_attn_cute.py and
+registers through this module's hook.
 """
 
 from __future__ import annotations
@@ -207,24 +208,17 @@ class FlashAttnFunc(Backend):
 
 
 def flash_backends() -> list[Backend]:
-    """flash-attn (FlashAttention-2) and flash-attn-4 (CuTe DSL)."""
+    """flash-attn (FlashAttention-2) and flash-attn-4 (CuTe DSL, backends/flash_attn_cute.py)."""
+    from attnbench.backends.flash_attn_cute import FlashAttn4
+
     caps = Capabilities(devices=("cuda",), dtypes=HALF_DTYPES, modes=MODES,
                         head_dim_min=8, head_dim_max=256, head_dim_multiple=8,
                         variants=FA2_VARIANTS, why_not=FA2_WHY, min_versions=MIN_VERSIONS)
-    # FlashAttention-4 documents fewer head sizes (64, 96, 128); kept to what it states
-    fa4_why = dict.fromkeys(("window", "lengths", "packed", "paged", "documents", "alibi",
-                             "bias", "softcap", "dv"),
-                            "flash-attn-4 is mapped for plain and causal cases only (its "
-                            "variant arguments differ from FlashAttention-2's)")
-    caps4 = Capabilities(devices=("cuda",), dtypes=HALF_DTYPES, modes=MODES,
-                         head_dim_min=64, head_dim_max=128, head_dim_multiple=32,
-                         why_not=fa4_why)
     return [
         FlashAttnFunc("flash-attn", "flash_attn", caps,
                       "FlashAttention-2: flash_attn_func / _varlen_func / _with_kvcache, "
                       "bottom-right causal (>= 2.1)"),
-        FlashAttnFunc("flash-attn-4", "flash_attn.cute", caps4,
-                      "FlashAttention-4: flash_attn.cute.flash_attn_func (Hopper/Blackwell)"),
+        FlashAttn4(),
     ]
 
 

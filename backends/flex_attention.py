@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -16,11 +19,12 @@ RECOMPILE_LIMIT = 256  # one graph per dtype/mask/heads family: never fall back 
 
 
 @cache
-def compiled_flex() -> Callable[..., Any]:
+def compiled_flex(dynamic: bool | None = True) -> Callable[..., Any]:
     """flex_attention wrapped in torch.compile once per process; graphs compile on first call.
 
     dynamic=True: one graph serves every sequence length of a (dtype, mask, grouping) family,
-    so a sweep pays a few compiles, not one per shape. Each compile lands in the first call of
+    so a sweep pays a few compiles, not one per shape (False: one graph per shape; None:
+    torch's default, static until a shape changes). Each compile lands in the first call of
     the case that triggers it (the harness's first_call_ms), never in the timed median.
     """
     import torch
@@ -33,7 +37,66 @@ def compiled_flex() -> Callable[..., Any]:
     for knob in ("recompile_limit", "cache_size_limit"):  # renamed across torch versions
         if hasattr(cfg, knob) and getattr(cfg, knob) < RECOMPILE_LIMIT:
             setattr(cfg, knob, RECOMPILE_LIMIT)
-    return torch.compile(flex_attention, dynamic=True)
+    compile_log()  # counting from the first compile on
+    return torch.compile(flex_attention, dynamic=dynamic)
+
+
+@dataclass
+class CompileLog:
+    """Every torch.compile compilation in this process, counted and timed, and the facts of
+    the case being run kept current: a compile in any of its calls, a lazily compiled backward
+    included, updates them at once (Inputs.report)."""
+
+    count: int = 0
+    ms: float = 0.0
+    started: float = 0.0
+    case: tuple[weakref.ref, int, float] | None = None  # (its inputs, count and ms before it)
+
+    def start(self, *_: Any) -> None:
+        self.started = time.perf_counter()
+
+    def end(self, *_: Any) -> None:
+        self.count += 1
+        self.ms += (time.perf_counter() - self.started) * 1e3
+        self.tell()
+
+    def follow(self, inputs: Inputs) -> None:
+        """From now on, compiles are this case's (reported as none until one happens)."""
+        self.case = (weakref.ref(inputs), self.count, self.ms)
+        self.tell()
+
+    def tell(self) -> None:
+        """Report compiles, recompiled (it compiled although this process had compiled before:
+        no earlier graph served the case) and compile_ms to the case being followed."""
+        inputs = self.case[0]() if self.case else None
+        if inputs is None:
+            return
+        new = self.count - self.case[1]
+        inputs.report(compiles=new, recompiled=new > 0 and self.case[1] > 0,
+                      compile_ms=round(self.ms - self.case[2], 3))
+
+
+@cache
+def compile_log() -> CompileLog | None:
+    """The process's CompileLog, fed by dynamo's compile start/end callbacks (one window covers
+    the tracing, AOT and inductor's code generation of a compile); None where torch has none."""
+    import torch._dynamo
+
+    handler = getattr(torch._dynamo, "callback_handler", None)
+    if handler is None or not hasattr(handler, "register_end_callback"):
+        return None
+    log = CompileLog()
+    handler.register_start_callback(log.start)
+    handler.register_end_callback(log.end)
+    return log
+
+
+def synchronize(device: Any) -> None:
+    """Wait for the device's queued work (CUDA), so that a host clock times it."""
+    if getattr(device, "type", device) == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
 
 
 def causal_block_mask(case: Case, device: str) -> Any:
@@ -205,22 +268,30 @@ class FlexAttention(Backend):
         per_device={"cpu": {"modes": ("fwd",)}},  # no backward on the CPU: NotImplementedError
     )
 
+    dynamic: bool | None = True  # torch.compile's dynamic: see compiled_flex
+
     def prepare(self, inputs: Inputs) -> Callable[[], Any]:
         case = inputs.case
-        flex = compiled_flex()
+        flex, log = compiled_flex(self.dynamic), compile_log()
+        if log is not None:
+            log.follow(inputs)
         device = inputs.q.device
         packed = case.layout == "packed"
         if packed and (inputs.q.shape[0] == 0 or inputs.k.shape[0] == 0):
             # no query, or no key in any sequence: flex cannot index an empty sequence
             shape = (inputs.q.shape[0], case.heads_q, case.dv)
+            inputs.report(setup_ms=0.0)
             return lambda: inputs.q.new_zeros(shape)
         where = packed_positions(inputs, device) if packed else padded_positions
         q, k, v = (to_bhsd(x) for x in (inputs.q, inputs.k, inputs.v)) if packed else (
             inputs.q, inputs.k, inputs.v)
+        t0 = time.perf_counter()
         kwargs = {"block_mask": block_mask_for(inputs, where, q.shape[2],
                                                case.seq_kv if not packed else k.shape[2], device),
                   "score_mod": score_mod(inputs, where, device), "scale": inputs.scale,
                   "enable_gqa": case.heads_q != case.heads_kv}
+        synchronize(device)
+        inputs.report(setup_ms=round((time.perf_counter() - t0) * 1e3, 3))
         gather = paged_gather(inputs) if case.layout == "paged" else None
         inputs.empty_rows()  # built now, not in the first call
 

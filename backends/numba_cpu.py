@@ -22,6 +22,13 @@ from attnbench import variants as var
 
 TILE_Q, TILE_K = 256, 512  # chosen by measurement: docs/cpu_kernels.md
 SERIAL_WORK = 2**21  # visible (query, key) pairs over all heads under which one thread runs
+WHY_NOT = {  # the variants the kernel lacks, and why (`attnbench list` and the records say so)
+    "packed": "the kernel reads padded (batch, heads, seq, d) arrays, not sequences packed "
+              "one after another by cu_seqlens (varlen)",
+    "paged": "the kernel reads each sequence's keys contiguously, not pages through a block "
+             "table",
+    "bias": "the kernel adds no score-bias array (ALiBi it computes from the slopes)",
+}
 
 
 def cache_dir() -> str:
@@ -88,7 +95,7 @@ class NumbaCPU(Backend):
                    "online softmax, masked tiles skipped")
     capabilities = Capabilities(devices=("cpu",), dtypes=("float64", "float32"),
                                 variants=("window", "lengths", "documents", "alibi", "softcap",
-                                          "dv"))
+                                          "dv"), why_not=WHY_NOT)
 
     def prepare(self, inputs: Inputs) -> Callable[[], Any]:
         nk = kernel_module()
@@ -110,11 +117,12 @@ class NumbaCPU(Backend):
             out = np.empty(shape, dtype=q.dtype)  # per call, as every other backend
             if serial:
                 call(out)
-                return out
-            # the parallel tasks are the threads: BLAS inside them must be single-threaded, or
-            # it oversubscribes the cores (OpenBLAS inside OpenMP tasks warns it may hang)
-            with ctl.limit(limits=1, user_api="blas"):
-                call(out)
+            else:  # the parallel tasks are the threads: BLAS inside them must be
+                # single-threaded, or it oversubscribes the cores (OpenBLAS in OpenMP may hang)
+                with ctl.limit(limits=1, user_api="blas"):
+                    call(out)
+            if not inputs.reported:  # after the first call: numba knows what it loaded
+                inputs.report(**nk.what_ran(fn, q.dtype, not serial))
             return out
 
         return run

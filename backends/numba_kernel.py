@@ -212,3 +212,18 @@ def renamed(fn: Any, name: str) -> Any:
 # costs more than the work (and, on a loaded machine, waits for a time slice).
 attention_serial = njit(cache=True, fastmath=FLAGS)(renamed(attention.py_func,
                                                             "attention_serial"))
+
+
+def what_ran(fn: Any, dtype: np.dtype, parallel: bool) -> dict[str, Any]:
+    """Facts for Inputs.report after a call of fn (attention or attention_serial) on arrays of
+    dtype: `cache_hit`, whether that compiled version came from numba's on-disk cache (False:
+    compiled in this process; None: no such version found), and `threading_layer`, the layer
+    numba's parallel loops ran on (None for the serial kernel)."""
+    import numba
+
+    item = numba.from_dtype(dtype)
+    sigs = [s for s in fn.signatures if getattr(s[0], "dtype", None) == item]
+    stats = fn.stats
+    hit = (None if not sigs else True if stats.cache_hits.get(sigs[0]) else
+           False if stats.cache_misses.get(sigs[0]) else None)
+    return {"cache_hit": hit, "threading_layer": numba.threading_layer() if parallel else None}

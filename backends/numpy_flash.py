@@ -22,6 +22,11 @@ from attnbench import variants as var
 TILE_Q, TILE_K = 256, 2048  # rows of one query head and keys per tile: docs/cpu_kernels.md
 TILE_K_MASKED = 512  # keys per tile where rows see key ranges (causal, window, documents)
 SMALL = 128 * 128  # seq_q * seq_kv under which the tasks run in the calling thread
+WHY_NOT = {  # the variants the tiles lack, and why (`attnbench list` and the records say so)
+    "packed": "the tiles are cut from padded (batch, heads, seq, d) arrays, not from sequences "
+              "packed one after another by cu_seqlens (varlen)",
+    "paged": "the tiles read each sequence's keys contiguously, not pages through a block table",
+}
 
 
 @cache
@@ -144,7 +149,7 @@ class NumpyFlash(Backend):
                    "tasks on threads; memory O(N·d)")
     capabilities = Capabilities(devices=("cpu",), dtypes=("float64", "float32"),
                                 variants=("window", "lengths", "documents", "alibi", "bias",
-                                          "softcap", "dv"))
+                                          "softcap", "dv"), why_not=WHY_NOT)
 
     def prepare(self, inputs: Inputs) -> Callable[[], np.ndarray]:
         from threadpoolctl import ThreadpoolController

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 from attnbench import Backend, Capabilities, Inputs, Unsupported, hookimpl
@@ -43,6 +44,70 @@ def sdpa_mask_args(inputs: Inputs) -> dict[str, Any]:
         return {"attn_mask": causal_lower_right(case.seq_q, case.seq_kv)}
 
 
+KERNELS = {0: "math", 1: "flash", 2: "efficient", 3: "cudnn", 4: "overrideable"}  # SDPBackend
+OPS = {  # the aten op each kernel runs as (what the profiler names): tests check KERNELS by it
+    "aten::_scaled_dot_product_attention_math": "math",
+    "aten::_scaled_dot_product_attention_math_for_mps": "math",
+    "aten::_scaled_dot_product_flash_attention": "flash",
+    "aten::_scaled_dot_product_flash_attention_for_cpu": "flash",
+    "aten::_flash_attention_forward": "flash",
+    "aten::_scaled_dot_product_efficient_attention": "efficient",
+    "aten::_efficient_attention_forward": "efficient",
+    "aten::_scaled_dot_product_cudnn_attention": "cudnn",
+    "aten::_scaled_dot_product_fused_attention_overrideable": "overrideable",
+}
+
+
+def chosen_kernel(q: Any, k: Any, v: Any, kwargs: dict[str, Any]) -> str | None:
+    """The kernel F.scaled_dot_product_attention runs for these tensors and arguments under the
+    current sdpa_kernel settings, asked of torch's own dispatch (None where it refuses).
+
+    torch's SDPA calls `_fused_sdp_choice` with its arguments and runs the kernel it names; a
+    lower-right CausalBias mask (Lq != Lk) goes through torch.nn.attention.bias instead, which
+    takes flash, then efficient, where `can_use_*_attention` allows, else SDPA on the
+    materialised mask: asked the same way here.
+    """
+    import torch
+    from torch.nn.attention.bias import CausalBias
+
+    mask, gqa = kwargs.get("attn_mask"), bool(kwargs.get("enable_gqa", False))
+    if isinstance(mask, CausalBias):
+        from torch.backends import cuda
+
+        params = cuda.SDPAParams(q, k, v, None, 0.0, False, gqa)
+        if cuda.can_use_flash_attention(params):
+            return "flash"
+        if cuda.can_use_efficient_attention(params):
+            return "efficient"
+        mask = mask._materialize(q.device)
+    try:
+        choice = torch._fused_sdp_choice(q, k, v, mask, 0.0,
+                                         bool(kwargs.get("is_causal", False)),
+                                         scale=kwargs.get("scale"), enable_gqa=gqa)
+    except TypeError:  # a torch whose choice takes other arguments: nothing to say
+        return None
+    except RuntimeError as exc:  # no kernel takes the case: the call raises it as Unsupported
+        if refused(exc):
+            return None
+        raise
+    return KERNELS.get(int(choice), f"SDPBackend {int(choice)}") if choice >= 0 else None
+
+
+def refused(exc: Exception) -> bool:
+    """True for torch's words when no SDPA kernel takes a case."""
+    return "No viable backend" in str(exc) or "No available kernel" in str(exc)
+
+
+def profiled_kernels(fn: Callable[[], Any]) -> list[str]:
+    """The SDPA kernels one call of fn ran, as torch's profiler saw their aten ops (to check
+    chosen_kernel against what really ran: tests, benchmarks/sdpa_kernels.py)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return [OPS[e.name] for e in prof.events() if e.name in OPS]
+
+
 class TorchSDPA(Backend):
     """F.scaled_dot_product_attention; `kernel` forces one SDPBackend, None lets torch pick."""
 
@@ -64,6 +129,10 @@ class TorchSDPA(Backend):
         q, k, v = inputs.q, inputs.k, inputs.v
         inputs.empty_rows()  # built now, not in the first call
         forced = getattr(SDPBackend, self.kernel) if self.kernel else None
+        with sdpa_kernel(forced) if forced is not None else nullcontext():
+            kernel = chosen_kernel(q, k, v, kwargs)
+        if kernel is not None:  # else torch refuses: the call says so (Unsupported)
+            inputs.report(kernel=kernel)
 
         def call() -> Any:
             # rows that see no key must be zeros; some kernels leave NaN there
@@ -76,7 +145,7 @@ class TorchSDPA(Backend):
                 with sdpa_kernel(forced):
                     return call()
             except RuntimeError as exc:
-                if "No viable backend" in str(exc) or "No available kernel" in str(exc):
+                if refused(exc):
                     raise Unsupported(f"{self.name}: torch refused the case: {exc}") from exc
                 raise
 

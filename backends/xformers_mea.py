@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from attnbench.backends.xformers_load import cuda12_runtime, one_line, xformers_failure
+
 from attnbench import Backend, Capabilities, Case, Inputs, Unsupported, hookimpl
 
 VARIANTS = ("window", "lengths", "packed", "paged", "documents", "alibi", "bias", "dv")
 WHY_NOT = {"softcap": "xformers' memory_efficient_attention has no soft-capping"}
 ALIGN = 8  # xformers wants a tensor bias's rows aligned: its last dim padded to a multiple
-
-
 def causal_bias(case: Case) -> Any:
     """The attn_bias for a case: None, or a causal mask aligned to the bottom-right.
 
@@ -148,10 +148,40 @@ def plan(inputs: Inputs) -> tuple[Any, bool]:
     return (window_bias(inputs) if "window" in case.variants else causal_bias(case)), False
 
 
+def forward_op(q: Any, k: Any, v: Any, bias: Any, scale: float, grad: bool) -> Any:
+    """The forward operator xformers' own dispatch picks for these inputs (what
+    memory_efficient_attention would run), or None where this xformers lacks that dispatch;
+    Unsupported with all of xformers' reasons, on one line, when no operator takes them."""
+    from xformers.ops import fmha
+
+    dispatch = getattr(getattr(fmha, "dispatch", None), "_dispatch_fw", None)
+    if dispatch is None or not hasattr(fmha, "Inputs"):
+        return None
+    inp = fmha.Inputs(query=q, key=k, value=v, attn_bias=bias, p=0.0, scale=scale)
+    try:
+        inp.validate_inputs()
+        return dispatch(inp, grad)
+    except NotImplementedError as exc:  # "No operator found for ...": every operator's reasons
+        raise Unsupported(f"xformers has no operator for this case: {one_line(exc)}") from exc
+
+
+def backward_op(out: Any) -> str | None:
+    """The backward operator xformers chose in the forward (kept on its autograd node)."""
+    node = getattr(out, "grad_fn", None)
+    for _ in range(4):  # the output is a view of the node's result
+        if node is None:
+            return None
+        op = getattr(node, "op_bw", None)
+        if op is not None:
+            return str(getattr(op, "NAME", op))
+        node = node.next_functions[0][0] if node.next_functions else None
+    return None
+
+
 class XformersMEA(Backend):
     name = "xformers"
     framework = "torch"
-    requires = ("xformers",)
+    requires = ("attnbench.backends.xformers_ready", "xformers")  # first: readies xformers
     description = ("xformers.ops.memory_efficient_attention with xformers' own operator "
                    "dispatch; variants as its attn_bias classes or a dense tensor bias")
     capabilities = Capabilities(
@@ -160,6 +190,9 @@ class XformersMEA(Backend):
     )
 
     def prepare(self, inputs: Inputs) -> Callable[[], Any]:
+        failure = xformers_failure()
+        if failure:
+            raise Unsupported(failure)
         from xformers.ops import memory_efficient_attention
 
         case = inputs.case
@@ -168,6 +201,10 @@ class XformersMEA(Backend):
         if flat:
             q, k, v = one_sequence(q), one_sequence(k), one_sequence(v)
         scale = inputs.scale
+        grad = case.mode != "fwd"
+        op = forward_op(q, k, v, bias, scale, grad)  # run exactly the one reported
+        inputs.report(op=getattr(op, "NAME", None), cuda12_runtime=cuda12_runtime())
+        extra = {"op": (op, None)} if op is not None else {}  # backward: xformers' choice
         out_shape = (case.batch, case.seq_q, case.heads_q, case.dv)
         if case.layout == "packed":
             out_shape = (q.shape[1], case.heads_q, case.dv)
@@ -175,10 +212,12 @@ class XformersMEA(Backend):
 
         def run() -> Any:
             try:
-                out = memory_efficient_attention(q, k, v, attn_bias=bias, scale=scale)
-            except NotImplementedError as exc:  # "No operator found for ..." with the reasons
+                out = memory_efficient_attention(q, k, v, attn_bias=bias, scale=scale, **extra)
+            except NotImplementedError as exc:  # "No operator found" (no dispatch to ask first)
                 raise Unsupported(f"{self.name}: xformers has no operator for this case: "
-                                  f"{str(exc).strip().splitlines()[0]}") from exc
+                                  f"{one_line(exc)}") from exc
+            if grad and "op_bw" not in inputs.reported:
+                inputs.report(op_bw=backward_op(out))
             out = out.reshape(out_shape)
             if case.layout != "packed":
                 out = out.transpose(1, 2)  # (B, Hq, Sq, Dv), a view

@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 from attnbench.case import Case
-from attnbench.run.execute import Options
+from attnbench.worker.arrays import task_dir
+from attnbench.worker.execute import Options
 from attnbench.worker.parent import WorkerProcess
 
 
@@ -20,9 +21,11 @@ def ms(xs: list[float]) -> str:
 
 def main(n: int = 50) -> None:
     opts = Options(time_it=False, memory=False)
-    hello = {"plugins": [], "autoload": False, "options": opts.to_dict()}
+    hello = {"plugin": {"kind": "builtin", "module": "attnbench.backends.numpy_naive"},
+             "options": opts.to_dict(), "arrays_dir": ""}
     case = Case(1, 2, 2, 32, 32, 16)
     with tempfile.TemporaryDirectory() as tmp:
+        hello["arrays_dir"] = tmp
         starts = []
         for _ in range(3):
             w = WorkerProcess(hello, Path(tmp) / "w.log")
@@ -34,7 +37,8 @@ def main(n: int = 50) -> None:
         over, rt = [], []
         for i in range(n):
             task = {"task": i, "scenario": "bench", "backend": "numpy-naive",
-                    "case": case.to_dict()}
+                    "case": case.to_dict(), "prefix": f"t{i}",
+                    "dir": task_dir(Path(tmp)).name}
             t0 = time.perf_counter()
             reply = w.request(task, 60)
             rt.append(time.perf_counter() - t0)

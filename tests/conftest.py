@@ -122,13 +122,27 @@ def plugin_path() -> Callable[[str], str]:
     return lambda name: str(PLUGINS / name)
 
 
+def on_cpu(args: tuple[str, ...]) -> tuple[str, ...]:
+    """`run` and `check` pinned to the CPU unless the test names a device or resumes a run.
+
+    The default `--device auto` picks CUDA on a GPU box, where the CPU-only test backends are
+    unsupported: a test that means `auto` says `--device auto`.
+    """
+    named = any(a in ("--device", "--resume") or a.startswith(("--device=", "--resume="))
+                for a in args)
+    if args and args[0] in ("run", "check") and not named:
+        return (args[0], "--device", "cpu", *args[1:])
+    return args
+
+
 def run_cli(
     *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess:
-    """Run `python -m attnbench ARGS` in a fresh process (autoload off: see the top)."""
+    """Run `python -m attnbench ARGS` in a fresh process (autoload off: see the top; `run` and
+    `check` on the CPU unless ARGS name a device: see on_cpu)."""
     return subprocess.run(
-        [sys.executable, "-m", "attnbench", *args], cwd=cwd, env={**os.environ, **(env or {})},
-        capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "attnbench", *on_cpu(args)], cwd=cwd,
+        env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout,
     )
 
 

@@ -151,3 +151,23 @@ def test_a_ray_run_is_not_judged_from_the_driver_machine():
     assert verdict["notes"] == ["not judged busy or idle: its cases ran on ray nodes, and the "
                                 "readings here are of the driver's machine only"]
     assert judge({**readings(run__others_cores=1.5), "executor": "local"})["busy"] is True
+
+
+def test_a_best_known_roof_no_hardware_reaches_is_no_bar():
+    """A run.json that stored a forged best-known roof (1e18 FLOP/s, from a cache a plugin
+    wrote) is not judged busy for it; a plausible best known still counts."""
+    forged = judge(readings(roof_best_known__cpu__float32__flops_per_s=1e18))
+    assert forged["busy"] is False, forged
+    real = judge(readings(roof_best_known__cpu__float32__flops_per_s=400 * GF))
+    assert real["busy"] is True and "best known 400" in real["reasons"][0]
+
+
+def test_stray_processes_of_the_run_make_it_busy_and_are_named():
+    """The run's own processes outside its workers (a plugin's process, a leftover) count as
+    their own reading: at the busy limit the run is busy and they are named."""
+    stray = judge(readings(run__stray_cores=0.8,
+                           run__top_stray=[{"pid": 4242, "name": "spinner", "cores": 0.8}]))
+    assert stray["busy"] is True
+    assert "outside its workers used 0.8 of the 2 cores" in stray["reasons"][0]
+    assert "spinner (pid 4242) 0.8" in stray["reasons"][0]
+    assert judge(readings(run__stray_cores=0.3))["busy"] is False

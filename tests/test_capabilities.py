@@ -79,3 +79,39 @@ def test_lists_are_taken_as_tuples_a_bare_string_is_refused():
     assert caps.dtypes == ("float64", "float32") and capabilities_problem(caps) is None
     bare = Capabilities(dtypes="float32")  # type: ignore[arg-type]
     assert "capabilities.dtypes is 'float32': need a non-empty tuple" in capabilities_problem(bare)
+
+
+def test_every_builtin_says_why_it_lacks_a_variant(registry):
+    """Each variant a built-in backend does not declare (on each of its devices) has a reason."""
+    from attnbench.variants import VARIANTS
+
+    silent = [(b.name, dev, v) for b in registry.backends.values()
+              for dev in b.capabilities.devices for v in VARIANTS
+              if v not in b.capabilities.on(dev).variants and not b.capabilities.why_not.get(v)]
+    assert silent == []
+
+
+@pytest.mark.process
+def test_cpu_kernels_give_the_reason_in_their_unsupported_records(tmp_path, cli):
+    """A real check over packed, paged and bias cases: each record of numba-cpu and numpy-flash
+    that is unsupported carries the sentence that says why."""
+    import json
+
+    (tmp_path / "v.toml").write_text(
+        "[base]\nbatch = 2\nheads = 2\nseq_len = 16\nhead_dim = 8\nkv_lens = [16, 9]\n"
+        "[[variant]]\nlayout = \"packed\"\nq_lens = [16, 9]\n"
+        "[[variant]]\nlayout = \"paged\"\npage_size = 8\n"
+        "[[variant]]\nbias = \"head\"\n")
+    proc = cli("check", "-s", str(tmp_path / "v.toml"), "-b", "numba-cpu", "-b", "numpy-flash",
+               "-b", "numpy-naive", "--out", str(tmp_path / "run"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    recs = [json.loads(x) for x in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
+    reasons = {(r["backend"], r["layout"], r["bias"]): " ".join(r.get("reasons") or [])
+               for r in recs if r["status"] == "unsupported"}
+    assert set(reasons) == {("numba-cpu", "packed", "none"), ("numba-cpu", "paged", "none"),
+                            ("numba-cpu", "padded", "head"), ("numpy-flash", "packed", "none"),
+                            ("numpy-flash", "paged", "none")}
+    assert all("variant: " in r for r in reasons.values()), reasons
+    assert "cu_seqlens" in reasons["numba-cpu", "packed", "none"]
+    assert "block table" in reasons["numpy-flash", "paged", "none"]
+    assert "bias" in reasons["numba-cpu", "padded", "head"]

@@ -10,13 +10,14 @@ import pytest
 from attnbench.measure import contention as c
 
 HZ = 100
+WORKER_CMD = b"/usr/bin/python3\0-m\0attnbench.worker.child\0"
 
 
 def stat_line(pid: int, name: str, ppid: int, utime: int, stime: int = 0, cutime: int = 0,
-              start: int = 1000) -> str:
+              start: int = 1000, session: int = 1) -> str:
     """A /proc/<pid>/stat line in the kernel's layout (fields 1..22 and a few more)."""
-    fields = ["S", ppid, 1, 1, 0, -1, 0, 0, 0, 0, 0, utime, stime, cutime, 0, 20, 0, 1, 0,
-              start, 1000, 100]
+    fields = ["S", ppid, session, session, 0, -1, 0, 0, 0, 0, 0, utime, stime, cutime, 0, 20, 0,
+              1, 0, start, 1000, 100]
     return f"{pid} ({name}) " + " ".join(map(str, fields)) + "\n"
 
 
@@ -34,12 +35,15 @@ class FakeProc:
         (self.root / "proc/stat").write_text("\n".join(lines) + "\nintr 1 2 3\n")
         (self.root / "proc/loadavg").write_text(f"{load} 2/84 3486\n")
         for old in (self.root / "proc").glob("[0-9]*"):
-            (old / "stat").unlink()
+            for f in old.iterdir():
+                f.unlink()
             old.rmdir()
         for line in procs:
             pid = line.split()[0]
             (self.root / "proc" / pid).mkdir()
             (self.root / "proc" / pid / "stat").write_text(line)
+            cmd = WORKER_CMD if "(worker)" in line else b"python\0-c\0spin\0"
+            (self.root / "proc" / pid / "cmdline").write_bytes(cmd)
 
 
 def test_parse_stat_reads_a_name_with_spaces_and_parentheses():
@@ -80,6 +84,61 @@ def test_a_reaped_worker_still_counts_as_ours(tmp_path: Path):
     b = c.snapshot(tmp_path, me=me, reaped=110)
     b.t = a.t + 2.0
     assert c.window(a, b, hz=HZ)["others_cores"] == 0.0
+
+
+def test_workers_are_ours_and_strays_get_their_own_reading(tmp_path: Path):
+    """me (100) has a worker (101: its own session, the worker module) with a child (102), and
+    a process a plugin started (103), which even leads a session of its own; then the worker
+    is killed: 102, reparented to init but still in the worker's session, and 104, which
+    called setsid under the worker and was seen then, keep spinning. None of them is
+    "other"; 103, 102 and 104 are stray; the hog 200 is other."""
+    fake = FakeProc(tmp_path)
+    me, worker, child, plugin, escaped, hog = 100, 101, 102, 103, 104, 200
+    fake.write({"user": 1000, "idle": 1000}, "0.1 0.1 0.1", [
+        stat_line(me, "attnbench", 1, 10, session=50),
+        stat_line(worker, "worker", me, 50, session=worker),
+        stat_line(child, "python", worker, 20, session=worker),
+        stat_line(plugin, "spinner", me, 30, session=plugin),
+        stat_line(escaped, "daemon", worker, 5, session=escaped),
+        stat_line(hog, "hog", 1, 400)])
+    tracker = c.Tracker()
+    a = c.snapshot(tmp_path, me=me, reaped=10, tracker=tracker)
+    assert a.own == {me, worker, child, plugin, escaped}
+    assert a.legit == {me, worker, child, escaped} and a.stray == {plugin}
+    # 2 s on 2 CPUs (400 ticks): worker +40 then killed and reaped (os.times: +90 in all),
+    # child +60, plugin +100, escaped +50, hog +100: busy 350 ticks, others' 100
+    fake.write({"user": 1350, "idle": 1050}, "0.1 0.1 0.1", [
+        stat_line(me, "attnbench", 1, 10, session=50),
+        stat_line(child, "python", 1, 80, session=worker),
+        stat_line(plugin, "spinner", me, 130, session=plugin),
+        stat_line(escaped, "daemon", 1, 55, session=escaped),
+        stat_line(hog, "hog", 1, 500)])
+    b = c.snapshot(tmp_path, me=me, reaped=10 + 90, tracker=tracker)
+    b.t = a.t + 2.0
+    assert b.legit == {me} and b.stray == {child, plugin, escaped}
+    w = c.window(a, b, hz=HZ)
+    assert w["others_cores"] == pytest.approx(0.5)  # the hog's 100 ticks over 2 s
+    assert w["stray_cores"] == pytest.approx(1.05)  # 60 + 100 + 50 ticks
+    assert [t["pid"] for t in w["top_stray"]] == [plugin, child, escaped]
+    assert [t["pid"] for t in w["top_others"]] == [hog]
+
+
+def test_a_stray_that_ends_under_init_takes_no_cpu_into_others(tmp_path: Path):
+    """A leftover reaped by init (not by this run) would drop its ticks from the run's total
+    and show them as others' CPU; they are kept."""
+    fake = FakeProc(tmp_path)
+    me = 100
+    fake.write({"user": 1000, "idle": 1000}, "0.1 0.1 0.1", [
+        stat_line(me, "attnbench", 1, 10, session=50),
+        stat_line(101, "worker", me, 50, session=101),
+        stat_line(102, "leftover", 101, 300, session=101)])
+    tracker = c.Tracker()
+    a = c.snapshot(tmp_path, me=me, reaped=10, tracker=tracker)
+    fake.write({"user": 1000, "idle": 1400}, "0.1 0.1 0.1", [
+        stat_line(me, "attnbench", 1, 10, session=50)])  # both gone: 102 was reaped by init
+    b = c.snapshot(tmp_path, me=me, reaped=60, tracker=tracker)
+    b.t = a.t + 2.0
+    assert c.window(a, b, hz=HZ)["others_cores"] == 0.0 and tracker.lost == 300
 
 
 def test_without_proc_stat_the_rates_are_unmeasured(tmp_path: Path):
@@ -123,6 +182,38 @@ def test_gpu_reading_names_other_processes_and_slowdowns():
     assert r["gpus"][1]["slowdowns"] == ["software thermal slowdown", "hardware thermal slowdown"]
     assert r["other_processes"] == [{"pid": 4242, "name": "python", "memory_mib": 20480}]
     assert c.gpu_reading(run, own=frozenset({4242}))["other_processes"] == []
+
+
+# what `nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv,noheader,
+# nounits` prints (written in its format: no GPU here to record it from) for the run's parent
+# (mem_get_info made its CUDA context), its worker, a process its ended worker left, a
+# neighbour, and a pid of another PID namespace
+H200_APPS = ("3101, /usr/bin/python3, 514\n3188, /usr/bin/python3, 18944\n"
+             "3350, /usr/bin/python3, 2048\n7777, python, 40960\n912345, python, 1024\n")
+
+
+def test_gpu_reading_leaves_the_run_out_and_names_strays_and_neighbours():
+    from attnbench.measure.busy import judge
+
+    run = fake_smi({"--query-gpu=index,clocks.sm,clocks.max.sm,temperature.gpu,power.draw,"
+                    "utilization.gpu,clocks_event_reasons": "0, 1980, 1980, 38, 118.2, 0, "
+                                                            "0x0000000000000001\n",
+                    "--query-compute-apps": H200_APPS})
+    visible = frozenset({1, 3101, 3188, 3350, 7777})
+    r = c.gpu_reading(run, own=frozenset({3101, 3188}), stray=frozenset({3350}),
+                      visible=visible)
+    assert [p["pid"] for p in r["other_processes"]] == [7777]
+    assert [p["pid"] for p in r["stray_processes"]] == [3350]
+    assert [p["pid"] for p in r["unattributed"]] == [912345]
+    alone = c.gpu_reading(run, own=frozenset({3101, 3188, 3350}), visible=visible - {7777})
+    assert alone["other_processes"] == [] and alone["stray_processes"] == []
+    idle = {"cores": 2, "run": {"others_cores": 0.0}, "before": {"gpu": alone},
+            "after": {"gpu": alone}}
+    verdict = judge(idle)
+    assert verdict["busy"] is False and "912345" in verdict["notes"][0]
+    busy = judge({**idle, "after": {"gpu": r}})["reasons"]
+    assert any("another process was on the GPU: python (pid 7777" in x for x in busy)
+    assert any("left outside its workers was on the GPU" in x and "3350" in x for x in busy)
 
 
 def test_gpu_reading_on_an_older_driver_and_without_nvidia_smi():

@@ -112,6 +112,25 @@ def test_lost_coverage_fails_compare(cli, made: Path, tmp_path: Path, damage, wo
     no_traceback(proc)
 
 
+def test_an_untimed_check_run_is_lost_timing_coverage(cli, made: Path, tmp_path: Path):
+    """`compare` of a timed run against an untimed `check` of the same cases: every verdict
+    "untimed" is no pass; it fails naming what lost its timing, and --allow-missing notes it."""
+    (tmp_path / "tiny.toml").write_text(TINY)
+    proc = cli("check", "-s", str(tmp_path / "tiny.toml"), "-b", "numpy-naive", "-b",
+               "torch-naive", "--out", str(tmp_path / "checked"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = cli("compare", str(made), str(tmp_path / "checked"))
+    verdict = proc.stdout.strip().splitlines()[-1]
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    for backend in ("numpy-naive", "torch-naive"):
+        assert f"backend {backend} lost the timing of 2 case(s)" in verdict, verdict
+    assert "4 untimed" in verdict and "--allow-missing" in verdict
+    proc = cli("compare", str(made), str(tmp_path / "checked"), "--allow-missing")
+    assert proc.returncode == 0 and "compare: passed" in proc.stdout, proc.stdout + proc.stderr
+    assert "note: backend numpy-naive lost the timing of 2 case(s)" in proc.stderr
+    no_traceback(proc)
+
+
 # --- corrupted records.jsonl ---------------------------------------------------------------
 
 @pytest.fixture
@@ -167,6 +186,79 @@ def test_resume_skips_bad_lines_and_redoes_what_is_missing(cli, corrupted, made:
     assert_warned(proc.stderr, run, bad)
     _, records = read_run(run)
     assert sorted(map(record_key, records)) == sorted(map(record_key, read_run(made)[1]))
+
+
+# --- real records with one field of the wrong type ------------------------------------------
+
+# (path of the field, value, words of the warning): each once a traceback in report or resume
+TYPED = [
+    ("softcap", "x", "field 'softcap' is not a number or null ('x')"),
+    ("q_lens", {"a": 1}, "field 'q_lens' is not a list of integers or null"),
+    ("window_left", [1, 2], "field 'window_left' is not an integer or null"),
+    ("layout", ["paged"], "field 'layout' is not a string"),
+    ("agreement.outputs.0.max_abs_err", None, "max_abs_err' is null in an output without"),
+    ("agreement.outputs.0.bound", None, "bound' is null in an output without an error"),
+    ("determinism", {"repeats": 2, "bitwise_identical": False, "max_abs_diff": "x"},
+     "field 'determinism.max_abs_diff' is not a number or null"),
+]
+
+
+def with_typed_lines(run: Path) -> dict[int, str]:
+    """Append to a run's records.jsonl copies of its first record, each with one field of the
+    wrong type (and status mismatch, so that readers explain it); line number -> words."""
+    lines = (run / "records.jsonl").read_text().splitlines()
+    out = {}
+    for i, (path, value, words) in enumerate(TYPED):
+        rec = json.loads(lines[0])
+        rec["case_id"] += f"-typed{i}"
+        rec["status"] = "mismatch"
+        node, *keys = rec, *path.split(".")
+        for k in keys[:-1]:
+            node = node[int(k)] if isinstance(node, list) else node[k]
+        node[keys[-1]] = value
+        out[len(lines) + 1] = words
+        lines.append(json.dumps(rec))
+    (run / "records.jsonl").write_text("\n".join(lines) + "\n")
+    return out
+
+
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory) -> Path:
+    """One real untimed check run (numpy-naive, two cases)."""
+    tmp = tmp_path_factory.mktemp("checked")
+    (tmp / "tiny.toml").write_text(TINY)
+    cmd = [sys.executable, "-m", "attnbench", "check", "-s", str(tmp / "tiny.toml"), "-b",
+           "numpy-naive", "--out", str(tmp / "run")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "ATTNBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    assert proc.returncode == 0, proc.stderr
+    return tmp / "run"
+
+
+@pytest.mark.parametrize("reader", ["report", "compare", "load"])
+def test_wrongly_typed_fields_are_skipped_by_every_reader(cli, made: Path, tmp_path: Path,
+                                                           capsys, reader: str):
+    run = copy(made, tmp_path, "typed")
+    bad = with_typed_lines(run)
+    if reader == "load":
+        assert len(attnbench.load(run)) == 4
+        assert_warned(capsys.readouterr().err, run, bad)
+        return
+    args = ["report", str(run), "-o", "rep"] if reader == "report" else [
+        "compare", str(made), str(run)]
+    proc = cli(*args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    no_traceback(proc)
+    assert_warned(proc.stderr, run, bad)
+
+
+def test_check_resume_skips_wrongly_typed_fields(cli, checked: Path, tmp_path: Path):
+    run = copy(checked, tmp_path, "typed-check")
+    bad = with_typed_lines(run)
+    proc = cli("check", "--resume", str(run), "--allow-code-change")
+    assert proc.returncode == 0 and "check passed" in proc.stdout, proc.stdout + proc.stderr
+    no_traceback(proc)
+    assert_warned(proc.stderr, run, bad)
 
 
 # --- unusable run.json ---------------------------------------------------------------------

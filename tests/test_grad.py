@@ -1,6 +1,9 @@
-"""Backward pass: oracle gradients, torch backends pass bwd/fwd_bwd, a wrong backward fails."""
+"""Backward pass: oracle gradients, torch backends pass bwd/fwd_bwd, a wrong backward fails,
+gradients past any size are compared on drawn rows, and what is not compared never passes."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
@@ -9,7 +12,10 @@ from attnbench import variants
 from attnbench.case import Case
 from attnbench.plugin.registry import build_registry
 from attnbench.run.execute import CaseData, Options, execute
-from attnbench.verify.grad import GRAD_ORACLE_LIMIT, attention_grads, grad_groups
+from attnbench.verify import grad_plan as plan_mod
+from attnbench.verify.grad import check_grads, grad_arrays, grad_data
+from attnbench.verify.grad_oracle import group_grads
+from attnbench.verify.grad_plan import MIN_ROWS, full_cost, grad_plan
 from attnbench.verify.inputs import reference_arrays
 
 torch = pytest.importorskip("torch")
@@ -30,19 +36,52 @@ def test_oracle_gradients_match_torch_autograd_in_float64():
     vis = torch.from_numpy(np.arange(20)[None, :] <= np.arange(12)[:, None] + 8)
     s = (q @ kk.transpose(-1, -2) * case.softmax_scale).masked_fill(~vis, -torch.inf)
     (torch.softmax(s, -1) @ vv).backward(torch.from_numpy(d_out))
-    ours = attention_grads(a["q"], a["k"], a["v"], d_out, case)
+    ours = oracle(a, d_out, case, 0)
     for name, t in zip(("dq", "dk", "dv"), (q, k, v), strict=True):
         np.testing.assert_allclose(ours[name], t.grad.numpy(), atol=1e-12)
 
 
-def test_large_cases_check_a_subset_of_groups_and_huge_ones_skip():
+def oracle(a: dict, d_out: np.ndarray, case: Case, b: int) -> dict[str, np.ndarray]:
+    """grad_oracle's gradients of batch element b, (1, H, S, ·) like torch's, in row blocks of
+    one group (so the blocks' sums are exercised)."""
+    rows = np.arange(case.seq_q)
+    parts = [group_grads(a, d_out, case, b, h, rows, None, True) for h in range(case.heads_kv)]
+    return {"dq": np.concatenate([p["dq"] for p in parts])[None],
+            "dk": np.stack([p["dk"] for p in parts])[None],
+            "dv": np.stack([p["dv"] for p in parts])[None]}
+
+
+def test_oracle_on_drawn_keys_and_rows_equals_the_whole(monkeypatch):
+    case = Case(1, 4, 2, 30, 26, 8, mask="causal", dtype="float64")
+    a = reference_arrays(case, 3)
+    d_out = np.random.default_rng(1).standard_normal((1, 4, 30, 8))
+    monkeypatch.setattr("attnbench.verify.grad_oracle.GRAD_BLOCK_ENTRIES", 2 * 26 * 4)
+    whole = group_grads(a, d_out, case, 0, 1, np.arange(30), None, True)
+    keys, rows = np.array([0, 7, 25]), np.array([0, 13, 29])
+    some = group_grads(a, d_out, case, 0, 1, np.arange(30), keys, False)
+    few = group_grads(a, d_out, case, 0, 1, rows, None, True)
+    for n in ("dk", "dv", "dk_floor", "dv_floor"):
+        np.testing.assert_allclose(some[n], whole[n][keys], rtol=1e-12, atol=1e-15)
+    for n in ("dq", "dq_floor"):
+        np.testing.assert_allclose(few[n], whole[n][:, rows], rtol=1e-12, atol=1e-15)
+    empty = variants.empty_rows(case)[0]  # 4 rows see no key: their dq must be exactly 0
+    assert (whole["dq_floor"][:, empty] == 0).all() and (whole["dq_floor"][:, ~empty] > 0).all()
+    assert (whole["dk_floor"] > 0).all()
+
+
+def test_plan_compares_every_row_within_the_budget_and_draws_beyond_it():
     small = Case(2, 4, 4, 64, 64, 16)
-    assert grad_groups(small) == [(b, h) for b in range(2) for h in range(4)]
-    big = Case(4, 16, 16, 1024, 1024, 64)
-    groups = grad_groups(big)
-    assert groups[0] == (0, 0) and groups[-1] == (3, 15)
-    assert len(groups) * 1024 * 1024 <= GRAD_ORACLE_LIMIT
-    assert grad_groups(Case(1, 1, 1, 8192, 8192, 64)) is None
+    assert grad_plan(small, 7).full and len(grad_plan(small, 7).groups) == 8
+    big = Case(2, 8, 2, 2100, 2100, 64, mask="causal")
+    assert full_cost(big) > plan_mod.GRAD_FLOP_BUDGET
+    plan = grad_plan(big, 7)
+    assert not plan.full and plan.seed == 7
+    assert MIN_ROWS <= len(plan.q_rows) < 2100 and {0, 2099} <= set(plan.q_rows.tolist())
+    assert {0, 2099} <= set(plan.k_rows.tolist()) and 1 <= len(plan.groups) < 4
+    other = grad_plan(big, 8)  # another seed, other rows: the caller's draw decides
+    assert not np.array_equal(plan.q_rows, other.q_rows)
+    tiny = grad_plan(big, 7, budget=0)  # never skipped: at least a group and MIN_ROWS rows
+    assert len(tiny.groups) == 1 and len(tiny.q_rows) == len(tiny.k_rows) == MIN_ROWS
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
@@ -54,7 +93,9 @@ def test_torch_backends_backward_agrees(registry, name, case):
     assert rec["status"] == "ok", (rec.get("error"), rec.get("agreement"))
     names = [o["name"] for o in rec["agreement"]["outputs"]]
     assert names == ["out", "dq", "dk", "dv"]
-    assert rec["agreement"]["grads_checked"] == "all groups"
+    assert rec["agreement"]["grads_checked"] == "every row of dq, dk and dv"
+    assert rec["agreement"]["grad_seed"] is None
+    assert all(o["rows_checked"] == "all" for o in rec["agreement"]["outputs"][1:])
 
 
 @pytest.mark.parametrize("mode", ["bwd", "fwd_bwd"])
@@ -141,8 +182,7 @@ def test_oracle_gradients_with_variants_match_torch_autograd(case):
     for b in range(case.batch):
         out, leaves = literal_torch(a, case, b)
         out.backward(torch.from_numpy(d_out[b:b + 1]))
-        ours = attention_grads(a["q"][b:b + 1], a["k"][b:b + 1], a["v"][b:b + 1],
-                               d_out[b:b + 1], case, b, np.arange(case.heads_q), a.get("bias"))
+        ours = oracle(a, d_out, case, b)
         for name, t in zip(("dq", "dk", "dv"), leaves, strict=True):
             np.testing.assert_allclose(ours[name], t.grad.numpy(), atol=1e-12)
 
@@ -155,3 +195,77 @@ def test_torch_naive_backward_with_variants_agrees(registry, case, mode):
     assert rec["status"] == "ok", (rec.get("error"), rec.get("agreement"))
     assert [o["name"] for o in rec["agreement"]["outputs"]] == ["out", "dq", "dk", "dv"]
     assert all(np.isfinite(o["max_abs_err"]) for o in rec["agreement"]["outputs"])
+
+
+def test_halved_dq_past_the_old_skip_limit_is_caught(plugin_path, monkeypatch):
+    """4 query heads × 2100² = 17.6M score entries per group (the old limit skipped > 2²⁴):
+    dq is compared on drawn rows, dk and dv on drawn keys, and the halved dq fails."""
+    monkeypatch.setattr(plan_mod, "GRAD_FLOP_BUDGET", 2**29)  # fewer rows: a faster test
+    reg = build_registry([plugin_path("wrong_grads.py")], autoload=False)
+    case = Case(1, 8, 2, 2100, 2100, 32, mask="causal", mode="bwd")
+    rec = execute(reg.get("halves-dq"), "t", case, lambda: CaseData(case, 0), OPTS)
+    assert rec["status"] == "mismatch"
+    agree = rec["agreement"]
+    grads = {o["name"]: o for o in agree["outputs"][1:]}
+    assert {n: o["passed"] for n, o in grads.items()} == {"dq": False, "dk": True, "dv": True}
+    assert isinstance(grads["dq"]["rows_checked"], int) and grads["dq"]["rows_total"] == 2100
+    assert grads["dk"]["groups_checked"] == 1 and "drawn" in grads["dk"]["rows_chosen"]
+    assert isinstance(agree["grad_seed"], int) and "dq:" in agree["grads_checked"]
+
+
+XFORMERS_BACKWARD = [  # xformers' test_backward shapes: inputs ×3, i.e. scale 9/√32 on N(0, 1)
+    Case(1, 1, 1, 256, 128, 32, scale=9 / math.sqrt(32), mode="fwd_bwd"),
+    Case(3, 1, 1, 256, 256, 32, scale=9 / math.sqrt(32), mode="fwd_bwd"),
+    Case(3, 1, 1, 32, 256, 32, scale=9 / math.sqrt(32), mode="fwd_bwd"),
+    Case(1, 1, 1, 136, 128, 32, scale=9 / math.sqrt(32), mode="fwd_bwd"),
+    Case(1, 5, 5, 256, 128, 32, scale=9 / math.sqrt(32), mode="fwd_bwd"),
+]
+
+
+@pytest.mark.parametrize("case", XFORMERS_BACKWARD, ids=lambda c: c.id)
+@pytest.mark.parametrize("name", ["torch-sdpa", "torch-sdpa-flash"])
+def test_xformers_backward_shapes_pass_for_sdpa(registry, name, case):
+    """PyTorch's CPU flash backward reuses a log-sum-exp taken with an approximate exp: a
+    correct kernel, which the element floor must not fail."""
+    rec = execute(registry.get(name), "t", case, lambda: CaseData(case, 0), OPTS)
+    assert rec["status"] == "ok", rec["agreement"]["outputs"]
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float64"])
+@pytest.mark.parametrize("name", ["torch-naive", "torch-sdpa-math", "torch-sdpa-flash"])
+def test_torch_backends_backward_agrees_in_every_dtype(registry, name, dtype):
+    case = Case(1, 4, 2, 48, 64, 32, dtype=dtype, mask="causal", mode="fwd_bwd")
+    rec = execute(registry.get(name), "t", case, lambda: CaseData(case, 0), OPTS)
+    assert rec["status"] == "ok", rec["agreement"]["outputs"]
+
+
+def test_a_missing_gradient_is_a_mismatch(plugin_path):
+    reg = build_registry([plugin_path("wrong_grads.py")], autoload=False)
+    case = Case(1, 2, 2, 16, 24, 16, mask="causal", mode="fwd_bwd")
+    rec = execute(reg.get("drops-dv"), "t", case, lambda: CaseData(case, 0), OPTS)
+    assert rec["status"] == "mismatch"
+    dv = next(o for o in rec["agreement"]["outputs"] if o["name"] == "dv")
+    assert not dv["passed"] and dv["error"] == "no gradient"
+
+
+def test_no_compared_row_never_passes():
+    """An entry whose gradient had no row compared (none drawn) fails, with the reason."""
+    case = Case(1, 2, 2, 16, 24, 16, mask="causal", mode="bwd")
+    arrays = reference_arrays(case, 0)
+    data = grad_data(case, arrays, 0)
+    torch_grads = {n: torch.zeros(s) for n, s in
+                   (("dq", (1, 2, 16, 16)), ("dk", (1, 2, 24, 16)), ("dv", (1, 2, 24, 16)))}
+    grads, dtypes = grad_arrays(torch_grads)
+    assert dtypes == {"dq": "float32", "dk": "float32", "dv": "float32"}
+    full = check_grads(case, arrays, data, grads, dtypes, seed=3)
+    assert full["seed"] is None and not any(e["passed"] for e in full["entries"])  # zeros
+    ref = data.full
+    assert ref is not None
+    ref.plan = plan_mod.GradPlan(ref.plan.q_rows[:0], (), ref.plan.k_rows[:0], 3,
+                                 ref.plan.n_groups, 16, 24)
+    ref.values = {n: v[..., :0, :] if n == "dq" else v[:0, :0] for n, v in ref.values.items()}
+    ref.floors = {n: v[..., :0, :] if n == "dq" else v[:0, :0] for n, v in ref.floors.items()}
+    from attnbench.verify.grad import grad_entries
+
+    for e in grad_entries(case, ref, {n: np.asarray(ref_zero) for n, ref_zero in grads.items()}):
+        assert not e["passed"] and e["error"] == "no row of this gradient was compared"

@@ -61,19 +61,27 @@ def test_naive_peak_grows_with_n_squared_and_flash_does_not(registry):
 
 
 @linux
-@pytest.mark.parametrize("mode", ["fwd", "fwd_bwd"])
+@pytest.mark.parametrize("mode", ["fwd", "fwd_bwd", "paged"])
 def test_harness_estimate_covers_what_the_harness_really_allocates(mode):
     """The plan-time estimate is an upper bound of the real peak of the case data, the
-    oracle and (bwd) the gradient oracle: measured, not assumed."""
+    oracle and (bwd) the gradient oracle: measured, not assumed. paged: pages far larger than
+    the 239 keys (the pool holds page_size slots a sequence, not seq_kv)."""
     from attnbench.measure.memory import harness_bytes
 
     case = Case(2, 4, 2, 512, 640, 64, dtype="float32", mask="causal", mode=mode)
+    if mode == "paged":
+        case = Case(1, 2, 1, 16, 239, 16, kv_lens=(239,), layout="paged", page_size=2**18)
 
     def build():
         data = CaseData(case, 0)
         keep = [data.ref]
-        if mode != "fwd":
-            keep.append(data.grads().ref)
+        if mode != "fwd":  # the gradient oracle, its floor and the baseline, as a check has
+            from attnbench.verify.grad import grad_reference
+            from attnbench.verify.grad_plan import grad_plan
+
+            plan = grad_plan(case, 1)
+            keep.append(grad_reference(case, data.arrays, data.grads().d_out, plan))
+        keep.append(data.staged_inputs())  # what every worker's task folder gets
         return data, keep
 
     real = cpu_peak(build)["peak_bytes"]

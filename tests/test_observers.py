@@ -77,7 +77,7 @@ def test_a_real_sigterm_during_a_slow_hook_stops_the_run(tmp_path, plugin_path):
            "ATTNBENCH_TEST_MARK": str(mark)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "attnbench", "check", "-s", "tiny.toml", "-b", "numpy-naive",
-         "--out", "run", "--plugin", plugin_path("slow_observer.py")],
+         "--device", "cpu", "--out", "run", "--plugin", plugin_path("slow_observer.py")],
         cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not mark.exists() and proc.poll() is None and time.monotonic() < deadline:

@@ -27,7 +27,7 @@ head_dim = 16
 [sweep]
 seq_len = [16, 32, 48, 64, 80, 96, 112, 128, 144, 160]
 """
-ARGS = ["-b", "numpy-naive", "--budget", "0.02"]
+ARGS = ["-b", "numpy-naive", "--device", "cpu", "--budget", "0.02"]
 
 
 def _cli(*args: str) -> list[str]:
@@ -171,3 +171,28 @@ def test_allow_code_change_is_recorded(runs, tmp_path, capsys):
     meta, records = read_run(run)
     assert len(records) == 10 and meta["finished"] is True
     assert "git_commit was ffff" in meta["resumes"][-1]["notes"][0]
+
+
+def test_resume_refuses_a_changed_plugin_file(tmp_path, capsys, plugin_path):
+    """A --plugin file is fingerprinted (sha256) in run.json like the code: resuming after it
+    changed would mix records of two plugin versions; refused in one line, unless
+    --allow-code-change, which records the change."""
+    plugin = tmp_path / "mine.py"
+    shutil.copy(plugin_path("slow_copy.py"), plugin)
+    (tmp_path / "s.toml").write_text(SCENARIO.replace("16, 32, 48, 64, 80, 96, 112, 128, 144, "
+                                                      "160", "16, 32"))
+    run = tmp_path / "run"
+    assert main(["run", "-s", str(tmp_path / "s.toml"), "-b", "slow-copy", "--plugin",
+                 str(plugin), "--budget", "0.02", "--out", str(run)]) == 0
+    digest = read_run(run)[0]["environment"]["plugin_files"][str(plugin)]
+    assert digest.startswith("sha256:") and len(digest) == 7 + 64
+    assert main(["run", "--resume", str(run)]) == 0  # unchanged: nothing left to do
+    capsys.readouterr()
+    plugin.write_text(plugin.read_text() + "\nSLOW = 0  # another version\n")
+    assert main(["run", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"plugin {plugin} changed since the run started" in err
+    assert "--allow-code-change" in err
+    assert main(["run", "--resume", str(run), "--allow-code-change"]) == 0
+    notes = read_run(run)[0]["resumes"][-1]["notes"]
+    assert any(f"plugin {plugin} changed" in n for n in notes), notes

@@ -29,7 +29,8 @@ def test_a_second_run_into_a_busy_folder_is_refused(cli, tmp_path, plugin_path):
     env = {**os.environ, "ATTNBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"}
     first = subprocess.Popen(
         [sys.executable, "-m", "attnbench", "check", "-s", "tiny.toml", "-b", "test-hangs",
-         "--plugin", plugin_path("hangs.py"), "--timeout", "120", "--out", "run"],
+         "--plugin", plugin_path("hangs.py"), "--device", "cpu", "--timeout", "120",
+         "--out", "run"],
         cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     records = tmp_path / "run" / "records.jsonl"
     deadline = time.monotonic() + 120

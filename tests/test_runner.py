@@ -74,4 +74,4 @@ def test_plan_describe_lists_every_case(registry, tmp_path):
     d = plan.describe()
     assert d["backends"] == ["numpy-naive"] and d["devices"] == ["cpu"] and d["total"] == 2
     assert d["cases"][0] == f"s/{Case(1, 2, 2, 8, 8, 16).id}/cpu"
-    assert plan.registry is registry
+    assert plan.catalog is not None and plan.catalog.get("numpy-naive").name == "numpy-naive"

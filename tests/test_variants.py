@@ -140,7 +140,9 @@ kv_lens = [[16, 1, 1], [2, 2, 2]]
     ("window_left = 99999999999999999999", "from 0 to"),
     ("softcap = 0", "positive"),
     ("softcap = 1e-50", "below 2\\*\\*-126"),
-    ("layout = \"paged\"\npage_size = 2147483647", "larger than seq_kv=16"),
+    ("layout = \"paged\"\nseq_kv = 2147483647\npage_size = 1073741824",
+     "beyond a 32-bit slot index"),
+    ("layout = \"packed\"", "\"packed\" needs q_lens or kv_lens"),
     ("doc_lens = \"random:\u00b2\"", "random:N"),
     ("alibi = 1", "true or false"),
     ("bias = \"rows\"", "unknown bias"),
@@ -152,3 +154,32 @@ def test_bad_variant_values_name_the_key(tmp_path, body, words):
     with pytest.raises(ScenarioError, match=words) as err:
         load_scenario(write(tmp_path, text))
     assert str(err.value).startswith(str(tmp_path / "s.toml"))  # the file is named too
+
+
+@pytest.mark.process
+def test_pages_larger_than_the_sequence_run_and_absurd_pools_are_refused(tmp_path, cli):
+    """FlashAttention's own tests put 239 keys in pages of 512: such a case runs and agrees
+    with the oracle; a backend without the paged layout says why; a page no memory can hold
+    is one line at plan time, before any run folder."""
+    import json
+
+    text = ("[base]\nbatch = 2\nheads_q = 4\nheads_kv = 2\nseq_q = 3\nseq_kv = 239\n"
+            "head_dim = 16\nmask = \"causal\"\nkv_lens = [239, 100]\nlayout = \"paged\"\n"
+            "page_size = 512\n")
+    (tmp_path / "p.toml").write_text(text)
+    proc = cli("check", "-s", str(tmp_path / "p.toml"), "-b", "numpy-naive", "-b", "torch-naive",
+               "-b", "numba-cpu", "--out", str(tmp_path / "run"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    recs = {r["backend"]: r for r in map(json.loads, (tmp_path / "run" / "records.jsonl")
+                                         .read_text().splitlines())}
+    assert recs["numpy-naive"]["status"] == recs["torch-naive"]["status"] == "ok"
+    assert recs["numpy-naive"]["page_size"] == 512
+    assert recs["numba-cpu"]["status"] == "unsupported"
+    assert "block table" in recs["numba-cpu"]["reasons"][0]
+    (tmp_path / "huge.toml").write_text(text.replace("page_size = 512",
+                                                     "page_size = 2147483647"))
+    proc = cli("check", "-s", str(tmp_path / "huge.toml"), "-b", "numpy-naive",
+               "--out", str(tmp_path / "huge"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "GiB" in proc.stderr, proc.stderr
+    assert not (tmp_path / "huge").exists()

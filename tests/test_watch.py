@@ -8,10 +8,12 @@ import json
 import math
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from attnbench.case import Case
 from attnbench.measure import busy, contention
 from attnbench.run import watch as watch_mod
 
@@ -134,11 +136,11 @@ seq_len = [64, 128, 256]
 """
 
 
-def small_run(cli, tmp_path: Path, name: str, *extra: str):
+def small_run(cli, tmp_path: Path, name: str, *extra: str, env: dict | None = None):
     scenario = tmp_path / "busytiny.toml"
     scenario.write_text(TOML)
     out = tmp_path / name
-    env = {"ATTNBENCH_ROOF_CACHE": str(tmp_path / "roofs.json")}
+    env = {"ATTNBENCH_ROOF_CACHE": str(tmp_path / "roofs.json"), **(env or {})}
     proc = cli("run", "-s", str(scenario), "-b", "numpy-naive", "--budget", "0.1", "--out",
                str(out), *extra, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -214,14 +216,65 @@ def test_a_long_sweep_measures_the_roofs_between_backends(monkeypatch, tmp_path:
     assert set(first["contention"]) >= {"others_cores", "steal_pct", "load1", "under_load"}
 
 
-def test_a_plugin_spinning_in_attnbench_own_process_makes_the_run_busy(cli, tmp_path: Path,
-                                                                       plugin_path):
-    """A plugin whose import leaves a thread spinning in the parent is not an "other
-    process", yet it competes with every timed case: the verdict names attnbench's own
-    process (a normal run's parent uses ~0.01 cores)."""
-    proc, meta = small_run(cli, tmp_path, "spun", "--plugin", plugin_path("spins_in_parent.py"))
-    assert meta["contention"]["run"]["parent_cores"] >= busy.others_limit(
-        meta["contention"]["cores"])
-    assert meta["busy"]["busy"] is True
-    assert any("attnbench's own process used" in r for r in meta["busy"]["reasons"])
-    assert "busy machine" in proc.stderr
+@pytest.mark.process
+def test_a_plugin_spinning_in_its_worker_takes_no_cpu_from_other_cases(plugin_path, tmp_path):
+    """A plugin whose import leaves a thread spinning (in its catalog, observer and backend
+    worker: never in attnbench's own process) runs only while its worker runs its own case:
+    between cases the worker's process group is stopped, so it cannot slow another backend."""
+    from attnbench.plugin.catalog import load_catalog
+    from attnbench.run.tasks import TaskRunner
+    from attnbench.worker.execute import Options
+
+    catalog = load_catalog([plugin_path("spins_in_parent.py")], autoload=False)
+    backend = catalog.get("test-spins-in-parent")
+    runner = TaskRunner({"options": Options(time_it=False, memory=False).to_dict()}, tmp_path,
+                        60.0)
+    try:
+        with runner.pool() as pool:
+            rec, = runner.round(pool, "t", Case(1, 2, 2, 16, 16, 8), [backend])
+            assert rec["status"] == "ok"
+            pid = rec["worker"]["pid"]
+            deadline = time.monotonic() + 2  # SIGSTOP is delivered asynchronously
+            while _proc_state(pid)[0] != "T" and time.monotonic() < deadline:
+                time.sleep(0.01)
+            state, cpu = _proc_state(pid)
+            time.sleep(0.5)
+            assert state == "T" and _proc_state(pid) == ("T", cpu)  # stopped: no CPU taken
+    finally:
+        runner.close()
+
+
+def _proc_state(pid: int) -> tuple[str, int]:
+    """(state letter, utime + stime in ticks) of a process, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return fields[0], int(fields[11]) + int(fields[12])
+
+
+def test_a_process_left_by_an_ended_worker_is_stray_not_other(cli, tmp_path: Path,
+                                                              plugin_path):
+    """A backend leaves a process in a session of its own, which the kill of its worker's
+    process group misses; reparented to init it spins on after the worker ended. It was seen
+    under the worker, so it stays the run's: stray, named, never among the others."""
+    mark = tmp_path / "orphan.pid"
+    scenario = tmp_path / "busytiny.toml"
+    scenario.write_text(TOML)
+    proc = cli("run", "-s", str(scenario), "-b", "numpy-naive", "-b", "test-leaves-orphan",
+               "--plugin", plugin_path("leaves_orphan.py"), "--budget", "0.1", "--out",
+               str(tmp_path / "orphaned"),
+               env={"ATTNBENCH_ROOF_CACHE": str(tmp_path / "roofs.json"),
+                    "ATTNBENCH_TEST_MARK": str(mark)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    pid = int(mark.read_text())
+    meta = json.loads((tmp_path / "orphaned" / "run.json").read_text())
+    run = meta["contention"]["run"]
+    assert pid in {t["pid"] for t in run.get("top_stray", [])}, run
+    assert pid not in {t["pid"] for t in run.get("top_others", [])}
+
+
+def test_a_plain_run_has_no_stray_process(cli, tmp_path: Path):
+    """The workers (and the roof workers) are recognised as workers: a run without a hostile
+    plugin has no stray reading, loaded machine or not."""
+    _, meta = small_run(cli, tmp_path, "plain")
+    run = meta["contention"]["run"]
+    assert run["stray_cores"] == 0 and "top_stray" not in run, run
+    assert not any("outside its workers" in r for r in meta["busy"]["reasons"])

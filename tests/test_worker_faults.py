@@ -144,7 +144,9 @@ def test_processes_a_backend_starts_die_with_its_worker(faults):
 
 
 def test_a_worker_that_exits_while_idle_costs_the_next_case(tmp_path):
-    def pause_after_the_bad_case(rec):  # the worker's thread exits during this pause
+    """The worker is stopped between its cases; its thread's exit happens when it runs again,
+    before the next case is answered: that case is crashed, then a fresh worker."""
+    def pause_after_the_bad_case(rec):  # the thread's timer runs out during this pause
         if rec["seq_kv"] == 64:
             time.sleep(2)
 
@@ -154,7 +156,7 @@ def test_a_worker_that_exits_while_idle_costs_the_next_case(tmp_path):
     result = run_plan(_plan(tmp_path, ["test-exits-idle"]), config)
     got = [r for r in result.records]
     assert result.finished and [r["status"] for r in got] == ["ok", "crashed", "ok"], got
-    assert "between tasks" in got[1]["error"] and "exited with code 0" in got[1]["error"]
+    assert "exited with code 0" in got[1]["error"]
     assert got[2]["worker"]["pid"] != got[0]["worker"]["pid"]
 
 

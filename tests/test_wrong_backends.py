@@ -57,19 +57,22 @@ def test_beyond_the_budget_a_nan_off_the_compared_rows_still_fails(plugin_path, 
     assert len(data.rows) == 64 and 1 not in data.rows
     reg = build_registry([plugin_path("wrong_outputs.py")], autoload=False)
     rec = execute(reg.get("test-nan-in-row-1"), "t", case, lambda: data,
-                  Options(time_it=False, memory=False, check_seed=3))
+                  Options(time_it=False, memory=False))
     out = rec["agreement"]["outputs"][0]
     assert rec["status"] == "mismatch" and rec["agreement"]["rows_checked"] == 64
     assert out["nonfinite"] == 1 and out["max_abs_err"] <= out["bound"]
     assert rec["agreement"]["check_seed"] == 3
 
 
-def test_the_run_seed_chooses_the_rows(monkeypatch):
+def test_each_draw_chooses_new_rows(monkeypatch):
+    """Beyond the budget every draw (one per round, after the outputs) picks other rows, and
+    the oracle follows them."""
     case = Case(1, 2, 2, 512, 512, 16)
     monkeypatch.setattr(reference, "ORACLE_FLOP_BUDGET", reference.oracle_flops(case, 64))
-    data = CaseData(case, 0, check_seed=1)
+    data = CaseData(case, 0)
+    data.draw_rows()
     rows = data.rows.copy()
-    data.use_check_seed(2)  # what execute() does with the run's Options.check_seed
+    data.draw_rows()
     assert not np.array_equal(rows, data.rows)
     assert np.array_equal(data.ref, reference.oracle(data.arrays, case, data.rows))
 

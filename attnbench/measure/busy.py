@@ -10,7 +10,10 @@ judge(contention) -> {"busy", "reasons", "advice", "seen"}. A run is busy when a
   rule saw contention too: noisy records alone are a note, not a busy verdict, since some
   machines (a VM on shared cores, frequency scaling) jitter that much with nothing else running
   (seen here: 74 of 96 noisy with other processes at 0.003 cores);
-- another process used the GPU, or the GPU was slowed down (power cap, thermal) while idle.
+- attnbench's own process (plugin code in it) or the run's processes outside its workers (a
+  process a plugin started, one left running after its worker ended) used that many cores;
+- another process used the GPU (the run's own parent and workers are not "another"), a process
+  the run left outside its workers did, or the GPU was slowed down while idle.
 Load average and iowait are shown, not judged: the load counts this run's own threads and lags
 a minute behind, and iowait is idle time.
 """
@@ -18,6 +21,8 @@ a minute behind, and iowait is idle time.
 from __future__ import annotations
 
 from typing import Any
+
+from attnbench.measure.ceiling import stored_ceiling
 
 OTHERS_FRACTION, OTHERS_MIN = 0.2, 0.5
 LOADED_FRACTION = 0.25
@@ -49,7 +54,7 @@ def judge(c: dict[str, Any]) -> dict[str, Any]:
                 "notes": [NOT_JUDGED_REMOTE.format(c["executor"])]}
     reasons: list[str] = []
     advice: list[str] = []
-    cpu = _others(c) + _parent(c) + _loaded(c) + _roofs(c)
+    cpu = _others(c) + _parent(c) + _stray(c) + _loaded(c) + _roofs(c)
     steal = _steal(c)
     noisy = _noisy(c)
     notes = [] if cpu or steal else [
@@ -67,11 +72,29 @@ def judge(c: dict[str, Any]) -> dict[str, Any]:
     busy = bool(reasons)
     text = ("its timings are not reliable: " + "; ".join(advice)) if busy else ""
     return {"busy": busy, "reasons": reasons, "advice": text, "seen": seen(c),
-            "notes": notes}
+            "notes": notes + list(dict.fromkeys(_unattributed(c.get("before"))
+                                                + _unattributed(c.get("after"))))}
+
+
+def _unattributed(reading: Any) -> list[str]:
+    """GPU processes whose pid this machine's /proc does not list (another PID namespace, as
+    in a container): neither this run's nor, for sure, another's; said, not judged."""
+    gpu = (reading or {}).get("gpu") if isinstance(reading, dict) else None
+    found = gpu.get("unattributed") if isinstance(gpu, dict) else None
+    if not isinstance(found, list) or not found:
+        return []
+    names = ", ".join(f"{p.get('name')} (pid {p.get('pid')})" for p in found
+                      if isinstance(p, dict))
+    return [f"nvidia-smi listed GPU processes whose pids are not visible here (another PID "
+            f"namespace?), so they could be this run's own or another's: {names}"]
 
 
 def _num(x: Any) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+
+
+def _int(x: Any) -> int | None:
+    return x if isinstance(x, int) and not isinstance(x, bool) and x > 0 else None
 
 
 def _others(c: dict[str, Any]) -> list[str]:
@@ -96,6 +119,21 @@ def _parent(c: dict[str, Any]) -> list[str]:
     return [f"attnbench's own process used {used:.2g} of the {cores} cores during the run "
             "(it only waits while workers time): plugin code running in it, such as a thread a "
             "plugin started, competed with the timed cases"]
+
+
+def _stray(c: dict[str, Any]) -> list[str]:
+    """The run's own processes outside its workers (measure/ownership.py), busy: a process a
+    plugin started in attnbench's process, or one left running after its worker ended."""
+    cores = int(c.get("cores") or 1)
+    run = c.get("run") or {}
+    used = _num(run.get("stray_cores"))
+    if used is None or used < others_limit(cores):
+        return []
+    top = ", ".join(f"{t.get('name')} (pid {t.get('pid')}) {t.get('cores')}"
+                    for t in run.get("top_stray") or [] if isinstance(t, dict))
+    return [f"processes this run started outside its workers used {used:.2g} of the {cores} "
+            "cores (a process a plugin started in attnbench's own process, or one left "
+            "running after its worker ended)" + (f": {top}" if top else "")]
 
 
 def _loaded(c: dict[str, Any]) -> list[str]:
@@ -125,6 +163,8 @@ def _roofs(c: dict[str, Any]) -> list[str]:
             s, e = _num(s), _num((end.get(device) or {}).get(dtype))
             mid = [x for d in during if (x := _num((d.get(device) or {}).get(dtype)))]
             b = _num(((best.get(device) or {}).get(dtype) or {}).get("flops_per_s"))
+            if b and b > stored_ceiling(str(device), str(dtype), _int(c.get("cores"))):
+                b = None  # no hardware reaches it: not a bar (a forged cache entry)
             measured = [x for x in (s, *mid, e) if x]
             if not measured:
                 continue
@@ -158,7 +198,11 @@ def _gpu(reading: Any) -> list[str]:
     if not isinstance(gpu, dict):
         return []
     out = [f"another process was on the GPU: {p.get('name')} (pid {p.get('pid')}, "
-           f"{p.get('memory_mib')} MiB)" for p in gpu.get("other_processes") or []]
+           f"{p.get('memory_mib')} MiB)" for p in gpu.get("other_processes") or []
+           if isinstance(p, dict)]
+    out += [f"a process this run left outside its workers was on the GPU: {p.get('name')} "
+            f"(pid {p.get('pid')}, {p.get('memory_mib')} MiB)"
+            for p in gpu.get("stray_processes") or [] if isinstance(p, dict)]
     for g in gpu.get("gpus") or []:
         slow = g.get("slowdowns")
         if isinstance(slow, list) and slow:
@@ -178,6 +222,9 @@ def seen(c: dict[str, Any]) -> str:
                       ("steal_pct", "steal {:.2g} %"), ("iowait_pct", "iowait {:.2g} %")):
         if _num(run.get(name)) is not None:
             parts.append(fmt.format(run[name]))
+    if _num(run.get("stray_cores")):
+        parts.append(f"the run's own processes outside its workers {run['stray_cores']:.2g} "
+                     "cores")
     for device, per in (c.get("roof_start") or {}).items():
         for dtype, s in (per or {}).items() if isinstance(per, dict) else ():
             if _num(s):

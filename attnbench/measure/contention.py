@@ -5,22 +5,26 @@ one can be taken around each record without disturbing its timing. `Snapshot` is
 one instant; `window(a, b)` turns two snapshots into rates over the time between them.
 
 "Other processes' CPU" is what the kernel counted as busy CPU time (/proc/stat: user, nice,
-system, irq, softirq) minus what this run's own process tree used (this process, its live
-descendants from /proc/<pid>/stat, and its reaped children from os.times()). It sees
-processes of other containers on the same kernel too, which a walk over /proc/<pid> cannot.
-The GPU side (nvidia-smi) is read only when a run uses CUDA; where something cannot be read,
-the reading says "unmeasured: why" instead of a number.
+system, irq, softirq) minus what this run's own processes used (measure/ownership.py: this
+process, its workers' sessions and what they left, live from /proc/<pid>/stat, and its reaped
+children from os.times()). It sees processes of other containers on the same kernel too, which
+a walk over /proc/<pid> cannot. The run's own CPU outside its workers gets readings of its own:
+`parent_cores` (this process: plugin code in it) and `stray_cores` (a process a plugin started
+here, or one left running after its worker ended).
+The GPU side (nvidia-smi, measure/gpu_neighbours.py) is read only when a run uses CUDA; where
+something cannot be read, the reading says "unmeasured: why" instead of a number.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from attnbench.measure.gpu_neighbours import gpu_reading, smi  # noqa: F401 (the readings' API)
+from attnbench.measure.ownership import Tracker
 
 BUSY_FIELDS = ("user", "nice", "system", "irq", "softirq")  # guest time is inside user
 STAT_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
@@ -36,6 +40,7 @@ class ProcInfo:
     ticks: int  # utime + stime
     child_ticks: int  # cutime + cstime (children it has reaped)
     start: int  # starttime: tells a reused pid apart
+    session: int = 0  # the session id (a worker leads its own)
 
 
 @dataclass
@@ -47,9 +52,11 @@ class Snapshot:
     ncpu: int
     load: tuple[float, float, float] | None
     procs: dict[int, ProcInfo] = field(default_factory=dict)
-    own_ticks: float = 0.0  # CPU ticks this process tree has used since it began
-    own: frozenset[int] = frozenset()
+    own_ticks: float = 0.0  # CPU ticks this run's processes have used since it began
+    own: frozenset[int] = frozenset()  # every process of this run
     self_ticks: float = 0.0  # CPU ticks of this process alone (its threads: plugin code too)
+    legit: frozenset[int] = frozenset()  # this process and its live workers' sessions
+    stray: frozenset[int] = frozenset()  # the run's, outside both (ownership.py)
 
 
 def clock_ticks() -> int:
@@ -116,7 +123,7 @@ def parse_stat(text: str) -> ProcInfo | None:
     f = text[close + 2:].split()  # f[0] is field 3 (state)
     try:
         return ProcInfo(name, int(f[1]), int(f[11]) + int(f[12]), int(f[13]) + int(f[14]),
-                        int(f[19]))
+                        int(f[19]), int(f[3]))
     except (IndexError, ValueError):
         return None
 
@@ -140,20 +147,6 @@ def read_procs(root: Path) -> dict[int, ProcInfo]:
     return out
 
 
-def descendants(procs: dict[int, ProcInfo], top: int) -> frozenset[int]:
-    """top and every process below it in the parent tree."""
-    children: dict[int, list[int]] = {}
-    for pid, info in procs.items():
-        children.setdefault(info.ppid, []).append(pid)
-    out, todo = {top}, [top]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in out:
-                out.add(child)
-                todo.append(child)
-    return frozenset(out)
-
-
 def own_reaped_ticks() -> float:
     """CPU ticks of this process and of the children it has reaped (os.times)."""
     t = os.times()
@@ -167,20 +160,23 @@ def own_self_ticks() -> float:
 
 
 def snapshot(root: Path | str = "/", me: int | None = None, reaped: float | None = None,
-             cpus: frozenset[int] | None = None) -> Snapshot:
+             cpus: frozenset[int] | None = None, tracker: Tracker | None = None) -> Snapshot:
     """Read the machine now. root is "/" except in tests (a fake /proc tree); me is the top of
     this run's process tree (default this process); reaped its own and reaped children's ticks
-    (default os.times()); cpus the CPUs whose time counts (default all)."""
+    (default os.times()); cpus the CPUs whose time counts (default all); tracker what the run
+    knows of its processes from earlier snapshots (default: nothing yet)."""
     root = Path(root)
     me = os.getpid() if me is None else me
     cpu, ncpu = read_cpu(root, cpus)
+    t = time.monotonic()  # when the CPU times were read (the walk of /proc below takes a while)
     procs = read_procs(root)
-    own = descendants(procs, me)
-    live = sum(p.ticks + p.child_ticks for pid, p in procs.items() if pid in own and pid != me)
+    tracker = tracker if tracker is not None else Tracker()
+    ours = tracker.classify(procs, me, root)
+    live = sum(procs[p].ticks + procs[p].child_ticks for p in ours.all if p != me)
     base = own_reaped_ticks() if reaped is None else reaped
     mine = own_self_ticks() if reaped is None else 0.0
-    return Snapshot(time.monotonic(), cpu, ncpu, read_load(root), procs, base + live, own,
-                    mine)
+    return Snapshot(t, cpu, ncpu, read_load(root), procs,
+                    base + live + tracker.lost, ours.all, mine, ours.legit, ours.stray)
 
 
 def window(a: Snapshot, b: Snapshot, hz: int | None = None) -> dict[str, Any]:
@@ -194,17 +190,36 @@ def window(a: Snapshot, b: Snapshot, hz: int | None = None) -> dict[str, Any]:
     total = sum(b.cpu.get(k, 0) - a.cpu.get(k, 0) for k in STAT_FIELDS) or 1
     busy = sum(b.cpu.get(k, 0) - a.cpu.get(k, 0) for k in BUSY_FIELDS)
     others = max(0.0, busy - (b.own_ticks - a.own_ticks)) / hz / seconds
+    stray = stray_ticks(a, b)
     out: dict[str, Any] = {
         "seconds": round(seconds, 3), "cores": b.ncpu,
         "load": list(b.load) if b.load else "unmeasured: /proc/loadavg cannot be read",
         "others_cores": round(others, 3),
         "parent_cores": round((b.self_ticks - a.self_ticks) / hz / seconds, 3),
+        "stray_cores": round(sum(used for _, _, used in stray) / hz / seconds, 3),
         "steal_pct": round(100 * (b.cpu.get("steal", 0) - a.cpu.get("steal", 0)) / total, 2),
         "iowait_pct": round(100 * (b.cpu.get("iowait", 0) - a.cpu.get("iowait", 0)) / total, 2),
     }
     top = busiest_others(a, b, hz, seconds)
     if top:
         out["top_others"] = top
+    named = [{"pid": pid, "name": name[:40], "cores": round(used / hz / seconds, 2)}
+             for pid, name, used in sorted(stray, key=lambda x: -x[2])
+             if used / hz / seconds >= 0.05]
+    if named:
+        out["top_stray"] = named[:TOP_OTHERS]
+    return out
+
+
+def stray_ticks(a: Snapshot, b: Snapshot) -> list[tuple[int, str, float]]:
+    """(pid, name, CPU ticks in the window) of each process stray at the window's end."""
+    out = []
+    for pid in b.stray:
+        p, before = b.procs[pid], a.procs.get(pid)
+        used = p.ticks + p.child_ticks
+        if before is not None and before.start == p.start:
+            used -= before.ticks + before.child_ticks
+        out.append((pid, p.name, float(max(used, 0))))
     return out
 
 
@@ -225,9 +240,10 @@ def busiest_others(a: Snapshot, b: Snapshot, hz: int, seconds: float) -> list[di
 def probe(seconds: float = 0.25, root: Path | str = "/",
           cpus: frozenset[int] | None = None) -> dict[str, Any]:
     """A window of `seconds` from now (the run sleeps meanwhile): what others do right now."""
-    a = snapshot(root, cpus=cpus)
+    tracker = Tracker()
+    a = snapshot(root, cpus=cpus, tracker=tracker)
     time.sleep(seconds)
-    return window(a, snapshot(root, cpus=cpus))
+    return window(a, snapshot(root, cpus=cpus, tracker=tracker))
 
 
 def cpu_freq(root: Path | str = "/") -> dict[str, Any] | str:
@@ -252,79 +268,3 @@ def cpu_freq(root: Path | str = "/") -> dict[str, Any] | str:
     if maxes:
         out["rated_max_mhz"] = max(maxes)
     return out
-
-
-SMI_GPU = "index,clocks.sm,clocks.max.sm,temperature.gpu,power.draw,utilization.gpu"
-REASON_FIELDS = ("clocks_event_reasons.active", "clocks_throttle_reasons.active")  # new, old
-# clock event reasons (NVML bit masks) that slow a GPU down for a reason other than our work
-SLOWDOWNS = {0x4: "software power cap", 0x8: "hardware slowdown",
-             0x20: "software thermal slowdown", 0x40: "hardware thermal slowdown",
-             0x80: "hardware power brake"}
-
-
-def smi(args: list[str], timeout: float = 10.0) -> str:
-    """nvidia-smi's CSV output (no header, no units); raises OSError where it cannot run."""
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        raise OSError("nvidia-smi not found")
-    try:
-        res = subprocess.run([exe, *args, "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=timeout)
-    except subprocess.SubprocessError as exc:
-        raise OSError(f"nvidia-smi failed: {exc}") from None
-    if res.returncode != 0:
-        raise OSError(f"nvidia-smi exited {res.returncode}: {res.stdout.strip()[:200]}")
-    return res.stdout
-
-
-def gpu_reading(run: Any = smi, own: frozenset[int] = frozenset()) -> dict[str, Any] | str:
-    """Per GPU clocks, temperature, power, utilisation and slowdown reasons, and the compute
-    processes on the GPUs that are not this run's. run is nvidia-smi (tests pass a fake)."""
-    try:
-        rows, reasons = _gpu_rows(run)
-        apps = [line.split(", ") for line in run(
-            ["--query-compute-apps=pid,process_name,used_memory"]).strip().splitlines()]
-    except OSError as exc:
-        return f"unmeasured: {exc}"
-    gpus = []
-    for row in rows:
-        keys = ("index", "sm_mhz", "max_sm_mhz", "temperature_c", "power_w", "utilization_pct")
-        gpu: dict[str, Any] = dict(zip(keys, (_num(x) for x in row), strict=False))
-        mask = _mask(row[len(keys)]) if len(row) > len(keys) and reasons else None
-        gpu["slowdowns"] = ([why for bit, why in SLOWDOWNS.items() if mask & bit]
-                            if mask is not None else "unmeasured: no clock event reasons")
-        gpus.append(gpu)
-    others = [{"pid": _num(a[0]), "name": a[1][:60] if len(a) > 1 else "?",
-               "memory_mib": _num(a[2]) if len(a) > 2 else None}
-              for a in apps if a and a[0].strip() and _num(a[0]) not in own]
-    return {"gpus": gpus, "other_processes": others}
-
-
-def _gpu_rows(run: Any) -> tuple[list[list[str]], bool]:
-    """The per-GPU rows, with the clock event reasons where this driver knows either name."""
-    for name in REASON_FIELDS:
-        try:
-            out = run([f"--query-gpu={SMI_GPU},{name}"])
-            return [line.split(", ") for line in out.strip().splitlines()], True
-        except OSError:
-            continue
-    out = run([f"--query-gpu={SMI_GPU}"])
-    return [line.split(", ") for line in out.strip().splitlines()], False
-
-
-def _num(text: str) -> float | int | str:
-    t = text.strip()
-    try:
-        return int(t)
-    except ValueError:
-        try:
-            return float(t)
-        except ValueError:
-            return t
-
-
-def _mask(text: str) -> int | None:
-    try:
-        return int(text.strip(), 16)
-    except ValueError:
-        return None

@@ -112,16 +112,22 @@ def estimate_ms(fn: Callable[[], Any], ops: CudaOps, calls: int = ESTIMATE_CALLS
     return start.elapsed_time(end) / calls
 
 
-def timed_batch(fn: Callable[[], Any], ops: CudaOps, n: int, flush: bool) -> list[float]:
-    """n iterations of (flush, start event, call, end event); one synchronize at the end."""
+def timed_batch(fn: Callable[[], Any], ops: CudaOps, n: int, flush: bool,
+                on_output: Callable[[Any], None] | None = None) -> list[float]:
+    """n iterations of (flush, start event, call, end event); one synchronize at the end.
+
+    on_output gets each call's output after its end event is recorded (outside the timed span).
+    """
     starts = [ops.event() for _ in range(n)]
     ends = [ops.event() for _ in range(n)]
     for i in range(n):
         if flush:
             ops.flush()
         starts[i].record()
-        fn()
+        out = fn()
         ends[i].record()
+        if on_output is not None:
+            on_output(out)
     ops.synchronize()
     return [s.elapsed_time(e) for s, e in zip(starts, ends, strict=True)]
 
@@ -132,6 +138,7 @@ def time_cuda(
     config: CudaTimerConfig | None = None,
     first_call_ms: float | None = None,
     budget_ms: float | None = None,
+    on_output: Callable[[Any], None] | None = None,
 ) -> Timing:
     """Time fn on the GPU as docs/timing.md says; samples are per-call device times in ms (cold L2).
 
@@ -141,12 +148,14 @@ def time_cuda(
     est = estimate_ms(fn, ops)
     warm = warmup_count(est, cfg)
     for _ in range(warm):
-        fn()
+        out = fn()
+        if on_output is not None:
+            on_output(out)
     n = iterations(est, cfg)
     capped = budget_ms is not None and n * est > budget_ms and n > 3
     if capped:
         n = max(3, int(budget_ms / max(est, 1e-6)))
-    samples = timed_batch(fn, ops, n, cfg.flush)
+    samples = timed_batch(fn, ops, n, cfg.flush, on_output)
     timing = Timing(samples, 1, first_call_ms, warm + ESTIMATE_CALLS, summarize(samples))
     timing.stats.update(estimate_ms=est, l2="cold" if cfg.flush else "warm", clock="cuda-events",
                         capped_by_budget=capped)

@@ -1,13 +1,16 @@
-"""The environment fingerprint stored in run.json: host, CPU, GPU, threads, versions, commit."""
+"""The environment fingerprint stored in run.json: host, CPU, GPU, threads, versions, code."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
+import importlib.util
 import os
 import platform
 import socket
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,10 +114,41 @@ def gpu() -> dict[str, Any] | None:
     return info
 
 
-def fingerprint() -> dict[str, Any]:
-    """Everything that makes two runs comparable, or not."""
+def plugin_files(specs: Sequence[str]) -> dict[str, str | None]:
+    """Each --plugin (a file, or a module name) -> "sha256:<hex>" of the file that defines it;
+    None for a module that has no file. Resume refuses a run whose plugin files changed."""
+    out: dict[str, str | None] = {}
+    for spec in specs:
+        path = spec if spec.endswith(".py") or os.sep in spec else _module_file(spec)
+        if path is None:
+            out[spec] = None
+            continue
+        try:
+            out[spec] = "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError as exc:
+            out[spec] = f"unreadable: {exc.strerror or exc}"
+    return out
+
+
+def _module_file(name: str) -> str | None:
+    """The source file of a module given by name (already imported by the registry, or found
+    without importing it)."""
+    module = sys.modules.get(name)
+    origin = getattr(module, "__file__", None) if module is not None else None
+    if origin is None:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            return None
+        origin = spec.origin if spec is not None and spec.has_location else None
+    return origin
+
+
+def fingerprint(plugins: Sequence[str] = ()) -> dict[str, Any]:
+    """Everything that makes two runs comparable, or not (plugins: the --plugin specs)."""
     return {
         "host": socket.gethostname(), "platform": platform.platform(), "cpu": cpu_model(),
         "cores": os.cpu_count(), "python": sys.version.split()[0], "versions": versions(),
         "threads": threads(), "gpu": gpu(), "git_commit": git_commit(),
+        "plugin_files": plugin_files(plugins),
     }

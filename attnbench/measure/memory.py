@@ -20,7 +20,8 @@ import numpy as np
 from attnbench import variants
 from attnbench.case import Case
 from attnbench.errors import UsageError
-from attnbench.verify.grad import GRAD_SKIP_LIMIT
+from attnbench.verify.grad_baseline import BASELINE_BLOCK_ENTRIES
+from attnbench.verify.grad_oracle import GRAD_BLOCK_ENTRIES
 from attnbench.verify.inputs import ELEM_BYTES
 from attnbench.verify.reference import BLOCK_ENTRIES, rows_in_budget
 
@@ -117,23 +118,30 @@ def harness_bytes(case: Case) -> dict[str, int]:
 
     float64 q, k, v (and dO, and a bias), the backend's copy in the case dtype, the oracle's
     rows and rounding model with the float64 copy of the compared output, the model's block
-    workspace and, with
-    gradients, the gradient oracle's largest group. A paged or packed layout holds one more
-    float64 copy of k and v (the pristine values in that layout).
+    workspace and, with gradients, the gradient oracle's and baseline's blocks and the compared
+    gradients. A packed layout holds one more float64 copy of q, k and v (the pristine values
+    in that layout); a paged one its page pools twice (the values of the spare slots, the
+    pristine pools), sized by page_size, not seq_kv.
     """
     b, d, dv, group = case.batch, case.head_dim, case.dv, case.heads_q // case.heads_kv
     q = b * case.heads_q * case.seq_q * d
     kv = b * case.heads_kv * case.seq_kv * (d + dv)
     bias = int(np.prod(variants.bias_shape(case))) if case.bias != "none" else 0
     elems = q + kv + bias + (q if case.mode != "fwd" else 0)
-    if case.layout != "padded":
-        elems += q + 2 * kv  # the layout's pristine copy (paged: the pool's spare slots too)
+    if case.layout == "packed":
+        elems += q + kv  # the layout's pristine copy
+    elif case.layout == "paged":  # the pool's spare-slot values and its pristine copy: the
+        pool = b * -(-case.seq_kv // case.page_size) * case.page_size  # pool has page_size
+        elems += q + 2 * case.heads_kv * pool * (d + dv)  # slots per page, even past seq_kv
     # the oracle and its rounding model (ref, det, sigma, temp), the copy, 2 temporaries
     compared = 7 * 8 * b * case.heads_q * rows_in_budget(case) * dv
     # a block: ~12 score-sized arrays of MODEL_BLOCK_ENTRIES, or of one row when larger
     workspace = 8 * max(4 * BLOCK_ENTRIES, 12 * group * case.seq_kv)
-    if case.mode != "fwd":
-        workspace += 5 * 8 * min(group * case.seq_q * case.seq_kv, GRAD_SKIP_LIMIT)
+    if case.mode != "fwd":  # the gradient oracle's and baseline's blocks; the backend's
+        # gradients as NumPy with the oracle and floor on their compared rows (at most 3 copies)
+        workspace += 12 * 8 * max(GRAD_BLOCK_ENTRIES, group * case.seq_kv)
+        workspace += 6 * 8 * max(BASELINE_BLOCK_ENTRIES, group * case.seq_kv)
+        workspace += 3 * 8 * (q + kv)
     host = 8 * elems + compared + workspace
     framework = ELEM_BYTES[case.dtype] * elems
     if case.device == "cuda":

@@ -61,11 +61,20 @@ def summarize(samples_ms: list[float]) -> dict[str, Any]:
     }
 
 
-def _one_sample(fn: Callable[[], Any], loops: int, clock: Callable[[], int]) -> int:
+Offer = Callable[[Any], None]
+
+
+def _one_sample(fn: Callable[[], Any], loops: int, clock: Callable[[], int],
+                on_output: Offer | None = None) -> int:
+    """ns of `loops` calls; the last call's output goes to on_output after the clock stops."""
+    out = None
     t0 = clock()
     for _ in range(loops):
-        fn()
-    return clock() - t0
+        out = fn()
+    took = clock() - t0
+    if on_output is not None:
+        on_output(out)
+    return took
 
 
 def time_cpu(
@@ -73,8 +82,12 @@ def time_cpu(
     config: TimerConfig | None = None,
     first_call_ms: float | None = None,
     clock: Callable[[], int] = time.perf_counter_ns,
+    on_output: Offer | None = None,
 ) -> Timing:
-    """Time fn on the CPU (docs/timing.md); pass first_call_ms if the first call was made."""
+    """Time fn on the CPU (docs/timing.md); pass first_call_ms if the first call was made.
+
+    on_output gets the output of the last call of every warm-up call and sample, outside the
+    timed region (the worker keeps some for verification: a timed call is checked too)."""
     cfg = config or TimerConfig()
     if first_call_ms is None:
         t0 = clock()
@@ -83,9 +96,9 @@ def time_cpu(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        warm, per_call = _warm_up(fn, cfg, clock)
+        warm, per_call = _warm_up(fn, cfg, clock, on_output)
         loops = _calibrate(fn, per_call, clock)
-        samples = _sample(fn, loops, cfg, clock)
+        samples = _sample(fn, loops, cfg, clock, on_output)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -94,7 +107,8 @@ def time_cpu(
 
 
 def _warm_up(
-    fn: Callable[[], Any], cfg: TimerConfig, clock: Callable[[], int]
+    fn: Callable[[], Any], cfg: TimerConfig, clock: Callable[[], int],
+    on_output: Offer | None = None,
 ) -> tuple[int, int]:
     """Call fn at least warmup_calls times and warmup_s long; return (calls, fastest call ns).
 
@@ -102,7 +116,7 @@ def _warm_up(
     """
     calls, start, fastest = 0, clock(), None
     while calls < cfg.warmup_calls or clock() - start < cfg.warmup_s * 1e9:
-        took = _one_sample(fn, 1, clock)
+        took = _one_sample(fn, 1, clock, on_output)
         fastest = took if fastest is None else min(fastest, took)
         calls += 1
         if took > cfg.budget_s * 1e9 / 4:  # a very slow call: don't warm up forever
@@ -126,12 +140,13 @@ def _calibrate(fn: Callable[[], Any], per_call: int, clock: Callable[[], int]) -
 
 
 def _sample(
-    fn: Callable[[], Any], loops: int, cfg: TimerConfig, clock: Callable[[], int]
+    fn: Callable[[], Any], loops: int, cfg: TimerConfig, clock: Callable[[], int],
+    on_output: Offer | None = None,
 ) -> list[int]:
     samples: list[int] = []
     start = clock()
     while len(samples) < cfg.max_samples:
-        samples.append(_one_sample(fn, loops, clock))
+        samples.append(_one_sample(fn, loops, clock, on_output))
         elapsed = (clock() - start) / 1e9
         if len(samples) >= cfg.min_samples and elapsed >= cfg.min_time_s:
             q25, q50, q75 = np.percentile(samples, [25, 50, 75])

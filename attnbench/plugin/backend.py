@@ -12,6 +12,7 @@ from typing import Any
 
 from attnbench import variants
 from attnbench.case import Case
+from attnbench.plugin.facts import MAX_FACTS, Fact, check_fact
 
 DEVICE_FIELDS = ("dtypes", "masks", "modes", "head_dim_min", "head_dim_max", "head_dim_multiple",
                  "gqa", "cross", "variants")  # the fields a per_device entry may override
@@ -78,7 +79,22 @@ class Inputs:
     cu_seqlens_q: Any = None  # packed: int32 (batch + 1,) offsets of each sequence (NumPy)
     cu_seqlens_k: Any = None
     block_table: Any = None  # paged: int32 (batch, pages_per_seq) page indices (NumPy)
+    reported: dict[str, Fact] = field(default_factory=dict, init=False, compare=False)
     _empty: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def report(self, **facts: Any) -> None:
+        """Say what ran, for the record's `ran` field: `inputs.report(kernel="cudnn")`.
+
+        Call it in prepare() or in the callable (a later value replaces an earlier one). Each
+        fact is a name ([a-z][a-z0-9_]*, at most 32 characters) and a JSON scalar: a bool, an
+        int, a finite float, None or a string (cut to MAX_FACT_TEXT characters); at most
+        MAX_FACTS names per case. Anything else raises ValueError naming the fact.
+        """
+        for name, value in facts.items():
+            checked = check_fact(name, value)
+            if name not in self.reported and len(self.reported) >= MAX_FACTS:
+                raise ValueError(f"Inputs.report: more than {MAX_FACTS} facts (at {name!r})")
+            self.reported[name] = checked
 
     @property
     def mask(self) -> str:

@@ -1,4 +1,4 @@
-"""Calls into plugin code from the parent process: under a time limit, exceptions as data.
+"""Calls into plugin code under a time limit, exceptions as data (catalog and observer processes).
 
 A plugin's method runs in a daemon thread; the caller waits at most the limit. An exception
 (SystemExit included) or an overrun comes back as a one-line failure naming the method, and a
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from attnbench.plugin.backend import first_line, name_of
+from attnbench.plugin.backend import first_line
 
 DEFAULT_LIMIT_S = 60.0  # imports of torch or flash-attn in availability() can take a while
 LIMIT_ENV = "ATTNBENCH_PLUGIN_CALL_TIMEOUT"
@@ -108,35 +108,3 @@ def device_reasons(backend: Any, device: str, limit: float | None = None) -> lis
     """backend.device_reasons(device) guarded: its reasons, or its failure as the one reason."""
     out = reasons("device_reasons()", backend.device_reasons, device, limit=limit, owner=backend)
     return out.value if out.ok else [str(out.failure)]
-
-
-def plannable(backend: Any, devices: list[str], limit: float | None = None) -> bool:
-    """Whether a run without -b includes the backend: available on one of the devices, or
-    broken (availability() or device_reasons() raised or hung), so that its cases are
-    recorded as errors rather than silently left out."""
-    out = reasons("availability()", backend.availability, limit=limit, owner=backend)
-    if not out.ok:
-        return True
-    if out.value:
-        return False
-    for device in devices:
-        dev = reasons("device_reasons()", backend.device_reasons, device, limit=limit,
-                      owner=backend)
-        if not dev.ok or not dev.value:
-            return True
-    return False
-
-
-def parent_record(backend: Any, scenario: str, case: Any, limit: float | None = None
-                  ) -> dict[str, Any] | None:
-    """The record the parent writes without a worker: `unsupported` with the reasons, or
-    `error` when unsupported() raised or overran; None when the case is for the worker."""
-    from attnbench.record import Status, new_record
-
-    out = reasons("unsupported()", backend.unsupported, case, limit=limit, owner=backend)
-    if not out.ok:
-        return dict(new_record(scenario, case, backend, Status.ERROR,
-                               error=f"{name_of(backend)}: {out.failure}"))
-    if out.value:
-        return dict(new_record(scenario, case, backend, Status.UNSUPPORTED, reasons=out.value))
-    return None

@@ -19,8 +19,10 @@ if TYPE_CHECKING:
 def attnbench_backends() -> Iterable[Backend]:
     """Return the backends this plugin provides.
 
-    Called once when the plugin manager is built (for `list`, `run`, `check`
-    and in every worker process). Return an iterable of `attnbench.Backend`
+    Called once when the plugin manager is built: in the catalog process (for
+    `list`, `run`, `check`), in the worker of each of this plugin's backends
+    and in the observer process; never in attnbench's own process, which makes
+    the verdicts and imports no plugin. Return an iterable of `attnbench.Backend`
     instances; names must be unique across all plugins. Each backend is
     checked when it registers (name `[A-Za-z0-9][A-Za-z0-9._+-]{0,63}`,
     framework "numpy" or "torch", typed capabilities); an invalid one stops
@@ -51,9 +53,12 @@ def attnbench_scenario_dirs() -> Iterable[str]:
 def attnbench_record_written(record: dict[str, Any]) -> None:
     """Observe a record after the runner has written it to `records.jsonl`.
 
-    Called in the runner process once per (case, backend) record, after the
-    record is flushed. The return value is ignored; an exception is reported
-    and the run goes on. Example:
+    Called once per (case, backend) record, after the record is flushed, in
+    the run's observer process (a process of its own that imports the
+    plugins; the run's own process imports none), on a copy of the record.
+    The return value is ignored; an exception is reported and the run goes
+    on; the process, with any thread or process a hook started, is killed
+    when the run ends. Example:
 
         @hookimpl
         def attnbench_record_written(record):

@@ -45,6 +45,11 @@ class Registry:
     plugin_specs: tuple[str, ...] = ()  # --plugin specs, so a worker can rebuild the same registry
     autoload: bool = False  # whether entry points were loaded
     extra_scenario_dirs: list[str] = field(default_factory=list)
+    plugin_origins: dict[str, dict[str, str]] = field(default_factory=dict)  # plugin -> origin
+
+    def origin_of(self, backend: str) -> dict[str, str]:
+        """How a worker loads only the plugin that gave this backend (load_origin)."""
+        return self.plugin_origins[self.origins[backend]]
 
     def get(self, name: str) -> Backend:
         if name not in self.backends:
@@ -62,26 +67,53 @@ def autoload_enabled() -> bool:
 
 
 def build_registry(
-    plugins: tuple[str, ...] | list[str] = (), autoload: bool | None = None
+    plugins: tuple[str, ...] | list[str] = (), autoload: bool | None = None,
+    only: dict[str, str] | None = None,
 ) -> Registry:
-    """Register built-ins, then entry points (unless disabled), then --plugin specs."""
+    """Register built-ins, then entry points (unless disabled), then --plugin specs; with
+    `only` (an origin, as Registry.origin_of gives), that one plugin and nothing else."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     reg = Registry(pm, plugin_specs=tuple(plugins))
     reg.autoload = autoload_enabled() if autoload is None else autoload
-    for module in BUILTIN_MODULES:
-        _register(reg, module, lambda m=module: importlib.import_module(m))
-    if reg.autoload:
-        for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT):
-            _register(reg, f"{ep.name} ({ep.value})", ep.load)
-    for spec in plugins:
-        _register(reg, spec, lambda s=spec: import_plugin(s))
+    if only is not None:
+        _register_origin(reg, only)
+    else:
+        for module in BUILTIN_MODULES:
+            _register(reg, module, lambda m=module: importlib.import_module(m),
+                      {"kind": "builtin", "module": module})
+        if reg.autoload:
+            for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT):
+                _register(reg, f"{ep.name} ({ep.value})", ep.load,
+                          {"kind": "entry_point", "name": ep.name, "value": ep.value})
+        for spec in plugins:
+            _register(reg, spec, lambda s=spec: import_plugin(s), {"kind": "spec", "spec": spec})
     _collect_backends(reg)
     _collect_scenario_dirs(reg)
     return reg
 
 
-def _register(reg: Registry, name: str, loader: Any) -> None:
+def _register_origin(reg: Registry, origin: dict[str, str]) -> None:
+    """Register the one plugin an origin names (a worker imports only its backend's plugin)."""
+    kind = origin.get("kind")
+    if kind == "builtin" and origin.get("module") in BUILTIN_MODULES:
+        module = origin["module"]
+        _register(reg, module, lambda: importlib.import_module(module), origin)
+    elif kind == "entry_point":
+        eps = [ep for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT)
+               if ep.name == origin.get("name") and ep.value == origin.get("value")]
+        if not eps:
+            _fail(reg, str(origin.get("name")), "entry point no longer installed")
+            return
+        _register(reg, f"{eps[0].name} ({eps[0].value})", eps[0].load, origin)
+    elif kind == "spec" and isinstance(origin.get("spec"), str):
+        spec = origin["spec"]
+        _register(reg, spec, lambda: import_plugin(spec), origin)
+    else:
+        _fail(reg, str(origin), "not a plugin origin attnbench knows")
+
+
+def _register(reg: Registry, name: str, loader: Any, origin: dict[str, str]) -> None:
     loaded = guard.call("import", loader)  # a plugin's import may raise anything, or hang
     if isinstance(loaded.error, UsageError):
         raise loaded.error
@@ -91,6 +123,7 @@ def _register(reg: Registry, name: str, loader: Any) -> None:
     plugin = loaded.value
     if reg.pm.is_registered(plugin):
         return
+    reg.plugin_origins[name] = origin
     try:
         reg.pm.register(plugin, name=name)
         reg.pm.check_pending()

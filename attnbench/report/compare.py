@@ -289,8 +289,9 @@ def print_comparison(base: Run, new: Run, rows: list[Row], missing: list[tuple],
               file=sys.stderr)
 
 
-def coverage_losses(base: Run, new: Run, missing: list[tuple]) -> list[str]:
-    """What the new run lost against the base: backends, cases, an unfinished run."""
+def coverage_losses(base: Run, new: Run, missing: list[tuple],
+                    rows: list[Row] | None = None) -> list[str]:
+    """What the new run lost against the base: backends, cases, timings, an unfinished run."""
     out = []
     if new.meta.get("finished") is not True:
         why = new.meta.get("stopped") or "its run.json does not say finished"
@@ -302,7 +303,18 @@ def coverage_losses(base: Run, new: Run, missing: list[tuple]) -> list[str]:
     for backend, n in per_backend.items():
         what = "has no records" if backend not in new_backends else f"lacks {n} case(s)"
         out.append(f"backend {backend} {what} in the new run ({n} of the base run's missing)")
-    return out
+    return out + timing_losses(rows or [])
+
+
+def timing_losses(rows: list[Row]) -> list[str]:
+    """Backends whose cases the base run timed and the new run did not (an untimed `check`
+    run, a record without samples): no timing verdict can be made for them."""
+    lost: dict[str, int] = {}
+    for r in rows:
+        if r.verdict == "untimed" and r.base_ms and not r.new_ms:
+            lost[r.key[3]] = lost.get(r.key[3], 0) + 1
+    return [f"backend {b} lost the timing of {n} case(s): the base run timed them, the new "
+            "run did not (an untimed check run?)" for b, n in lost.items()]
 
 
 def run_compare(base_path: str, new_path: str, threshold: float | None, min_abs_ms: float | None,
@@ -323,7 +335,7 @@ def run_compare(base_path: str, new_path: str, threshold: float | None, min_abs_
     if base.meta.get("finished") is not True:
         print(f"note: the base run {base.path} did not finish; only its records are compared",
               file=sys.stderr)
-    losses = coverage_losses(base, new, missing)
+    losses = coverage_losses(base, new, missing, rows)
     for text in losses:
         print(f"{'note' if allow_missing else 'coverage'}: {plain(text)}", file=sys.stderr)
     gated = [r for r in rows if r.gated]

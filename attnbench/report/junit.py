@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from attnbench.record import Status
+from attnbench.results import writing
 
 FAILURE = (Status.MISMATCH.value,)  # a wrong answer; error, oom, crashed, timeout are <error>
 SKIPPED = (Status.UNSUPPORTED.value,)  # oom fails check (record.CHECK_FAILED): not a skip
@@ -70,6 +71,7 @@ def write_junit(records: Iterable[dict[str, Any]], path: str | Path,
     for r in recs:
         ts.append(testcase(r))
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    ET.ElementTree(root).write(out, encoding="utf-8", xml_declaration=True)
+    with writing(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        ET.ElementTree(root).write(out, encoding="utf-8", xml_declaration=True)
     return out

@@ -21,6 +21,7 @@ from attnbench import variants
 from attnbench.case import Case, variant_problem
 from attnbench.report.groups import Group, variant_label, variant_value
 from attnbench.report.plots import Plot, plain_text
+from attnbench.results import writing
 from attnbench.sanitize import plain
 
 MAX_PIXELS = 128  # per side of one panel
@@ -167,6 +168,8 @@ def save_mask(g: Group, out: Path) -> Plot | None:
         return None
     out.mkdir(parents=True, exist_ok=True)
     png, svg = out / f"{g.slug}-mask.png", out / f"{g.slug}-mask.svg"
-    fig.savefig(png, dpi=100)
-    fig.savefig(svg, metadata={"Date": None})
+    with writing(png):
+        fig.savefig(png, dpi=100)
+    with writing(svg):
+        fig.savefig(svg, metadata={"Date": None})
     return Plot("mask", png, svg)

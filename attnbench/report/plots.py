@@ -17,6 +17,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from attnbench.record import VERIFIED, Status, error_ratio, median_ms, peak_bytes
 from attnbench.report.groups import AXIS_TITLE, Group
+from attnbench.results import writing
 from attnbench.sanitize import plain
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -326,14 +327,17 @@ def save_group(g: Group, out: Path, cmap: dict[str, str], baseline: str) -> list
         ("agreement", "agreement", lambda: agreement(g, cmap)),
         ("speedup", f"speedup over {baseline}", lambda: speedup(g, cmap, baseline)),
     ]
-    out.mkdir(parents=True, exist_ok=True)
+    with writing(out):
+        out.mkdir(parents=True, exist_ok=True)
     plots = []
     for kind, title, draw in kinds:
         fig = draw()
         if fig is None:
             continue
         png, svg = out / f"{g.slug}-{kind}.png", out / f"{g.slug}-{kind}.svg"
-        fig.savefig(png, dpi=110)
-        fig.savefig(svg, metadata={"Date": None})
+        with writing(png):
+            fig.savefig(png, dpi=110)
+        with writing(svg):
+            fig.savefig(svg, metadata={"Date": None})
         plots.append(Plot(title, png, svg))
     return plots

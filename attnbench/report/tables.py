@@ -7,7 +7,6 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from attnbench.plugin import guard
 from attnbench.record import VERIFIED, Status, error_ratio, failure_text
 from attnbench.report.groups import field_label, variant_label, variant_value
 from attnbench.sanitize import plain
@@ -120,33 +119,31 @@ def failures(records: list[dict[str, Any]]) -> Table | None:
     return table
 
 
-def backend_list(registry: Any) -> Table:
-    """Every backend: where it runs, what it supports (per device where it differs), and why
-    not when it cannot run. Plugin methods are called under the guard: one that raises or
-    hangs makes its backend "unavailable: <method> raised ..."."""
+def backend_list(catalog: Any) -> Table:
+    """Every backend of a catalog: where it runs, what it supports (per device where it
+    differs), and why not when it cannot run (a plugin method that raised or hung is the
+    reason: "unavailable: <method> raised ...")."""
     table = Table(title="Backends", title_justify="left")
     for col in ("backend", "framework", "status", "dtypes", "modes", "variants", "limits",
                 "plugin", "description"):
         table.add_column(col, no_wrap=col == "backend", overflow="fold")
-    for name, b in registry.backends.items():
+    for name, b in catalog.backends.items():
         caps = b.capabilities
-        origin = registry.origins[name]
         table.add_row(plain(name), plain(b.framework), plain(backend_status(b)),
                       per_device(caps, "dtypes"), per_device(caps, "modes"),
                       variants_text(caps), limits(caps),
-                      "built-in" if origin.startswith(BUILTIN_PREFIX) else plain(origin),
+                      "built-in" if b.plugin.startswith(BUILTIN_PREFIX) else plain(b.plugin),
                       plain(b.description))
     return table
 
 
 def backend_status(b: Any) -> str:
-    """'available on cpu, cuda' or 'unavailable: <reasons>'."""
-    reasons = guard.availability(b)
-    runnable = [] if reasons else [d for d in b.capabilities.devices
-                                   if not guard.device_reasons(b, d)]
+    """'available on cpu, cuda' or 'unavailable: <reasons>' (b: a catalog's BackendInfo)."""
+    runnable = [] if b.availability else [d for d in b.capabilities.devices
+                                          if not b.reasons_on(d)]
     if runnable:
         return "available on " + ", ".join(runnable)
-    why = reasons or [r for d in b.capabilities.devices for r in guard.device_reasons(b, d)]
+    why = list(b.availability) or [r for d in b.capabilities.devices for r in b.reasons_on(d)]
     return "unavailable: " + "; ".join(dict.fromkeys(why))
 
 

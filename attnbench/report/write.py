@@ -26,6 +26,7 @@ from attnbench.report import masks, plots
 from attnbench.report.groups import Group, Run, field_label, make_groups, read_runs
 from attnbench.report.render import Cell, Doc, Heading, Image, Table, Text, to_html, to_markdown
 from attnbench.report.scaling import Scaling, analyse
+from attnbench.results import writing
 from attnbench.sanitize import csv_cell
 
 STATUS_MARK = {Status.OK: "✓", Status.MISMATCH: "✗"}
@@ -47,7 +48,8 @@ def write_report(paths: list[str | Path], out_dir: str | Path | None = None,
     """Read the runs, draw the plots and write report.md, report.html and summary.csv."""
     runs = read_runs(paths)
     out = Path(out_dir) if out_dir else Path(paths[0])
-    out.mkdir(parents=True, exist_ok=True)
+    with writing(out):
+        out.mkdir(parents=True, exist_ok=True)
     groups = make_groups(runs)
     cmap = plots.colours([r["backend"] for g in groups for r in g.records])
     doc = Doc("attnbench report")
@@ -63,9 +65,12 @@ def write_report(paths: list[str | Path], out_dir: str | Path | None = None,
             *margin_section(groups), *determinism_section(groups), *records_section(groups),
             *failures_section(groups))
     md, page, table = out / "report.md", out / "report.html", out / "summary.csv"
-    md.write_text(to_markdown(doc, out), encoding="utf-8")
-    page.write_text(to_html(doc), encoding="utf-8")
-    write_csv(table, groups, baseline)
+    with writing(md):
+        md.write_text(to_markdown(doc, out), encoding="utf-8")
+    with writing(page):
+        page.write_text(to_html(doc), encoding="utf-8")
+    with writing(table):
+        write_csv(table, groups, baseline)
     return Report(out, md, page, table, drawn)
 
 

@@ -26,7 +26,8 @@ FLAG_TYPES: dict[str, type | tuple[type, ...]] = {
     "repeat": (int, type(None)),
 }
 # fingerprint keys that must not change: a new value would mix incomparable numbers
-CODE_KEYS = ("host", "cpu", "python", "versions", "git_commit")
+CODE_KEYS = ("host", "cpu", "python", "versions", "git_commit", "plugin_files")
+CHANGEABLE = ("git_commit", "plugin_files")  # code: --allow-code-change lets it through
 
 
 def adopt(args: argparse.Namespace, defaults: argparse.Namespace) -> dict[str, Any]:
@@ -39,6 +40,9 @@ def adopt(args: argparse.Namespace, defaults: argparse.Namespace) -> dict[str, A
     config = meta.get("config") or {}
     if "config" not in meta:
         raise UsageError(f"cannot resume {run_dir}: its run.json has no config")
+    if "frontier" in meta:  # resuming it would run the ordinary plan and call it finished
+        raise UsageError(f"cannot resume {run_dir}: it is a --frontier run, and --resume "
+                         "cannot continue one; start the --frontier run again into a new --out")
     _check_config(run_dir, config)
     if args.out and Path(args.out).resolve() != run_dir.resolve():
         raise UsageError(f"--out {args.out} and --resume {run_dir} name different folders")
@@ -109,10 +113,12 @@ def check(old: dict[str, Any], new: dict[str, Any], plan: dict[str, Any],
     notes = []
     for key in CODE_KEYS:
         a, b = old_env.get(key), new_env.get(key)
-        if a != b and key == "git_commit" and allow_code_change:
+        if key == "plugin_files":  # a run from before plugin files were fingerprinted: none
+            a, b = a or {}, b or {}
+        if a != b and key in CHANGEABLE and allow_code_change:
             notes.append(_diff(key, a, b))
         elif a != b:
-            hint = " (or --allow-code-change)" if key == "git_commit" else ""
+            hint = " (or --allow-code-change)" if key in CHANGEABLE else ""
             raise UsageError(f"{where}: {_diff(key, a, b)}; its numbers would not compare "
                              f"with new ones, start a new run instead{hint}")
     gpu_a, gpu_b = (old_env.get("gpu") or {}).get("name"), (new_env.get("gpu") or {}).get("name")
@@ -122,8 +128,18 @@ def check(old: dict[str, Any], new: dict[str, Any], plan: dict[str, Any],
 
 
 def _diff(key: str, a: Any, b: Any) -> str:
+    if key == "plugin_files" and isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            if a.get(k) != b.get(k):
+                return (f"plugin {k} changed since the run started ({_short(a.get(k))} → "
+                        f"{_short(b.get(k))})")
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b)):
             if a.get(k) != b.get(k):
                 return f"{k} version was {a.get(k)}, now {b.get(k)}"
     return f"{key} was {a}, now {b}"
+
+
+def _short(digest: Any) -> str:
+    text = str(digest) if digest is not None else "not a plugin then"
+    return text[:19] if text.startswith("sha256:") else text

@@ -1,11 +1,12 @@
-"""The sweep: expands scenarios into cases, runs each backend's cases in a worker, writes records.
+"""The sweep: expands scenarios into cases, runs each case on its backends, writes records.
 
-Order is backend-major: one worker process per backend runs all of that backend's cases, then
-quits, so only one worker holds case data (and device memory) at a time. Cases a backend does
-not support are recorded by the parent without a worker. The parent is the only writer of
-records.jsonl, and holds the folder's lock (runlock) while it writes; a worker that dies,
-overruns its time or breaks the protocol becomes a `crashed` / `timeout` record and is
-restarted for the next case (attnbench/run/sweep.py runs the workers).
+Order is case-major: each case runs on every backend in turn, each in that backend's own
+worker process (kept for the whole sweep, and importing only the plugin that defines it), then
+the parent verifies every output of the case against one oracle (run/tasks.py). The parent
+imports no plugin (it knows the backends from the catalog, plugin/catalog.py), is the only
+writer of records.jsonl, and holds the folder's lock (runlock) while it writes; a worker that
+dies, overruns its time or breaks the protocol becomes a `crashed` / `timeout` record and is
+restarted for the next case.
 """
 
 from __future__ import annotations
@@ -22,18 +23,17 @@ from attnbench.case import Case, Scenario
 from attnbench.errors import UsageError
 from attnbench.measure import busy, environment
 from attnbench.measure.memory import check_fits
-from attnbench.plugin import guard
-from attnbench.plugin.backend import Backend, device_failure, name_of
-from attnbench.plugin.registry import Registry
+from attnbench.plugin.backend import device_failure, name_of
+from attnbench.plugin.catalog import BackendInfo, Catalog, from_registry
 from attnbench.record import CHECK_FAILED, key, record_key
 from attnbench.results import RunWriter, clear_run, new_run_id, read_run
-from attnbench.run.execute import Options
 from attnbench.run.executors import Executor
 from attnbench.run.executors.local import LocalExecutor
 from attnbench.run.progress import Progress, auto_progress
 from attnbench.run.runlock import RunLock
 from attnbench.run.sweep import Interrupted, Sweep, stop_on_signals
 from attnbench.run.watch import Watch
+from attnbench.worker.execute import Options
 
 __all__ = ["Interrupted", "Plan", "RunConfig", "RunResult", "make_plan", "run_plan"]
 
@@ -51,8 +51,8 @@ class Plan:
     """What a run will do: (scenario name, case) pairs and the backends to try on each."""
 
     items: list[tuple[str, Case]]
-    backends: list[Backend]
-    registry: Registry | None = None
+    backends: list[BackendInfo]
+    catalog: Catalog | None = None
 
     @property
     def total(self) -> int:
@@ -93,16 +93,19 @@ def resolve_devices(devices: list[str]) -> list[str]:
 
 
 def make_plan(
-    registry: Registry, scenarios: list[Scenario], backend_names: list[str],
+    catalog: Catalog | Any, scenarios: list[Scenario], backend_names: list[str],
     devices: list[str], dtypes: list[str],
 ) -> Plan:
     """Expand scenarios for each device (dtype overridden when asked) and pick backends.
 
+    catalog: the Catalog (or a Registry built in this process: tests and the Python API).
     Repeated names run once; two different cases on one record key are refused (exit 2), and so
     is a case whose inputs the harness cannot hold.
     """
-    backends = [registry.get(n) for n in dict.fromkeys(backend_names)] if backend_names else [
-        b for b in registry.backends.values() if guard.plannable(b, devices)
+    if not isinstance(catalog, Catalog):
+        catalog = from_registry(catalog)
+    backends = [catalog.get(n) for n in dict.fromkeys(backend_names)] if backend_names else [
+        b for b in catalog.backends.values() if catalog.plannable(b, devices)
     ]
     items: dict[tuple[str, str, str], tuple[str, Case]] = {}  # record key -> item, in order
     for scenario in scenarios:
@@ -111,7 +114,7 @@ def make_plan(
                 for dt in dict.fromkeys(dtypes or [case.dtype]):
                     _add_item(items, scenario.name, replace(case, dtype=dt))
     check_fits([c for _, c in items.values()])  # inputs the harness cannot hold: exit 2
-    return Plan(list(items.values()), backends, registry)
+    return Plan(list(items.values()), backends, catalog)
 
 
 def _add_item(items: dict[tuple[str, str, str], tuple[str, Case]], scenario: str,
@@ -195,6 +198,7 @@ def open_sweep(plan: Plan, config: RunConfig, total: int) -> Iterator[Sweep]:
         except KeyboardInterrupt as exc:
             result.stopped = str(exc) or "interrupted by SIGINT"
         finally:
+            sweep.close()
             judged = _judged(watch, sweep, config.executor)
             earlier = _earlier_sessions(meta)  # none unless resumed
             if earlier:

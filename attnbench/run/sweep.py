@@ -7,26 +7,29 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attnbench.case import Case
 from attnbench.measure.roof import METHOD, roof_fraction
-from attnbench.plugin.backend import Backend
 from attnbench.results import RunWriter
-from attnbench.run.execute import Options
 from attnbench.run.observers import Observers, Signals
+from attnbench.run.outcome import judge_throughput
 from attnbench.run.progress import Progress
-from attnbench.run.tasks import TaskRunner
+from attnbench.run.tasks import Pool, TaskRunner
 from attnbench.run.watch import Watch
+from attnbench.worker.execute import Options
 from attnbench.worker.parent import START_TIMEOUT_S, WorkerDied, WorkerProcess, WorkerTimeout
 
 if TYPE_CHECKING:
     from attnbench.run.runner import Plan, RunResult
 
 ROOF_TIMEOUT_S = 300.0
-ROOF_EVERY_S = 600.0  # a long sweep measures the roofs again between backends this often
+ROOF_EVERY_S = 600.0  # a long sweep measures the roofs again between cases this often
+# measured on each device whatever the cases' dtypes: the impossible-throughput check needs the
+# device's fastest common matmul (a float16 case computed in float32 is no faster than this)
+ROOF_DTYPES = {"cpu": "float32", "cuda": "bfloat16"}
 
 
 class Interrupted(KeyboardInterrupt):
@@ -52,26 +55,34 @@ def stop_on_signals(signals: Signals) -> Iterator[None]:
 
 
 class Sweep:
-    """The writer, the roofs, the observers and the records of one run; its tasks' runner."""
+    """The writer, the roofs, the observers and the records of one run; its rounds' runner."""
 
     def __init__(self, plan: Plan, out: Path, opts: Options, timeout_s: float,
                  progress: Progress, writer: RunWriter, result: RunResult,
                  on_record: Callable[[dict], None] | None = None):
         self.plan, self.out, self.opts, self.timeout_s = plan, out, opts, timeout_s
         self.progress, self.writer, self.result = progress, writer, result
-        reg = plan.registry
-        self.hello = {"plugins": list(reg.plugin_specs) if reg else [],
-                      "autoload": reg.autoload if reg else False, "options": opts.to_dict()}
+        self.hello = {"options": opts.to_dict(), "run_limit": timeout_s}
         self.signals = Signals()
-        self.observers = Observers(reg, on_record, self.signals)
+        self.observers = Observers(plan.catalog, on_record, self.signals, out / "logs",
+                                   timeout_s)
         self.roofs: dict[str, dict[str, float | None]] = {}
         self.roofs_end: dict[str, dict[str, float | None]] = {}
         self.end_roof_s: float | None = None
-        self.roofs_during: list[dict[str, Any]] = []  # long sweeps: between backends
+        self.roofs_during: list[dict[str, Any]] = []  # long sweeps: between cases
         self._roof_at = self._began = time.monotonic()
         self.watch: Watch | None = None  # contention readings (open_sweep sets it)
         self._paused_s = 0.0
-        self.tasks = TaskRunner(self.hello, out / "logs", timeout_s, progress.starting)
+        self.tasks = TaskRunner(self.hello, out / "logs", timeout_s, progress.starting,
+                                seed=opts.seed)
+        self._roof_worker: WorkerProcess | None = None
+
+    def close(self) -> None:
+        """Stop the roof worker and the observers; remove the exchange folder."""
+        if self._roof_worker is not None:
+            self._roof_worker.stop()
+        self.observers.close()
+        self.tasks.close()
 
     @property
     def process_info(self) -> dict[str, Any] | None:
@@ -82,56 +93,47 @@ class Sweep:
     def worker_stats(self) -> dict[str, Any]:
         return self.tasks.worker_stats
 
-    def new_worker(self, label: str) -> WorkerProcess:
-        return self.tasks.new_worker(label)
+    def devices(self) -> list[str]:
+        return sorted({c.device for _, c in self.plan.items})
 
     def measure_roofs(self, roof_s: float) -> None:
         """Once per device of the plan: the matmul roof in each dtype its cases use."""
-        for device in sorted({c.device for _, c in self.plan.items}):
-            if device in self.roofs:
-                continue
-            w = self.new_worker(f"roof-{device}")
-            try:
-                self.roofs[device] = self._roof(w, device, roof_s)
-            finally:
-                w.stop()
+        for device in self.devices():
+            if device not in self.roofs:
+                self.roofs[device] = self._roof(device, roof_s)
         self._roof_at = time.monotonic()
         self.writer.write_meta(roofs=self.roofs, roof_method=METHOD,
                                worker_process=self.process_info)
 
-    def roofs_if_due(self, w: WorkerProcess, roof_s: float) -> None:
-        """In a long sweep, the roofs again (in w) once ROOF_EVERY_S passed since the last."""
+    def roofs_if_due(self, roof_s: float) -> None:
+        """In a long sweep, the roofs again once ROOF_EVERY_S passed since the last."""
         if time.monotonic() - self._roof_at < ROOF_EVERY_S:
             return
-        roofs = {device: self._roof(w, device, roof_s)
-                 for device in sorted({c.device for _, c in self.plan.items})}
+        roofs = {device: self._roof(device, roof_s) for device in self.devices()}
         self.roofs_during.append({"at_s": round(time.monotonic() - self._began, 1),
                                   "roofs": roofs})
         self._roof_at = time.monotonic()
 
-    def measure_end_roofs(self, roof_s: float, w: WorkerProcess | None = None) -> None:
-        """The roofs again after the last case (in w, the last backend's worker, when given:
-        no new process to start), to see whether the machine slowed down during the run."""
+    def measure_end_roofs(self, roof_s: float) -> None:
+        """The roofs again after the last case, to see whether the machine slowed down."""
         t0 = time.perf_counter()
-        own = w is None
-        w = w or self.new_worker("roof-end")
-        try:
-            for device in sorted({c.device for _, c in self.plan.items}):
-                self.roofs_end[device] = self._roof(w, device, roof_s)
-        finally:
-            if own:
-                w.stop()
+        for device in self.devices():
+            self.roofs_end[device] = self._roof(device, roof_s)
         self.end_roof_s = round(time.perf_counter() - t0, 3)
 
-    def _roof(self, w: WorkerProcess, device: str, roof_s: float) -> dict[str, Any]:
-        """One device's roofs measured in w (started when it is not running)."""
-        dtypes = sorted({c.dtype for _, c in self.plan.items if c.device == device})
+    def _roof(self, device: str, roof_s: float) -> dict[str, Any]:
+        """One device's roofs, measured in the roof worker (it imports no plugin)."""
+        dtypes = sorted({c.dtype for _, c in self.plan.items if c.device == device}
+                        | {ROOF_DTYPES.get(device, "float32")})
         out: dict[str, Any] = {d: None for d in dtypes}
+        w = self._roof_worker
         try:
-            if not (w.started and w.alive):
-                w.stop()
-                self.tasks.process_info = w.start(
-                    min(self.timeout_s, START_TIMEOUT_S)).get("process")
+            if w is None or not (w.started and w.alive):
+                if w is not None:
+                    w.stop()
+                w = self._roof_worker = self.tasks.new_worker("roof", role="roof")
+                info = w.start(min(self.timeout_s, START_TIMEOUT_S))
+                self.tasks.process_info = self.tasks.process_info or info.get("process")
             msg = {"roof": device, "dtypes": dtypes, "seconds": roof_s}
             roofs = w.request(msg, ROOF_TIMEOUT_S).data.get("roofs")
             if isinstance(roofs, dict):
@@ -140,35 +142,28 @@ class Sweep:
             print(f"attnbench: roof of {device} not measured: {exc}", file=sys.stderr)
         return out
 
-    def worker(self, backend: Backend) -> AbstractContextManager[WorkerProcess]:
-        """A worker for one backend's cases; it and its children are gone afterwards."""
-        return self.tasks.worker(backend)
-
-    def run_backend(self, backend: Backend, todo: list[tuple[str, Case]],
-                    roof_s: float | None = None, last: bool = False) -> None:
-        """Every (scenario, case) of todo on one backend, in one worker (restarted as needed).
-        With roof_s (timed runs), the roofs are measured again in that worker first when due,
-        and after its last case when it is the last backend (the end roofs)."""
-        with self.worker(backend) as w:
-            if roof_s is not None and todo:
-                self.roofs_if_due(w, roof_s)
-            for scenario, case in todo:
-                self.finish(self.record(w, backend, scenario, case))
-            if roof_s is not None and last:
-                self.measure_end_roofs(roof_s, w)
-
-    def record(self, w: WorkerProcess, backend: Backend, scenario: str, case: Case) -> dict:
-        """The record of one (case, backend): in the parent when unsupported, else in w."""
+    def records(self, pool: Pool, scenario: str, case: Case, backends: list[Any]
+                ) -> list[dict]:
+        """One case on its backends (attnbench/run/tasks.py): its records, not yet written."""
         if self.watch is not None:  # --wait-idle: others started working meanwhile
             self._paused_s = self.watch.pause_if_loaded()
-        return self.tasks.record(w, backend, scenario, case)
+        return self.tasks.round(pool, scenario, case, backends)
+
+    def round(self, pool: Pool, scenario: str, case: Case, backends: list[Any]) -> list[dict]:
+        """One case on its backends; each record written."""
+        records = self.records(pool, scenario, case, backends)
+        for rec in records:
+            self.finish(rec)
+        return records
 
     def finish(self, rec: dict[str, Any],
                roofs: dict[str, dict[str, float | None]] | None = None) -> None:
         """Write one record, keep it, then tell the progress and the observers.
 
         roofs: those of the machine that measured it (default the run's, measured here)."""
-        roof_fraction(rec, self.roofs if roofs is None else roofs)
+        roofs = self.roofs if roofs is None else roofs
+        roof_fraction(rec, roofs)
+        judge_throughput(rec, roofs)
         if self.watch is not None:
             self.watch.observe(rec, self._paused_s)
             self._paused_s = 0.0

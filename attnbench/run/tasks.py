@@ -1,68 +1,162 @@
-"""One backend's tasks in a worker, as the parent sees them: the record of each (case, backend).
+"""One case's round, as the parent sees it: each backend's worker runs it, then the verdicts.
 
-Used by the sweep on the machine that runs attnbench (executor `local`) and, unchanged, by the
-Ray executor on each node; it makes records and writes nothing (the driver alone writes).
+A round runs one case on its backends, each in that backend's own worker (which imports only
+the plugin that defines it), collects what each shipped, then verifies every output against one
+oracle (attnbench/verify/judge.py): the compared rows are drawn only then, after every backend
+has answered. Used by the sweep on this machine (executor `local`) and, unchanged, by the Ray
+executor on each node; it makes records and writes nothing (the driver alone writes).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from attnbench.case import Case
-from attnbench.plugin import guard
-from attnbench.plugin.backend import Backend, name_of
-from attnbench.record import Status, invalid_reason, key, new_record, record_key
+from attnbench.plugin.backend import capability_reasons, name_of
+from attnbench.record import Record, Status, new_record
+from attnbench.run.outcome import from_result
+from attnbench.verify.casedata import CaseData
+from attnbench.verify.judge import judge
+from attnbench.worker import arrays
 from attnbench.worker.parent import WorkerDied, WorkerProcess, WorkerTimeout
 
 
+@dataclass
+class Result:
+    """A worker's answer to one case (the reply's `result`) and what the parent saw of it."""
+
+    result: dict[str, Any]
+    worker: dict[str, Any]
+    arrays: dict[str, Any]  # what arrays.receive_all read from its task folder
+
+
+def _declined(scenario: str, case: Case, backend: Any) -> Record | None:
+    """The record made without a worker: `unsupported` by the backend's declared capabilities
+    and availability (the catalog's data), or `error` when its availability check raised or
+    hung; None when the case goes to its worker (whose unsupported() may still decline it)."""
+    reasons = list(backend.reasons_on(case.device))
+    if getattr(backend, "broken", False):
+        return new_record(scenario, case, backend, Status.ERROR,
+                          error=f"{name_of(backend)}: {'; '.join(reasons)}")
+    reasons += capability_reasons(name_of(backend), backend.capabilities, case)
+    if reasons:
+        return new_record(scenario, case, backend, Status.UNSUPPORTED, reasons=reasons)
+    return None
+
+
+class Pool:
+    """One worker per backend, started on first use; all stopped with their children at the end."""
+
+    def __init__(self, runner: TaskRunner):
+        self.runner = runner
+        self.workers: dict[str, WorkerProcess] = {}
+
+    def get(self, backend: Any) -> WorkerProcess:
+        name = name_of(backend)
+        if name not in self.workers:
+            self.workers[name] = self.runner.new_worker(name, backend)
+        return self.workers[name]
+
+    def stop(self, kill: bool = False) -> None:
+        for w in self.workers.values():
+            if kill:
+                w.kill()
+            w.stop()
+        self.workers.clear()
+
+
 class TaskRunner:
-    """Workers for one run's tasks (logs under log_dir), with their start and overhead stats."""
+    """Workers for one run's rounds (logs under log_dir), with their start and overhead stats."""
 
     def __init__(self, hello: dict[str, Any], log_dir: Path, timeout_s: float,
-                 starting: Callable[[str, str], None] | None = None):
-        self.hello, self.log_dir, self.timeout_s = hello, log_dir, timeout_s
+                 starting: Callable[[str, str], None] | None = None, seed: int = 0):
+        self.folder = arrays.exchange_dir()
+        self.hello = {**hello, "arrays_dir": str(self.folder)}
+        self.log_dir, self.timeout_s, self.seed = log_dir, timeout_s, seed
         self.starting = starting or (lambda case_id, backend: None)
         self.process_info: dict[str, Any] | None = None  # what prepare_process set in workers
         self.worker_stats: dict[str, Any] = {"starts": [], "overhead_ms": [], "restarts": 0}
+        self._tasks = 0
 
-    def new_worker(self, label: str) -> WorkerProcess:
+    def close(self) -> None:
+        """Remove the exchange folder (every array in it was verified or abandoned)."""
+        arrays.remove_dir(self.folder)
+
+    def new_worker(self, label: str, backend: Any = None, role: str = "backend"
+                   ) -> WorkerProcess:
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in label)
-        return WorkerProcess(self.hello, self.log_dir / f"{safe}.log")
+        hello = {**self.hello, "role": role}
+        if backend is not None:
+            hello["plugin"] = dict(backend.origin)
+        return WorkerProcess(hello, self.log_dir / f"{safe}.log")
 
     @contextmanager
-    def worker(self, backend: Backend) -> Iterator[WorkerProcess]:
-        """A worker for one backend's cases; it and its children are gone afterwards."""
-        w = self.new_worker(name_of(backend))
+    def pool(self) -> Iterator[Pool]:
+        """Workers for a sweep's rounds; they and their children are gone afterwards."""
+        pool = Pool(self)
         try:
-            yield w
+            yield pool
         except BaseException:
-            w.kill()  # interrupted mid-case: don't wait for the case to end
+            pool.stop(kill=True)  # interrupted mid-case: don't wait for the case to end
             raise
         finally:
-            w.stop()
+            pool.stop()
 
-    def record(self, w: WorkerProcess, backend: Backend, scenario: str, case: Case) -> dict:
-        """The record of one (case, backend): in the parent when unsupported, else in w."""
-        self.starting(case.id, name_of(backend))
-        # unsupported, or unsupported() raised or overran (under the guard): no worker needed
-        rec = guard.parent_record(backend, scenario, case, self.timeout_s)
-        return self.in_worker(w, backend, scenario, case) if rec is None else rec
+    def round(self, pool: Pool, scenario: str, case: Case, backends: list[Any]) -> list[Record]:
+        """The records of one case on each backend: every worker answers, then the verdicts."""
+        answers: list[tuple[Any, Result | Record]] = []
+        data: CaseData | None = None
+        for backend in backends:
+            self.starting(case.id, name_of(backend))
+            declined = _declined(scenario, case, backend)
+            if declined is not None:
+                answers.append((backend, declined))
+                continue
+            data = data or CaseData(case, self.seed)
+            answers.append((backend, self._ask(pool.get(backend), backend, scenario, case,
+                                               data)))
+        if data is not None:
+            data.draw_rows()  # every output exists now: the secret rows are drawn after them
+        records = []
+        for backend, answer in answers:
+            if isinstance(answer, Result):
+                got = answer.result
+                agree = judge(data, backend.framework, answer.arrays) \
+                    if data is not None and answer.arrays else None
+                rec = from_result(scenario, case, backend, got, agree)
+                rec["worker"] = answer.worker
+                records.append(rec)
+            else:
+                records.append(answer)
+        return records
 
-    def in_worker(self, w: WorkerProcess, backend: Backend, scenario: str, case: Case) -> dict:
+    def _ask(self, w: WorkerProcess, backend: Any, scenario: str, case: Case, data: CaseData
+             ) -> Result | Record:
+        """The worker's result for one case, or the record of how the worker failed."""
         if w.started and not w.alive:  # it exited after its last reply
             died = w.reap()
             w.stop()
             return new_record(scenario, case, backend, Status.CRASHED, log_tail=died.log_tail,
                               error=f"worker {died.reason} between tasks, before answering "
                                     "this case; a fresh worker runs the next one")
-        task = {"scenario": scenario, "backend": name_of(backend), "case": case.to_dict()}
+        self._tasks += 1
+        folder = arrays.task_dir(self.folder)
+        task = {"scenario": scenario, "backend": name_of(backend), "case": case.to_dict(),
+                "prefix": f"t{self._tasks}", "dir": folder.name,
+                "inputs": {n: arrays.write(a, case.dtype, folder, f"in-{n}")
+                           for n, a in data.staged_inputs().items()}}
         try:
             if not w.started:
                 self._start(w)
+            w.resume()
             reply = w.request(task, self.timeout_s)
+            w.pause()  # until its next case: nothing it left running competes with the others
+            return self._result(w, reply.data, reply.roundtrip_s, backend, scenario, case,
+                                folder)
         except WorkerTimeout as exc:
             w.stop()
             return new_record(scenario, case, backend, Status.TIMEOUT, error=f"timeout: {exc}",
@@ -71,7 +165,8 @@ class TaskRunner:
             w.stop()
             return new_record(scenario, case, backend, Status.CRASHED,
                               error=f"worker {exc.reason}", log_tail=exc.log_tail)
-        return self._from_reply(w, reply.data, reply.roundtrip_s, backend, scenario, case)
+        finally:
+            arrays.remove_dir(folder)
 
     def _start(self, w: WorkerProcess) -> None:
         if w.starts:
@@ -79,27 +174,25 @@ class TaskRunner:
         self.process_info = w.start(self.timeout_s).get("process")
         self.worker_stats["starts"].append(round(w.start_s, 3))
 
-    def _from_reply(self, w: WorkerProcess, data: dict[str, Any], roundtrip_s: float,
-                    backend: Backend, scenario: str, case: Case) -> dict:
-        """The worker's record, checked: a valid record of this very task, else `crashed`."""
-        rec = data.get("record")
-        if rec is None:
-            return new_record(scenario, case, backend, Status.ERROR,
-                              error=str(data.get("missing", "no record in the worker's reply")))
-        why = invalid_reason(rec)
-        if why is None and record_key(rec) != key(scenario, case.id, case.device, name_of(backend)):
-            why = f"it is the record of {record_key(rec)}"
-        if why is not None or not isinstance(data.get("worker_s"), (int, float)):
+    def _result(self, w: WorkerProcess, data: dict[str, Any], roundtrip_s: float,
+                backend: Any, scenario: str, case: Case, folder: Path) -> Result | Record:
+        """The worker's result, checked for form, with its arrays read into memory at once
+        (before any other worker runs again); else the record of what went wrong."""
+        result = data.get("result")
+        if result is None:
+            why = data.get("usage_error") or data.get("missing") or "no result in the reply"
+            return new_record(scenario, case, backend, Status.ERROR, error=str(why))
+        if not isinstance(result, dict) or not isinstance(data.get("worker_s"), (int, float)):
             w.kill()
             w.stop()
             return new_record(scenario, case, backend, Status.CRASHED,
-                              error=f"worker broke the protocol: its reply is not a record of "
-                                    f"this task ({why or 'no worker_s'}); worker killed")
+                              error="worker broke the protocol: its reply holds no result of "
+                                    "this task; worker killed")
         overhead_ms = round((roundtrip_s - data["worker_s"]) * 1e3, 3)
         self.worker_stats["overhead_ms"].append(overhead_ms)
-        rec["worker"] = {"pid": w.info.get("pid"), "overhead_ms": overhead_ms}
-        # a CUDA error that broke the context, or an oom that may have left memory held
-        if data.get("restart") or rec["status"] == Status.OOM:
+        restart = bool(data.get("restart")) or (result.get("failure") or {}).get("status") == "oom"
+        if restart:  # a CUDA error that broke the context, or an oom that may hold memory
             w.stop()
-            rec["worker"]["restarted_after"] = True
-        return rec
+        return Result(result, {"pid": w.info.get("pid"), "overhead_ms": overhead_ms,
+                               **({"restarted_after": True} if restart else {})},
+                      arrays.receive_all(folder, result.get("arrays")))

@@ -39,20 +39,44 @@ class Watch:
         self.paused_s = 0.0
         self.waited: dict[str, Any] | None = None
         self.recent: dict[str, Any] | None = None  # the window of the last record
+        self.tracker = contention.Tracker()  # the run's own processes, snapshot to snapshot
+        self.stray: dict[int, tuple[str, float]] = {}  # pid: name, CPU ticks while stray
         self.before = self._reading(contention.probe(PROBE_S, cpus=self.cpus))
         self.start = self.last = self._snap()
 
     def _snap(self) -> contention.Snapshot:
         t0 = time.perf_counter()
-        snap = contention.snapshot(cpus=self.cpus)
+        snap = contention.snapshot(cpus=self.cpus, tracker=self.tracker)
         self.cost_s += time.perf_counter() - t0
         return snap
 
+    def _move(self, now: contention.Snapshot) -> None:
+        """The run's stray CPU since the last snapshot, added up per process; now is the last."""
+        for pid, name, ticks in contention.stray_ticks(self.last, now):
+            self.stray[pid] = (name, self.stray.get(pid, (name, 0.0))[1] + ticks)
+        self.last = now
+
     def _reading(self, window: dict[str, Any]) -> dict[str, Any]:
-        """A window with the CPU clocks and (CUDA runs) the GPU state added."""
+        """A window with the CPU clocks and (CUDA runs) the GPU state added: the run's own
+        processes (the parent with its CUDA context, the workers) are not GPU neighbours."""
         out = {**window, "cpu_freq": contention.cpu_freq()}
-        out["gpu"] = contention.gpu_reading() if self.use_gpu else "unmeasured: no CUDA case"
+        if self.use_gpu:
+            snap = self._snap()
+            out["gpu"] = contention.gpu_reading(own=snap.legit, stray=snap.stray,
+                                                visible=frozenset(snap.procs))
+        else:
+            out["gpu"] = "unmeasured: no CUDA case"
         return out
+
+    def _stray_reading(self, seconds: float) -> dict[str, Any]:
+        """The run's stray CPU over the whole run, in cores, and the busiest stray processes."""
+        hz, seconds = contention.clock_ticks(), max(seconds, 1e-6)
+        rows = sorted(((ticks / hz / seconds, pid, name) for pid, (name, ticks)
+                       in self.stray.items()), reverse=True)
+        out: dict[str, Any] = {"stray_cores": round(sum(r[0] for r in rows), 3)}
+        top = [{"pid": pid, "name": name[:40], "cores": round(cores, 2)}
+               for cores, pid, name in rows[:contention.TOP_OTHERS] if cores >= 0.05]
+        return {**out, **({"top_stray": top} if top else {})}
 
     def wait_until_idle(self) -> None:
         """--wait-idle before the run: until the 1-minute load is under the core count and
@@ -74,7 +98,8 @@ class Watch:
         waited, _, _ = self._wait("other processes ran beside the last case, pausing between "
                                   "cases", load=False)
         self.paused_s += waited
-        self.last, self.recent = self._snap(), None
+        self._move(self._snap())
+        self.recent = None
         return waited
 
     def _wait(self, what: str, load: bool) -> tuple[float, bool, dict[str, Any]]:
@@ -113,7 +138,8 @@ class Watch:
         """After a record: read its window, count it, and store readings on it where they moved."""
         now = self._snap()
         w = contention.window(self.last, now)
-        self.last, self.recent = now, w
+        self._move(now)
+        self.recent = w
         self.counts["windows"] += 1
         loaded = (w["others_cores"] or 0.0) >= self.limit
         self.counts["under_load"] += loaded
@@ -140,7 +166,11 @@ class Watch:
                executor: str = "local") -> dict[str, Any]:
         """run.json's `contention` and `busy`: the readings, the roofs and the verdict; the best
         known roof of this machine is read, then raised by this run's roofs."""
-        run = contention.window(self.start, self._snap())
+        end = self._snap()
+        self._move(end)
+        run = contention.window(self.start, end)
+        if run.get("others_cores") is not None:  # stray: added up window by window
+            run.update(self._stray_reading(run["seconds"]))
         key = roofcache.machine_key(self.meta.get("environment") or {}, self.threads)
         best = roofcache.best_known(key)
         c = {"cores": self.cores, "threads": self.threads, "before": self.before, "run": run,
@@ -152,9 +182,11 @@ class Watch:
              **({"wait_idle": {**(self.waited or {}), "paused_s": round(self.paused_s, 1)}}
                 if self.wait_idle_s is not None else {})}
         verdict = busy.judge(c)
-        roofcache.remember(key, [roofs, roofs_end, *(d["roofs"] for d in c["roof_during"])],
-                           self.meta.get("run_id"),
-                           datetime.now(timezone.utc).isoformat())
+        refused = roofcache.remember(
+            key, [roofs, roofs_end, *(d["roofs"] for d in c["roof_during"])],
+            self.meta.get("run_id"), datetime.now(timezone.utc).isoformat())
+        if refused:  # a roof no hardware here reaches: kept out of the cache, said here
+            c["roof_refused"] = refused
         return {"contention": c, "busy": verdict}
 
 

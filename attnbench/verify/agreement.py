@@ -108,11 +108,14 @@ def _ratio(err: np.ndarray, bound_: np.ndarray) -> float:
 
 def compare(
     name: str, out: Any, expected_shape: tuple[int, ...], select: Callable[[Any], np.ndarray],
-    ref: np.ndarray, rule: Rule,
+    ref: np.ndarray, rule: Rule, dtype: str | None = None,
 ) -> dict[str, Any]:
     """Metrics and verdict for one output or gradient: shape and dtype first, NaN/Inf over
     the whole array, errors on the part select() picks (as float64) against ref; an output
-    (rule.model set) is judged by the rounding model, a gradient by verdict()."""
+    (rule.model set) is judged by the rounding model, a gradient by verdict().
+
+    dtype: the dtype the backend returned, when out is a host copy in another one (bfloat16
+    values arrive in float32)."""
     shape = tuple(getattr(out, "shape", ()))
     if shape != tuple(expected_shape):
         return {"name": name, "passed": False, "shape": list(shape),
@@ -120,7 +123,7 @@ def compare(
     got = select(out)
     m = metrics(got, ref)
     m["nonfinite"] = nonfinite_count(out)
-    entry = {"name": name, "shape": list(shape), "dtype": dtype_name(out), **m,
+    entry = {"name": name, "shape": list(shape), "dtype": dtype or dtype_name(out), **m,
              "baseline_max_abs_err": rule.baseline_max_err}
     if rule.model is not None:
         entry.update(bound.judge(got, m["nonfinite"], rule.model, rule.allowance, rule.rows))

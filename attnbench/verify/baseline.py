@@ -17,7 +17,7 @@ from attnbench.case import Case
 from attnbench.verify import bound
 from attnbench.verify.agreement import Rule, to_numpy64
 from attnbench.verify.inputs import to_framework
-from attnbench.verify.reference import attention_rows, blocks, group_slices, row_visibility
+from attnbench.verify.reference import attention_rows, blocks, row_visibility
 from attnbench.verify.rounding import Model
 
 FRAMEWORKS = ("numpy", "torch")
@@ -88,27 +88,6 @@ def baseline_error(
     (NaN when the baseline gives NaN or Inf)."""
     diff = np.abs(baseline_output(arrays, case, rows, framework) - ref)
     return float(diff.max(initial=0.0)) if np.isfinite(diff).all() else float("nan")
-
-
-def baseline_grads(
-    arrays: dict[str, np.ndarray], d_out: np.ndarray, case: Case,
-    groups: list[tuple[int, int]],
-) -> dict[str, np.ndarray]:
-    """dq, dk, dv of plain torch attention in case.dtype on the device, per (batch, kv head)
-    group from the pristine inputs, concatenated along the head axis (as float64)."""
-    rows = np.arange(case.seq_q)
-    parts: dict[str, list[np.ndarray]] = {"dq": [], "dk": [], "dv": []}
-    for b, h in groups:
-        b, qs, ks = group_slices(case, b, h)
-        leaves = [to_framework(arrays[n][b:b + 1, s], "torch", case.dtype, case.device)
-                  .requires_grad_(True) for n, s in (("q", qs), ("k", ks), ("v", ks))]
-        grad_out = to_framework(d_out[b:b + 1, qs], "torch", case.dtype, case.device)
-        heads = np.arange(qs.start, qs.stop)
-        torch_attention(*leaves, case, rows, b, heads, arrays.get("bias")).backward(grad_out)
-        for name, t in zip(parts, leaves, strict=True):
-            parts[name].append(to_numpy64(t.grad))
-    return {n: np.concatenate(p, axis=1) for n, p in parts.items()}
-
 
 
 def output_rule(arrays: dict[str, np.ndarray], case: Case, rows: np.ndarray, model: Model,

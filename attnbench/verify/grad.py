@@ -1,4 +1,4 @@
-"""Backward pass: autograd runs of torch backends and the float64 oracle gradients.
+"""Backward pass: autograd runs of torch backends, and their gradients checked against float64.
 
 What is timed. `fwd_bwd` times forward then `out.backward(dO)`. `bwd` runs the forward once
 and then times `out.backward(dO, retain_graph=True)` alone: retain_graph keeps the saved
@@ -8,18 +8,21 @@ gradients are set to None (as `zero_grad(set_to_none=True)` does), so each backw
 and writes fresh gradients instead of accumulating. dO is a fixed, seeded standard normal in
 the case's dtype.
 
-What is checked. dq, dk and dv against the analytic float64 backward of softmax attention
-(with the padded-layout variants: visibility, ALiBi, bias, softcap and dv), on
-whole (batch, kv-head) groups: dk and dv need every query row of a group, so rows cannot be
-sampled as for the output. Up to GRAD_ORACLE_LIMIT score entries every group is checked;
-above it the first, the last and evenly spaced groups that fit the limit; a case whose single
-group exceeds GRAD_SKIP_LIMIT is not gradient-checked, and the record says so. The bound of
-each gradient is K_GRAD × the error of plain torch autograd in the case dtype on the same
-groups, computed from fresh copies of the pristine inputs (baseline.baseline_grads).
+What is checked. dq, dk and dv, as NumPy arrays, against the analytic float64 backward of
+softmax attention (with the padded-layout variants), computed in bounded memory
+(grad_oracle). Every row of every gradient within the oracle's FLOP budget; beyond it rows drawn
+from a seed the caller draws after the backend has returned (grad_plan): dq's query rows in
+every head, dk's and dv's key rows of drawn (batch, kv head) groups. Nothing is skipped, and each
+entry says which rows were compared. The bound of each element is its rounding floor derived
+from its magnitudes (grad_bound, factor 1) times max(GRAD_FLOOR_FACTOR, K_GRAD × β), β the
+factor plain torch autograd in the case dtype needs on the same rows (grad_baseline): k × the
+same-dtype baseline, measured in units of each element's floor rather than as one number for
+the whole array (which would let a small gradient be wrong under a large one's error).
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 import zlib
 from collections.abc import Callable
@@ -30,12 +33,12 @@ import numpy as np
 
 from attnbench.case import Case
 from attnbench.verify import agreement
-from attnbench.verify.baseline import baseline_grads
+from attnbench.verify.grad_baseline import baseline_grads
+from attnbench.verify.grad_bound import GRAD_FLOOR_FACTOR
+from attnbench.verify.grad_oracle import plan_grads
+from attnbench.verify.grad_plan import GradPlan, grad_plan
 from attnbench.verify.inputs import case_seed, quantize
-from attnbench.verify.reference import expand_kv, group_slices, probabilities
 
-GRAD_ORACLE_LIMIT = 2**22  # score entries of all checked groups together
-GRAD_SKIP_LIMIT = 2**24  # one group larger than this: gradients are not checked
 GRAD_NAMES = ("dq", "dk", "dv")
 
 
@@ -93,129 +96,195 @@ def prepare_grad(
     return GradRun(step, out, grads, first_ms)
 
 
-def grad_groups(case: Case) -> list[tuple[int, int]] | None:
-    """(batch, kv head) groups whose gradients are checked; None when even one is too large."""
-    group = case.heads_q // case.heads_kv
-    per = group * case.seq_q * case.seq_kv
-    if per > GRAD_SKIP_LIMIT:
-        return None
-    every = [(b, h) for b in range(case.batch) for h in range(case.heads_kv)]
-    fit = max(1, GRAD_ORACLE_LIMIT // per)
-    if fit >= len(every):
-        return every
-    if fit == 1:
-        return [every[0]]
-    idx = np.unique(np.linspace(0, len(every) - 1, fit).round().astype(int))  # first and last
-    return [every[i] for i in idx]
+@dataclass
+class GradRef:
+    """The float64 oracle on a plan's rows, each element's floor (factor 1) and, per gradient,
+    the baseline's max error and the factor β of the floor it needs (None, with the reason,
+    where no baseline could be computed)."""
+
+    plan: GradPlan
+    values: dict[str, np.ndarray]
+    floors: dict[str, np.ndarray]
+    baseline_err: dict[str, float | None]
+    baseline_ratio: dict[str, float | None]
+    fallback_reason: str | None = None
+
+    def factor(self, name: str) -> float:
+        """What the floor of a gradient is multiplied by: max(F, K_GRAD × β)."""
+        beta = self.baseline_ratio[name]
+        return max(GRAD_FLOOR_FACTOR, agreement.K_GRAD * beta if beta else 0.0)
 
 
-def attention_grads(
-    q: np.ndarray, k: np.ndarray, v: np.ndarray, d_out: np.ndarray, case: Case, b: int = 0,
-    heads: np.ndarray | None = None, bias: np.ndarray | None = None,
-) -> dict[str, np.ndarray]:
-    """Analytic backward of softmax(cap(q kᵀ·scale) + ALiBi + bias + mask) v, in the arrays'
-    dtype, for batch element b (heads: the indices of q's heads; bias: the case's array).
-
-    dP = dO Vᵀ, dS = P ∘ (dP − rowsum(dO ∘ O)); with a softcap, dS ∘= 1 − tanh²(s / cap) on
-    the uncapped scores s (ALiBi and bias are constants: they pass dS through). dQ = scale·dS K,
-    dK = scale·dSᵀ Q (summed over the query heads of a group), dV = Pᵀ dO (summed likewise).
-    q: (1, Hq', Sq, D).
-    """
-    hq, hkv = q.shape[1], k.shape[1]
-    scale = case.softmax_scale
-    kx, vx = expand_kv(k, hq), expand_kv(v, hq)
-    p = probabilities(q, k, case, np.arange(case.seq_q), b, heads, bias)
-    o = np.matmul(p, vx)
-    dp = np.matmul(d_out, np.swapaxes(vx, -1, -2))
-    ds = p * (dp - (d_out * o).sum(axis=-1, keepdims=True))
-    if case.softcap is not None:
-        t = np.tanh(np.matmul(q, np.swapaxes(kx, -1, -2)) * (scale / case.softcap))
-        ds *= 1.0 - t * t
-    dq = scale * np.matmul(ds, kx)
-    dkx = scale * np.matmul(np.swapaxes(ds, -1, -2), q)
-    dvx = np.matmul(np.swapaxes(p, -1, -2), d_out)
-
-    def fold(x: np.ndarray) -> np.ndarray:
-        return x.reshape(q.shape[0], hkv, hq // hkv, case.seq_kv, x.shape[-1]).sum(axis=2)
-
-    return {"dq": dq, "dk": fold(dkx), "dv": fold(dvx)}
+def grad_reference(case: Case, arrays: dict[str, np.ndarray], d_out: np.ndarray,
+                   plan: GradPlan) -> GradRef:
+    """Oracle, floors and the torch baseline's errors on the plan's rows (pristine arrays)."""
+    got = plan_grads(arrays, d_out, case, plan)
+    values = {n: got[n] for n in GRAD_NAMES}
+    floors = {n: got[f"{n}_floor"] for n in GRAD_NAMES}
+    none = dict.fromkeys(GRAD_NAMES)
+    try:
+        base = baseline_grads(arrays, d_out, case, plan)
+    except Exception as exc:  # no baseline: the floor alone, and the record says why
+        why = f"gradient baseline raised {exc!r}"[:300]
+        return GradRef(plan, values, floors, none, none, why)
+    errs = {n: np.abs(base[n] - values[n]) for n in GRAD_NAMES}
+    ratios = {n: _ratio_to(errs[n], floors[n]) for n in GRAD_NAMES}
+    if not all(np.isfinite(r) for r in ratios.values()):
+        return GradRef(plan, values, floors, none, none,
+                       f"the gradient baseline's errors over the floor are {ratios}")
+    return GradRef(plan, values, floors, {n: float(e.max(initial=0.0)) for n, e in errs.items()},
+                   ratios, None)
 
 
-def pick(arr: Any, case: Case, groups: list[tuple[int, int]], name: str) -> np.ndarray:
-    """Concatenate the checked groups of a gradient (query heads for dq, kv heads for dk/dv)."""
-    parts = []
-    for b, h in groups:
-        b, qs, ks = group_slices(case, b, h)
-        parts.append(agreement.to_numpy64(arr[b:b + 1, qs if name == "dq" else ks]))
-    return np.concatenate(parts, axis=1)
-
-
-def oracle_grads(
-    arrays: dict[str, np.ndarray], d_out: np.ndarray, case: Case, groups: list[tuple[int, int]]
-) -> dict[str, np.ndarray]:
-    """float64 oracle gradients on the checked groups, concatenated along the head axis."""
-    parts: dict[str, list[np.ndarray]] = {n: [] for n in GRAD_NAMES}
-    for b, h in groups:
-        b, qs, ks = group_slices(case, b, h)
-        g = attention_grads(arrays["q"][b:b + 1, qs], arrays["k"][b:b + 1, ks],
-                            arrays["v"][b:b + 1, ks], d_out[b:b + 1, qs], case, b,
-                            np.arange(qs.start, qs.stop), arrays.get("bias"))
-        for n in GRAD_NAMES:
-            parts[n].append(g[n])
-    return {n: np.concatenate(p, axis=1) for n, p in parts.items()}
+def _ratio_to(err: np.ndarray, floor: np.ndarray) -> float:
+    """max err / floor where the floor is positive (NaN stays NaN)."""
+    pos = floor > 0
+    return float((err[pos] / floor[pos]).max(initial=0.0)) if pos.any() else 0.0
 
 
 @dataclass
 class GradData:
-    """What checking one case's gradients needs, built once per case: dO, groups, oracle."""
+    """What checking one case's gradients needs: dO, and the oracle of the all-rows plan
+    (shared by every backend; a drawn plan's oracle is computed per check)."""
 
     d_out: np.ndarray  # float64, representable in case.dtype
-    groups: list[tuple[int, int]] | None  # None: a single group is too large to check
-    ref: dict[str, np.ndarray] | None = None  # oracle gradients on the groups
-    rules: dict[str, agreement.Rule] | None = None  # per gradient, from the torch baseline
+    full: GradRef | None = None
 
 
 def grad_data(case: Case, arrays: dict[str, np.ndarray], seed: int) -> GradData:
-    """dO, the checked groups and their float64 oracle gradients (from pristine arrays)."""
-    data = GradData(upstream_grad(case, seed), grad_groups(case))
-    if data.groups is not None:
-        data.ref = oracle_grads(arrays, data.d_out, case, data.groups)
-    return data
+    """dO of the case (the oracle is computed when a check needs it)."""
+    return GradData(upstream_grad(case, seed))
 
 
-def grad_rules(case: Case, arrays: dict[str, np.ndarray], data: GradData
-               ) -> dict[str, agreement.Rule]:
-    """The pass rule of each gradient: k = K_GRAD × the torch baseline's error (or why none)."""
-    assert data.groups is not None and data.ref is not None
-    try:
-        base = baseline_grads(arrays, data.d_out, case, data.groups)
-        errs: dict[str, float | None] = {
-            n: agreement.metrics(base[n], data.ref[n])["max_abs_err"] for n in GRAD_NAMES}
-        why = None
-    except Exception as exc:  # no baseline: fixed bounds, and the record says why
-        errs, why = dict.fromkeys(GRAD_NAMES), f"gradient baseline raised {exc!r}"[:300]
-    return {n: agreement.Rule(case.dtype, errs[n], agreement.K_GRAD, why) for n in GRAD_NAMES}
+def grad_arrays(grads: dict[str, Any]) -> tuple[dict[str, np.ndarray | None], dict[str, str]]:
+    """A backend's gradients (torch or NumPy) as NumPy arrays and the dtype names they had:
+    bfloat16 values held exactly in float32, the other dtypes as they are."""
+    arrays: dict[str, np.ndarray | None] = {}
+    names: dict[str, str] = {}
+    for n, g in grads.items():
+        if g is None:
+            arrays[n] = None
+            continue
+        names[n] = agreement.dtype_name(g)
+        if type(g).__module__.startswith("torch"):
+            g = g.detach().to("cpu")
+            g = (g.float() if names[n] == "bfloat16" else g).numpy()
+        arrays[n] = np.asarray(g)
+    return arrays, names
 
 
 def check_grads(case: Case, arrays: dict[str, np.ndarray], data: GradData,
-                grads: dict[str, Any]) -> dict[str, Any]:
-    """Agreement entries for dq, dk, dv and a note on which groups were checked."""
-    if data.groups is None or data.ref is None:
-        return {"entries": [], "note": f"gradients not checked: one (batch, kv head) group "
-                f"has more than {GRAD_SKIP_LIMIT} score entries"}
-    if data.rules is None:
-        data.rules = grad_rules(case, arrays, data)
-    shapes = {"dq": (case.batch, case.heads_q, case.seq_q, case.head_dim),
-              "dk": (case.batch, case.heads_kv, case.seq_kv, case.head_dim)}
-    shapes["dv"] = (case.batch, case.heads_kv, case.seq_kv, case.dv)
-    entries, groups = [], data.groups
-    for n in GRAD_NAMES:
-        g = grads.get(n)
-        if g is None:
-            entries.append({"name": n, "passed": False, "shape": [], "error": "no gradient"})
-            continue
-        entries.append(agreement.compare(n, g, shapes[n], lambda x, n=n: pick(x, case, groups, n),
-                                         data.ref[n], data.rules[n]))
-    n_all = case.batch * case.heads_kv
-    note = "all groups" if len(data.groups) == n_all else f"{len(data.groups)} of {n_all} groups"
-    return {"entries": entries, "note": note}
+                grads: dict[str, np.ndarray | None], dtypes: dict[str, str] | None = None,
+                seed: int | None = None) -> dict[str, Any]:
+    """Agreement entries for dq, dk, dv, a note on which rows were compared, and the seed.
+
+    grads: the backend's gradients as NumPy arrays; dtypes: the dtype name each had (default:
+    the array's own); seed: drawn by the caller after the gradients exist, from a secret the
+    backend never saw (default: drawn here). It picks the rows beyond the oracle's budget.
+    """
+    seed = secrets.randbits(63) if seed is None else seed
+    plan = grad_plan(case, seed)
+    if plan.full:
+        data.full = data.full or grad_reference(case, arrays, data.d_out, plan)
+        ref = data.full
+    else:
+        ref = grad_reference(case, arrays, data.d_out, plan)
+    return {"entries": grad_entries(case, ref, grads, dtypes), "note": coverage(case, plan),
+            "seed": None if plan.full else seed}
+
+
+def grad_entries(case: Case, ref: GradRef, grads: dict[str, np.ndarray | None],
+                 dtypes: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The entries of dq, dk and dv against a reference (see check_grads)."""
+    dtypes = dtypes or {}
+    return [_entry(case, ref, n, grads.get(n), dtypes.get(n)) for n in GRAD_NAMES]
+
+
+def _entry(case: Case, ref: GradRef, name: str, got: np.ndarray | None,
+           dtype: str | None) -> dict[str, Any]:
+    """One gradient's entry: shape, dtype, NaN/Inf over the whole array, errors on the rows
+    compared against each element's bound."""
+    plan = ref.plan
+    shape = _shapes(case)[name]
+    entry: dict[str, Any] = {"name": name, **_rows(case, plan, name)}
+    if got is None:
+        return {**entry, "passed": False, "shape": [], "error": "no gradient"}
+    if tuple(got.shape) != shape:
+        return {**entry, "passed": False, "shape": list(got.shape),
+                "error": f"shape {tuple(got.shape)} != expected {shape}"}
+    sel = select_rows(got, plan, name)
+    factor = ref.factor(name)
+    bound = factor * ref.floors[name]
+    m = agreement.metrics(sel, ref.values[name])
+    m["nonfinite"] = int(got.size - np.count_nonzero(np.isfinite(got)))
+    worst = _worst(sel, ref.values[name], bound)
+    dtype = dtype or agreement.dtype_name(got)
+    entry.update(shape=list(shape), dtype=dtype, **m, **worst,
+                 baseline_max_abs_err=ref.baseline_err[name],
+                 baseline_floor_ratio=ref.baseline_ratio[name], floor_factor=factor,
+                 rule=f"element floor x max({GRAD_FLOOR_FACTOR:g}, {agreement.K_GRAD:g}x "
+                 "baseline's error/floor)",
+                 floor_min=float(bound.min(initial=0.0)), floor_max=float(bound.max(initial=0.0)))
+    if ref.fallback_reason:
+        entry.update(rule=f"element floor x {GRAD_FLOOR_FACTOR:g} (no baseline)",
+                     fallback_reason=ref.fallback_reason)
+    entry["passed"] = bool(m["nonfinite"] == 0 and worst["error_over_bound"] <= 1.0
+                           and sel.size > 0)
+    if sel.size == 0:
+        entry["error"] = "no row of this gradient was compared"
+    if dtype != case.dtype:
+        entry["passed"] = False
+        entry["error"] = f"dtype {dtype}, expected {case.dtype} (the case's dtype)"
+    return entry
+
+
+def _worst(got: np.ndarray, ref: np.ndarray, bound: np.ndarray) -> dict[str, Any]:
+    """The element with the largest error over its bound: the ratio and that bound."""
+    err = np.abs(np.where(np.isfinite(got), got, np.inf) - ref)
+    safe = np.where(bound > 0, bound, 1.0)
+    ratio = np.where(bound > 0, err / safe, np.where(err > 0, np.inf, 0.0))
+    if ratio.size == 0:
+        return {"error_over_bound": 0.0, "bound": 0.0, "worst": "element"}
+    at = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+    return {"error_over_bound": float(ratio[at]), "bound": float(bound[at]), "worst": "element"}
+
+
+def _shapes(case: Case) -> dict[str, tuple[int, ...]]:
+    return {"dq": (case.batch, case.heads_q, case.seq_q, case.head_dim),
+            "dk": (case.batch, case.heads_kv, case.seq_kv, case.head_dim),
+            "dv": (case.batch, case.heads_kv, case.seq_kv, case.dv)}
+
+
+def select_rows(got: np.ndarray, plan: GradPlan, name: str) -> np.ndarray:
+    """The compared rows of a gradient as float64, laid out as the oracle's."""
+    if name == "dq":
+        return got[:, :, plan.q_rows].astype(np.float64)
+    parts = [got[b, h, plan.k_rows] for b, h in plan.groups]
+    if not parts:
+        return np.empty((0, len(plan.k_rows), got.shape[-1]))
+    return np.stack(parts).astype(np.float64)
+
+
+def _rows(case: Case, plan: GradPlan, name: str) -> dict[str, Any]:
+    """Which rows of a gradient are compared, and how they were chosen."""
+    drawn = "the first, the last and rows drawn from the check's secret seed"
+    if name == "dq":
+        return {"rows_checked": "all" if plan.all_q_rows else len(plan.q_rows),
+                "rows_total": case.seq_q, "rows_chosen": "every row" if plan.all_q_rows
+                else f"{drawn}, in every (batch, head)"}
+    whole = plan.all_keys and plan.all_groups
+    return {"rows_checked": "all" if whole else len(plan.k_rows) * len(plan.groups),
+            "rows_total": case.seq_kv * plan.n_groups,
+            "groups_checked": "all" if plan.all_groups else len(plan.groups),
+            "rows_chosen": "every row" if whole else
+            f"{'every key' if plan.all_keys else len(plan.k_rows)} of {case.seq_kv} keys "
+            f"({drawn}) in {len(plan.groups)} of {plan.n_groups} (batch, kv head) groups"}
+
+
+def coverage(case: Case, plan: GradPlan) -> str:
+    """One line: which rows of dq, dk and dv were compared."""
+    if plan.full:
+        return "every row of dq, dk and dv"
+    dq = ("every row" if plan.all_q_rows else
+          f"{len(plan.q_rows)} of {case.seq_q} query rows in every head")
+    return f"dq: {dq}; dk, dv: {_rows(case, plan, 'dk')['rows_chosen']}"

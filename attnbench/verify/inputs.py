@@ -81,6 +81,13 @@ def layout_arrays(case: Case, arrays: dict[str, np.ndarray]) -> dict[str, np.nda
     return out
 
 
+def pristine_arrays(case: Case, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The values every array handed to a backend must still hold: the layout's q, k, v and
+    index arrays, and the bias (float64, what make_inputs converts)."""
+    bias = {"bias": arrays["bias"]} if "bias" in arrays else {}
+    return {**layout_arrays(case, arrays), **bias}
+
+
 def make_inputs(case: Case, arrays: dict[str, np.ndarray], framework: str) -> Inputs:
     """Inputs for one backend, converted from the shared float64 arrays (new copies)."""
     lay = layout_arrays(case, arrays)

@@ -7,10 +7,12 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import IO, Any
 
 from attnbench.case import Case
-from attnbench.record import Status
+
+ROLE_ENV = "ATTNBENCH_PROCESS_ROLE"  # catalog, observer, backend or roof
 
 
 def _die_with_parent() -> None:
@@ -41,54 +43,94 @@ def _protocol_streams() -> tuple[IO[str], IO[str]]:
 
 
 class Session:
-    """Worker-side state: the registry, options and the last case's shared data."""
+    """Worker-side state: its role, the plugins it imported, the options.
+
+    Roles: "backend" (the default) imports only the plugin its hello names (`plugin`, an
+    origin) and runs cases; "roof" imports no plugin and measures matmul roofs; "catalog"
+    imports every plugin and describes them; "observer" imports every plugin and hands each
+    record to their attnbench_record_written hooks. No role judges an output.
+    """
 
     def __init__(self, hello: dict[str, Any]):
-        from attnbench.plugin.registry import build_registry
-        from attnbench.run.execute import Options, prepare_process
+        from attnbench.errors import UsageError
+        from attnbench.plugin import guard
+        from attnbench.worker.execute import Options, prepare_process
 
         self.token = str(hello.get("token", ""))  # chosen by the parent, sent back in each reply
-        self.registry = build_registry(hello.get("plugins", []), autoload=hello.get("autoload"))
-        self.opts = Options.from_dict(hello["options"])
-        self.process = prepare_process(self.opts)
-        self._data: tuple[Any, Any] | None = None
+        self.role = str(hello.get("role", "backend"))
+        os.environ[ROLE_ENV] = self.role  # plugins may ask which attnbench process they are in
+        guard.set_run_limit(hello.get("run_limit"))
+        self.usage_error: str | None = None
+        self.registry: Any = None
+        try:
+            self.registry = self._registry(hello)
+        except UsageError as exc:  # a plugin file that is missing, an invalid backend...
+            self.usage_error = str(exc)
+        self.opts = Options.from_dict(hello.get("options") or {})
+        self.folder = Path(str(hello.get("arrays_dir") or "."))
+        self.process = prepare_process(self.opts) if self.role in ("backend", "roof") else {}
 
-    def case_data(self, case: Case) -> Any:
-        from attnbench.run.execute import CaseData
+    def _registry(self, hello: dict[str, Any]) -> Any:
+        from attnbench.plugin.registry import build_registry
 
-        if self._data is None or self._data[0] != case:
-            self._data = None  # free the previous case before building the next
-            self._data = (case, CaseData(case, self.opts.seed))
-        return self._data[1]
+        if self.role == "roof":
+            return None
+        if self.role in ("catalog", "observer"):
+            return build_registry(hello.get("plugins", []), autoload=hello.get("autoload"))
+        return build_registry(only=hello.get("plugin") or {})
+
+    def failures(self) -> list[Any]:
+        return list(self.registry.failures) if self.registry is not None else []
 
     def run_task(self, msg: dict[str, Any]) -> dict[str, Any]:
-        from attnbench.run.execute import execute
-
         t0 = time.perf_counter()
-        if "roof" in msg:
+        if self.usage_error is not None:
+            return {"usage_error": self.usage_error}
+        if "roof" in msg and self.role == "roof":
             from attnbench.measure.roof import measure_roofs
 
             return {"roofs": measure_roofs(msg["roof"], msg["dtypes"], msg.get("seconds", 0.3)),
                     "worker_s": time.perf_counter() - t0}
+        if "catalog" in msg and self.role == "catalog":
+            from attnbench.plugin.catalog import describe
+
+            return {"catalog": describe(self.registry)}
+        if "observe" in msg and self.role == "observer":
+            from attnbench.run.observers import call_hooks
+
+            return {"failures": call_hooks(self.registry, msg["observe"])}
+        if self.role != "backend" or "case" not in msg:
+            return {"missing": f"a {self.role} worker does not take this task"}
+        return self._case(msg, t0)
+
+    def _case(self, msg: dict[str, Any], t0: float) -> dict[str, Any]:
+        from attnbench.worker import arrays
+        from attnbench.worker.execute import execute
+
         case = Case.from_dict(msg["case"])
         backend = self.registry.backends.get(msg["backend"])
         if backend is None:
             why = "; ".join(f"{p}: {r}" for p, r in self.registry.failures) or "not registered"
             return {"missing": f"backend {msg['backend']!r} not found "
                     f"in the worker ({why})"}
-        rec = execute(backend, msg["scenario"], case, lambda: self.case_data(case), self.opts)
-        return {"record": rec, "worker_s": time.perf_counter() - t0,
-                "restart": poisons_process(rec)}
+        try:
+            folder = arrays.worker_dir(self.folder, msg.get("dir"))
+        except ValueError as exc:
+            return {"missing": str(exc)}
+        given = _inputs(folder, msg.get("inputs"))
+        result = execute(backend, case, self.opts, folder, str(msg.get("prefix", "t")), given)
+        failure = result.get("failure") or {}
+        return {"result": result, "worker_s": time.perf_counter() - t0,
+                "restart": bool(failure.get("restart"))}
 
 
-# CUDA errors after which the process's CUDA context is unusable: every later case would fail
-POISON = ("CUDA error", "illegal memory access", "device-side assert", "CUBLAS_STATUS",
-          "cudaError", "CUDNN_STATUS")
+def _inputs(folder: Path, entries: Any) -> dict[str, Any] | None:
+    """The case's inputs the parent wrote for this task (None: draw them from the seed)."""
+    from attnbench.worker import arrays
 
-
-def poisons_process(rec: dict[str, Any]) -> bool:
-    """True when the record's error leaves the worker unfit for the next case."""
-    return rec.get("status") == Status.ERROR and any(s in (rec.get("error") or "") for s in POISON)
+    if not isinstance(entries, dict) or not entries:
+        return None
+    return {str(n): arrays.receive(folder, e)[0] for n, e in entries.items()}
 
 
 def capped(obj: Any) -> Any:
@@ -122,7 +164,7 @@ def main() -> int:
     hello = json.loads(proto_in.readline() or "{}")
     session = Session(hello)
     _send(out, {"ready": True, "task": None, "pid": os.getpid(), "process": session.process,
-                "failures": session.registry.failures}, session.token)
+                "failures": session.failures()}, session.token)
     for line in proto_in:
         if not line.strip():
             continue

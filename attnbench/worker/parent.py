@@ -235,10 +235,25 @@ class WorkerProcess:
                     stream.close()
         self._open.clear()
 
+    def pause(self) -> None:
+        """Stop the worker's whole process group (SIGSTOP) until resume(): an idle worker, or
+        a thread or program its plugin left running, cannot take CPU from another's case."""
+        self._signal_group(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused worker's process group run again (SIGCONT)."""
+        self._signal_group(signal.SIGCONT)
+
+    def _signal_group(self, sig: int) -> None:
+        if self.proc is not None and not self._killed and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, sig)
+
     def stop(self) -> None:
         """Ask the worker to quit (closing its stdin); kill it and its group if it does not."""
         if self.proc is None:
             return
+        self.resume()  # a paused worker could not read the end of its input
         if self.proc.stdin is not None:
             with contextlib.suppress(OSError):
                 self.proc.stdin.close()

@@ -137,18 +137,16 @@ def fake_kvcache(calls, q, k_cache, v_cache, k=None, v=None, rotary_cos=None, ro
 
 @pytest.fixture
 def fake_flash_attn(monkeypatch):
-    """Install fake flash_attn (version 2.6.3) and flash_attn.cute (returns (out, lse))."""
+    """Install a fake flash_attn (version 2.6.3) with its flash_attn_interface module."""
     calls: list = []
     root = types.ModuleType("flash_attn")
     root.__version__ = "2.6.3"
     root.flash_attn_func = lambda *a, **kw: fake_flash(calls, *a, **kw)
     root.flash_attn_varlen_func = lambda *a, **kw: fake_varlen(calls, *a, **kw)
     root.flash_attn_with_kvcache = lambda *a, **kw: fake_kvcache(calls, *a, **kw)
-    cute = types.ModuleType("flash_attn.cute")
-    cute.flash_attn_func = lambda *a, **kw: fake_flash(calls, *a, return_tuple=True, **kw)
-    root.cute = cute
+    root.flash_attn_interface = types.ModuleType("flash_attn.flash_attn_interface")
     monkeypatch.setitem(sys.modules, "flash_attn", root)
-    monkeypatch.setitem(sys.modules, "flash_attn.cute", cute)
+    monkeypatch.setitem(sys.modules, "flash_attn.flash_attn_interface", root.flash_attn_interface)
     import_failure.cache_clear()
     version_failure.cache_clear()
     yield calls
@@ -167,10 +165,9 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-@pytest.mark.parametrize("name", ["flash-attn", "flash-attn-4"])
-def test_adapter_mapping_agrees_with_oracle(fake_flash_attn, name, case):
+def test_adapter_mapping_agrees_with_oracle(fake_flash_attn, case):
     data = CaseData(case, seed=0)
-    out = BACKENDS[name].prepare(make_inputs(case, data.arrays, "torch"))()
+    out = BACKENDS["flash-attn"].prepare(make_inputs(case, data.arrays, "torch"))()
     (call,) = fake_flash_attn
     b, d = case.batch, case.head_dim
     assert call["q"].shape == (b, case.seq_q, case.heads_q, d)
@@ -190,7 +187,6 @@ def test_version_rule(fake_flash_attn, monkeypatch):
     version_failure.cache_clear()
     (reason,) = BACKENDS["flash-attn"].availability()
     assert reason == "flash_attn 2.0.9 is older than 2.1, the lowest version supported"
-    assert BACKENDS["flash-attn-4"].availability() == []  # it declares no minimum
     monkeypatch.setattr(sys.modules["flash_attn"], "__version__", "dev")
     version_failure.cache_clear()
     (reason,) = BACKENDS["flash-attn"].availability()
@@ -218,6 +214,23 @@ def test_missing_library_is_the_reason():
     assert BACKENDS["flash-attn"].unsupported(case)[0] == (
         "flash_attn not importable: No module named 'flash_attn'")
     assert "not importable" in BACKENDS["flash-attn-4"].unsupported(case)[0]
+
+
+def test_flash_attn_4_alone_is_no_flash_attention_2(monkeypatch):
+    """flash-attn-4 installs flash_attn/cute with no flash_attn/__init__.py: `flash_attn`
+    imports as a namespace package, with no version: FlashAttention-2 is unavailable."""
+    namespace = types.ModuleType("flash_attn")
+    namespace.__path__ = []  # a package with no flash_attn_interface
+    monkeypatch.setitem(sys.modules, "flash_attn", namespace)
+    monkeypatch.delitem(sys.modules, "flash_attn.flash_attn_interface", raising=False)
+    import_failure.cache_clear()
+    version_failure.cache_clear()
+    try:
+        (reason,) = BACKENDS["flash-attn"].availability()
+    finally:
+        import_failure.cache_clear()
+        version_failure.cache_clear()
+    assert reason == "flash_attn has no readable version (''); need >= 2.1"
 
 
 G = {"batch": 2, "heads_q": 4, "heads_kv": 2, "seq_q": 12, "seq_kv": 20, "head_dim": 16}
@@ -297,9 +310,6 @@ def test_unsupported_variants_say_why(fake_flash_attn):
                          "(ALiBi slopes only)")
     (dv,) = [r for r in fa.unsupported(Case(**cuda, head_dim_v=24)) if "dv" in r]
     assert dv.endswith("FlashAttention-2 needs v's head dim equal to q's")
-    (fa4,) = [r for r in BACKENDS["flash-attn-4"].unsupported(
-        Case(**{**cuda, "head_dim": 64}, alibi=True)) if "alibi" in r]
-    assert "mapped for plain and causal cases only" in fa4
 
 
 @pytest.mark.parametrize("extra, words", [

@@ -7,6 +7,7 @@ minute each on a loaded one): the variant cases below combine variants to keep t
 from __future__ import annotations
 
 import pytest
+import torch
 from attnbench.backends.flex_attention import FlexAttention
 
 from attnbench.case import Case
@@ -14,6 +15,7 @@ from attnbench.measure.timing import TimerConfig
 from attnbench.plugin.backend import import_failure
 from attnbench.run.execute import CaseData, Options, execute, expected_shape
 from attnbench.variants import VARIANTS
+from attnbench.verify.inputs import make_inputs
 
 pytestmark = pytest.mark.skipif(
     import_failure("torch.nn.attention.flex_attention") is not None,
@@ -92,3 +94,37 @@ def test_packed_without_any_key_or_query_gives_zeros(lens):
     IndexError indexing the empty sequence): the output is zeros, or empty."""
     case = Case(**G, layout="packed", **lens)
     check_ok(run(case, Options(time_it=False, memory=False)), case)
+
+
+def reported_run(backend: FlexAttention, case: Case) -> dict:
+    """One case through prepare and two calls; what it reported (checked against the oracle)."""
+    data = CaseData(case, seed=0)
+    inputs = make_inputs(case, data.arrays, "torch")
+    call = backend.prepare(inputs)
+    call()
+    out = call()
+    assert (out[:, :, data.rows].double() - torch.from_numpy(data.ref)).abs().max() < 2e-2
+    return dict(inputs.reported)
+
+
+def test_reports_compiles_and_dynamic_shapes_reuse_the_graph():
+    """A (dtype, mask, heads, head_dim) family no other test compiles: its first case compiles
+    (with its time), the next length reuses the dynamic graph (0 compiles). The same length
+    under dynamic=False, one graph per shape, compiles again: `recompiled`."""
+    first = reported_run(FLEX, Case(1, 3, 3, 10, 10, 8, dtype="bfloat16"))
+    assert first["compiles"] >= 1 and first["compile_ms"] > 0
+    again = reported_run(FLEX, Case(1, 3, 3, 14, 22, 8, dtype="bfloat16"))
+    assert again["compiles"] == 0 and again["compile_ms"] == 0 and not again["recompiled"]
+    static = FlexAttention()
+    static.dynamic = False
+    other = reported_run(static, Case(1, 3, 3, 18, 26, 8, dtype="bfloat16"))
+    assert other["compiles"] >= 1 and other["recompiled"] and other["compile_ms"] > 0
+    assert first["setup_ms"] >= 0 and set(first) == {"compiles", "recompiled", "compile_ms",
+                                                     "setup_ms"}
+
+
+def test_block_mask_time_is_reported():
+    """A causal case builds a BlockMask in prepare: its time is setup_ms, not a compile."""
+    got = reported_run(FLEX, Case(1, 3, 3, 14, 22, 8, dtype="bfloat16", mask="causal",
+                                  window_left=3))
+    assert got["setup_ms"] > 0

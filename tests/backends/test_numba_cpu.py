@@ -81,3 +81,46 @@ def test_parallel_and_serial_kernels_have_their_own_cache_entries():
     paths = {f.__name__: f._cache._cache_file._index_path
              for f in (nk.attention, nk.attention_serial)}
     assert paths["attention"] != paths["attention_serial"], paths
+
+
+WHAT_RAN = """
+import json, sys
+from attnbench.backends.numba_cpu import NumbaCPU
+from attnbench.case import Case
+from attnbench.run.execute import CaseData
+from attnbench.verify.inputs import make_inputs
+case = Case(1, 2, 2, 20, 20, 16, mask="causal")  # small: the serial kernel
+inputs = make_inputs(case, CaseData(case, seed=0).arrays, "numpy")
+run = NumbaCPU().prepare(inputs)
+run()
+print(json.dumps(inputs.reported))
+"""
+
+
+@pytest.mark.process
+def test_reports_cache_hit_and_threading_layer(tmp_path, backend):
+    """A fresh cache folder: the first process compiles (cache_hit False), the second loads
+    what the first saved (True). The serial kernel names no threading layer; the parallel one
+    names numba's, as numba.threading_layer() reads it after the call."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    said = [json.loads(subprocess.run([sys.executable, "-c", WHAT_RAN], env=env, check=True,
+                                      capture_output=True, text=True).stdout.splitlines()[-1])
+            for _ in range(2)]
+    assert said == [{"cache_hit": False, "threading_layer": None},
+                    {"cache_hit": True, "threading_layer": None}]
+    import numba
+
+    from attnbench.run.execute import CaseData
+    from attnbench.verify.inputs import make_inputs
+
+    case = Case(1, 4, 4, 1024, 1024, 16)  # 4.2M pairs, over SERIAL_WORK: the parallel kernel
+    inputs = make_inputs(case, CaseData(case, seed=0).arrays, "numpy")
+    backend.prepare(inputs)()
+    assert inputs.reported["threading_layer"] == numba.threading_layer()
+    assert inputs.reported["threading_layer"] in ("omp", "tbb", "workqueue")
+    assert type(inputs.reported["cache_hit"]) is bool

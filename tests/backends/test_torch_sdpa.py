@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from attnbench.backends.torch_sdpa import sdpa_backends, sdpa_mask_args
+from attnbench.backends.torch_sdpa import profiled_kernels, sdpa_backends, sdpa_mask_args
 
 from attnbench.case import Case
 from attnbench.run.execute import CaseData, Options, execute, expected_shape
@@ -89,3 +89,66 @@ def test_flash_kernel_on_cuda_takes_no_mask():
     reasons = flash.unsupported(replace(CASES["window-causal"], device="cuda", dtype="float16"))
     assert any(r.endswith("variant on cuda: the flash kernel takes no attn_mask on CUDA")
                for r in reasons), reasons
+
+
+KERNEL_CASES = {  # cases on which torch's CPU dispatch differs (flash or math), each mode
+    "causal-square": Case(1, 2, 2, 16, 16, 16, mask="causal"),
+    "causal-fewer-queries": Case(1, 2, 2, 9, 23, 16, mask="causal"),  # lower-right CausalBias
+    "causal-more-queries": Case(1, 2, 2, 23, 9, 16, mask="causal"),
+    "none-grouped": Case(1, 4, 2, 16, 16, 16),
+    "float64": Case(1, 2, 2, 16, 16, 16, dtype="float64", mask="causal"),
+    "bfloat16": Case(1, 2, 2, 16, 16, 16, dtype="bfloat16"),
+    "dv": Case(1, 2, 2, 16, 16, 16, mask="causal", head_dim_v=24),  # flash needs dv == d
+    "window-bool-mask": CASES["window-causal"],
+    "alibi-float-mask": CASES["alibi-causal"],
+}
+
+
+@pytest.mark.parametrize("mode", ["fwd", "fwd_bwd"])
+@pytest.mark.parametrize("key", list(KERNEL_CASES))
+@pytest.mark.parametrize("name", CPU_KERNELS)
+def test_reported_kernel_is_the_one_that_ran(name, key, mode):
+    """inputs.report(kernel=...) from torch's own choice, against the aten op the profiler saw
+    in the same call (gradients on: the choice depends on requires_grad)."""
+    case = replace(KERNEL_CASES[key], mode=mode)
+    backend = BACKENDS[name]
+    if backend.unsupported(case):
+        return  # torch-sdpa-flash on dv: said unsupported (test above)
+    inputs = make_inputs(case, CaseData(case, seed=0).arrays, "torch")
+    if mode != "fwd":
+        for t in (inputs.q, inputs.k, inputs.v):
+            t.requires_grad_(True)
+    call = backend.prepare(inputs)
+    ran = profiled_kernels(lambda: call().sum().backward() if mode != "fwd" else call())
+    assert ran and set(ran) == {inputs.reported["kernel"]}, (ran, inputs.reported)
+    if name == "torch-sdpa-math" or "dv" in case.variants:
+        assert ran[0] == "math"
+    elif case.dtype in ("float32", "bfloat16"):
+        assert ran[0] == "flash"  # torch 2.x's CPU flash kernel takes these cases
+
+
+def test_profiled_kernels_sees_a_wrong_report():
+    """The check above can fail: forcing math while the report says flash disagrees."""
+    case = KERNEL_CASES["causal-square"]
+    inputs = make_inputs(case, CaseData(case, seed=0).arrays, "torch")
+    BACKENDS["torch-sdpa"].prepare(inputs)
+    math_call = BACKENDS["torch-sdpa-math"].prepare(make_inputs(case, CaseData(case, 0).arrays,
+                                                                "torch"))
+    assert inputs.reported["kernel"] == "flash" and profiled_kernels(math_call) == ["math"]
+
+
+def test_a_kernel_that_refuses_reports_nothing_and_the_call_says_unsupported():
+    """Forced flash on dv: torch's choice raises "No available kernel"; prepare() reports no
+    kernel and the call is Unsupported with torch's words (as before the report existed)."""
+    from attnbench.backends.torch_sdpa import TorchSDPA
+
+    from attnbench import Unsupported
+
+    case = KERNEL_CASES["dv"]
+    forced = TorchSDPA("flash-no-caps", "FLASH_ATTENTION", BACKENDS["torch-sdpa"].capabilities,
+                       "SDPA forced to flash, declaring dv (it cannot)")
+    inputs = make_inputs(case, CaseData(case, seed=0).arrays, "torch")
+    call = forced.prepare(inputs)
+    assert "kernel" not in inputs.reported
+    with pytest.raises(Unsupported, match="torch refused the case"):
+        call()

@@ -7,8 +7,11 @@ as xformers documents), scale, the layout of the output, and each variant's attn
 local, block-diagonal, padded-keys and paged classes (their visibility as xformers' docstrings
 state it) and the dense tensor bias (full shape, rows aligned). The fake computes attention
 with plain torch following xformers' documented conventions, and leaves NaN in rows that see
-no key, so that the adapter's zeroing is exercised. Hardware verification of the real
-library is issue #5.
+no key, so that the adapter's zeroing is exercised. Its dispatch (xformers.ops.fmha.dispatch.
+_dispatch_fw, fmha.Inputs) and its _cpp_lib are fakes too, following xformers 0.0.35's code:
+they test that the adapter runs and reports the operator xformers picks, keeps all of
+xformers' reasons, and says why when _C.so did not load. Hardware verification of the real
+library is the GPU session's.
 """
 
 from __future__ import annotations
@@ -151,10 +154,50 @@ BIAS_CLASSES = [LowerTriangularMask, LowerTriangularFromBottomRightMask,
                 PagedBlockDiagonalCausalWithOffsetPaddedKeysMask]
 
 
-def fake_attention(calls: list, query, key, value, attn_bias=None, p=0.0, scale=None):
+class FakeFwOp:
+    """Fake of an xformers forward operator class: only its NAME is read."""
+
+    NAME = "fakeF"
+
+
+class FakeBwOp:
+    NAME = "fakeB"
+
+
+class FakeFMHA(torch.autograd.Function):
+    """Keeps the backward operator on the autograd node, as xformers' _fMHA does (ctx.op_bw)."""
+
+    @staticmethod
+    def forward(ctx, out):
+        ctx.op_bw = FakeBwOp
+        return out.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+class FakeInputs:
+    """Fake of xformers.ops.fmha.Inputs: holds what the dispatch reads."""
+
+    def __init__(self, query, key, value, attn_bias=None, p=0.0, scale=None):
+        self.query, self.key, self.value = query, key, value
+        self.attn_bias, self.p, self.scale = attn_bias, p, scale
+
+    def validate_inputs(self):
+        assert self.query.dim() in (4, 5) and self.query.dim() == self.key.dim()
+
+
+def fake_dispatch_fw(seen: list, inp, needs_gradient):
+    """Fake of xformers' _dispatch_fw: one operator takes every input here."""
+    seen.append((inp, needs_gradient))
+    return FakeFwOp
+
+
+def fake_attention(calls: list, query, key, value, attn_bias=None, p=0.0, scale=None, op=None):
     """memory_efficient_attention by xformers' documented rules; records what it was given."""
     calls.append({"query": query, "key": key, "value": value, "attn_bias": attn_bias,
-                  "p": p, "scale": scale})
+                  "p": p, "scale": scale, "op": op})
     shape = (*query.shape[:-1], value.shape[-1])
     if query.dim() == 5:  # BMGHK: G groups of H heads; k/v already expanded over H
         query, key, value = (x.flatten(2, 3) for x in (query, key, value))
@@ -169,29 +212,51 @@ def fake_attention(calls: list, query, key, value, attn_bias=None, p=0.0, scale=
         assert type(attn_bias) in BIAS_CLASSES, f"fake got an unexpected bias {attn_bias!r}"
         s = s.masked_fill(~attn_bias.visible(mq, mk), float("-inf"))
     out = torch.softmax(s, dim=-1) @ v  # NaN where a row sees no key
-    return out.transpose(1, 2).reshape(shape).to(query.dtype)
+    out = out.transpose(1, 2).reshape(shape).to(query.dtype)
+    return FakeFMHA.apply(out).view(shape) if out.requires_grad else out
 
 
 @pytest.fixture
 def fake_xformers(monkeypatch) -> list:
-    """Install the fake modules xformers, xformers.ops, xformers.ops.fmha(.attn_bias)."""
-    calls: list = []
+    """Install the fake modules xformers(._cpp_lib), xformers.ops, xformers.ops.fmha(.attn_bias,
+    .dispatch); calls holds each memory_efficient_attention call, .dispatched each dispatch."""
+    calls = Calls()
     bias = types.ModuleType("xformers.ops.fmha.attn_bias")
     for cls in BIAS_CLASSES:
         setattr(bias, cls.__name__, cls)
+    dispatch = types.ModuleType("xformers.ops.fmha.dispatch")
+    calls.dispatched = []
+    dispatch._dispatch_fw = lambda inp, grad: fake_dispatch_fw(calls.dispatched, inp, grad)
     fmha = types.ModuleType("xformers.ops.fmha")
-    fmha.attn_bias = bias
+    fmha.attn_bias, fmha.dispatch, fmha.Inputs = bias, dispatch, FakeInputs
     ops = types.ModuleType("xformers.ops")
     ops.fmha = fmha
     ops.memory_efficient_attention = lambda *a, **kw: fake_attention(calls, *a, **kw)
+    cpp_lib = types.ModuleType("xformers._cpp_lib")
+    cpp_lib._cpp_library_load_exception = None
     root = types.ModuleType("xformers")
-    root.ops = ops
+    root.ops, root._cpp_lib = ops, cpp_lib
     for name, mod in [("xformers", root), ("xformers.ops", ops), ("xformers.ops.fmha", fmha),
-                      ("xformers.ops.fmha.attn_bias", bias)]:
+                      ("xformers.ops.fmha.attn_bias", bias),
+                      ("xformers.ops.fmha.dispatch", dispatch), ("xformers._cpp_lib", cpp_lib)]:
         monkeypatch.setitem(sys.modules, name, mod)
-    import_failure.cache_clear()
+    clear_caches()
     yield calls
+    clear_caches()
+
+
+class Calls(list):
+    """The memory_efficient_attention calls, and .dispatched: the (Inputs, grad) dispatched."""
+
+    dispatched: list
+
+
+def clear_caches() -> None:
+    from attnbench.backends.xformers_load import xformers_failure
+
     import_failure.cache_clear()
+    xformers_failure.cache_clear()
+    sys.modules.pop("attnbench.backends.xformers_ready", None)  # it checks when imported
 
 
 def run_on_cpu(case: Case) -> tuple[torch.Tensor, CaseData]:
@@ -225,6 +290,9 @@ def test_adapter_mapping_agrees_with_oracle(fake_xformers, key):
     (call,) = fake_xformers
     assert type(call["attn_bias"]) is bias_type
     assert call["scale"] == pytest.approx(case.softmax_scale) and call["p"] == 0.0
+    assert call["op"] == (FakeFwOp, None)  # the operator xformers' dispatch picked, forced
+    ((inp, grad),) = fake_xformers.dispatched
+    assert inp.query is call["query"] and inp.attn_bias is call["attn_bias"] and grad is False
     b, g = case.batch, case.heads_q // case.heads_kv
     if g == 1:  # BMHK
         assert call["query"].shape == (b, case.seq_q, case.heads_q, case.head_dim)
@@ -249,15 +317,85 @@ def test_top_left_mask_would_be_caught(fake_xformers):
     assert max_err(wrong, data) > 0.1
 
 
-def test_no_operator_becomes_unsupported(fake_xformers, monkeypatch):
+NO_OPERATOR = """No operator found for `memory_efficient_attention_forward` with inputs:
+     query       : shape=(2, 12, 2, 16) (torch.float32)
+     attn_bias   : <class 'xformers.ops.fmha.attn_bias.LowerTriangularMask'>
+`fa3F@0.0.0` is not supported because:
+    operator wasn't built - see `python -m xformers.info` for more info
+`fa2F@2.5.7-pt` is not supported because:
+    xFormers wasn't build with CUDA support
+    dtype=torch.float32 (supported: {torch.float16, torch.bfloat16})
+`cutlassF-pt` is not supported because:
+    xFormers wasn't build with CUDA support"""
+
+
+def test_no_operator_keeps_every_reason(fake_xformers, monkeypatch):
+    from attnbench import Unsupported
+
+    def refuse(inp, grad):
+        raise NotImplementedError(NO_OPERATOR)
+
+    monkeypatch.setattr(sys.modules["xformers.ops.fmha.dispatch"], "_dispatch_fw", refuse)
+    with pytest.raises(Unsupported) as caught:
+        run_on_cpu(CASES["self-causal"][0])
+    text = str(caught.value)
+    assert "\n" not in text and text.startswith("xformers has no operator for this case: No")
+    for words in ("`fa3F@0.0.0` is not supported because: / operator wasn't built",
+                  "dtype=torch.float32 (supported", "`cutlassF-pt` is not supported because: "
+                  "/ xFormers wasn't build with CUDA support"):
+        assert words in text, words
+    assert fake_xformers == []  # nothing ran
+
+
+def test_no_operator_at_call_time_too(fake_xformers, monkeypatch):
+    """An xformers without the dispatch to ask first: the call's NotImplementedError, whole."""
     from attnbench import Unsupported
 
     def refuse(*a, **kw):
-        raise NotImplementedError("No operator found for `memory_efficient_attention_forward`")
+        raise NotImplementedError(NO_OPERATOR)
 
+    monkeypatch.delattr(sys.modules["xformers.ops.fmha.dispatch"], "_dispatch_fw")
     monkeypatch.setattr(sys.modules["xformers.ops"], "memory_efficient_attention", refuse)
-    with pytest.raises(Unsupported, match="no operator"):
+    with pytest.raises(Unsupported, match="no operator for this case: .* / `cutlassF-pt` is"):
         run_on_cpu(CASES["self-causal"][0])
+
+
+def test_reports_the_operators_that_ran(fake_xformers):
+    case = Case(1, 2, 2, 8, 8, 16, mask="causal", mode="fwd_bwd")
+    data = CaseData(case, seed=0)
+    inputs = make_inputs(case, data.arrays, "torch")
+    for t in (inputs.q, inputs.k, inputs.v):
+        t.requires_grad_(True)
+    out = XformersMEA().prepare(inputs)()
+    out.sum().backward()
+    assert inputs.reported["op"] == "fakeF" and inputs.reported["op_bw"] == "fakeB"
+    assert fake_xformers.dispatched[0][1] is True  # dispatched for gradients
+    assert inputs.reported["cuda12_runtime"] in (None, "system") or inputs.reported[
+        "cuda12_runtime"].endswith("libcudart.so.12")
+
+
+def test_c_library_not_loaded_is_the_whole_reason(fake_xformers):
+    """xformers 0.0.35 on a CUDA 13 torch: _C.so needs libcudart.so.12, and without it every
+    operator is refused; the reason keeps the loader's words and xformers' own."""
+    class InvalidLib(Exception):  # as xformers' xFormersInvalidLibException reads
+        def __str__(self):
+            return ("xFormers can't load C++/CUDA extensions. xFormers was built for:\n"
+                    "    PyTorch 2.10.0+cu128 with CUDA 1208 (you have 2.11.0+cu130)\n"
+                    "    Python  3.10.19 (you have 3.12.3)")
+
+    exc = InvalidLib()  # torch.ops.load_library's OSError, from the loader's (as raised)
+    exc.__cause__ = OSError("Could not load this library: /site/xformers/_C.so")
+    exc.__cause__.__cause__ = OSError("libcudart.so.12: cannot open shared object file: No such "
+                                      "file or directory")
+    sys.modules["xformers._cpp_lib"]._cpp_library_load_exception = exc
+    (reason,) = XformersMEA().availability()
+    assert reason.startswith("attnbench.backends.xformers_ready not importable: "
+                             "xformers' C++/CUDA library (_C.so) did not load: libcudart.so.12: "
+                             "cannot open shared object file: No such file or directory; "
+                             "Could not load this library: /site/xformers/_C.so; xFormers can't")
+    assert "PyTorch 2.10.0+cu128 with CUDA 1208 (you have 2.11.0+cu130) / Python" in reason
+    cuda = Case(1, 2, 2, 8, 8, 16, dtype="float16", device="cuda")
+    assert XformersMEA().unsupported(cuda)[0] == reason
 
 
 def test_reasons_with_the_library_present(fake_xformers):

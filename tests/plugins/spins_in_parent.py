@@ -1,6 +1,6 @@
-"""A hostile test plugin: importing it starts a thread that spins in attnbench's own process
-for the rest of the run (its backend is plain numpy-naive), hidden from a count of "other
-processes"; the busy verdict must still see it."""
+"""A hostile test plugin: importing it starts a thread that spins for the rest of the run in
+every process that imports it (its backend is plain numpy-naive). attnbench's own process never
+imports it; its worker is stopped whenever it is not running its own case."""
 
 from __future__ import annotations
 

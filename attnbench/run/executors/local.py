@@ -1,15 +1,27 @@
-"""The local executor: one worker process per backend on this machine, backend after backend."""
+"""The local executor: every case on each of its backends in turn, one worker per backend."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from attnbench.plugin.backend import name_of
 from attnbench.run.executors import Work
 from attnbench.run.sweep import Sweep
 
 
+def case_major(work: Work) -> list[tuple[str, Any, list[Any]]]:
+    """(scenario, case, backends still to run it) in plan order, from per-backend work."""
+    order: dict[tuple[str, Any], list[Any]] = {}
+    for backend, todo in work:
+        for scenario, case in todo:
+            order.setdefault((scenario, case), []).append(backend)
+    ranks = {name_of(b): i for i, (b, _) in enumerate(work)}
+    return [(s, c, sorted(bs, key=lambda b: ranks[name_of(b)])) for (s, c), bs in order.items()]
+
+
 class LocalExecutor:
-    """Today's sweep: roofs once per device, then each backend's cases in its own worker."""
+    """Roofs once per device, then case by case: each case on its backends back to back (their
+    ratios hold while the machine's load drifts), verified against one oracle."""
 
     name = "local"
 
@@ -17,8 +29,13 @@ class LocalExecutor:
         timed = sweep.opts.time_it
         if timed:
             sweep.measure_roofs(roof_s)
-        for i, (backend, todo) in enumerate(work):  # the last worker measures the end roofs
-            sweep.run_backend(backend, todo, roof_s if timed else None, last=i == len(work) - 1)
+        with sweep.tasks.pool() as pool:
+            for scenario, case, backends in case_major(work):
+                if timed:
+                    sweep.roofs_if_due(roof_s)
+                sweep.round(pool, scenario, case, backends)
+        if timed:
+            sweep.measure_end_roofs(roof_s)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name}
+        return {"name": self.name, "order": "case-major"}

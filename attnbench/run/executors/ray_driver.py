@@ -20,8 +20,8 @@ from typing import Any
 
 from attnbench.case import Case
 from attnbench.errors import UsageError
-from attnbench.plugin import guard
-from attnbench.plugin.backend import Backend, name_of
+from attnbench.plugin.backend import name_of
+from attnbench.plugin.catalog import BackendInfo
 from attnbench.record import Status, key, new_record, record_key
 from attnbench.run.executors import Work
 from attnbench.run.sweep import Sweep
@@ -45,7 +45,7 @@ class RayOptions:
 class Share:
     """One backend's cases on one device, sent to one node as one task."""
 
-    backend: Backend
+    backend: BackendInfo
     device: str
     items: list[tuple[str, Case]]
     attempt: int = 1
@@ -186,7 +186,7 @@ class RayExecutor:
                 and n["NodeID"] not in avoid
                 and all(n.get("Resources", {}).get(r, 0) >= v for r, v in need.items())]
 
-    def split(self, backend: Backend, device: str, todo: list[tuple[str, Case]]) -> None:
+    def split(self, backend: BackendInfo, device: str, todo: list[tuple[str, Case]]) -> None:
         """One share per fitting node (interleaved, so each gets small and large cases)."""
         if not todo:
             return
@@ -222,9 +222,9 @@ class RayExecutor:
         run_id = str(meta.get("run_id") or self.sweep.out.name)
         # this run (a resume included) and no other: what a node's roof cache is keyed by
         run_key = hashlib.sha256(f"{run_id} {meta.get('started')}".encode()).hexdigest()[:12]
-        return {"hello": hello, "backend": name_of(share.backend), "items": items,
+        return {"hello": hello, "backend": share.backend.to_dict(), "items": items,
                 "device": share.device, "dtypes": sorted({c.dtype for _, c in share.items}),
-                "timeout_s": self.sweep.timeout_s, "run_limit": guard.default_limit(),
+                "timeout_s": self.sweep.timeout_s, "run_limit": self.sweep.timeout_s,
                 "run_id": run_id, "run_key": run_key, "roof_s": self.roof_s}
 
     def loop(self) -> None:

@@ -1,10 +1,11 @@
 """Node side of a Ray task: one backend's share of the plan in an isolated worker, streamed back.
 
-This runs inside a Ray worker process on a cluster node. It builds the registry there (the
-node's own libraries decide what is supported), runs the cases through the same TaskRunner as a
-local sweep (a `python -m attnbench.worker.child` process per backend: crash, timeout and oom
-isolation, threads, memory all unchanged) and yields one message per event, which Ray streams to
-the driver as it is yielded. It writes no record: the driver does. Messages, in order:
+This runs inside a Ray worker process on a cluster node, which imports no plugin: it runs the
+cases through the same TaskRunner as a local sweep (a `python -m attnbench.worker.child`
+process for the backend, importing only the plugin that defines it: crash, timeout and oom
+isolation, threads, memory all unchanged; the node's own libraries decide what is supported),
+verifies each output here against the oracle, and yields one message per event, which Ray
+streams to the driver as it is yielded. It writes no record: the driver does. Messages, in order:
 `{"node": info}`, `{"roofs": {...}}` (timed runs), then per case `{"start": case_id}` and
 `{"record": rec, "sent": unix time}`, then `{"stats": ..., "process": ...}`; or
 `{"missing": why}` when the backend is not registered on this node.
@@ -22,7 +23,6 @@ from typing import Any
 
 from attnbench.case import Case
 from attnbench.measure import environment
-from attnbench.plugin import guard
 from attnbench.run.tasks import TaskRunner
 from attnbench.worker.parent import START_TIMEOUT_S, WorkerDied, WorkerTimeout
 
@@ -57,26 +57,29 @@ def work_dir(run_id: str) -> Path:
 
 def run_share(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """The body of one Ray task: spec holds hello, backend, items, timeouts, run id, device."""
-    from attnbench.plugin.registry import build_registry
+    from attnbench.errors import UsageError
+    from attnbench.plugin.catalog import BackendInfo
 
-    guard.set_run_limit(spec.get("run_limit"))
     yield {"node": node_info()}
     hello = spec["hello"]
-    registry = build_registry(hello["plugins"], autoload=hello["autoload"])
-    backend = registry.backends.get(spec["backend"])
-    if backend is None:
-        why = "; ".join(f"{p}: {r}" for p, r in registry.failures) or "not registered"
-        yield {"missing": f"backend {spec['backend']!r} not found on this node ({why})"}
+    try:
+        backend = BackendInfo.from_dict(spec["backend"])
+    except UsageError as exc:
+        yield {"missing": f"the task's backend entry is not valid: {exc}"}
         return
-    tasks = TaskRunner(hello, work_dir(spec["run_id"]) / "logs", spec["timeout_s"])
-    if spec.get("roof_s"):
-        yield {"roofs": node_roofs(tasks, spec)}
-    with tasks.worker(backend) as w:
-        for scenario, case_dict in spec["items"]:
-            case = Case.from_dict(case_dict)
-            yield {"start": case.id}
-            rec = tasks.record(w, backend, scenario, case)
-            yield {"record": rec, "sent": time.time()}
+    seed = int((hello.get("options") or {}).get("seed") or 0)
+    tasks = TaskRunner(hello, work_dir(spec["run_id"]) / "logs", spec["timeout_s"], seed=seed)
+    try:
+        if spec.get("roof_s"):
+            yield {"roofs": node_roofs(tasks, spec)}
+        with tasks.pool() as pool:
+            for scenario, case_dict in spec["items"]:
+                case = Case.from_dict(case_dict)
+                yield {"start": case.id}
+                rec, = tasks.round(pool, scenario, case, [backend])
+                yield {"record": rec, "sent": time.time()}
+    finally:
+        tasks.close()
     yield {"stats": tasks.worker_stats, "process": tasks.process_info}
 
 
@@ -90,7 +93,7 @@ def node_roofs(tasks: TaskRunner, spec: dict[str, Any]) -> dict[str, Any]:
             return {device: roofs}
     except (OSError, ValueError):
         roofs = {}
-    w = tasks.new_worker(f"roof-{device}")
+    w = tasks.new_worker(f"roof-{device}", role="roof")
     try:
         w.start(min(tasks.timeout_s, START_TIMEOUT_S))
         msg = {"roof": device, "dtypes": dtypes, "seconds": spec["roof_s"]}

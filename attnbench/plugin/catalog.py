@@ -1,0 +1,207 @@
+"""The catalog: what every plugin offers, described in plain data by a process of its own.
+
+attnbench's own process (which writes records and verdicts) imports no plugin: a plugin that
+runs there could rewrite a verdict. It learns the backends from a catalog process (a worker
+with the role "catalog") that imports every plugin and describes each backend as JSON: name,
+framework, description, capabilities, the plugin it came from, why it is unavailable and why
+not on each device. A case's own unsupported() is asked in the backend's worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from attnbench.errors import UsageError
+from attnbench.plugin import guard
+from attnbench.plugin.backend import DEVICE_FIELDS, Capabilities
+from attnbench.plugin.validate import NAME, capabilities_problem
+from attnbench.sanitize import plain
+
+DEVICES = ("cpu", "cuda")
+CATALOG_TIMEOUT_S = 300.0  # importing torch and every plugin on a cold disk
+TUPLE_FIELDS = ("devices", "dtypes", "masks", "modes", "variants")
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """A backend as the parent knows it: data only, never the plugin's object."""
+
+    name: str
+    framework: str
+    capabilities: Capabilities
+    origin: Mapping[str, str]  # how a worker loads only this backend's plugin
+    plugin: str = ""  # the plugin's name as `list` shows it
+    description: str = ""
+    availability: tuple[str, ...] = ()  # why it cannot run at all here
+    device_reasons: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    broken: bool = False  # availability() or device_reasons() raised or hung
+
+    def reasons_on(self, device: str) -> list[str]:
+        """Why it cannot run on a device here ([] when it can)."""
+        return list(self.availability) + list(self.device_reasons.get(device, ()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "framework": self.framework,
+                "capabilities": capabilities_to_dict(self.capabilities),
+                "origin": dict(self.origin), "plugin": self.plugin,
+                "description": self.description, "availability": list(self.availability),
+                "device_reasons": {d: list(r) for d, r in self.device_reasons.items()},
+                "broken": self.broken}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> BackendInfo:
+        """A catalog entry back, checked field by field (UsageError naming what is wrong)."""
+        if not isinstance(d, dict):
+            raise UsageError(f"the catalog holds a {type(d).__name__}, not a backend entry")
+        name = d.get("name")
+        if not isinstance(name, str) or not NAME.fullmatch(name):
+            raise UsageError(f"the catalog names a backend {plain(repr(name))[:60]}")
+        caps = capabilities_from_dict(d.get("capabilities"), name)
+        origin = d.get("origin")
+        if not isinstance(origin, dict) or not all(isinstance(v, str) for v in origin.values()):
+            raise UsageError(f"backend {name!r}: the catalog gives no plugin origin")
+        return cls(name, str(d.get("framework")), caps, origin, plain(str(d.get("plugin", ""))),
+                   str(d.get("description") or ""), _texts(d.get("availability")),
+                   {str(k): _texts(v) for k, v in (d.get("device_reasons") or {}).items()},
+                   d.get("broken") is True)
+
+
+def _texts(x: Any) -> tuple[str, ...]:
+    return tuple(str(t) for t in x) if isinstance(x, list) else ()
+
+
+def capabilities_to_dict(caps: Capabilities) -> dict[str, Any]:
+    """Capabilities as plain JSON (tuples as lists)."""
+    out: dict[str, Any] = {}
+    for f in fields(Capabilities):
+        value = getattr(caps, f.name)
+        if f.name == "per_device":
+            value = {d: {k: list(v) if isinstance(v, tuple) else v for k, v in over.items()}
+                     for d, over in value.items()}
+        elif isinstance(value, tuple):
+            value = list(value)
+        elif isinstance(value, Mapping):
+            value = dict(value)
+        out[f.name] = value
+    return out
+
+
+def capabilities_from_dict(d: Any, name: str) -> Capabilities:
+    """Capabilities from plain JSON, validated as a backend's are when it registers."""
+    if not isinstance(d, dict) or set(d) - {f.name for f in fields(Capabilities)}:
+        raise UsageError(f"backend {name!r}: the catalog's capabilities are not valid")
+    d = {k: tuple(v) if k in TUPLE_FIELDS and isinstance(v, list) else v for k, v in d.items()}
+    per = d.get("per_device") or {}
+    if isinstance(per, dict):
+        d["per_device"] = {dev: {k: tuple(v) if k in TUPLE_FIELDS and isinstance(v, list) else v
+                                 for k, v in over.items() if k in DEVICE_FIELDS}
+                           for dev, over in per.items() if isinstance(over, dict)}
+    try:
+        caps = Capabilities(**d)
+    except TypeError as exc:
+        raise UsageError(f"backend {name!r}: the catalog's capabilities: {exc}") from None
+    problem = capabilities_problem(caps)
+    if problem:
+        raise UsageError(f"backend {name!r}: {problem}")
+    return caps
+
+
+@dataclass
+class Catalog:
+    """Every backend the plugins offer, the plugins that failed, and what else they add."""
+
+    backends: dict[str, BackendInfo] = field(default_factory=dict)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    scenario_dirs: list[str] = field(default_factory=list)
+    observers: list[str] = field(default_factory=list)  # plugins with attnbench_record_written
+    plugin_specs: tuple[str, ...] = ()
+    autoload: bool = False
+
+    def get(self, name: str) -> BackendInfo:
+        if name not in self.backends:
+            known = ", ".join(sorted(self.backends)) or "none"
+            raise UsageError(f"unknown backend {name!r} (known: {known})")
+        return self.backends[name]
+
+    def plannable(self, info: BackendInfo, devices: list[str]) -> bool:
+        """Whether a run without -b takes the backend: it can run on one of the devices, or it
+        is broken (its availability check raised or hung), so that its cases are recorded as
+        errors rather than silently left out."""
+        return info.broken or any(d in info.capabilities.devices and not info.reasons_on(d)
+                                  for d in devices)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backends": [b.to_dict() for b in self.backends.values()],
+                "failures": [list(f) for f in self.failures],
+                "scenario_dirs": self.scenario_dirs, "observers": self.observers}
+
+    @classmethod
+    def from_dict(cls, d: Any, plugin_specs: tuple[str, ...] = (), autoload: bool = False
+                  ) -> Catalog:
+        if not isinstance(d, dict):
+            raise UsageError("the plugin catalog process gave no catalog")
+        cat = cls(plugin_specs=tuple(plugin_specs), autoload=autoload)
+        for entry in d.get("backends") or []:
+            info = BackendInfo.from_dict(entry)
+            cat.backends[info.name] = info
+        cat.failures = [(plain(str(p)), plain(str(r))) for p, r in d.get("failures") or []]
+        cat.scenario_dirs = [str(x) for x in d.get("scenario_dirs") or []]
+        cat.observers = [plain(str(x)) for x in d.get("observers") or []]
+        return cat
+
+
+def describe(registry: Any) -> dict[str, Any]:
+    """The catalog of a registry built in this process (the catalog process's answer)."""
+    entries = []
+    for name, b in registry.backends.items():
+        avail = guard.reasons("availability()", b.availability, owner=b)
+        devices = {d: guard.reasons("device_reasons()", b.device_reasons, d, owner=b)
+                   for d in DEVICES if d in b.capabilities.devices}
+        entries.append({
+            "name": name, "framework": b.framework,
+            "capabilities": capabilities_to_dict(b.capabilities),
+            "origin": registry.origin_of(name), "plugin": registry.origins[name],
+            "description": b.description,
+            "availability": avail.value if avail.ok else [str(avail.failure)],
+            "device_reasons": {d: o.value if o.ok else [str(o.failure)]
+                               for d, o in devices.items()},
+            "broken": not avail.ok or not all(o.ok for o in devices.values())})
+    observers = [impl.plugin_name for impl in
+                 registry.pm.hook.attnbench_record_written.get_hookimpls()]
+    return {"backends": entries, "failures": [list(f) for f in registry.failures],
+            "scenario_dirs": registry.scenario_dirs(), "observers": observers}
+
+
+def from_registry(registry: Any) -> Catalog:
+    """The catalog of a registry built in this process (tests, the Python API)."""
+    return Catalog.from_dict(describe(registry), registry.plugin_specs, registry.autoload)
+
+
+def load_catalog(plugins: list[str] | tuple[str, ...], autoload: bool | None = None,
+                 log_dir: Path | None = None, run_limit: float | None = None) -> Catalog:
+    """Ask a catalog process (it imports every plugin; this process imports none)."""
+    import tempfile
+
+    from attnbench.plugin.registry import autoload_enabled
+    from attnbench.worker.parent import WorkerDied, WorkerProcess, WorkerTimeout
+
+    auto = autoload_enabled() if autoload is None else autoload
+    hello = {"role": "catalog", "plugins": list(plugins), "autoload": auto,
+             "run_limit": run_limit}
+    with tempfile.TemporaryDirectory(prefix="attnbench-catalog-") as tmp:
+        w = WorkerProcess(hello, (log_dir or Path(tmp)) / "catalog.log")
+        try:
+            w.start(CATALOG_TIMEOUT_S)
+            data = w.request({"catalog": True}, CATALOG_TIMEOUT_S).data
+        except (WorkerDied, WorkerTimeout) as exc:
+            tail = (getattr(exc, "log_tail", "") or "").strip().splitlines()[-1:]
+            raise UsageError(f"the plugin catalog process failed: {exc}"
+                             + (f" ({plain(tail[0])[:200]})" if tail else "")) from None
+        finally:
+            w.stop()
+    if isinstance(data.get("usage_error"), str):
+        raise UsageError(plain(data["usage_error"]))
+    return Catalog.from_dict(data.get("catalog"), tuple(plugins), auto)

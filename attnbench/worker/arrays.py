@@ -1,0 +1,163 @@
+"""Arrays between a worker and its parent: outputs and gradients as .npy files, exact in any dtype.
+
+A worker does not judge its own outputs (its process holds plugin code, which could change the
+judgement): it writes each array it was asked for into the run's exchange folder and names the
+file in its reply; the parent reads it back and verifies it. The values are written exactly:
+float16, float32 and float64 as themselves, bfloat16 as its 16 raw bits (read back into float32,
+which holds every bfloat16 value exactly). Files are read with allow_pickle=False, and a file
+whose name, type, size or shape is not what the reply says is refused, never trusted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}\.npy$")
+TASK_DIR = re.compile(r"^[0-9a-f]{32}$")
+STORED = {"float64": "<f8", "float32": "<f4", "float16": "<f2", "bfloat16": "<u2"}
+
+
+class ArrayRefused(Exception):
+    """An array the worker named cannot be read as it says (a sentence saying why)."""
+
+
+def exchange_dir() -> Path:
+    """A new private folder for one run's arrays: in /dev/shm (memory) when it has room."""
+    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    return Path(tempfile.mkdtemp(prefix="attnbench-arrays-", dir=base))
+
+
+def task_dir(folder: Path) -> Path:
+    """A new folder for one task's arrays, under an unguessable name (created by the parent
+    just before the task is sent: no other worker can prepare a file or link in it)."""
+    import secrets
+
+    path = folder / secrets.token_hex(16)
+    path.mkdir(mode=0o700)
+    return path
+
+
+def worker_dir(folder: Path, name: Any) -> Path:
+    """The task folder a task names (worker side); ValueError for anything but such a name."""
+    if not isinstance(name, str) or not TASK_DIR.match(name):
+        raise ValueError(f"not a task folder name: {name!r}")
+    return folder / name
+
+
+def remove_dir(path: Path | None) -> None:
+    """Delete an exchange folder and whatever a worker left in it."""
+    if path is not None:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def dtype_name(x: Any) -> str:
+    """An array's dtype as a case spells it: 'float32', 'bfloat16' (torch's prefix dropped)."""
+    return str(getattr(x, "dtype", type(x).__name__)).removeprefix("torch.")
+
+
+def _is_torch(x: Any) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def to_host(x: Any) -> tuple[np.ndarray, str]:
+    """The exact host copy of a NumPy array or torch tensor, and the dtype it had.
+
+    bfloat16 comes back as its uint16 bits (NumPy has no bfloat16)."""
+    name = dtype_name(x)
+    if _is_torch(x):
+        import torch
+
+        t = x.detach()
+        if t.dtype == torch.bfloat16:
+            return t.contiguous().view(torch.int16).cpu().numpy().view(np.uint16), name
+        return t.cpu().numpy(), name
+    if isinstance(x, np.ndarray):
+        return x, name
+    raise TypeError(f"a {type(x).__name__}, not an array")
+
+
+@dataclass
+class Shipped:
+    """What a reply says of one array: its file, dtype (as the backend returned it), shape."""
+
+    file: str
+    dtype: str
+    shape: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "dtype": self.dtype, "shape": list(self.shape)}
+
+
+def ship(x: Any, folder: Path, name: str) -> dict[str, Any]:
+    """Write x to folder/name.npy (worker side); the reply's entry, or {"error": why}."""
+    try:
+        host, dtype = to_host(x)
+    except Exception as exc:  # a list, None, a tensor that cannot be copied: said, not raised
+        return {"error": f"{type(exc).__name__}: {exc}"[:300], "dtype": dtype_name(x)}
+    if dtype not in STORED:
+        return {"error": f"dtype {dtype} cannot be compared", "dtype": dtype,
+                "shape": [int(n) for n in getattr(x, "shape", ())]}
+    return write(host, dtype, folder, name)
+
+
+def write(host: np.ndarray, dtype: str, folder: Path, name: str) -> dict[str, Any]:
+    """Write a host array (bfloat16 as its bits) to folder/name.npy; its entry."""
+    file = f"{name}.npy"
+    with open(folder / file, "wb") as fh:
+        np.save(fh, np.ascontiguousarray(host).astype(STORED[dtype], copy=False),
+                allow_pickle=False)
+    return Shipped(file, dtype, tuple(int(n) for n in host.shape)).to_dict()
+
+
+def staged(x: np.ndarray, dtype: str) -> np.ndarray:
+    """Float64 values exactly representable in dtype, as the host array `write` stores."""
+    if dtype == "bfloat16":
+        import torch
+
+        return to_host(torch.from_numpy(x).to(torch.bfloat16))[0]
+    return x.astype(STORED[dtype])
+
+
+def receive_all(folder: Path, entries: Any) -> dict[str, tuple[np.ndarray, str] | str]:
+    """Every array a reply names, read into memory now (parent side, right after the reply,
+    before any other worker runs): name -> (values, dtype), or the reason it was refused."""
+    out: dict[str, tuple[np.ndarray, str] | str] = {}
+    for key, entry in (entries.items() if isinstance(entries, dict) else []):
+        try:
+            values, dtype = receive(folder, entry)
+            out[str(key)] = (np.array(values), dtype)
+        except ArrayRefused as exc:
+            out[str(key)] = str(exc)
+    return out
+
+
+def receive(folder: Path, entry: Any) -> tuple[np.ndarray, str]:
+    """Read an array a worker shipped (parent side): values as float16/32/64, and the dtype
+    the backend returned. ArrayRefused when the entry or the file is not what it says."""
+    if not isinstance(entry, dict):
+        raise ArrayRefused(f"the reply's array entry is a {type(entry).__name__}")
+    if "error" in entry:
+        raise ArrayRefused(f"the output is not an array the harness can read: {entry['error']}")
+    file, dtype, shape = entry.get("file"), entry.get("dtype"), entry.get("shape")
+    if not isinstance(file, str) or not NAME.match(file) or dtype not in STORED:
+        raise ArrayRefused(f"the reply names no valid array file ({file!r}, {dtype!r})")
+    if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise ArrayRefused(f"the reply gives no valid shape ({shape!r})")
+    try:
+        data = np.load(folder / file, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ArrayRefused(f"array file {file} cannot be read: {exc}") from None
+    if data.dtype != np.dtype(STORED[dtype]) or list(data.shape) != shape:
+        raise ArrayRefused(f"array file {file} holds {data.dtype} {list(data.shape)}, not the "
+                           f"{dtype} {shape} the reply says")
+    if dtype == "bfloat16":
+        return (np.asarray(data, dtype=np.uint32) << 16).view(np.float32), dtype
+    return data, dtype

@@ -1,0 +1,82 @@
+"""benchmarks/gpu_session.sh rehearsed on the CPU: every step starts, caps hold, results packed."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "benchmarks" / "gpu_session.sh"
+STEPS = ("facts", "setup", "list", "smoke", "backward", "crosscheck", "sweep", "report", "flex",
+         "variants")
+GROUPS = ("env", "checks", "timer", "sweep", "flex", "variants")
+LINE = re.compile(r"^\[[\d:]+\] step (\w+): (ok|STOPPED at its cap|SKIPPED|FAILED)")
+
+pytestmark = pytest.mark.process  # runs the CLI, its workers and torch.compile
+
+
+def session(tmp_path: Path, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CI": "true"}
+    env.pop("OUT", None)
+    return subprocess.run(["bash", str(SCRIPT), *args, "--work", str(tmp_path / "work"),
+                           "--out", str(tmp_path / "out")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def verdicts(summary: str) -> dict[str, str]:
+    return {m[1]: m[2] for m in map(LINE.match, summary.splitlines()) if m}
+
+
+@pytest.mark.skipif(shutil.which("timeout") is None, reason="coreutils' timeout is missing")
+def test_the_tiny_rehearsal_runs_every_step_and_packs_them(tmp_path):
+    proc = session(tmp_path, "--device", "cpu", "--tiny", "--total", "300")
+    summary = (tmp_path / "out" / "summary.log").read_text()
+    assert proc.returncode == 0, summary + proc.stderr[-2000:]
+    seen = verdicts(summary)
+    # Every step started, in order, none skipped and none failed; on a loaded machine a step may
+    # meet its cap (flex always does on a CPU: it compiles), which still packs what it wrote.
+    assert list(seen) == list(STEPS), summary
+    assert set(seen.values()) <= {"ok", "STOPPED at its cap"}, summary
+    assert all(seen[s] == "ok" for s in ("facts", "setup", "list")), summary
+    out = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert out == sorted([*(f"{g}.tar.gz" for g in GROUPS), "summary.log"])  # 7 <= 8 files
+    with tarfile.open(tmp_path / "out" / "env.tar.gz") as tar:
+        names = tar.getnames()
+    assert {"env/facts.log", "env/setup.log", "env/list.log"} <= set(names)
+    with tarfile.open(tmp_path / "out" / "checks.tar.gz") as tar:
+        names = tar.getnames()
+        records = tar.extractfile("checks/smoke/records.jsonl")
+        assert records is not None and records.read().count(b"\n") > 0
+    assert {"checks/smoke.log", "checks/backward/records.jsonl"} <= set(names)
+    with tarfile.open(tmp_path / "out" / "sweep.tar.gz") as tar:
+        names = tar.getnames()
+    assert "sweep/run/run.json" in names and not any(n.endswith(".svg") for n in names)
+    assert "rehearsal" in summary.lower() or "REHEARSAL" in (
+        tmp_path / "work" / "timer" / "crosscheck.log").read_text()
+
+
+def test_a_short_total_skips_steps_and_says_so(tmp_path):
+    proc = session(tmp_path, "--device", "cpu", "--tiny", "--total", "30", timeout=120)
+    summary = (tmp_path / "out" / "summary.log").read_text()
+    seen = verdicts(summary)
+    assert proc.returncode == 0, summary
+    assert list(seen) == list(STEPS) and "SKIPPED" in seen.values(), summary
+    assert re.search(r"step \w+: SKIPPED, -?\d+s of the total left \(it needs \d+s\)", summary)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--device", "tpu"], "--device must be cuda or cpu"),
+    (["--total", "ten"], "--total must be a whole number"),
+    (["--tiny"], "--tiny is the CPU rehearsal"),
+    (["--frobnicate"], "unknown option --frobnicate"),
+])
+def test_bad_options_are_one_line_errors(tmp_path, args, message):
+    proc = session(tmp_path, *args, timeout=60)
+    assert proc.returncode == 2 and message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
