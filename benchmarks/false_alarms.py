@@ -1,6 +1,7 @@
 """False-alarm and power study of the forward pass rule (verify/rounding.py, verify/bound.py).
 
     .venv/bin/python benchmarks/false_alarms.py [--quick] [--out FILE.json] [--markdown]
+        [--details FILE.jsonl [--resume]]
 
 Correct but differently rounded implementations (benchmarks/alarm_impls.py: naive in the dtype,
 terms in the dtype, math-SDPA's sqrt(scale) prescale, a fused kernel, FlashAttention-2's online
@@ -136,6 +137,15 @@ def reference_arrays_for(case: Case, seed: int) -> dict[str, np.ndarray]:
     return reference_arrays(case, seed)
 
 
+def _done(details: Path | None, grid: list[Case]) -> list[dict[str, Any]]:
+    """The results --details holds for cases of this grid."""
+    if details is None or not details.exists():
+        return []
+    ids = {c.id for c in grid}
+    done = [json.loads(x) for x in details.read_text().splitlines() if x.strip()]
+    return [r for r in done if r["case"] in ids]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a small grid (a few minutes)")
@@ -145,11 +155,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="write results as JSON here")
     ap.add_argument("--markdown", action="store_true", help="print the tables for the docs")
     ap.add_argument("--details", type=Path, default=None, help="every case's result (JSONL)")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the cases --details already holds and run the others")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     grid = [c for c in cases(args.quick) if not args.dtype or c.dtype in args.dtype]
-    results = []
+    grid.sort(key=lambda c: min(c.seq_q, args.rows) * c.seq_kv)  # the cheapest first
+    results = _done(args.details, grid) if args.resume else []
+    grid = [c for c in grid if c.id not in {r["case"] for r in results}]
     for i, case in enumerate(grid):
         results.append(evaluate(case, args.seed, args.rows))
         if args.details:
