@@ -289,7 +289,7 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
                    threads=args.threads, memory=timed,  # check: agreement only, no gc-heavy peaks
                    repeat=args.repeat or 1)
     meta = {"command": "attnbench " + shlex.join(argv), "config": _config(args, scenarios, opts),
-            "environment": environment.fingerprint(args.plugin or []),
+            "environment": environment.fingerprint(args.plugin or [], catalog.module_files),
             **({"run_id": run_id} if run_id else {})}
     if old_meta is not None:
         from attnbench.run.resume import check
