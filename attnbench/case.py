@@ -311,7 +311,7 @@ def _make_case(v: dict[str, Any], device: str, path: str) -> Case:
         alibi=v.get("alibi", False), bias=v.get("bias", "none"),
         softcap=float(v["softcap"]) if "softcap" in v else None, head_dim_v=v.get("head_dim_v"),
     )
-    problem = variant_problem(case)
+    problem = variant_problem(case) or range_problem(case)
     if problem:
         raise ScenarioError(f"{path}: {problem}")
     return case
@@ -380,6 +380,38 @@ def _layout_problem(case: Case) -> str | None:
     if case.layout == "packed" and case.q_lens is None and case.kv_lens is None:
         return ("key 'layout': \"packed\" needs q_lens or kv_lens (the lengths of the "
                 "sequences packed one after another); without them use the padded layout")
+    return None
+
+
+# The largest finite value of each dtype, and how large |q·k| gets for the harness's inputs
+# (standard normal, rounded): 8 standard deviations of a D-term dot product, plus the tail of a
+# product of two normals (√D ≤ 4.5 keeps it short of its ~6.5² worst).
+DTYPE_MAX = {"float64": 1.7976931348623157e308, "float32": 3.4028234663852886e38,
+             "float16": 65504.0, "bfloat16": 3.3895313892515355e38}
+
+
+def score_reach(case: Case) -> float:
+    """How large the scores a kernel computes get: scale·|q·k| (before a softcap), plus the
+    ALiBi and bias terms."""
+    reach = case.softmax_scale * (8 * math.sqrt(case.head_dim) + 36)
+    if case.alibi:
+        reach += float(var.alibi_slopes(case.heads_q).max()) * (case.seq_q + case.seq_kv)
+    return reach + (8.0 if case.bias != "none" else 0.0)
+
+
+def range_problem(case: Case) -> str | None:
+    """Why the case's scale or softcap is more than its dtype (or the float64 oracle) can
+    carry, or None. A kernel subtracts each row's largest score from every score, so a score
+    may reach half the dtype's largest value, not more."""
+    for dtype in dict.fromkeys((case.dtype, "float64")):
+        top = DTYPE_MAX[dtype]
+        if case.softcap is not None and case.softcap >= top:
+            return (f"key 'softcap': {case.softcap:g} is not below {dtype}'s largest value "
+                    f"({top:.4g}): a {dtype} kernel cannot hold it")
+        reach = score_reach(case)
+        if not reach < top / 2:
+            return (f"key 'scale': {case.softmax_scale:g} makes scores up to ~{reach:.3g}, more "
+                    f"than {dtype} can carry (half its largest value, {top / 2:.4g})")
     return None
 
 

@@ -1,4 +1,5 @@
-"""Command line: attnbench list | run | check | report | compare (thin: parses, delegates)."""
+"""Command line: attnbench list | run | check | report | compare | recommend (thin: parses,
+delegates)."""
 
 from __future__ import annotations
 
@@ -172,6 +173,43 @@ def add_report_parsers(sub: Any) -> None:
     p.add_argument("--allow-missing", action="store_true",
                    help="pass although the new run lacks cases or backends of the base run or "
                         "did not finish (by default that lost coverage fails, exit 1)")
+    add_recommend_parser(sub)
+
+
+def add_recommend_parser(sub: Any) -> None:
+    p = sub.add_parser("recommend", help="per device, dtype, variant and shape bucket: the "
+                       "fastest backend that agrees with the oracle, margins and crossovers")
+    p.add_argument("runs", nargs="+", metavar="RUN",
+                   help="run folder(s); runs made on the same machine are pooled")
+    p.add_argument("--memory-budget", type=byte_size, default=None, metavar="BYTES",
+                   help="leave out a backend at a case where its peak memory exceeds this "
+                        "(bytes, or e.g. 8GiB, 512MB)")
+    p.add_argument("--max-error-over-bound", type=number(float, 0, 1.0), default=None,
+                   metavar="X", help="leave out a backend at a case where its worst "
+                   "error/bound exceeds X (0 to 1; 1 is the pass rule itself)")
+    p.add_argument("--prefer", type=backend_names, default=(), metavar="A,B",
+                   help="on a tie within noise, prefer these backends in this order")
+    p.add_argument("--json", metavar="FILE", help="also write the recommendation as JSON")
+    p.add_argument("--format", choices=["table", "markdown"], default="table",
+                   help="terminal table (default) or Markdown")
+
+
+def byte_size(text: str) -> float:
+    """An argparse type: a size in bytes ('8GiB', '512MB', '1e9')."""
+    from attnbench.report.recommend_case import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def backend_names(text: str) -> tuple[str, ...]:
+    """An argparse type: comma-separated backend names, none empty."""
+    names = tuple(n.strip() for n in text.split(","))
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"an empty backend name in {text!r}")
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
 def settle_args(args: argparse.Namespace) -> None:
     """Make every path argument absolute (against the folder attnbench was started in) and
     drop repeated values of the list flags, which would run the same thing twice."""
-    for dest in ("out", "resume", "junit_xml", "base", "new"):
+    for dest in ("out", "resume", "junit_xml", "base", "new", "json"):
         if getattr(args, dest, None):
             setattr(args, dest, os.path.abspath(getattr(args, dest)))
     if getattr(args, "runs", None):
@@ -251,7 +289,7 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
                    threads=args.threads, memory=timed,  # check: agreement only, no gc-heavy peaks
                    repeat=args.repeat or 1)
     meta = {"command": "attnbench " + shlex.join(argv), "config": _config(args, scenarios, opts),
-            "environment": environment.fingerprint(args.plugin or []),
+            "environment": environment.fingerprint(args.plugin or [], catalog.module_files),
             **({"run_id": run_id} if run_id else {})}
     if old_meta is not None:
         from attnbench.run.resume import check
@@ -457,8 +495,16 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
                        allow_missing=args.allow_missing, strict=args.strict)
 
 
+def cmd_recommend(args: argparse.Namespace, argv: list[str]) -> int:
+    from attnbench.report.recommend_case import Options
+    from attnbench.report.recommend_view import run_recommend
+
+    options = Options(args.memory_budget, args.max_error_over_bound, args.prefer)
+    return run_recommend(args.runs, options, args.format, args.json)
+
+
 COMMANDS = {"list": cmd_list, "run": cmd_sweep, "check": cmd_sweep, "report": cmd_report,
-            "compare": cmd_compare}
+            "compare": cmd_compare, "recommend": cmd_recommend}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -231,8 +231,10 @@ def error_ratio(rec: dict[str, Any]) -> float | None:
         err, bound = o.get("max_abs_err"), o.get("bound")
         if o.get("nonfinite") or o.get("error"):  # NaN/Inf or a wrong shape: fails outright
             ratios.append(float("inf"))
-        elif isinstance(o.get("error_over_bound"), (int, float)):  # per-row bounds: the worst
+        elif isinstance(o.get("error_over_bound"), (int, float)):  # the worst check's ratio
             ratios.append(float(o["error_over_bound"]))
+        elif "error_over_bound" in o and o.get("passed") is False:  # null: over a zero bound
+            ratios.append(float("inf"))
         elif isinstance(err, (int, float)) and isinstance(bound, (int, float)) and bound > 0:
             ratios.append(err / bound if err == err else float("inf"))
     return max(ratios) if ratios else None
@@ -252,8 +254,10 @@ def failure_text(rec: dict[str, Any]) -> str:
 def _output_failure(o: dict[str, Any]) -> str:
     if o.get("error"):
         return f"{o.get('name')}: {o['error']}"
-    ratio = o.get("error_over_bound")
-    at = o.get("worst", "row")  # gradients' bounds are per element
-    worst = f"error/bound {ratio:.3g} at the worst {at}, " if isinstance(ratio, float) else ""
+    ratio, where = o.get("error_over_bound"), o.get("worst")
+    # an output names its worst check and element; a gradient's bound is per element
+    at = f" at the worst {where}" if where in ("element", "row") else (
+        f" ({where})" if isinstance(where, str) else "")
+    worst = f"error/bound {ratio:.3g}{at}, " if isinstance(ratio, (int, float)) else ""
     return (f"{o.get('name')}: {worst}max_abs_err {o.get('max_abs_err'):.3g}, bound "
             f"{o.get('bound'):.3g} ({o.get('rule')}), nonfinite {o.get('nonfinite')}")

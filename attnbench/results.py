@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from collections.abc import Iterator
@@ -59,7 +60,7 @@ class RunWriter:
 
     def append(self, record: dict[str, Any]) -> None:
         try:
-            self._fh.write(json.dumps(record, default=json_default) + "\n")
+            self._fh.write(strict_json(record) + "\n")
             self._fh.flush()
             os.fsync(self._fh.fileno())
         except OSError as exc:
@@ -98,6 +99,24 @@ def clear_run(path: str | Path) -> None:
     for name in RUN_FOLDERS:
         if (d / name).is_dir() and not (d / name).is_symlink():
             shutil.rmtree(d / name)
+
+
+def strict_json(obj: Any) -> str:
+    """One line of strict JSON: a NaN or infinite number (a ratio over a zero bound) is null,
+    never the bare NaN/Infinity other JSON readers refuse."""
+    return json.dumps(_finite(obj), default=json_default, allow_nan=False)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if hasattr(obj, "tolist"):  # NumPy arrays and scalars
+        return _finite(obj.tolist())
+    return obj
 
 
 def json_default(x: Any) -> Any:

@@ -11,13 +11,23 @@ from attnbench.variants import VARIANTS
 FLOAT_DTYPES = ("float64", "float32", "float16", "bfloat16")
 
 
+def _terms(inputs: Inputs) -> Any:
+    """The additive −inf/ALiBi/bias tensor when the case has ALiBi or a bias, else None; in
+    float32 for the half types, where the scores are upcast to add it (as fused kernels do)."""
+    case = inputs.case
+    if not (case.alibi or case.bias != "none"):
+        return None
+    import torch
+
+    half = case.dtype in ("float16", "bfloat16")
+    return inputs.additive_mask(torch.float32 if half else None)
+
+
 def _masking(inputs: Inputs) -> tuple[Any, Any]:
     """(hidden, terms): the boolean mask of unseen keys (None when every key is seen), and the
-    additive −inf/ALiBi/bias tensor when the case has ALiBi or a bias. With terms, hidden is
-    kept only where some row sees no key: its masked_fill keeps that row's NaN out of the
-    gradients."""
-    case = inputs.case
-    terms = inputs.additive_mask() if case.alibi or case.bias != "none" else None
+    additive terms (_terms). With terms, hidden is kept only where some row sees no key: its
+    masked_fill keeps that row's NaN out of the gradients."""
+    terms = _terms(inputs)
     if terms is not None and not inputs.has_empty_rows():
         return None, terms
     hidden = ~inputs.visible()
@@ -25,16 +35,18 @@ def _masking(inputs: Inputs) -> tuple[Any, Any]:
 
 
 def _probs(s: Any, hidden: Any, terms: Any, cap: float | None) -> Any:
-    """softmax over keys of cap(s) + terms, masked (rows that see no key come out NaN)."""
+    """softmax over keys of cap(s) + terms, masked (rows that see no key come out NaN), in the
+    terms' dtype when they have one (float32 for the half types), rounded back to s's."""
     import torch
 
+    dtype = s.dtype
     if cap is not None:
         s = torch.tanh(s / cap) * cap
     if terms is not None:
-        s = s + terms
+        s = s.to(terms.dtype) + terms
     if hidden is not None:
         s = s.masked_fill(hidden, float("-inf"))
-    return torch.softmax(s, dim=-1)
+    return torch.softmax(s, dim=-1).to(dtype)
 
 
 class TorchNaive(Backend):
@@ -100,7 +112,7 @@ def _packed(inputs: Inputs) -> Callable[[], Any]:
     case, q, k, v = inputs.case, inputs.q, inputs.k, inputs.v
     group = case.heads_q // case.heads_kv
     cq, ck = inputs.cu_seqlens_q.tolist(), inputs.cu_seqlens_k.tolist()
-    terms = inputs.additive_mask() if case.alibi or case.bias != "none" else None
+    terms = _terms(inputs)
     inputs.empty_rows()
     seqs = []  # (q rows, k rows, hidden, terms) of each sequence with queries
     for b in range(case.batch):

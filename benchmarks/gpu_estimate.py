@@ -94,15 +94,14 @@ def record_s(t_ms: float, budget_s: float = 2.0) -> float:
 
 def host_s(case: Case) -> float:
     """Seconds of host work one worker does for a case today, measured here."""
-    from attnbench.verify.floor import row_floor, row_magnitudes
     from attnbench.verify.inputs import reference_arrays
-    from attnbench.verify.reference import check_rows, oracle
+    from attnbench.verify.reference import check_rows
+    from attnbench.verify.rounding import oracle_and_model
 
     t0 = time.perf_counter()
     arrays = reference_arrays(case, 0)
     rows = check_rows(case, 1)
-    oracle(arrays, case, rows)
-    row_floor(row_magnitudes(arrays, case, rows), case.dtype)
+    oracle_and_model(arrays, case, rows)
     return time.perf_counter() - t0
 
 

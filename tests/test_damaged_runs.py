@@ -235,7 +235,7 @@ def checked(tmp_path_factory) -> Path:
     return tmp / "run"
 
 
-@pytest.mark.parametrize("reader", ["report", "compare", "load"])
+@pytest.mark.parametrize("reader", ["report", "compare", "recommend", "load"])
 def test_wrongly_typed_fields_are_skipped_by_every_reader(cli, made: Path, tmp_path: Path,
                                                            capsys, reader: str):
     run = copy(made, tmp_path, "typed")
@@ -244,8 +244,8 @@ def test_wrongly_typed_fields_are_skipped_by_every_reader(cli, made: Path, tmp_p
         assert len(attnbench.load(run)) == 4
         assert_warned(capsys.readouterr().err, run, bad)
         return
-    args = ["report", str(run), "-o", "rep"] if reader == "report" else [
-        "compare", str(made), str(run)]
+    args = {"report": ["report", str(run), "-o", "rep"], "recommend": ["recommend", str(run)],
+            "compare": ["compare", str(made), str(run)]}[reader]
     proc = cli(*args)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     no_traceback(proc)
@@ -297,7 +297,7 @@ def test_bad_run_json_is_one_line_for_every_cli_reader(cli, made: Path, tmp_path
                                                        words: str):
     run = damage_meta(made, tmp_path, change)
     for args in (["report", str(run), "-o", "rep"], ["compare", str(made), str(run)],
-                 ["run", "--resume", str(run)]):
+                 ["recommend", str(made), str(run)], ["run", "--resume", str(run)]):
         proc = cli(*args)
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1, (args, proc.stderr)

@@ -13,10 +13,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "gpu_session.sh"
-STEPS = ("facts", "setup", "list", "smoke", "backward", "crosscheck", "sweep", "report", "flex",
-         "variants")
-GROUPS = ("env", "checks", "timer", "sweep", "flex", "variants")
-LINE = re.compile(r"^\[[\d:]+\] step (\w+): (ok|STOPPED at its cap|SKIPPED|FAILED)")
+STEPS = ("facts", "setup", "list", "smoke", "backward", "crosscheck", "kernels", "sweep", "report",
+         "flex", "variants", "bench")
+GROUPS = ("env", "checks", "timer", "sweep", "flex", "variants", "bench")
+LINE = re.compile(r"^\[[\d:]+\] step ([\w-]+): (ok|STOPPED at its cap|SKIPPED|FAILED|not asked)")
 
 pytestmark = pytest.mark.process  # runs the CLI, its workers and torch.compile
 
@@ -41,11 +41,12 @@ def test_the_tiny_rehearsal_runs_every_step_and_packs_them(tmp_path):
     seen = verdicts(summary)
     # Every step started, in order, none skipped and none failed; on a loaded machine a step may
     # meet its cap (flex always does on a CPU: it compiles), which still packs what it wrote.
-    assert list(seen) == list(STEPS), summary
+    # make bench stopped at its cap still wrote records: its report is made from them
+    assert list(seen) == [*STEPS, "bench-report"], summary
     assert set(seen.values()) <= {"ok", "STOPPED at its cap"}, summary
     assert all(seen[s] == "ok" for s in ("facts", "setup", "list")), summary
     out = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert out == sorted([*(f"{g}.tar.gz" for g in GROUPS), "summary.log"])  # 7 <= 8 files
+    assert out == sorted([*(f"{g}.tar.gz" for g in GROUPS), "summary.log"])  # 8 files at most
     with tarfile.open(tmp_path / "out" / "env.tar.gz") as tar:
         names = tar.getnames()
     assert {"env/facts.log", "env/setup.log", "env/list.log"} <= set(names)
@@ -68,6 +69,18 @@ def test_a_short_total_skips_steps_and_says_so(tmp_path):
     assert proc.returncode == 0, summary
     assert list(seen) == list(STEPS) and "SKIPPED" in seen.values(), summary
     assert re.search(r"step \w+: SKIPPED, -?\d+s of the total left \(it needs \d+s\)", summary)
+
+
+def test_only_runs_the_steps_asked_for(tmp_path):
+    """--only: facts, set-up and list always run; the other steps run only when named."""
+    proc = session(tmp_path, "--device", "cpu", "--tiny", "--only", "kernels", timeout=200)
+    summary = (tmp_path / "out" / "summary.log").read_text()
+    assert proc.returncode == 0, summary
+    seen = verdicts(summary)
+    ran = {"facts", "setup", "list", "kernels"}
+    assert {s for s, v in seen.items() if v != "not asked"} <= ran | {"report"}, summary
+    assert all(seen[s] == "ok" for s in ran), summary
+    assert all(seen[s] == "not asked" for s in STEPS if s not in ran and s != "report"), summary
 
 
 @pytest.mark.parametrize(("args", "message"), [

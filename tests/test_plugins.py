@@ -307,3 +307,32 @@ def test_a_build_during_another_builds_import_waits_for_the_whole_plugin(tmp_pat
     for reg in (first[0], second):
         assert not reg.failures
         assert "slow-one" in reg.backends
+
+
+@pytest.mark.process
+def test_a_plugin_cannot_rewrite_other_backends_in_the_catalog(cli, tmp_path, plugin_path):
+    """A real plugin patches numpy-naive's capabilities, torch-naive's availability and the
+    catalog's describe() (pointing numpy-naive at its own zero-returning impostor): each
+    plugin is described by a process of its own, so the built-ins stay as they are."""
+    (tmp_path / "tiny.toml").write_text("[base]\nbatch = 1\nheads = 2\nhead_dim = 16\n"
+                                        "dtype = \"float32\"\nseq_len = 32\n")
+    plugin = plugin_path("rewrites_rivals.py")
+    proc = cli("check", "-s", "tiny.toml", "-b", "numpy-naive", "-b", "torch-naive",
+               "-b", "test-rewrites-rivals", "--plugin", plugin, "--out", "run")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    lines = (tmp_path / "run" / "records.jsonl").read_text().splitlines()
+    records = [json.loads(x) for x in lines]
+    got = {r["backend"]: r["status"] for r in records}
+    assert got == {"numpy-naive": "ok", "torch-naive": "ok", "test-rewrites-rivals": "ok"}, got
+    listed = cli("list", "--plugin", plugin)
+    row = next(line for line in listed.stdout.splitlines() if "numpy-naive" in line)
+    assert "float32" in row and "built-in" in row, row
+
+
+def test_a_backend_name_given_by_two_plugins_is_a_usage_error(cli, plugin_path, tmp_path):
+    """Two plugins (each described by its own catalog process) offering one name: one line."""
+    twin = tmp_path / "twin.py"
+    twin.write_text(Path(plugin_path("meets_its_twin.py")).read_text())
+    proc = cli("list", "--plugin", plugin_path("meets_its_twin.py"), "--plugin", str(twin))
+    assert proc.returncode == 2 and "provided twice" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -196,3 +197,45 @@ def test_resume_refuses_a_changed_plugin_file(tmp_path, capsys, plugin_path):
     assert main(["run", "--resume", str(run), "--allow-code-change"]) == 0
     notes = read_run(run)[0]["resumes"][-1]["notes"]
     assert any(f"plugin {plugin} changed" in n for n in notes), notes
+
+
+def test_resume_refuses_a_changed_module_the_plugin_imports(tmp_path, capsys):
+    """A helper module of the plugin's own (imported from beside it) is fingerprinted with the
+    plugin: changing it between run and resume is refused like a changed plugin file."""
+    helpers = tmp_path / "helpers"
+    helpers.mkdir()
+    helper = helpers / "plugin_helper.py"
+    helper.write_text("FACTOR = 1.0\n")
+    plugin = tmp_path / "with_helper.py"
+    plugin.write_text(textwrap.dedent('''\
+        """A test plugin that imports a module of its own from beside it."""
+        import os
+        import sys
+
+        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "helpers"))
+        import plugin_helper  # noqa: E402,F401
+
+        from attnbench import hookimpl  # noqa: E402
+        from attnbench.backends.numpy_naive import NumpyNaive  # noqa: E402
+
+
+        class WithHelper(NumpyNaive):
+            name = "test-with-helper"
+
+
+        @hookimpl
+        def attnbench_backends():
+            return [WithHelper()]
+        '''))
+    (tmp_path / "s.toml").write_text(SCENARIO.replace("16, 32, 48, 64, 80, 96, 112, 128, 144, "
+                                                      "160", "16, 32"))
+    run = tmp_path / "run"
+    assert main(["check", "-s", str(tmp_path / "s.toml"), "-b", "test-with-helper",
+                 "--plugin", str(plugin), "--out", str(run)]) == 0
+    files = read_run(run)[0]["environment"]["plugin_files"]
+    assert f"{plugin} imports {helper}" in files, files
+    helper.write_text("FACTOR = 1.1  # another version\n")
+    capsys.readouterr()
+    assert main(["check", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"{plugin} imports {helper} changed" in err, err

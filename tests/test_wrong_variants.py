@@ -1,8 +1,9 @@
 """A deliberately wrong plugin per variant is caught by `attnbench check -s variants` (exit 1).
 
 Each plugin under tests/plugins/wrong_*.py is numpy-naive given a wrong view of one variant
-(a window one key wider, the padding ignored, the ALiBi sign flipped, the softcap omitted, two
-documents merged, the block table ignored, the packed key offsets off by one). It declares only
+(a window one key wider, the padding ignored, the ALiBi sign flipped, the softcap omitted or
+taken over the ALiBi/bias terms too, two documents merged, the block table ignored, the packed
+key offsets off by one). It declares only
 the variants it needs, so it also runs the plain cases, which must pass.
 """
 
@@ -12,11 +13,12 @@ import json
 
 import pytest
 
-WRONG = {  # plugin file -> (backend name, the variant it gets wrong)
+WRONG = {  # plugin file -> (backend name, the variant it gets wrong: "a+b|c" = a and b or c)
     "wrong_window.py": ("wrong-window", "window"),
     "wrong_padding.py": ("wrong-padding", "lengths"),
     "wrong_alibi.py": ("wrong-alibi", "alibi"),
     "wrong_softcap.py": ("wrong-softcap", "softcap"),
+    "wrong_softcap_order.py": ("wrong-softcap-order", "softcap+alibi|bias"),
     "wrong_documents.py": ("wrong-documents", "documents"),
     "wrong_block_table.py": ("wrong-block-table", "paged"),
     "wrong_offsets.py": ("wrong-offsets", "packed"),
@@ -44,7 +46,9 @@ def test_check_catches_each_wrong_variant_plugin(cli, plugin_path, tmp_path):
 
 
 def _uses(rec: dict, variant: str) -> bool:
-    """Whether a record's case uses a variant (from the case fields the record carries)."""
+    """Whether a record's case uses a variant (from the case fields the record carries);
+    "a+b|c" asks for a and for one of b or c."""
     from attnbench.case import Case
 
-    return variant in Case.from_dict({k: rec[k] for k in Case.__dataclass_fields__}).variants
+    used = Case.from_dict({k: rec[k] for k in Case.__dataclass_fields__}).variants
+    return all(any(v in used for v in part.split("|")) for part in variant.split("+"))

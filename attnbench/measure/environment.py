@@ -10,7 +10,7 @@ import platform
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,20 +114,26 @@ def gpu() -> dict[str, Any] | None:
     return info
 
 
-def plugin_files(specs: Sequence[str]) -> dict[str, str | None]:
-    """Each --plugin (a file, or a module name) -> "sha256:<hex>" of the file that defines it;
-    None for a module that has no file. Resume refuses a run whose plugin files changed."""
+def plugin_files(specs: Sequence[str], helpers: Mapping[str, Sequence[str]] | None = None
+                 ) -> dict[str, str | None]:
+    """Each --plugin (a file, or a module name) -> "sha256:<hex>" of the file that defines it
+    (None for a module that has no file), and each module of its own it imports (helpers:
+    the catalog's module_files) as "SPEC imports FILE". Resume refuses a run whose plugin
+    files changed."""
     out: dict[str, str | None] = {}
     for spec in specs:
         path = spec if spec.endswith(".py") or os.sep in spec else _module_file(spec)
-        if path is None:
-            out[spec] = None
-            continue
-        try:
-            out[spec] = "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
-        except OSError as exc:
-            out[spec] = f"unreadable: {exc.strerror or exc}"
+        out[spec] = None if path is None else _digest(path)
+        for helper in (helpers or {}).get(spec, ()):
+            out[f"{spec} imports {helper}"] = _digest(helper)
     return out
+
+
+def _digest(path: str) -> str:
+    try:
+        return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}"
 
 
 def _module_file(name: str) -> str | None:
@@ -144,11 +150,13 @@ def _module_file(name: str) -> str | None:
     return origin
 
 
-def fingerprint(plugins: Sequence[str] = ()) -> dict[str, Any]:
-    """Everything that makes two runs comparable, or not (plugins: the --plugin specs)."""
+def fingerprint(plugins: Sequence[str] = (), helpers: Mapping[str, Sequence[str]] | None = None
+                ) -> dict[str, Any]:
+    """Everything that makes two runs comparable, or not (plugins: the --plugin specs;
+    helpers: the modules of their own they import)."""
     return {
         "host": socket.gethostname(), "platform": platform.platform(), "cpu": cpu_model(),
         "cores": os.cpu_count(), "python": sys.version.split()[0], "versions": versions(),
         "threads": threads(), "gpu": gpu(), "git_commit": git_commit(),
-        "plugin_files": plugin_files(plugins),
+        "plugin_files": plugin_files(plugins, helpers),
     }

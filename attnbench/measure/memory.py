@@ -117,11 +117,11 @@ def harness_bytes(case: Case) -> dict[str, int]:
     """Bytes the harness itself holds for a case, by where they live ("host", "device").
 
     float64 q, k, v (and dO, and a bias), the backend's copy in the case dtype, the oracle's
-    rows with the float64 copy of the compared output, the oracle's block workspace and, with
-    gradients, the gradient oracle's and baseline's blocks and the compared gradients. A packed
-    layout holds one more float64 copy of q, k and v (the pristine values in that layout); a
-    paged one its page pools twice (the values of the spare slots, the pristine pools), sized
-    by page_size, not seq_kv.
+    rows and rounding model with the float64 copy of the compared output, the model's block
+    workspace and, with gradients, the gradient oracle's and baseline's blocks and the compared
+    gradients. A packed layout holds one more float64 copy of q, k and v (the pristine values
+    in that layout); a paged one its page pools twice (the values of the spare slots, the
+    pristine pools), sized by page_size, not seq_kv.
     """
     b, d, dv, group = case.batch, case.head_dim, case.dv, case.heads_q // case.heads_kv
     q = b * case.heads_q * case.seq_q * d
@@ -133,8 +133,10 @@ def harness_bytes(case: Case) -> dict[str, int]:
     elif case.layout == "paged":  # the pool's spare-slot values and its pristine copy: the
         pool = b * -(-case.seq_kv // case.page_size) * case.page_size  # pool has page_size
         elems += q + 2 * case.heads_kv * pool * (d + dv)  # slots per page, even past seq_kv
-    compared = 4 * 8 * b * case.heads_q * rows_in_budget(case) * dv  # ref, copy, 2 temporaries
-    workspace = 4 * 8 * max(BLOCK_ENTRIES, group * case.seq_kv)
+    # the oracle and its rounding model (ref, det, sigma, temp), the copy, 2 temporaries
+    compared = 7 * 8 * b * case.heads_q * rows_in_budget(case) * dv
+    # a block: ~12 score-sized arrays of MODEL_BLOCK_ENTRIES, or of one row when larger
+    workspace = 8 * max(4 * BLOCK_ENTRIES, 12 * group * case.seq_kv)
     if case.mode != "fwd":  # the gradient oracle's and baseline's blocks; the backend's
         # gradients as NumPy with the oracle and floor on their compared rows (at most 3 copies)
         workspace += 12 * 8 * max(GRAD_BLOCK_ENTRIES, group * case.seq_kv)

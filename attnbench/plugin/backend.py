@@ -158,22 +158,27 @@ class Inputs:
         seq_kv)."""
         return _like(visibility_matrix(self.case, b), self.q)
 
-    def additive_mask(self) -> Any:
-        """(1|batch, 1|heads_q, seq_q, seq_kv) float tensor in the framework and dtype: −inf
-        where masked, plus ALiBi and bias (what an `attn_mask` takes); softcap is not in it."""
+    def additive_mask(self, dtype: Any = None) -> Any:
+        """(1|batch, 1|heads_q, seq_q, seq_kv) float tensor in the framework, in q's dtype (or
+        dtype): −inf where masked, plus ALiBi and bias (what an `attn_mask` takes); softcap is
+        not in it. Each row's ALiBi terms are shifted so that its largest visible one is 0
+        (softmax ignores a shift), so a half dtype keeps them exact where weights are large."""
         import numpy as np
 
-        m = np.where(visibility_matrix(self.case), 0.0, -np.inf)
+        vis = visibility_matrix(self.case)
+        m = np.where(vis, 0.0, -np.inf)
         if self.case.alibi:
-            m = m + alibi_matrix(self.case)
+            terms = alibi_matrix(self.case)
+            top = np.where(vis, terms, -np.inf).max(axis=-1, keepdims=True)
+            m = m + terms - np.where(np.isfinite(top), top, 0.0)
         while m.ndim < 4:
             m = m[None]
         if _is_torch(self.q):
             import torch
 
-            out = torch.from_numpy(m).to(device=self.q.device, dtype=self.q.dtype)
+            out = torch.from_numpy(m).to(device=self.q.device, dtype=dtype or self.q.dtype)
         else:
-            out = m.astype(self.q.dtype)
+            out = m.astype(dtype or self.q.dtype)
         return out if self.bias is None else out + self.bias
 
     def has_empty_rows(self) -> bool:

@@ -1,16 +1,17 @@
 """The catalog: what every plugin offers, described in plain data by a process of its own.
 
 attnbench's own process (which writes records and verdicts) imports no plugin: a plugin that
-runs there could rewrite a verdict. It learns the backends from a catalog process (a worker
-with the role "catalog") that imports every plugin and describes each backend as JSON: name,
-framework, description, capabilities, the plugin it came from, why it is unavailable and why
-not on each device. A case's own unsupported() is asked in the backend's worker.
+runs there could rewrite a verdict. It learns the backends from catalog processes (workers
+with the role "catalog"), one per plugin (the built-ins share one), each importing only its
+plugin and describing its backends as JSON: name, framework, description, capabilities, why it
+is unavailable and why not on each device; which plugin each came from is what the parent
+asked that process to load. A case's own unsupported() is asked in the backend's worker.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,7 @@ class Catalog:
     observers: list[str] = field(default_factory=list)  # plugins with attnbench_record_written
     plugin_specs: tuple[str, ...] = ()
     autoload: bool = False
+    module_files: dict[str, list[str]] = field(default_factory=dict)  # plugin: its own modules
 
     def get(self, name: str) -> BackendInfo:
         if name not in self.backends:
@@ -175,33 +177,103 @@ def describe(registry: Any) -> dict[str, Any]:
             "scenario_dirs": registry.scenario_dirs(), "observers": observers}
 
 
+def module_files() -> list[str]:
+    """Source files of the modules loaded here that belong to no installed package, to no
+    standard library and not to attnbench: a plugin file and the helper modules it imports
+    (the catalog process's answer; resume fingerprints them)."""
+    import site
+    import sys
+
+    import attnbench.backends as builtins  # a folder of its own (pyproject's package-dir)
+
+    installed = {sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages(),
+                 site.getusersitepackages(), str(Path(__file__).resolve().parents[1]),
+                 *builtins.__path__}
+    roots = tuple(str(Path(p).resolve()) + "/" for p in installed if p)
+    files = {str(Path(f).resolve()) for m in list(sys.modules.values())
+             if isinstance(f := getattr(m, "__file__", None), str) and f.endswith(".py")}
+    return sorted(f for f in files if not f.startswith(roots))
+
+
 def from_registry(registry: Any) -> Catalog:
     """The catalog of a registry built in this process (tests, the Python API)."""
     return Catalog.from_dict(describe(registry), registry.plugin_specs, registry.autoload)
 
 
 def load_catalog(plugins: list[str] | tuple[str, ...], autoload: bool | None = None,
-                 log_dir: Path | None = None, run_limit: float | None = None) -> Catalog:
-    """Ask a catalog process (it imports every plugin; this process imports none)."""
+                  log_dir: Path | None = None, run_limit: float | None = None) -> Catalog:
+    """Ask catalog processes, one per plugin (the built-ins share one), started side by side:
+    a plugin describes only its own backends, so it cannot rewrite another's capabilities,
+    availability or origin (this process imports none)."""
     import tempfile
 
-    from attnbench.plugin.registry import autoload_enabled
-    from attnbench.worker.parent import WorkerDied, WorkerProcess, WorkerTimeout
+    from attnbench.plugin.registry import autoload_enabled, plugin_origins
 
     auto = autoload_enabled() if autoload is None else autoload
-    hello = {"role": "catalog", "plugins": list(plugins), "autoload": auto,
-             "run_limit": run_limit}
+    origins = plugin_origins(plugins, auto)
+    groups = [[o for o in origins if o["kind"] == "builtin"]]
+    groups += [[o] for o in origins if o["kind"] != "builtin"]
     with tempfile.TemporaryDirectory(prefix="attnbench-catalog-") as tmp:
-        w = WorkerProcess(hello, (log_dir or Path(tmp)) / "catalog.log")
-        try:
-            w.start(CATALOG_TIMEOUT_S)
-            data = w.request({"catalog": True}, CATALOG_TIMEOUT_S).data
-        except (WorkerDied, WorkerTimeout) as exc:
-            tail = (getattr(exc, "log_tail", "") or "").strip().splitlines()[-1:]
-            raise UsageError(f"the plugin catalog process failed: {exc}"
-                             + (f" ({plain(tail[0])[:200]})" if tail else "")) from None
-        finally:
+        answers = _ask_catalogs(groups, log_dir or Path(tmp), run_limit)
+    cat = Catalog(plugin_specs=tuple(plugins), autoload=auto)
+    for group, data in zip(groups, answers, strict=True):
+        _merge(cat, group, data)
+    return cat
+
+
+def _ask_catalogs(groups: list[list[dict[str, str]]], log_dir: Path,
+                  run_limit: float | None) -> list[dict[str, Any]]:
+    """Each group's catalog answer, from processes launched together (UsageError if one
+    fails: it names the plugin)."""
+    from attnbench.plugin.registry import origin_label
+    from attnbench.worker.parent import WorkerDied, WorkerProcess, WorkerTimeout
+
+    workers = [WorkerProcess({"role": "catalog", "origins": g, "run_limit": run_limit},
+                             log_dir / ("catalog.log" if i == 0 else f"catalog-{i}.log"))
+               for i, g in enumerate(groups)]
+    answers = []
+    try:
+        for w in workers:
+            w.launch()
+        for group, w in zip(groups, workers, strict=True):
+            try:
+                w.ready(CATALOG_TIMEOUT_S)
+                answers.append(w.request({"catalog": True}, CATALOG_TIMEOUT_S).data)
+            except (WorkerDied, WorkerTimeout) as exc:
+                tail = (getattr(exc, "log_tail", "") or "").strip().splitlines()[-1:]
+                who = "built-in backends" if len(group) > 1 else origin_label(group[0])
+                raise UsageError(f"the plugin catalog process ({who}) failed: {exc}"
+                                 + (f" ({plain(tail[0])[:200]})" if tail else "")) from None
+    except WorkerDied as exc:  # a process could not even be launched
+        raise UsageError(f"the plugin catalog process failed: {exc}") from None
+    finally:
+        for w in workers:
             w.stop()
+    return answers
+
+
+def _merge(cat: Catalog, group: list[dict[str, str]], data: dict[str, Any]) -> None:
+    """Add one catalog process's answer; the origin of each backend is the one this process
+    asked for (a plugin cannot point a backend at another plugin's code)."""
+    from attnbench.plugin.registry import origin_label
+
     if isinstance(data.get("usage_error"), str):
         raise UsageError(plain(data["usage_error"]))
-    return Catalog.from_dict(data.get("catalog"), tuple(plugins), auto)
+    part = Catalog.from_dict(data.get("catalog"))
+    for name, info in part.backends.items():
+        origin = dict(info.origin) if len(group) > 1 else group[0]
+        if origin not in group:
+            raise UsageError(f"backend {name!r}: its catalog names an origin it was not asked "
+                             f"for ({plain(str(origin))[:80]})")
+        if name in cat.backends:
+            raise UsageError(f"backend name {name!r} is provided twice: by "
+                             f"{cat.backends[name].plugin!r} and by {origin_label(origin)!r}")
+        cat.backends[name] = replace(info, origin=origin, plugin=origin_label(origin))
+    cat.failures += part.failures
+    cat.scenario_dirs += part.scenario_dirs
+    cat.observers += part.observers
+    files = data.get("module_files")
+    if len(group) == 1 and group[0].get("kind") == "spec" and isinstance(files, list):
+        spec = str(group[0].get("spec"))
+        own = str(Path(spec).resolve()) if spec.endswith(".py") else ""
+        cat.module_files[spec] = [str(f) for f in files if isinstance(f, str) and f != own]

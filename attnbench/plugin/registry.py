@@ -68,29 +68,44 @@ def autoload_enabled() -> bool:
 
 def build_registry(
     plugins: tuple[str, ...] | list[str] = (), autoload: bool | None = None,
-    only: dict[str, str] | None = None,
+    only: dict[str, str] | list[dict[str, str]] | None = None,
 ) -> Registry:
     """Register built-ins, then entry points (unless disabled), then --plugin specs; with
-    `only` (an origin, as Registry.origin_of gives), that one plugin and nothing else."""
+    `only` (an origin, as Registry.origin_of gives, or a list of them), those plugins and
+    nothing else."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     reg = Registry(pm, plugin_specs=tuple(plugins))
     reg.autoload = autoload_enabled() if autoload is None else autoload
     if only is not None:
-        _register_origin(reg, only)
+        for origin in only if isinstance(only, list) else [only]:
+            _register_origin(reg, origin)
     else:
-        for module in BUILTIN_MODULES:
-            _register(reg, module, lambda m=module: importlib.import_module(m),
-                      {"kind": "builtin", "module": module})
-        if reg.autoload:
-            for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT):
-                _register(reg, f"{ep.name} ({ep.value})", ep.load,
-                          {"kind": "entry_point", "name": ep.name, "value": ep.value})
-        for spec in plugins:
-            _register(reg, spec, lambda s=spec: import_plugin(s), {"kind": "spec", "spec": spec})
+        for origin in plugin_origins(plugins, reg.autoload):
+            _register_origin(reg, origin)
     _collect_backends(reg)
     _collect_scenario_dirs(reg)
     return reg
+
+
+def plugin_origins(plugins: tuple[str, ...] | list[str] = (), autoload: bool = False
+                   ) -> list[dict[str, str]]:
+    """Every plugin's origin, without importing any: the built-in modules, then the installed
+    entry points (with autoload), then the --plugin specs, in registration order."""
+    out = [{"kind": "builtin", "module": m} for m in BUILTIN_MODULES]
+    if autoload:
+        out += [{"kind": "entry_point", "name": ep.name, "value": ep.value}
+                for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT)]
+    return out + [{"kind": "spec", "spec": spec} for spec in plugins]
+
+
+def origin_label(origin: dict[str, str]) -> str:
+    """The plugin's name as records and `list` show it, from its origin."""
+    if origin.get("kind") == "builtin":
+        return str(origin.get("module"))
+    if origin.get("kind") == "entry_point":
+        return f"{origin.get('name')} ({origin.get('value')})"
+    return str(origin.get("spec"))
 
 
 def _register_origin(reg: Registry, origin: dict[str, str]) -> None:
@@ -105,7 +120,7 @@ def _register_origin(reg: Registry, origin: dict[str, str]) -> None:
         if not eps:
             _fail(reg, str(origin.get("name")), "entry point no longer installed")
             return
-        _register(reg, f"{eps[0].name} ({eps[0].value})", eps[0].load, origin)
+        _register(reg, origin_label(origin), eps[0].load, origin)
     elif kind == "spec" and isinstance(origin.get("spec"), str):
         spec = origin["spec"]
         _register(reg, spec, lambda: import_plugin(spec), origin)

@@ -74,7 +74,7 @@ def _mann_whitney_normal(a: list[float], b: list[float]) -> float:
     return min(1.0, math.erfc(max(z, 0.0) / math.sqrt(2)))
 
 
-def _samples(rec: dict[str, Any]) -> list[float]:
+def timing_samples(rec: dict[str, Any]) -> list[float]:
     """The raw samples in ms; none when a stored list holds anything but finite numbers."""
     s = (rec.get("timing") or {}).get("samples_ms")
     ok = isinstance(s, list) and all(
@@ -82,7 +82,7 @@ def _samples(rec: dict[str, Any]) -> list[float]:
     return [float(x) for x in s] if ok else []
 
 
-def _apart(base: dict[str, Any], new: dict[str, Any]) -> bool:
+def ranges_apart(base: dict[str, Any], new: dict[str, Any]) -> bool:
     """True when the p20-p80 ranges of the two timings do not overlap."""
     b, n = base.get("timing") or {}, new.get("timing") or {}
     try:
@@ -119,10 +119,10 @@ def compare_pair(base: dict[str, Any], new: dict[str, Any], threshold: float | N
     if not b_ms or not n_ms:
         row.verdict = "untimed"
         return row
-    row.p_value = mann_whitney_p(_samples(base), _samples(new))
+    row.p_value = mann_whitney_p(timing_samples(base), timing_samples(new))
     significant = row.p_value is not None and row.p_value < ALPHA
-    if not _samples(base) and not _samples(new):
-        significant = _apart(base, new)  # no raw samples stored: p20-p80 ranges must not overlap
+    if not timing_samples(base) and not timing_samples(new):  # no raw samples stored:
+        significant = ranges_apart(base, new)  # the p20-p80 ranges must not overlap
     big = abs(n_ms - b_ms) > floor
     if n_ms / b_ms > 1 + thr and big:
         row.verdict = "regression" if significant else "slower"

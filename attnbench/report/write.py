@@ -24,6 +24,7 @@ from attnbench.record import (
 )
 from attnbench.report import masks, plots
 from attnbench.report.groups import Group, Run, field_label, make_groups, read_runs
+from attnbench.report.recommend_view import recommendation_section
 from attnbench.report.render import Cell, Doc, Heading, Image, Table, Text, to_html, to_markdown
 from attnbench.report.scaling import Scaling, analyse
 from attnbench.results import writing
@@ -53,7 +54,7 @@ def write_report(paths: list[str | Path], out_dir: str | Path | None = None,
     groups = make_groups(runs)
     cmap = plots.colours([r["backend"] for g in groups for r in g.records])
     doc = Doc("attnbench report")
-    doc.add(*busy_section(runs), *environment_section(runs))
+    doc.add(*busy_section(runs), *environment_section(runs), *recommendation_section(runs))
     drawn: list[plots.Plot] = []
     for g in groups:
         made = plots.save_group(g, out / "plots", cmap, baseline)
@@ -296,12 +297,15 @@ def agreement_cell(recs: list[dict[str, Any]]) -> str:
     worst = max((e for r in recs if (e := error_ratio(r)) is not None), default=None)
     if worst is not None:
         parts.append(f"worst error/bound {worst:.2g}")
-    fixed = list(dict.fromkeys(o["fallback_reason"] for r in recs
-                               for o in (r.get("agreement") or {}).get("outputs") or []
-                               if isinstance(o, dict) and o.get("fallback_reason")))
-    if fixed:  # the pass rule fell back to fixed tolerances: say why
-        more = f" (+{len(fixed) - 1} more)" if len(fixed) > 1 else ""
-        parts.append(f"fixed bounds used because: {str(fixed[0])[:160]}{more}")
+    for field, text in (("fallback_reason", "fixed bounds used because"),
+                        ("baseline_missing", "no same-dtype baseline to calibrate the model"),
+                        ("baseline_fallback", "baseline allowance added because")):
+        why = list(dict.fromkeys(o[field] for r in recs
+                                 for o in (r.get("agreement") or {}).get("outputs") or []
+                                 if isinstance(o, dict) and o.get(field)))
+        if why:  # the pass rule fell back, or its calibration is missing: say why
+            more = f" (+{len(why) - 1} more)" if len(why) > 1 else ""
+            parts.append(f"{text}: {str(why[0])[:160]}{more}")
     return "; ".join(parts)
 
 

@@ -1,4 +1,5 @@
-"""Error metrics against the oracle and the pass rule (k × naive-baseline error + row floor).
+"""Error metrics against the oracle, and the pass rules: the rounding model's (verify/bound.py)
+for outputs, k × the naive baseline's error + a floor for gradients.
 
 Also what fails regardless of the error: NaN/Inf anywhere in the output (the whole output is
 scanned, not only the compared rows), a wrong shape or dtype, and inputs the backend changed.
@@ -12,25 +13,35 @@ from typing import Any
 
 import numpy as np
 
+from attnbench.verify import bound
+from attnbench.verify.rounding import Model
+
 K_OUTPUT = 2.0
 K_GRAD = 3.0
 # Fixed bounds when no same-dtype baseline exists (xformers' forward tolerances).
 FIXED_ATOL = {"float64": 1e-10, "float32": 3e-4, "float16": 4e-3, "bfloat16": 2e-2}
-# Floor added to k × baseline where no per-row floor is given (gradients): a couple of units in
-# the last place at magnitude 1. Outputs get the floor derived per row (attnbench.verify.floor).
+# Floor added to k × baseline for gradients: a couple of units in the last place at magnitude 1.
+# Outputs are judged by the rounding model instead (verify/rounding.py, verify/bound.py).
 FLOOR = {"float64": 1e-12, "float32": 2e-6, "float16": 2e-3, "bfloat16": 1.6e-2}
 
 
 @dataclass(frozen=True)
 class Rule:
-    """What one output's bound is made of: dtype, k and the baseline's error, or why none."""
+    """What one output's or gradient's bound is made of.
+
+    Gradients: dtype, k and the same-dtype baseline's error, or why there is none (then fixed
+    bounds). Outputs: the rounding model of the compared rows (`model`), the baseline's
+    allowance where the baseline itself exceeded the model, and the baseline's own verdict
+    under the model (`calibration`, stored in the record as a live check of the model)."""
 
     dtype: str
     baseline_max_err: float | None
     k: float = K_OUTPUT
-    fallback_reason: str | None = None  # why there is no baseline error (then fixed bounds)
-    floor: np.ndarray | None = None  # per (batch, head, row) floor; None: the constant FLOOR
-    magnitudes: dict[str, float] | None = None  # what the floor was derived from (for records)
+    fallback_reason: str | None = None  # why there is no baseline error
+    model: Model | None = None
+    allowance: bound.Allowance | None = None
+    calibration: dict[str, Any] | None = None
+    rows: np.ndarray | None = None  # the query rows the model covers (to name the worst)
 
 
 def to_numpy64(x: Any) -> np.ndarray:
@@ -68,51 +79,31 @@ def metrics(out: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
     }
 
 
-def verdict(m: dict[str, Any], rule: Rule, row_err: np.ndarray | None = None) -> dict[str, Any]:
-    """Apply the pass rule; the bound used, how it was set (and why, if fixed), and passed.
-
-    row_err: the max error of each (batch, head, row), needed for a per-row floor. The entry's
-    `error_over_bound` is the worst row's error over that row's bound; `bound` is that row's.
-    """
+def verdict(m: dict[str, Any], rule: Rule) -> dict[str, Any]:
+    """The gradients' pass rule: k × baseline + floor, or fixed bounds (and why)."""
     base = rule.baseline_max_err
     out: dict[str, Any]
     if base is not None and np.isfinite(base):
-        if rule.floor is not None and row_err is not None:
-            return _row_verdict(m, rule, row_err)
-        bound = rule.k * base + FLOOR[rule.dtype]
-        out = {"bound": bound, "rule": f"{rule.k:g}x baseline + floor"}
+        bound_ = rule.k * base + FLOOR[rule.dtype]
+        out = {"bound": bound_, "rule": f"{rule.k:g}x baseline + floor"}
     else:
         why = rule.fallback_reason or (f"the baseline's max error is {base}" if base is not None
                                        else "no same-dtype baseline")
-        bound = FIXED_ATOL[rule.dtype]
-        out = {"bound": bound, "rule": "fixed atol", "fallback_reason": why}
-    out["error_over_bound"] = _ratio(np.asarray(m["max_abs_err"]), np.asarray(bound))
-    out["passed"] = bool(m["nonfinite"] == 0 and m["max_abs_err"] <= bound)
+        bound_ = FIXED_ATOL[rule.dtype]
+        out = {"bound": bound_, "rule": "fixed atol", "fallback_reason": why}
+    out["error_over_bound"] = _ratio(np.asarray(m["max_abs_err"]), np.asarray(bound_))
+    out["passed"] = bool(m["nonfinite"] == 0 and m["max_abs_err"] <= bound_)
     return out
 
 
-def _row_verdict(m: dict[str, Any], rule: Rule, row_err: np.ndarray) -> dict[str, Any]:
-    """k × baseline + the floor of each row, row by row."""
-    assert rule.baseline_max_err is not None and rule.floor is not None
-    bounds = rule.k * rule.baseline_max_err + np.broadcast_to(rule.floor, row_err.shape)
-    ratios = _ratios(row_err, bounds)
-    worst = np.unravel_index(int(np.argmax(ratios)), ratios.shape) if ratios.size else ()
-    ratio = float(ratios[worst]) if ratios.size else 0.0
-    bound = float(bounds[worst]) if ratios.size else 0.0
-    return {"bound": bound, "rule": f"{rule.k:g}x baseline + row floor",
-            "error_over_bound": ratio, "floor_min": float(rule.floor.min(initial=0.0)),
-            "floor_max": float(rule.floor.max(initial=0.0)), "magnitudes": rule.magnitudes,
-            "passed": bool(m["nonfinite"] == 0 and ratio <= 1.0)}
+def _ratios(err: np.ndarray, bound_: np.ndarray) -> np.ndarray:
+    """err / bound element-wise; 0 where both are 0, inf where only bound is."""
+    safe = np.where(bound_ > 0, bound_, 1.0)
+    return np.where(bound_ > 0, err / safe, np.where(err > 0, np.inf, 0.0))
 
 
-def _ratios(err: np.ndarray, bound: np.ndarray) -> np.ndarray:
-    """err / bound element-wise; 0 where both are 0 (an exact zero row), inf where only bound is."""
-    safe = np.where(bound > 0, bound, 1.0)
-    return np.where(bound > 0, err / safe, np.where(err > 0, np.inf, 0.0))
-
-
-def _ratio(err: np.ndarray, bound: np.ndarray) -> float:
-    return float(_ratios(err, bound))
+def _ratio(err: np.ndarray, bound_: np.ndarray) -> float:
+    return float(_ratios(err, bound_))
 
 
 def compare(
@@ -120,7 +111,8 @@ def compare(
     ref: np.ndarray, rule: Rule, dtype: str | None = None,
 ) -> dict[str, Any]:
     """Metrics and verdict for one output or gradient: shape and dtype first, NaN/Inf over
-    the whole array, errors on the part select() picks (as float64) against ref.
+    the whole array, errors on the part select() picks (as float64) against ref; an output
+    (rule.model set) is judged by the rounding model, a gradient by verdict().
 
     dtype: the dtype the backend returned, when out is a host copy in another one (bfloat16
     values arrive in float32)."""
@@ -131,19 +123,17 @@ def compare(
     got = select(out)
     m = metrics(got, ref)
     m["nonfinite"] = nonfinite_count(out)
-    row_err = row_errors(got, ref) if rule.floor is not None else None
     entry = {"name": name, "shape": list(shape), "dtype": dtype or dtype_name(out), **m,
-             "baseline_max_abs_err": rule.baseline_max_err, **verdict(m, rule, row_err)}
+             "baseline_max_abs_err": rule.baseline_max_err}
+    if rule.model is not None:
+        entry.update(bound.judge(got, m["nonfinite"], rule.model, rule.allowance, rule.rows))
+        entry.update(rule.calibration or {})
+    else:
+        entry.update(verdict(m, rule))
     if entry["dtype"] != rule.dtype:
         entry["passed"] = False
         entry["error"] = f"dtype {entry['dtype']}, expected {rule.dtype} (the case's dtype)"
     return entry
-
-
-def row_errors(out: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """Max abs error of each (batch, head, row) over the head dim; NaN/Inf count as inf."""
-    diff = np.abs(np.where(np.isfinite(out), out, np.inf) - ref)
-    return diff.max(axis=-1, initial=0.0)
 
 
 def rows_of(rows: np.ndarray, seq: int) -> Callable[[Any], np.ndarray]:

@@ -1,9 +1,12 @@
 """One case's verification data in the parent: pristine inputs, compared rows, oracle, rules.
 
-Built once per case and shared by every backend the case runs on. Beyond the oracle budget the
-compared rows are drawn from a secret (`secrets`) by `draw_rows`, which the runner calls only
-after every backend of the round has returned its output: no backend can know them in advance,
-nor learn them from the run's files (each draw is stored in the records, after the fact).
+Built once per case and shared by every backend the case runs on: the float64 oracle and the
+rounding model of a correct kernel on the compared rows (verify/rounding.py) are computed once
+per draw, and each framework's same-dtype baseline calibrates that model live. Beyond the
+oracle budget the compared rows are drawn from a secret (`secrets`) by `draw_rows`, which the
+runner calls only after every backend of the round has returned its output: no backend can know
+them in advance, nor learn them from the run's files (each draw is stored in the records, after
+the fact).
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ import numpy as np
 from attnbench.case import Case
 from attnbench.verify import agreement, grad
 from attnbench.verify import inputs as inputs_mod
-from attnbench.verify.baseline import baseline_error
-from attnbench.verify.floor import row_floor, row_magnitudes
+from attnbench.verify.baseline import output_rule
 from attnbench.verify.grad_plan import grad_plan
-from attnbench.verify.reference import check_rows, oracle, rows_in_budget
+from attnbench.verify.reference import check_rows, rows_in_budget
+from attnbench.verify.rounding import Model, oracle_and_model
 
 
 class CaseData:
@@ -29,7 +32,7 @@ class CaseData:
         self.case, self.seed = case, seed
         self.arrays = inputs_mod.reference_arrays(case, seed)
         self.check_seed: int | None = check_seed
-        self._oracle: tuple[np.ndarray, np.ndarray] | None = None
+        self._oracle: tuple[np.ndarray, Model] | None = None
         self._rules: dict[str, agreement.Rule] = {}
         self._grads: grad.GradData | None = None
         self._staged: dict[str, np.ndarray] | None = None
@@ -75,43 +78,37 @@ class CaseData:
                                                               data.d_out, plan))
         return self._grad_check
 
-    def _rows_and_ref(self) -> tuple[np.ndarray, np.ndarray]:
+    def _rows_and_model(self) -> tuple[np.ndarray, Model]:
         if self._oracle is None:
             if self.check_seed is None:
                 self.draw_rows()
             assert self.check_seed is not None
             rows = check_rows(self.case, self.check_seed)
-            self._oracle = (rows, oracle(self.arrays, self.case, rows))
+            self._oracle = (rows, oracle_and_model(self.arrays, self.case, rows))
         return self._oracle
 
     @property
     def rows(self) -> np.ndarray:
         """The query rows compared with the oracle (all of them within the oracle budget)."""
-        return self._rows_and_ref()[0]
+        return self._rows_and_model()[0]
+
+    @property
+    def model(self) -> Model:
+        """The float64 oracle on those rows and the rounding model of a correct kernel there."""
+        return self._rows_and_model()[1]
 
     @property
     def ref(self) -> np.ndarray:
         """The float64 oracle output on those rows."""
-        return self._rows_and_ref()[1]
+        return self.model.ref
 
     def rule(self, framework: str) -> agreement.Rule:
-        """The output's pass rule in a framework: its same-dtype baseline's error, or why none."""
+        """The output's pass rule in a framework: the rounding model, calibrated live by the
+        same-dtype baseline of that framework (its verdict goes in every record)."""
         if framework not in self._rules:
-            try:
-                err = baseline_error(self.arrays, self.case, self.ref, self.rows, framework)
-                why = None
-            except Exception as exc:  # no baseline: fixed bounds, and the record says why
-                err, why = None, f"baseline raised {exc!r}"[:300]
-            floor, mags = self._floor()
-            self._rules[framework] = agreement.Rule(self.case.dtype, err, fallback_reason=why,
-                                                    floor=floor, magnitudes=mags)
+            self._rules[framework] = output_rule(self.arrays, self.case, self.rows, self.model,
+                                                 framework)
         return self._rules[framework]
-
-    def _floor(self) -> tuple[np.ndarray, dict[str, float]]:
-        """The output's rounding floor per compared row, and the magnitudes it came from."""
-        m = row_magnitudes(self.arrays, self.case, self.rows)
-        mags = {f"{name}_max": float(a.max(initial=0.0)) for name, a in m.items()}
-        return row_floor(m, self.case.dtype), mags
 
     def grads(self) -> grad.GradData:
         """dO, the gradient-checked groups and their oracle (built on first use)."""

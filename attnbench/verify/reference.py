@@ -56,7 +56,8 @@ def row_visibility(case: Case, rows: np.ndarray, b: int = 0) -> np.ndarray:
 def probabilities(q: np.ndarray, k: np.ndarray, case: Case, rows: np.ndarray, b: int = 0,
                   heads: np.ndarray | None = None, bias: np.ndarray | None = None) -> np.ndarray:
     """softmax(q kᵀ·scale [softcap] + ALiBi + bias + mask) on the given query rows of batch
-    element b, in q's dtype; rows that see no key are 0.
+    element b, in q's dtype (float32 for float16 with ALiBi or a bias); rows that see no key
+    are 0.
 
     q: (1, Hq', Sq, D) and k: (1, Hkv', Skv, D) with Hq' a multiple of Hkv' (a slice of heads
     is fine: heads gives their indices, all of them by default); bias: the case's full bias
@@ -69,6 +70,8 @@ def probabilities(q: np.ndarray, k: np.ndarray, case: Case, rows: np.ndarray, b:
     variants.apply_softcap(s, case.softcap)
     terms = variants.score_terms(case, b, heads, rows, bias)
     if terms is not None:
+        if s.dtype == np.float16:  # added in float32, as fused kernels add them
+            s = s.astype(np.float32)
         s += terms.astype(s.dtype)
     vis = row_visibility(case, rows, b)
     if not vis.all():

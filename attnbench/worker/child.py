@@ -75,6 +75,8 @@ class Session:
 
         if self.role == "roof":
             return None
+        if self.role == "catalog" and isinstance(hello.get("origins"), list):
+            return build_registry(only=hello["origins"])  # one plugin (or the built-ins)
         if self.role in ("catalog", "observer"):
             return build_registry(hello.get("plugins", []), autoload=hello.get("autoload"))
         return build_registry(only=hello.get("plugin") or {})
@@ -92,9 +94,9 @@ class Session:
             return {"roofs": measure_roofs(msg["roof"], msg["dtypes"], msg.get("seconds", 0.3)),
                     "worker_s": time.perf_counter() - t0}
         if "catalog" in msg and self.role == "catalog":
-            from attnbench.plugin.catalog import describe
+            from attnbench.plugin.catalog import describe, module_files
 
-            return {"catalog": describe(self.registry)}
+            return {"catalog": describe(self.registry), "module_files": module_files()}
         if "observe" in msg and self.role == "observer":
             from attnbench.run.observers import call_hooks
 
