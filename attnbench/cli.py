@@ -287,7 +287,7 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
         raise UsageError("no backend is available to run")
     opts = Options(seed=args.seed, time_it=timed, timer=TimerConfig(budget_s=args.budget),
                    threads=args.threads, memory=timed,  # check: agreement only, no gc-heavy peaks
-                   repeat=args.repeat or 1)
+                   repeat=args.repeat or 1, warm=plan.describe()["devices"])
     meta = {"command": "attnbench " + shlex.join(argv), "config": _config(args, scenarios, opts),
             "environment": environment.fingerprint(args.plugin or [], catalog.module_files),
             **({"run_id": run_id} if run_id else {})}

@@ -5,15 +5,17 @@
 # the profiler, a timed GPU sweep and its report, flex-attention, the variants check, and
 # `make bench` with the time that is left. Each step runs under a time cap (`timeout`), is
 # skipped when too little of the total is left, and its results are packed under $OUT right
-# after it: summary.log plus one .tar.gz per step group (7 files at most).
+# after it: summary.log plus one .tar.gz per step group (8 files at most, as a device call allows).
 #
 #   On a GPU box:    OUT=/where/to/put/results benchmarks/gpu_session.sh
 #   Rehearsal here:  benchmarks/gpu_session.sh --device cpu --tiny    (a CPU, 1-3 minutes)
 #
 # Options: --device cuda|cpu (default cuda); --tiny (CPU backends and small caps: the rehearsal);
 # --total SECONDS; --only STEP,STEP (run just these of: smoke backward crosscheck kernels sweep
-# report flex variants bench; facts, setup and list always run, so a session can be two calls); --out DIR (default $OUT, else WORK/out); --work DIR (logs and runs, default
-# results/gpu-session-<UTC time>). Exit 0 when every step that ran succeeded (a step stopped at
+# report flex variants bench twice; facts, setup and list always run, so a session can be two
+# calls); --out DIR (default $OUT, else WORK/out); --work DIR (logs and runs, default
+# results/gpu-session-<UTC time>; a call given the --work of an earlier call, on a machine that
+# kept it, resumes each run that call stopped at its cap instead of starting it again). Exit 0 when every step that ran succeeded (a step stopped at
 # its cap counts as run: what it wrote is packed), 1 otherwise, 2 on a bad option.
 set -uo pipefail  # not -e: a failing step is recorded and the session goes on
 
@@ -58,21 +60,21 @@ CUDA_FUSED=(torch-sdpa torch-sdpa-flash torch-sdpa-cudnn torch-sdpa-efficient fl
 CUDA_TORCH=(torch-naive torch-sdpa torch-sdpa-math torch-sdpa-flash torch-sdpa-efficient
             torch-sdpa-cudnn)
 if ((TINY)); then
-  SMOKE=(torch-sdpa) GRADS=(torch-sdpa) SWEEP=(torch-sdpa) VARIANTS=(torch-sdpa)
+  SMOKE=(torch-sdpa) GRADS=(torch-sdpa) SWEEP=(torch-sdpa) VARIANTS=(torch-sdpa) TWICE=(torch-sdpa)
   BUDGET=(--budget 0.05) CROSS=(--rehearse --repeats 1 --budget 0.1)
   # caps short enough that every step starts (a typo fails in seconds) and the whole
   # rehearsal stays near a minute and a half; flex compiles and is stopped at its cap on a CPU
-  #     facts setup list smoke grads cross kernels sweep report flex variants bench
-  CAPS=(10    30    15   25    20    20    15      25    20     10   20       20)
+  #     facts setup list smoke grads cross kernels sweep report flex variants bench twice
+  CAPS=(10    30    15   25    20    20    15      25    20     10   20       20    45)
   BENCH=(BENCH_ARGS="-b torch-sdpa -b numpy-naive --budget 0.05")
 elif [[ "$DEVICE" == cpu ]]; then
-  SMOKE=() GRADS=() SWEEP=() VARIANTS=() BUDGET=() CROSS=(--rehearse) BENCH=()
-  CAPS=(30    300   30   300   300   120   120     600   60     300  300      600)
+  SMOKE=() GRADS=() SWEEP=() VARIANTS=() BUDGET=() CROSS=(--rehearse) BENCH=() TWICE=(torch-sdpa)
+  CAPS=(30    300   30   300   300   120   120     600   60     300  300      600   600)
 else
   SMOKE=("${CUDA_FUSED[@]}" torch-naive torch-sdpa-math) GRADS=("${CUDA_TORCH[@]}")
   SWEEP=("${CUDA_FUSED[@]}" torch-naive torch-sdpa-math) VARIANTS=("${CUDA_TORCH[@]}")
-  BUDGET=() CROSS=(--repeats 5) BENCH=()
-  CAPS=(30    120   30   75    60    60    40      200   40     60   60       300)
+  BUDGET=() CROSS=(--repeats 5) BENCH=() TWICE=(torch-sdpa-cudnn torch-sdpa-flash)
+  CAPS=(30    120   30   90    90    60    40      200   40     60   100      420   150)
 fi
 
 say() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$SUMMARY"; }
@@ -155,6 +157,25 @@ PY
 }
 export -f facts
 
+attn() {  # attn VERB DIR ARGS...: `attnbench VERB ARGS --out DIR`, or `--resume DIR` where an
+  # earlier call of this session (the same --work) left a run in DIR
+  local verb="$1" dir="$2"
+  shift 2
+  if [[ -s "$dir/run.json" ]]; then
+    echo "gpu_session.sh: resuming the run an earlier call left in $dir"
+    "$BIN/attnbench" "$verb" --resume "$dir"
+  else
+    "$BIN/attnbench" "$verb" "$@" --out "$dir"
+  fi
+}
+
+twice() {  # twice ARGS...: the same sweep twice back to back, then compared (run-to-run noise)
+  attn run "$WORK/sweep/twice-a" "$@" && attn run "$WORK/sweep/twice-b" "$@" \
+    && "$BIN/attnbench" compare "$WORK/sweep/twice-a" "$WORK/sweep/twice-b" --all
+}
+export -f attn twice
+export BIN WORK
+
 say "gpu_session.sh: device $DEVICE, tiny $TINY, total ${TOTAL}s, work $WORK, out $DEST," \
     "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 export PYTHONUNBUFFERED=1
@@ -177,31 +198,41 @@ if [[ ! -x "$BIN/attnbench" ]]; then  # set-up failed: run from the source tree,
   chmod +x "$BIN/attnbench" "$BIN/python"
 fi
 step list env "${C[2]}" 5 "$BIN/attnbench" list
-step smoke checks "${C[3]}" 20 "$BIN/attnbench" check -s smoke --device "$DEVICE" \
-  $(flags "${SMOKE[@]}") --out "$WORK/checks/smoke" --junit-xml "$WORK/checks/smoke.xml"
-step backward checks "${C[4]}" 20 "$BIN/attnbench" check -s benchmarks/gpu_backward.toml \
-  --device "$DEVICE" $(flags "${GRADS[@]}") --out "$WORK/checks/backward"
+A=(bash -c 'attn "$@"' attn)  # a step's attnbench run: fresh, or resumed (attn above)
+step smoke checks "${C[3]}" 20 "${A[@]}" check "$WORK/checks/smoke" -s smoke --device "$DEVICE" \
+  $(flags "${SMOKE[@]}") --junit-xml "$WORK/checks/smoke.xml"
+step backward checks "${C[4]}" 20 "${A[@]}" check "$WORK/checks/backward" \
+  -s benchmarks/gpu_backward.toml --device "$DEVICE" $(flags "${GRADS[@]}")
 step crosscheck timer "${C[5]}" 20 "$BIN/python" benchmarks/crosscheck.py "${CROSS[@]}"
 step kernels timer "${C[6]}" 15 "$BIN/python" benchmarks/sdpa_kernels.py -s smoke \
   --device "$DEVICE"
-step sweep sweep "${C[7]}" 30 "$BIN/attnbench" run -s gpu --device "$DEVICE" \
-  $(flags "${SWEEP[@]}") "${BUDGET[@]}" --out "$WORK/sweep/run"
+step sweep sweep "${C[7]}" 30 "${A[@]}" run "$WORK/sweep/run" -s gpu --device "$DEVICE" \
+  $(flags "${SWEEP[@]}") "${BUDGET[@]}"
 if [[ -s "$WORK/sweep/run/records.jsonl" ]]; then
   step report sweep "${C[8]}" 10 "$BIN/attnbench" report "$WORK/sweep/run" \
     -o "$WORK/sweep/report"
 else
   say "step report: SKIPPED, the sweep wrote no record"
 fi
-step flex flex "${C[9]}" 15 "$BIN/attnbench" run -s gpu --device "$DEVICE" -b flex-attention \
-  "${BUDGET[@]}" --out "$WORK/flex/run"
-step variants variants "${C[10]}" 15 "$BIN/attnbench" check -s variants --device "$DEVICE" \
-  $(flags "${VARIANTS[@]}") --out "$WORK/variants/run"
+step flex flex "${C[9]}" 15 "${A[@]}" run "$WORK/flex/run" -s gpu --device "$DEVICE" \
+  -b flex-attention "${BUDGET[@]}"
+step variants variants "${C[10]}" 15 "${A[@]}" check "$WORK/variants/run" -s variants \
+  --device "$DEVICE" $(flags "${VARIANTS[@]}")
 # `make bench` as the README says (the default sweep and its report), with the time left; a run
 # stopped at its cap keeps its records, and the report is then made from them
-step bench bench "${C[11]}" 30 make bench BENCH_OUT="$WORK/bench/run" "${BENCH[@]}"
-if [[ -s "$WORK/bench/run/records.jsonl" && ! -s "$WORK/bench/run/report.md" ]]; then
+RESUMED=0
+if [[ -s "$WORK/bench/run/run.json" ]]; then  # an earlier call's bench, stopped at its cap
+  RESUMED=1
+  step bench bench "${C[11]}" 30 "${A[@]}" run "$WORK/bench/run"
+else
+  step bench bench "${C[11]}" 30 make bench BENCH_OUT="$WORK/bench/run" "${BENCH[@]}"
+fi
+if [[ -s "$WORK/bench/run/records.jsonl" ]] && { ((RESUMED)) || [[ ! -s "$WORK/bench/run/report.md" ]]; }; then
   step bench-report bench 30 5 "$BIN/attnbench" report "$WORK/bench/run"
 fi
+# the same small sweep twice back to back and compared: the noise of this machine, run to run
+step twice sweep "${C[12]}" 30 bash -c 'twice "$@"' twice -s gpu --device "$DEVICE" \
+  $(flags "${TWICE[@]}") "${BUDGET[@]}"
 say "gpu_session.sh: done in $(($(date +%s) - START))s of ${TOTAL}s; $FAILED step(s) failed;" \
     "$(find "$DEST" -maxdepth 1 -type f | wc -l) file(s) in $DEST"
 cp "$SUMMARY" "$DEST/summary.log"

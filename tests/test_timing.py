@@ -183,3 +183,23 @@ def test_options_round_trip_through_json_and_prepare_process_sets_threads():
     finally:
         prepare_process(Options())  # back to all cores for the other tests
     assert prepare_process(Options())["threads"]["threads"] == available_cores()
+
+
+def test_warm_devices_readies_cuda_only_when_the_run_uses_it_and_never_raises():
+    import importlib.util
+
+    from attnbench.worker.execute import Options, warm_devices
+
+    assert warm_devices([]) == {} and warm_devices(["cpu"]) == {}
+    got = warm_devices(["cpu", "cuda"])
+    if importlib.util.find_spec("torch") is None:
+        assert got["cuda_warm"].startswith("failed: ModuleNotFoundError")
+    else:
+        import torch
+
+        if torch.cuda.is_available():  # on a GPU box: the context and cuBLAS are up
+            assert got["cuda_warm_s"] > 0 and torch.cuda.is_initialized()
+        else:
+            assert got == {"cuda_warm": "torch sees no CUDA device"}
+    opts = Options(warm=["cuda"])
+    assert Options.from_dict(opts.to_dict()) == opts

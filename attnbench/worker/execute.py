@@ -38,6 +38,7 @@ class Options:
     threads: int | None = None  # None: all cores
     memory: bool = True  # measure peak memory with one extra untimed call
     repeat: int = 1  # --repeat: calls compared bit for bit (run/determinism.py); 1 = none
+    warm: list[str] = field(default_factory=list)  # devices readied at start (warm_devices)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict (the worker process receives this)."""
@@ -52,10 +53,34 @@ class Options:
 
 
 def prepare_process(opts: Options) -> dict[str, Any]:
-    """Once per worker process, before any case: apply thread settings; return what was set."""
+    """Once per worker process, before any case: apply thread settings and ready the devices
+    of the run; return what was set."""
     from attnbench.measure.threads import set_threads
 
-    return {"threads": set_threads(opts.threads)}
+    return {"threads": set_threads(opts.threads), **warm_devices(opts.warm)}
+
+
+def warm_devices(devices: list[str]) -> dict[str, Any]:
+    """Create the CUDA context and load cuBLAS (a tiny matmul per dtype) while the workers start
+    side by side, rather than in each backend's first case one after the other (about 6 s per
+    worker on an H200). Nothing is timed here; a failure is reported, never raised: the
+    backend's own case then meets it and says why."""
+    if "cuda" not in devices:
+        return {}
+    t0 = time.perf_counter()
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return {"cuda_warm": "torch sees no CUDA device"}
+        for dtype in (torch.float32, torch.bfloat16, torch.float16):
+            a = torch.ones(64, 64, device="cuda", dtype=dtype)
+            (a @ a).sum().item()
+        del a
+        torch.cuda.empty_cache()
+    except Exception as exc:  # a missing torch, a broken driver: the case will tell
+        return {"cuda_warm": f"failed: {type(exc).__name__}: {exc}"[:300]}
+    return {"cuda_warm_s": round(time.perf_counter() - t0, 3)}
 
 
 def sync(device: str) -> None:
