@@ -269,3 +269,25 @@ def test_only_the_cpus_this_run_may_use_count(tmp_path: Path):
     assert (cpu["user"], cpu["idle"], n) == (100, 100, 1)
     cpu, n = c.read_cpu(tmp_path)
     assert (cpu["user"], n) == (500, 2)  # all CPUs: the aggregate line; cpu2 did not parse
+
+
+def test_the_parents_own_work_between_timed_calls_is_not_read_as_competition():
+    """parent_cores reads what ran in attnbench's process while workers timed: its own work
+    between timed calls (inputs, oracles, verdicts, in own_work) is left out."""
+    import time
+
+    from attnbench.measure import contention
+
+    def spin(seconds: float) -> None:  # CPU time, not wall time: the same work under any load
+        end = time.process_time() + seconds
+        while time.process_time() < end:
+            pass
+
+    a = contention.snapshot()
+    with contention.own_work():
+        spin(0.3)
+    b = contention.snapshot()
+    spin(0.3)
+    c = contention.snapshot()
+    assert contention.window(a, b)["parent_cores"] < 0.15
+    assert contention.window(b, c)["parent_cores"] > 0.3

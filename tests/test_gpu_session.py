@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "gpu_session.sh"
 STEPS = ("facts", "setup", "list", "smoke", "backward", "crosscheck", "kernels", "sweep", "report",
-         "flex", "variants", "bench")
+         "flex", "variants", "bench", "twice")
 GROUPS = ("env", "checks", "timer", "sweep", "flex", "variants", "bench")
 LINE = re.compile(r"^\[[\d:]+\] step ([\w-]+): (ok|STOPPED at its cap|SKIPPED|FAILED|not asked)")
 
@@ -42,7 +42,7 @@ def test_the_tiny_rehearsal_runs_every_step_and_packs_them(tmp_path):
     # Every step started, in order, none skipped and none failed; on a loaded machine a step may
     # meet its cap (flex always does on a CPU: it compiles), which still packs what it wrote.
     # make bench stopped at its cap still wrote records: its report is made from them
-    assert list(seen) == [*STEPS, "bench-report"], summary
+    assert list(seen) == [*STEPS[:-1], "bench-report", "twice"], summary
     assert set(seen.values()) <= {"ok", "STOPPED at its cap"}, summary
     assert all(seen[s] == "ok" for s in ("facts", "setup", "list")), summary
     out = sorted(p.name for p in (tmp_path / "out").iterdir())
@@ -58,6 +58,8 @@ def test_the_tiny_rehearsal_runs_every_step_and_packs_them(tmp_path):
     with tarfile.open(tmp_path / "out" / "sweep.tar.gz") as tar:
         names = tar.getnames()
     assert "sweep/run/run.json" in names and not any(n.endswith(".svg") for n in names)
+    # the same sweep twice back to back (compared, where both ended within the step's cap)
+    assert "sweep/twice-a/run.json" in names, names
     assert "rehearsal" in summary.lower() or "REHEARSAL" in (
         tmp_path / "work" / "timer" / "crosscheck.log").read_text()
 
@@ -93,3 +95,20 @@ def test_bad_options_are_one_line_errors(tmp_path, args, message):
     proc = session(tmp_path, *args, timeout=60)
     assert proc.returncode == 2 and message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_second_call_with_the_same_work_folder_resumes_what_the_first_stopped(tmp_path):
+    """A session split over two device calls: the bench the first call stopped at its cap goes
+    on in the second (same --work), with its records kept, rather than starting again."""
+    first = session(tmp_path, "--device", "cpu", "--tiny", "--only", "bench", timeout=200)
+    bench = tmp_path / "work" / "bench" / "run"
+    assert first.returncode == 0 and (bench / "run.json").is_file(), first.stdout[-2000:]
+    before = (bench / "records.jsonl").read_text().count("\n")
+    second = session(tmp_path, "--device", "cpu", "--tiny", "--only", "bench", timeout=200)
+    summary = (tmp_path / "out" / "summary.log").read_text()
+    assert second.returncode == 0, summary
+    log = (tmp_path / "work" / "bench" / "bench.log").read_text()
+    assert "resuming the run an earlier call left in" in log, log[-2000:]
+    assert "step bench: " in summary and "attn run " + str(bench) in summary, summary
+    assert (bench / "records.jsonl").read_text().count("\n") >= before
+    assert verdicts(summary)["bench-report"] == "ok", summary  # the report is made again

@@ -110,8 +110,9 @@ def _others(c: dict[str, Any]) -> list[str]:
 
 
 def _parent(c: dict[str, Any]) -> list[str]:
-    """attnbench's own process, which only waits while workers time (~0.01 cores here), busy:
-    plugin code run in it (an import, a hook, a thread it left behind) competes with them."""
+    """attnbench's own process, which only waits while workers time (~0.01 cores here; its own
+    work between timed calls, the inputs, oracles and verdicts, is not counted), busy: whatever
+    runs in it then competes with them."""
     cores = int(c.get("cores") or 1)
     used = _num((c.get("run") or {}).get("parent_cores"))
     if used is None or used < others_limit(cores):

@@ -9,8 +9,8 @@ system, irq, softirq) minus what this run's own processes used (measure/ownershi
 process, its workers' sessions and what they left, live from /proc/<pid>/stat, and its reaped
 children from os.times()). It sees processes of other containers on the same kernel too, which
 a walk over /proc/<pid> cannot. The run's own CPU outside its workers gets readings of its own:
-`parent_cores` (this process: plugin code in it) and `stray_cores` (a process a plugin started
-here, or one left running after its worker ended).
+`parent_cores` (this process, less its own work between timed calls: own_work) and
+`stray_cores` (a process a plugin started here, or one left running after its worker ended).
 The GPU side (nvidia-smi, measure/gpu_neighbours.py) is read only when a run uses CUDA; where
 something cannot be read, the reading says "unmeasured: why" instead of a number.
 """
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,8 +157,28 @@ def own_reaped_ticks() -> float:
     return (t.user + t.system + t.children_user + t.children_system) * clock_ticks()
 
 
+_OWN_WORK = [0.0]  # CPU ticks this process spent in own_work() sections so far
+
+
+@contextmanager
+def own_work() -> Iterator[None]:
+    """Mark this process's own work between timed calls (a case's inputs and oracle, the
+    verdicts): its CPU, on however many threads, is not counted in parent_cores, which reads
+    what competed with the workers while they timed."""
+    t0 = _self_ticks()
+    try:
+        yield
+    finally:
+        _OWN_WORK[0] += _self_ticks() - t0
+
+
 def own_self_ticks() -> float:
-    """CPU ticks of this process alone, every thread of it (os.times)."""
+    """CPU ticks of this process alone, every thread of it (os.times), less its own work
+    between timed calls (own_work)."""
+    return _self_ticks() - _OWN_WORK[0]
+
+
+def _self_ticks() -> float:
     t = os.times()
     return (t.user + t.system) * clock_ticks()
 

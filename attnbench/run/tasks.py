@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from attnbench.case import Case
+from attnbench.measure.contention import own_work
 from attnbench.plugin.backend import capability_reasons, name_of
 from attnbench.record import Record, Status, new_record
 from attnbench.run.outcome import from_result
@@ -124,13 +125,16 @@ class TaskRunner:
             if declined is not None:
                 answers.append((backend, declined))
                 continue
-            data = data or CaseData(case, self.seed)
+            if data is None:
+                with own_work():
+                    data = CaseData(case, self.seed)
             self.guard(case.id, name_of(backend))
             answers.append((backend, self._ask(pool, backend, scenario, case, data)))
         if data is not None:
             data.draw_rows()  # every output exists now: the secret rows are drawn after them
-        return [self._verdict(backend, answer, scenario, case, data)
-                if isinstance(answer, Result) else answer for backend, answer in answers]
+        with own_work():  # no worker times meanwhile
+            return [self._verdict(backend, answer, scenario, case, data)
+                    if isinstance(answer, Result) else answer for backend, answer in answers]
 
     def _verdict(self, backend: Any, answer: Result, scenario: str, case: Case,
                  data: CaseData | None) -> Record:

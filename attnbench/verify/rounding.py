@@ -20,13 +20,17 @@ be exactly zero. verify/roundoff.py computes it on one block of rows.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from attnbench.case import Case
+from attnbench.measure.threads import available_cores
 from attnbench.verify.reference import row_visibility
 from attnbench.verify.roundoff import (
+    ACC_ROUNDOFF,
     DEFAULT,
     DEFAULTS,
     MODEL_BLOCK_ENTRIES,
@@ -37,7 +41,10 @@ from attnbench.verify.roundoff import (
     Coefficients,
 )
 
-__all__ = ["RNE_VARIANCE", "TINY", "UNIT_ROUNDOFF", "Coefficients", "Model", "oracle_and_model"]
+MODEL_THREADS = 8  # threads of the parent's rounding model (blocks of one case)
+
+__all__ = ["ACC_ROUNDOFF", "RNE_VARIANCE", "TINY", "UNIT_ROUNDOFF", "Coefficients", "Model",
+           "oracle_and_model"]
 WIDE = ("ref", "det", "sigma", "temp", "drift")  # fields with a channel axis
 FIELDS = (*WIDE, "rho", "cap", "key_spread", "key_max", "key_scale", "key_temp")
 
@@ -84,14 +91,19 @@ def oracle_and_model(arrays: dict[str, np.ndarray], case: Case, rows: np.ndarray
     sums = {n: np.zeros(shape[:2]) for n in ("drift_sq", "drift_o", "drift_t")}
     group = case.heads_q // case.heads_kv
     step = max(1, MODEL_BLOCK_ENTRIES // (group * case.seq_kv))
+
+    def one_block(b: int, h: int, i: int) -> None:
+        qs, at = slice(h * group, (h + 1) * group), slice(i, i + step)
+        blk = Block(arrays, case, rows[at], b, h, np.arange(qs.start, qs.stop))
+        for name, x in blk.model(coef).items():
+            out[name][b, qs, at] = x
+
+    blocks = [(b, h, i) for b in range(case.batch) for h in range(case.heads_kv)
+              for i in range(0, len(rows), step)]
+    in_parallel(one_block, blocks)
     for b in range(case.batch):
         for h in range(case.heads_kv):
             qs = slice(h * group, (h + 1) * group)
-            for i in range(0, len(rows), step):
-                at = slice(i, i + step)
-                blk = Block(arrays, case, rows[at], b, h, np.arange(qs.start, qs.stop))
-                for name, x in blk.model(coef).items():
-                    out[name][b, qs, at] = x
             d = out["drift"][b, qs]
             for name, x in (("drift_sq", d), ("drift_o", out["ref"][b, qs]),
                             ("drift_t", out["temp"][b, qs])):
@@ -101,6 +113,32 @@ def oracle_and_model(arrays: dict[str, np.ndarray], case: Case, rows: np.ndarray
     model = Model(case.dtype, **out, empty=empty[:, None, :, None], **sums, magnitudes={})
     model.magnitudes = _magnitudes(arrays, case, rows, model)
     return model
+
+
+def in_parallel(fn: Any, items: list[tuple[int, ...]]) -> None:
+    """fn(*item) for every item, on up to MODEL_THREADS threads (numpy's array work releases
+    the GIL; each block writes its own slice, so the result does not depend on the order).
+    The parent runs this while no worker is timing: a GPU box's idle cores shorten a case."""
+    threads = min(MODEL_THREADS, len(items), available_cores())
+    if threads <= 1:
+        for item in items:
+            fn(*item)
+        return
+    with one_blas_thread(), ThreadPoolExecutor(threads, thread_name_prefix="model") as pool:
+        for done in [pool.submit(fn, *item) for item in items]:
+            done.result()  # re-raises a block's error here
+
+
+def one_blas_thread() -> Any:
+    """BLAS on one thread per call while the blocks run side by side (else each call's own
+    threads compete with the other blocks'); nothing changes where threadpoolctl is missing."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        from contextlib import nullcontext
+
+        return nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _magnitudes(arrays: dict[str, np.ndarray], case: Case, rows: np.ndarray, m: Model
