@@ -68,6 +68,7 @@ class Record(TypedDict, total=False):
     log_tail: str
     agreement: dict[str, Any]
     first_call_ms: float
+    prepare_ms: float  # the backend's prepare() (its set-up), apart from its calls
     timing: dict[str, Any]
     memory: dict[str, Any]
     gflops_per_s: float
@@ -83,6 +84,7 @@ OPTIONAL_TYPES: dict[str, type | tuple[type, ...]] = {
     "dtype": str, "mask": str, "mode": str, "reasons": list, "agreement": dict, "timing": dict,
     "memory": dict, "worker": dict, "flags": list, "error": (str, type(None)),
     "flops": (int, float), "first_call_ms": (int, float, type(None)),
+    "prepare_ms": (int, float),
 }
 MAX_TEXT = 64 * 1024  # error texts and tracebacks keep their head and tail beyond this
 

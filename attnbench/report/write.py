@@ -309,8 +309,8 @@ def agreement_cell(recs: list[dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
-RECORD_HEADERS = ["run", "scenario", "backend", "case", "first call ms", "median ms", "IQR ms",
-                  "peak MiB", "naive scores MiB", "GFLOP/s", "% of roof", "error/bound"]
+RECORD_HEADERS = ["run", "scenario", "backend", "case", "set-up ms", "first call ms", "median ms",
+                  "IQR ms", "peak MiB", "naive scores MiB", "GFLOP/s", "% of roof", "error/bound"]
 
 
 def records_section(groups: list[Group]) -> list[Any]:
@@ -334,7 +334,8 @@ def record_row(g: Group, r: dict[str, Any]) -> list[str]:
     peak, scores = peak_bytes(r), r.get("score_bytes")
     roof, err = r.get("roof_fraction"), error_ratio(r)
     return [g.run.label, g.scenario, r["backend"], str(r.get("case_id")),
-            _num(r.get("first_call_ms")), _num(timing.get("median_ms")),
+            _num(r.get("prepare_ms")), _num(r.get("first_call_ms")),
+            _num(timing.get("median_ms")),
             _num(timing.get("iqr_ms")) + (" ~" if timing.get("noisy") else ""),
             _num(peak / 2**20 if peak is not None else None),
             _num(scores / 2**20 if scores else None), _num(r.get("gflops_per_s")),
@@ -365,7 +366,7 @@ CSV_VARIANT_FIELDS = ["window_left", "window_right", "q_lens", "kv_lens", "doc_l
                       "page_size", "alibi", "bias", "softcap", "head_dim_v"]
 CSV_FIELDS = ["run", "scenario", "device", "backend", "case_id", "variant", "batch", "heads_q",
               "heads_kv", "seq_q", "seq_kv", "head_dim", "dtype", "mask", "mode",
-              *CSV_VARIANT_FIELDS, "status", "median_ms", "iqr_ms", "first_call_ms",
+              *CSV_VARIANT_FIELDS, "status", "median_ms", "iqr_ms", "prepare_ms", "first_call_ms",
               "gflops_per_s", "roof_fraction", "peak_bytes", "error_over_bound",
               "speedup_vs_baseline", "repeats", "bitwise_identical", "repeat_max_abs_diff"]
 

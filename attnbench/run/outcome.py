@@ -20,7 +20,7 @@ from attnbench.run.determinism import checked_by_parent
 # A timed case faster than this many times the device's best measured matmul roof did not do
 # the work it claims: attention's matmuls cannot beat a large square matmul of the same device.
 IMPOSSIBLE_OVER_ROOF = 2.0
-CLAIMED = ("first_call_ms", "timing", "memory", "determinism", "flags", "notes",
+CLAIMED = ("first_call_ms", "prepare_ms", "timing", "memory", "determinism", "flags", "notes",
            "timed_calls_offered")
 
 
@@ -118,7 +118,7 @@ MAX_ITEMS = 64
 
 
 def _valid(name: str, value: Any) -> bool:
-    if name == "first_call_ms":
+    if name in ("first_call_ms", "prepare_ms"):
         return _finite(value) and value >= 0
     if name == "timed_calls_offered":
         return isinstance(value, int) and not isinstance(value, bool) and value >= 0
