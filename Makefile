@@ -47,8 +47,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not process" $(NO_TESTS)
 
+# ruff, and the layers of docs/architecture.md (import-linter's contract in pyproject.toml)
 lint: $(STAMP)
 	$(BIN)/ruff check attnbench backends tests benchmarks examples tools
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

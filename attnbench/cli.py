@@ -250,8 +250,8 @@ def settle_args(args: argparse.Namespace) -> None:
 
 def cmd_list(args: argparse.Namespace, argv: list[str]) -> int:
     from attnbench.case import scenario_names
-    from attnbench.plugin.catalog import load_catalog
     from attnbench.report.tables import backend_list, console
+    from attnbench.run.catalog import load_catalog
 
     catalog = load_catalog(args.plugin)
     out = console()
@@ -266,8 +266,8 @@ def cmd_list(args: argparse.Namespace, argv: list[str]) -> int:
 def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     from attnbench.measure import environment
     from attnbench.measure.timing import TimerConfig
-    from attnbench.plugin.catalog import load_catalog
-    from attnbench.run.runner import make_plan, resolve_devices
+    from attnbench.run.catalog import load_catalog
+    from attnbench.run.plan import make_plan, resolve_devices
     from attnbench.worker.execute import Options
 
     timed = args.command == "run"
@@ -349,7 +349,7 @@ def _sweep_exit(args: argparse.Namespace, result: Any, timed: bool) -> int:
               file=sys.stderr)
         return EXIT_FAILED
     if args.require_deterministic:
-        from attnbench.run.determinism import nondeterministic
+        from attnbench.verify.determinism import nondeterministic
 
         if unequal := nondeterministic(records):
             print(f"check failed: {len(unequal)} record(s) not bitwise identical across "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 if TYPE_CHECKING:
     from attnbench.case import Case
@@ -26,7 +26,8 @@ class Status(str, Enum):
     def __str__(self) -> str:
         return self.value
 
-    __format__ = str.__format__
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
 
 
 VERIFIED = frozenset({Status.OK, Status.MISMATCH})  # the output was compared with the oracle
@@ -95,19 +96,18 @@ def new_record(scenario: str, case: Case, backend: Backend, status: Status | str
     from attnbench.plugin.backend import name_of
     from attnbench.verify import inputs
 
-    rec: Record = {
+    rec: dict[str, Any] = {
         "scenario": scenario, "case_id": case.id, "backend": name_of(backend),
         **case.to_dict(), "softmax_scale": case.softmax_scale, "framework": backend.framework,
         "flops": inputs.flops(case), "io_bytes": inputs.io_bytes(case),
         "score_bytes": inputs.score_bytes(case), "status": Status(status).value, "reasons": [],
-        "error": None,
+        "error": None, **fields,
     }
-    rec.update(fields)  # type: ignore[typeddict-item]
     for key in ("error", "traceback", "log_tail"):
         if isinstance(rec.get(key), str):
-            rec[key] = cap_text(rec[key])  # type: ignore[literal-required]
+            rec[key] = cap_text(rec[key])
     rec["reasons"] = [cap_text(str(r)) for r in rec.get("reasons") or []]
-    return rec
+    return cast(Record, rec)
 
 
 def cap_text(text: str, limit: int = MAX_TEXT) -> str:
@@ -156,8 +156,9 @@ def fits(value: Any, kinds: tuple[str, ...]) -> bool:
             return value is None
         if kind == "bool":
             return isinstance(value, bool)
-        types = {"int": int, "num": (int, float), "str": str, "list": list, "dict": dict}[kind]
-        return isinstance(value, types) and not isinstance(value, bool)
+        types: dict[str, type | tuple[type, ...]] = {
+            "int": int, "num": (int, float), "str": str, "list": list, "dict": dict}
+        return isinstance(value, types[kind]) and not isinstance(value, bool)
     return any(one(k) for k in kinds)
 
 

@@ -82,8 +82,9 @@ def sweep(out: Path, toml: Path, executor: object | None, backends: list[str] | 
     from attnbench.measure.timing import TimerConfig
     from attnbench.plugin.registry import build_registry
     from attnbench.run.execute import Options
+    from attnbench.run.plan import make_plan
     from attnbench.run.progress import Progress
-    from attnbench.run.runner import RunConfig, make_plan, run_plan
+    from attnbench.run.runner import RunConfig, run_plan
 
     reg = build_registry(autoload=False)
     plan = make_plan(reg, [resolve_scenario(str(toml), reg.scenario_dirs())],

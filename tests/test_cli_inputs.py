@@ -12,7 +12,7 @@ import pytest
 from attnbench.case import Case
 from attnbench.cli import main
 from attnbench.errors import UsageError
-from attnbench.run.runner import make_plan
+from attnbench.run.plan import make_plan
 
 TINY = """name = "tiny"
 [base]

@@ -1,4 +1,4 @@
-"""--repeat: outputs and gradients compared bit for bit across calls (attnbench/run/determinism).
+"""--repeat: outputs and gradients compared bit for bit across calls (attnbench/verify/determinism).
 
 The backends are real test plugins (tests/plugins/nondeterministic.py): test-jittery moves one
 output element by one ulp per call, test-jittery-grad one element of dO per backward,
@@ -17,8 +17,8 @@ import pytest
 from attnbench.case import Case
 from attnbench.cli import main
 from attnbench.plugin.registry import build_registry
-from attnbench.run import determinism
 from attnbench.run.execute import CaseData, Options, execute
+from attnbench.verify import determinism
 
 PLUGIN = str(Path(__file__).parent / "plugins" / "nondeterministic.py")
 SMALL = Case(batch=1, heads_q=2, heads_kv=1, seq_q=24, seq_kv=32, head_dim=8, mask="causal")

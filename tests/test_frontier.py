@@ -15,7 +15,7 @@ import pytest
 from attnbench.case import Case
 from attnbench.results import read_run
 from attnbench.run.frontier import Chain, _advance, doubled, starts
-from attnbench.run.runner import Plan
+from attnbench.run.plan import Plan
 
 
 def test_doubling_keeps_a_decode_query_single():

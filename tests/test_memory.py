@@ -10,6 +10,7 @@ import pytest
 from attnbench.case import Case
 from attnbench.measure.memory import cpu_peak, read_status
 from attnbench.run.execute import CaseData, Options, execute
+from attnbench.worker.arrays import staged_all
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc (Linux)")
 
@@ -83,7 +84,7 @@ def test_harness_estimate_covers_what_the_harness_really_allocates(mode):
 
             plan = grad_plan(case, 1)
             keep.append(grad_reference(case, data.arrays, data.grads().d_out, plan))
-        keep.append(data.staged_inputs())  # what every worker's task folder gets
+        keep.append(staged_all(data.arrays, case.dtype))  # what every worker's folder gets
         return data, keep
 
     real = cpu_peak(build)["peak_bytes"]
@@ -95,7 +96,7 @@ def test_harness_estimate_covers_what_the_harness_really_allocates(mode):
 def test_plan_refuses_a_case_the_host_cannot_hold(registry, tmp_path):
     from attnbench.case import load_scenario
     from attnbench.errors import UsageError
-    from attnbench.run.runner import make_plan
+    from attnbench.run.plan import make_plan
 
     (tmp_path / "s.toml").write_text('name = "x"\n[base]\nbatch = 64\nheads = 64\n'
                                      'head_dim = 128\nseq_len = 262144\n')

@@ -16,7 +16,8 @@ from attnbench.case import load_scenario
 from attnbench.plugin.registry import build_registry
 from attnbench.results import strict_json
 from attnbench.run.execute import Options
-from attnbench.run.runner import RunConfig, make_plan, run_plan
+from attnbench.run.plan import make_plan
+from attnbench.run.runner import RunConfig, run_plan
 
 pytestmark = pytest.mark.process
 

@@ -22,8 +22,9 @@ from attnbench.plugin.registry import build_registry
 from attnbench.record import Status, record_key
 from attnbench.results import read_run
 from attnbench.run.execute import Options
+from attnbench.run.plan import RunResult, make_plan
 from attnbench.run.progress import Progress
-from attnbench.run.runner import RunConfig, RunResult, make_plan, run_plan
+from attnbench.run.runner import RunConfig, run_plan
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'attnbench[ray]')")
 from attnbench.run.executors.ray_driver import RayExecutor  # noqa: E402 (needs ray)

@@ -8,8 +8,9 @@ import re
 from attnbench.case import Case
 from attnbench.measure.timing import TimerConfig
 from attnbench.run.execute import Options
+from attnbench.run.plan import make_plan
 from attnbench.run.progress import Progress, RichProgress, auto_progress, record_line
-from attnbench.run.runner import _cut_torn_tail, default_timeout, make_plan
+from attnbench.run.runner import _cut_torn_tail, default_timeout
 
 REC = {"case_id": "b1-h2:2-q32-k32-d16-float32-none-fwd", "backend": "numpy-naive",
        "status": "ok", "timing": {"median_ms": 0.0123}}

@@ -198,7 +198,8 @@ def test_a_long_sweep_measures_the_roofs_between_backends(monkeypatch, tmp_path:
     from attnbench.plugin.registry import build_registry
     from attnbench.run import sweep
     from attnbench.run.execute import Options
-    from attnbench.run.runner import RunConfig, make_plan, run_plan
+    from attnbench.run.plan import make_plan
+    from attnbench.run.runner import RunConfig, run_plan
 
     monkeypatch.setattr(sweep, "ROOF_EVERY_S", 0.0)  # the backend starts "long after" the roof
     (tmp_path / "t.toml").write_text(TOML.replace("64, 128, 256", "32"))
@@ -221,7 +222,7 @@ def test_a_plugin_spinning_in_its_worker_takes_no_cpu_from_other_cases(plugin_pa
     """A plugin whose import leaves a thread spinning (in its catalog, observer and backend
     worker: never in attnbench's own process) runs only while its worker runs its own case:
     between cases the worker's process group is stopped, so it cannot slow another backend."""
-    from attnbench.plugin.catalog import load_catalog
+    from attnbench.run.catalog import load_catalog
     from attnbench.run.tasks import TaskRunner
     from attnbench.worker.execute import Options
 

@@ -29,7 +29,7 @@ REQUIRED = ["numpy", "pluggy", "pandas", "matplotlib", "rich", "threadpoolctl"] 
 # An editable install builds with setuptools >= 64 (PEP 660); before 70.1 it needs wheel too.
 EDITABLE = ["setuptools", "pip"]
 OPTIONAL = {"pytest": "make test", "numba": "the numba-cpu backend",
-            "scipy": "the numba-cpu backend", "ruff": "make lint"}
+            "scipy": "the numba-cpu backend", "ruff": "make lint", "importlinter": "make lint"}
 PTH = "_attnbench_interpreter.pth"
 SAY = "attnbench:"
 

@@ -11,7 +11,7 @@ asked that process to load. A case's own unsupported() is asked in the backend's
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -198,82 +198,3 @@ def module_files() -> list[str]:
 def from_registry(registry: Any) -> Catalog:
     """The catalog of a registry built in this process (tests, the Python API)."""
     return Catalog.from_dict(describe(registry), registry.plugin_specs, registry.autoload)
-
-
-def load_catalog(plugins: list[str] | tuple[str, ...], autoload: bool | None = None,
-                  log_dir: Path | None = None, run_limit: float | None = None) -> Catalog:
-    """Ask catalog processes, one per plugin (the built-ins share one), started side by side:
-    a plugin describes only its own backends, so it cannot rewrite another's capabilities,
-    availability or origin (this process imports none)."""
-    import tempfile
-
-    from attnbench.plugin.registry import autoload_enabled, plugin_origins
-
-    auto = autoload_enabled() if autoload is None else autoload
-    origins = plugin_origins(plugins, auto)
-    groups = [[o for o in origins if o["kind"] == "builtin"]]
-    groups += [[o] for o in origins if o["kind"] != "builtin"]
-    with tempfile.TemporaryDirectory(prefix="attnbench-catalog-") as tmp:
-        answers = _ask_catalogs(groups, log_dir or Path(tmp), run_limit)
-    cat = Catalog(plugin_specs=tuple(plugins), autoload=auto)
-    for group, data in zip(groups, answers, strict=True):
-        _merge(cat, group, data)
-    return cat
-
-
-def _ask_catalogs(groups: list[list[dict[str, str]]], log_dir: Path,
-                  run_limit: float | None) -> list[dict[str, Any]]:
-    """Each group's catalog answer, from processes launched together (UsageError if one
-    fails: it names the plugin)."""
-    from attnbench.plugin.registry import origin_label
-    from attnbench.worker.parent import WorkerDied, WorkerProcess, WorkerTimeout
-
-    workers = [WorkerProcess({"role": "catalog", "origins": g, "run_limit": run_limit},
-                             log_dir / ("catalog.log" if i == 0 else f"catalog-{i}.log"))
-               for i, g in enumerate(groups)]
-    answers = []
-    try:
-        for w in workers:
-            w.launch()
-        for group, w in zip(groups, workers, strict=True):
-            try:
-                w.ready(CATALOG_TIMEOUT_S)
-                answers.append(w.request({"catalog": True}, CATALOG_TIMEOUT_S).data)
-            except (WorkerDied, WorkerTimeout) as exc:
-                tail = (getattr(exc, "log_tail", "") or "").strip().splitlines()[-1:]
-                who = "built-in backends" if len(group) > 1 else origin_label(group[0])
-                raise UsageError(f"the plugin catalog process ({who}) failed: {exc}"
-                                 + (f" ({plain(tail[0])[:200]})" if tail else "")) from None
-    except WorkerDied as exc:  # a process could not even be launched
-        raise UsageError(f"the plugin catalog process failed: {exc}") from None
-    finally:
-        for w in workers:
-            w.stop()
-    return answers
-
-
-def _merge(cat: Catalog, group: list[dict[str, str]], data: dict[str, Any]) -> None:
-    """Add one catalog process's answer; the origin of each backend is the one this process
-    asked for (a plugin cannot point a backend at another plugin's code)."""
-    from attnbench.plugin.registry import origin_label
-
-    if isinstance(data.get("usage_error"), str):
-        raise UsageError(plain(data["usage_error"]))
-    part = Catalog.from_dict(data.get("catalog"))
-    for name, info in part.backends.items():
-        origin = dict(info.origin) if len(group) > 1 else group[0]
-        if origin not in group:
-            raise UsageError(f"backend {name!r}: its catalog names an origin it was not asked "
-                             f"for ({plain(str(origin))[:80]})")
-        if name in cat.backends:
-            raise UsageError(f"backend name {name!r} is provided twice: by "
-                             f"{cat.backends[name].plugin!r} and by {origin_label(origin)!r}")
-        cat.backends[name] = replace(info, origin=origin, plugin=origin_label(origin))
-    cat.failures += part.failures
-    cat.scenario_dirs += part.scenario_dirs
-    cat.observers += part.observers
-    files = data.get("module_files")
-    if len(group) == 1 and group[0].get("kind") == "spec" and isinstance(files, list):
-        spec = str(group[0].get("spec"))
-        own = str(Path(spec).resolve()) if spec.endswith(".py") else ""
-        cat.module_files[spec] = [str(f) for f in files if isinstance(f, str) and f != own]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 Fact = bool | int | float | str | None  # what one fact may be
 MAX_FACTS = 16  # names per case in Inputs.report
@@ -23,17 +23,18 @@ def check_fact(name: Any, value: Any) -> Fact:
         value = value.item()  # np.bool_, np.int64, np.float32 ...
     kind = type(value)  # exact types: a subclass (an enum, a str with its own methods) is not JSON
     if value is None or kind is bool:
-        return value
+        return cast(Fact, value)  # the exact type, checked (a subclass is refused below)
     if kind is int:
         if not -2**63 <= value < 2**63:
             raise ValueError(f"Inputs.report: fact {name!r} is beyond 64-bit integers")
-        return value
+        return cast(int, value)
     if kind is float:
         if not math.isfinite(value):
             raise ValueError(f"Inputs.report: fact {name!r} is {value}, not a finite number")
-        return value
+        return cast(float, value)
     if kind is str:
-        return value if len(value) <= MAX_FACT_TEXT else value[:MAX_FACT_TEXT - 1] + "…"
+        text = cast(str, value)
+        return text if len(text) <= MAX_FACT_TEXT else text[:MAX_FACT_TEXT - 1] + "…"
     raise ValueError(f"Inputs.report: fact {name!r} is a {type(value).__name__}; give a bool, "
                      f"int, float, str or None")
 
@@ -46,3 +47,4 @@ def check_facts(facts: Any) -> dict[str, Fact]:
     if len(facts) > MAX_FACTS:
         raise ValueError(f"reported facts: {len(facts)} names, more than {MAX_FACTS}")
     return {name: check_fact(name, value) for name, value in facts.items()}
+

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 @hookspec
-def attnbench_backends() -> Iterable[Backend]:
+def attnbench_backends() -> Iterable[Backend]:  # type: ignore[empty-body]  # a spec
     """Return the backends this plugin provides.
 
     Called once when the plugin manager is built: in the catalog process (for
@@ -36,7 +36,7 @@ def attnbench_backends() -> Iterable[Backend]:
 
 
 @hookspec
-def attnbench_scenario_dirs() -> Iterable[str]:
+def attnbench_scenario_dirs() -> Iterable[str]:  # type: ignore[empty-body]  # a spec
     """Return extra folders that hold scenario files (`*.toml`).
 
     Called once when the plugin manager is built; the folders are searched

@@ -97,7 +97,7 @@ def _fields_problem(caps: Capabilities, where: str, names: tuple[str, ...],
                 value is not None and value < 1):
             return f"{label} is {_short(value)}, not a positive int"
     lo, hi = caps.head_dim_min, caps.head_dim_max
-    if _is_int(lo) and _is_int(hi) and hi < lo:
+    if isinstance(lo, int) and isinstance(hi, int) and _is_int(lo) and _is_int(hi) and hi < lo:
         return f"{where}: head_dim_max {hi} is below head_dim_min {lo}"
     return None
 

@@ -12,7 +12,8 @@ from attnbench.errors import UsageError
 from attnbench.plugin.backend import name_of
 from attnbench.record import STOPPED, Status
 from attnbench.results import writing
-from attnbench.run.runner import Plan, RunConfig, RunResult, open_sweep
+from attnbench.run.plan import Plan, RunResult
+from attnbench.run.runner import RunConfig, open_sweep
 from attnbench.run.sweep import Sweep
 from attnbench.run.tasks import Pool
 

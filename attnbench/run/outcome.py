@@ -15,7 +15,7 @@ from attnbench.case import Case
 from attnbench.plugin.backend import name_of
 from attnbench.plugin.facts import check_facts
 from attnbench.record import Record, Status, new_record
-from attnbench.run.determinism import checked_by_parent
+from attnbench.verify.determinism import checked_by_parent
 
 # A timed case faster than this many times the device's best measured matmul roof did not do
 # the work it claims: attention's matmuls cannot beat a large square matmul of the same device.

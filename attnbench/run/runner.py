@@ -1,9 +1,9 @@
-"""The sweep: expands scenarios into cases, runs each case on its backends, writes records.
+"""A run: opens its folder, lock, watch and sweep, hands the plan (run/plan.py) to an executor.
 
 Order is case-major: each case runs on every backend in turn, each in that backend's own
 worker process (kept for the whole sweep, and importing only the plugin that defines it), then
 the parent verifies every output of the case against one oracle (run/tasks.py). The parent
-imports no plugin (it knows the backends from the catalog, plugin/catalog.py), is the only
+imports no plugin (it knows the backends from the catalog, run/catalog.py), is the only
 writer of records.jsonl, and holds the folder's lock (runlock) while it writes; a worker that
 dies, overruns its time or breaks the protocol becomes a `crashed` / `timeout` record and is
 restarted for the next case.
@@ -14,28 +14,26 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from attnbench.case import Case, Scenario
 from attnbench.errors import UsageError
 from attnbench.measure import busy, environment
-from attnbench.measure.memory import check_fits
-from attnbench.plugin.backend import device_failure, name_of
-from attnbench.plugin.catalog import BackendInfo, Catalog, from_registry
-from attnbench.record import CHECK_FAILED, key, record_key
+from attnbench.plugin.backend import name_of
+from attnbench.record import key, record_key
 from attnbench.results import RunWriter, clear_run, new_run_id, read_run
 from attnbench.run.executors import Executor
 from attnbench.run.executors.local import LocalExecutor
+from attnbench.run.plan import Plan, RunResult
 from attnbench.run.progress import Progress, auto_progress
 from attnbench.run.runlock import RunLock
 from attnbench.run.sweep import Interrupted, Sweep, stop_on_signals
 from attnbench.run.watch import Watch
 from attnbench.worker.execute import Options
 
-__all__ = ["Interrupted", "Plan", "RunConfig", "RunResult", "make_plan", "run_plan"]
+__all__ = ["Interrupted", "RunConfig", "run_plan"]
 
 BASE_TIMEOUT_S = 300.0
 BUDGET_TIMEOUT_FACTOR = 10.0
@@ -44,87 +42,6 @@ BUDGET_TIMEOUT_FACTOR = 10.0
 def default_timeout(opts: Options) -> float:
     """Per-task limit: 300 s (inputs, oracle, first call with JIT) plus 10 timing budgets."""
     return BASE_TIMEOUT_S + (BUDGET_TIMEOUT_FACTOR * opts.timer.budget_s if opts.time_it else 0)
-
-
-@dataclass
-class Plan:
-    """What a run will do: (scenario name, case) pairs and the backends to try on each."""
-
-    items: list[tuple[str, Case]]
-    backends: list[BackendInfo]
-    catalog: Catalog | None = None
-
-    @property
-    def total(self) -> int:
-        return len(self.items) * len(self.backends)
-
-    def describe(self) -> dict[str, Any]:
-        """What resume compares: backends, devices and every record key the plan makes."""
-        return {"backends": [name_of(b) for b in self.backends],
-                "devices": sorted({c.device for _, c in self.items}),
-                "cases": [f"{s}/{c.id}/{c.device}" for s, c in self.items], "total": self.total}
-
-
-@dataclass
-class RunResult:
-    """What a finished (or interrupted) run produced."""
-
-    out_dir: Path
-    records: list[dict[str, Any]] = field(default_factory=list)
-    finished: bool = False
-    stopped: str | None = None
-    busy: dict[str, Any] | None = None  # the busy-machine verdict (measure/busy.py)
-
-    def failed(self) -> list[dict[str, Any]]:
-        return [r for r in self.records if r["status"] in CHECK_FAILED]
-
-
-def resolve_devices(devices: list[str]) -> list[str]:
-    """Expand 'auto' (CUDA when present, else CPU) and reject unknown devices."""
-    out: list[str] = []
-    for d in devices or ["auto"]:
-        if d == "auto":
-            d = "cuda" if device_failure("cuda") is None else "cpu"
-        if d not in ("cpu", "cuda"):
-            raise UsageError(f"unknown device {d!r} (use cpu, cuda or auto)")
-        if d not in out:
-            out.append(d)
-    return out
-
-
-def make_plan(
-    catalog: Catalog | Any, scenarios: list[Scenario], backend_names: list[str],
-    devices: list[str], dtypes: list[str],
-) -> Plan:
-    """Expand scenarios for each device (dtype overridden when asked) and pick backends.
-
-    catalog: the Catalog (or a Registry built in this process: tests and the Python API).
-    Repeated names run once; two different cases on one record key are refused (exit 2), and so
-    is a case whose inputs the harness cannot hold.
-    """
-    if not isinstance(catalog, Catalog):
-        catalog = from_registry(catalog)
-    backends = [catalog.get(n) for n in dict.fromkeys(backend_names)] if backend_names else [
-        b for b in catalog.backends.values() if catalog.plannable(b, devices)
-    ]
-    items: dict[tuple[str, str, str], tuple[str, Case]] = {}  # record key -> item, in order
-    for scenario in scenarios:
-        for device in dict.fromkeys(devices):
-            for case in scenario.cases(device):
-                for dt in dict.fromkeys(dtypes or [case.dtype]):
-                    _add_item(items, scenario.name, replace(case, dtype=dt))
-    check_fits([c for _, c in items.values()])  # inputs the harness cannot hold: exit 2
-    return Plan(list(items.values()), backends, catalog)
-
-
-def _add_item(items: dict[tuple[str, str, str], tuple[str, Case]], scenario: str,
-              case: Case) -> None:
-    """Add (scenario, case) once; another case already holding its id is a usage error."""
-    at = (scenario, case.id, case.device)
-    held = items.setdefault(at, (scenario, case))[1]
-    if held != case:
-        raise UsageError(f"scenario {scenario!r}: case id {case.id} names two different cases "
-                         f"({held} and {case}); results would overwrite each other")
 
 
 @dataclass

@@ -23,7 +23,7 @@ from attnbench.worker.execute import Options
 from attnbench.worker.parent import START_TIMEOUT_S, WorkerDied, WorkerProcess, WorkerTimeout
 
 if TYPE_CHECKING:
-    from attnbench.run.runner import Plan, RunResult
+    from attnbench.run.plan import Plan, RunResult
 
 ROOF_TIMEOUT_S = 300.0
 ROOF_EVERY_S = 600.0  # a long sweep measures the roofs again between cases this often

@@ -90,6 +90,8 @@ class TaskRunner:
         self.process_info: dict[str, Any] | None = None  # what prepare_process set in workers
         self.worker_stats: dict[str, Any] = {"starts": [], "overhead_ms": [], "restarts": 0}
         self._tasks = 0
+        self._staged_for: CaseData | None = None  # the case whose inputs _staged_inputs holds
+        self._staged_inputs: dict[str, Any] = {}
 
     def close(self) -> None:
         """Remove the exchange folder (every array in it was verified or abandoned)."""
@@ -166,7 +168,7 @@ class TaskRunner:
         task = {"scenario": scenario, "backend": name_of(backend), "case": case.to_dict(),
                 "prefix": f"t{self._tasks}", "dir": folder.name,
                 "inputs": {n: arrays.write(a, case.dtype, folder, f"in-{n}")
-                           for n, a in data.staged_inputs().items()}}
+                           for n, a in self._staged(data).items()}}
         try:
             if not w.started:
                 self._start(w, pool.failed.pop(name_of(backend), None))
@@ -185,6 +187,13 @@ class TaskRunner:
                               error=f"worker {exc.reason}", log_tail=exc.log_tail)
         finally:
             arrays.remove_dir(folder)
+
+    def _staged(self, data: CaseData) -> dict[str, Any]:
+        """The case's inputs as workers load them, converted once per case."""
+        if self._staged_for is not data:
+            self._staged_for, self._staged_inputs = data, arrays.staged_all(data.arrays,
+                                                                            data.case.dtype)
+        return self._staged_inputs
 
     def prestart(self, pool: Pool, backends: list[Any]) -> None:
         """Start these backends' workers side by side (their imports overlap: one worker's

@@ -54,7 +54,8 @@ def torch_attention(q: Any, k: Any, v: Any, case: Case, rows: np.ndarray, b: int
     return torch.matmul(p.to(q.dtype), v)
 
 
-def _block_rows(arrays: dict[str, np.ndarray], case: Case, block: tuple, framework: str) -> Any:
+def _block_rows(arrays: dict[str, np.ndarray], case: Case, block: tuple[Any, ...],
+                framework: str) -> Any:
     """The baseline's output on one block, from fresh copies of the block's pristine inputs."""
     b, qs, ks, rows, _ = block
     conv = {n: to_framework(arrays[n][b:b + 1, s], framework, case.dtype, case.device)

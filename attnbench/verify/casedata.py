@@ -35,18 +35,8 @@ class CaseData:
         self._oracle: tuple[np.ndarray, Model] | None = None
         self._rules: dict[str, agreement.Rule] = {}
         self._grads: grad.GradData | None = None
-        self._staged: dict[str, np.ndarray] | None = None
         self.grad_seed = secrets.randbits(63)
         self._grad_check: tuple[Any, Any] | None = None
-
-    def staged_inputs(self) -> dict[str, np.ndarray]:
-        """The inputs a backend's worker gets, in the case dtype's storage (bfloat16 as its
-        bits), converted once per case: workers load them instead of drawing them again."""
-        if self._staged is None:
-            from attnbench.worker.arrays import staged
-
-            self._staged = {n: staged(a, self.case.dtype) for n, a in self.arrays.items()}
-        return self._staged
 
     @property
     def all_rows(self) -> bool:

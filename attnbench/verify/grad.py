@@ -132,8 +132,9 @@ def grad_reference(case: Case, arrays: dict[str, np.ndarray], d_out: np.ndarray,
     if not all(np.isfinite(r) for r in ratios.values()):
         return GradRef(plan, values, floors, none, none,
                        f"the gradient baseline's errors over the floor are {ratios}")
-    return GradRef(plan, values, floors, {n: float(e.max(initial=0.0)) for n, e in errs.items()},
-                   ratios, None)
+    largest: dict[str, float | None] = {n: float(e.max(initial=0.0)) for n, e in errs.items()}
+    beta: dict[str, float | None] = dict(ratios)
+    return GradRef(plan, values, floors, largest, beta, None)
 
 
 def _ratio_to(err: np.ndarray, floor: np.ndarray) -> float:

@@ -35,15 +35,16 @@ def reference_arrays(case: Case, seed: int) -> dict[str, np.ndarray]:
     values exactly representable in case.dtype; padded positions hold values too."""
     rng = np.random.default_rng(case_seed(case, seed))
     b, d = case.batch, case.head_dim
-    shapes = {
+    shapes: dict[str, tuple[int, ...]] = {
         "q": (b, case.heads_q, case.seq_q, d),
         "k": (b, case.heads_kv, case.seq_kv, d),
         "v": (b, case.heads_kv, case.seq_kv, case.dv),
     }
-    if variants.bias_shape(case) is not None:
-        shapes["bias"] = variants.bias_shape(case)
+    bias = variants.bias_shape(case)
+    if bias is not None:
+        shapes["bias"] = bias
     if case.layout == "paged":
-        slots = b * layouts.pages_per_seq(case) * case.page_size * case.heads_kv
+        slots = b * layouts.pages_per_seq(case) * layouts.page_size(case) * case.heads_kv
         shapes["k_fill"], shapes["v_fill"] = (slots, d), (slots, case.dv)
     return {n: quantize(rng.standard_normal(s), case.dtype) for n, s in shapes.items()}
 
@@ -124,7 +125,8 @@ def io_bytes(case: Case) -> int:
     b, d, dv = case.batch, case.head_dim, case.dv
     q_and_out = case.heads_q * case.seq_q * (d + dv)
     k_and_v = case.heads_kv * case.seq_kv * (d + dv)
-    bias = int(np.prod(variants.bias_shape(case))) if case.bias != "none" else 0
+    shape = variants.bias_shape(case) if case.bias != "none" else None
+    bias = int(np.prod(shape)) if shape is not None else 0
     return e * (b * (q_and_out + k_and_v) + bias)
 
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from attnbench.run.determinism import differences
 from attnbench.verify import agreement, grad, layouts
 from attnbench.verify.casedata import CaseData, expected_shape
+from attnbench.verify.determinism import differences
 
 TIMED_TAGS = ("last", "drawn")  # the timed calls a worker ships (worker/execute.Keeper)
 
@@ -84,7 +84,9 @@ def _output_entry(data: CaseData, framework: str, got: Any, name: str) -> dict[s
 def _grad_entries(data: CaseData, call: Loaded) -> dict[str, Any]:
     """dq, dk, dv entries of one call (a refused gradient fails with the reason), the note on
     which rows were compared and the seed that drew them (None when all were)."""
-    grads, dtypes, refused = {}, {}, []
+    grads: dict[str, np.ndarray | None] = {}
+    dtypes: dict[str, str] = {}
+    refused: list[dict[str, Any]] = []
     for n in grad.GRAD_NAMES:
         got = call.get(n)
         if isinstance(got, tuple):
@@ -127,13 +129,13 @@ def _timed(data: CaseData, framework: str, arrays: Shipped, first: Loaded,
 def _note_differing(summary: dict[str, Any], call: Loaded, first: Loaded, expected: list[str]
                     ) -> None:
     """The arrays of a timed call that differ bitwise from the first call's, with the largest
-    difference (the parent's own evidence on --repeat's determinism, run/determinism.py)."""
+    difference (the parent's own evidence on --repeat's determinism, verify/determinism.py)."""
     read = [n for n in expected if isinstance(call.get(n), tuple)
             and isinstance(first.get(n), tuple) and not _identical(call[n], first[n])]
     if not read:
         return
-    diffs = differences({n: first[n][0].astype(np.float64) for n in read},  # type: ignore[index]
-                        {n: call[n][0].astype(np.float64) for n in read})  # type: ignore[index]
+    diffs = differences({n: _values(first[n]).astype(np.float64) for n in read},
+                        {n: _values(call[n]).astype(np.float64) for n in read})
     got = summary.setdefault("differing_from_first", {})
     for name, d in diffs.items():
         got[name] = max(got.get(name, 0.0), d)
@@ -153,3 +155,10 @@ def _call_entries(data: CaseData, framework: str, call: Loaded, expected: list[s
     if any(n in expected for n in grad.GRAD_NAMES):
         entries += _grad_entries(data, call)["entries"]
     return entries
+
+
+def _values(entry: tuple[np.ndarray, str] | str) -> np.ndarray:
+    """The values of a shipped array that was read (the callers checked it was)."""
+    if isinstance(entry, str):
+        raise TypeError(f"an array refused, not read: {entry}")
+    return entry[0]

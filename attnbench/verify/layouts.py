@@ -29,8 +29,15 @@ def unpack(x: np.ndarray, lens: np.ndarray, seq: int) -> np.ndarray:
     return out
 
 
+def page_size(case: Case) -> int:
+    """The page size of a paged case (a Case checks that a paged one has one)."""
+    if case.page_size is None:
+        raise ValueError(f"case {case.id} has no page size: it is not paged")
+    return case.page_size
+
+
 def pages_per_seq(case: Case) -> int:
-    return -(-case.seq_kv // case.page_size)
+    return -(-case.seq_kv // page_size(case))
 
 
 def block_table(case: Case) -> np.ndarray:
@@ -43,7 +50,7 @@ def block_table(case: Case) -> np.ndarray:
 def page(x: np.ndarray, case: Case, table: np.ndarray, fill: np.ndarray) -> np.ndarray:
     """(batch, heads, seq_kv, d) → a page pool (num_pages, page_size, heads, d) laid out by
     table; slots past seq_kv hold fill's values (random, so reading them is caught)."""
-    ps, n_pages = case.page_size, table.size
+    ps, n_pages = page_size(case), table.size
     pool = fill.reshape(n_pages, ps, x.shape[1], x.shape[3]).copy()
     for b in range(case.batch):
         for p, slot in enumerate(table[b]):

@@ -20,6 +20,8 @@ be exactly zero. verify/roundoff.py computes it on one block of rows.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +29,6 @@ from typing import Any
 import numpy as np
 
 from attnbench.case import Case
-from attnbench.measure.threads import available_cores
 from attnbench.verify.reference import row_visibility
 from attnbench.verify.roundoff import (
     ACC_ROUNDOFF,
@@ -115,11 +116,11 @@ def oracle_and_model(arrays: dict[str, np.ndarray], case: Case, rows: np.ndarray
     return model
 
 
-def in_parallel(fn: Any, items: list[tuple[int, ...]]) -> None:
+def in_parallel(fn: Any, items: Sequence[tuple[int, ...]]) -> None:
     """fn(*item) for every item, on up to MODEL_THREADS threads (numpy's array work releases
     the GIL; each block writes its own slice, so the result does not depend on the order).
     The parent runs this while no worker is timing: a GPU box's idle cores shorten a case."""
-    threads = min(MODEL_THREADS, len(items), available_cores())
+    threads = min(MODEL_THREADS, len(items), len(os.sched_getaffinity(0)))
     if threads <= 1:
         for item in items:
             fn(*item)

@@ -79,8 +79,8 @@ class Block:
         if terms is not None:
             s += terms
             shifted = np.where(self.vis, s, 0.0)
-            if case.alibi:
-                alibi = variants.score_terms(case, self.b, self.heads, self.rows, None)
+            alibi = variants.score_terms(case, self.b, self.heads, self.rows, None)
+            if case.alibi and alibi is not None:
                 top = np.where(self.vis, alibi, -np.inf).max(axis=-1, keepdims=True)
                 shifted -= np.where(self.vis, np.where(np.isfinite(top), top, 0.0), 0.0)
         np.copyto(s, -np.inf, where=~self.vis)
@@ -115,7 +115,7 @@ class Block:
             scale, scale_t = 2 * scale, 2 * scale_t
         vmax = np.where(self.vis, np.abs(v).max(axis=1)[None, :], 0.0).max(axis=1)
         cap = (np.abs(o).max(axis=-1, keepdims=True) + vmax[:, None]) * (1 + 4 * u) + TINY[dt]
-        empty = ~self.vis.any(axis=1)[:, None]
+        empty = ~np.asarray(self.vis.any(axis=1))[:, None]
         parts = {"ref": o, "det": det, "sigma": np.sqrt(var), "temp": temp, "drift": drift,
                  "rho": rho + 0 * cap, "cap": cap, "key_spread": spread, "key_max": heaviest,
                  "key_scale": scale, "key_temp": scale_t}
@@ -203,7 +203,7 @@ class Block:
         var = m2 * coef.prescale
         np.maximum(var, coef.scale * sq, out=var)  # a kernel does one or the other
         var += coef.score * sq
-        if case.softcap is not None:  # d(cap·tanh(x/cap))/dx = 1 − tanh² shrinks the errors
+        if case.softcap is not None and t is not None:  # d(cap·tanh(x/cap))/dx = 1 − tanh²
             var += sq  # the divide
             var *= (1 - t * t) ** 2
             var += coef.softcap * (case.softcap * t) ** 2

@@ -127,6 +127,12 @@ def staged(x: np.ndarray, dtype: str) -> np.ndarray:
     return x.astype(STORED[dtype])
 
 
+def staged_all(arrays: dict[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
+    """A case's inputs as its workers get them (each in the case dtype's storage, bfloat16 as
+    its bits): converted once per case by the parent, loaded by each worker."""
+    return {n: staged(a, dtype) for n, a in arrays.items()}
+
+
 def receive_all(folder: Path, entries: Any, shapes: dict[str, tuple[int, ...]]
                 ) -> dict[str, tuple[np.ndarray, str] | str]:
     """Every array a reply names, read into memory now (parent side, right after the reply,

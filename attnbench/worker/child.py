@@ -98,7 +98,7 @@ class Session:
 
             return {"catalog": describe(self.registry), "module_files": module_files()}
         if "observe" in msg and self.role == "observer":
-            from attnbench.run.observers import call_hooks
+            from attnbench.plugin.record_hooks import call_hooks
 
             return {"failures": call_hooks(self.registry, msg["observe"])}
         if self.role != "backend" or "case" not in msg:

@@ -21,8 +21,7 @@ from attnbench.case import Case
 from attnbench.measure import memory
 from attnbench.measure.timing import TimerConfig, time_cpu
 from attnbench.plugin.backend import Backend, Unsupported
-from attnbench.run import determinism
-from attnbench.verify import agreement, grad
+from attnbench.verify import agreement, determinism, grad
 from attnbench.verify import inputs as inputs_mod
 from attnbench.worker import arrays
 from attnbench.worker.failures import classify_failure
@@ -37,7 +36,7 @@ class Options:
     timer: TimerConfig = field(default_factory=TimerConfig)
     threads: int | None = None  # None: all cores
     memory: bool = True  # measure peak memory with one extra untimed call
-    repeat: int = 1  # --repeat: calls compared bit for bit (run/determinism.py); 1 = none
+    repeat: int = 1  # --repeat: calls compared bit for bit (verify/determinism.py); 1 = none
     warm: list[str] = field(default_factory=list)  # devices readied at start (warm_devices)
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """A test backend whose worker skips the --repeat check and so reports no determinism at all.
 
 Its outputs move by one ulp per call (as test-lies-deterministic's); its plugin raises the
-repeat count the worker needs before it repeats a call (attnbench.run.determinism.MIN_REPEATS)
+repeat count the worker needs before it repeats a call (attnbench.verify.determinism.MIN_REPEATS)
 in its own worker, so that no `determinism` entry is reported: no claim, nothing to overrule.
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 from attnbench.backends.numpy_naive import NumpyNaive
 
 from attnbench import Backend, Capabilities, hookimpl
-from attnbench.run import determinism
+from attnbench.verify import determinism
 
 determinism.MIN_REPEATS = 10**9
 

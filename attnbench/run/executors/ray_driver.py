@@ -22,8 +22,9 @@ from attnbench.case import Case
 from attnbench.errors import UsageError
 from attnbench.plugin.backend import name_of
 from attnbench.plugin.catalog import BackendInfo
-from attnbench.record import Status, key, new_record, record_key
+from attnbench.record import Status, new_record, record_key
 from attnbench.run.executors import Work
+from attnbench.run.executors.ray_share import Share, node_label
 from attnbench.run.sweep import Sweep
 
 POLL_S = 0.5  # ray.wait returns at least this often, so Ctrl-C is seen promptly
@@ -39,33 +40,6 @@ class RayOptions:
     address: str | None = None  # None: start a local Ray; "auto" or "ray://host:port"
     cpus_per_task: int = 1  # CPU tasks; their worker runs this many threads unless --threads
     resources: dict[str, float] = field(default_factory=dict)  # e.g. {"accelerator_type:H100": 1}
-
-
-@dataclass
-class Share:
-    """One backend's cases on one device, sent to one node as one task."""
-
-    backend: BackendInfo
-    device: str
-    items: list[tuple[str, Case]]
-    attempt: int = 1
-    node: dict[str, Any] | None = None
-    failures: list[str] = field(default_factory=list)
-    avoid: set[str] = field(default_factory=set)  # nodes it failed on
-    left: dict[tuple[str, str, str, str], tuple[str, Case]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        name = name_of(self.backend)
-        self.left = self.left or {key(s, c.id, c.device, name): (s, c) for s, c in self.items}
-
-    @property
-    def label(self) -> str:
-        return node_label(self.node) if self.node else "an unknown node"
-
-
-def node_label(node: dict[str, Any]) -> str:
-    """`host:1a2b3c` (nodes of one machine share a host name; the id tells them apart)."""
-    return f"{node.get('host')}:{str(node.get('node_id'))[:6]}"
 
 
 def probe(address: str | None, timeout_s: float = PROBE_S) -> None:

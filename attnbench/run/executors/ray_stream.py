@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from attnbench.plugin.backend import name_of
 from attnbench.record import Status, new_record
+from attnbench.run.executors.ray_share import Share
 
-if TYPE_CHECKING:
-    from attnbench.run.executors.ray_driver import RayExecutor, Share
+
+class RayExecutor(Protocol):
+    """What these handlers use of the driver (ray_driver.RayExecutor)."""
+
+    ray: Any
+    sweep: Any
+    running: dict[Any, Share]
+    nodes: dict[str, dict[str, Any]]
+    roofs: dict[str, dict[str, Any]]
+
+    def ended(self, gen: Any, error: str | None) -> None: ...
+
+    def take(self, share: Share, rec: dict[str, Any], sent: float | None = None) -> None: ...
+
+    def per_node(self) -> Any: ...
 
 
 def one_line(exc: BaseException) -> str:
