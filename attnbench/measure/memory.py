@@ -24,6 +24,8 @@ from attnbench.verify.grad_baseline import BASELINE_BLOCK_ENTRIES
 from attnbench.verify.grad_oracle import GRAD_BLOCK_ENTRIES
 from attnbench.verify.inputs import ELEM_BYTES
 from attnbench.verify.reference import BLOCK_ENTRIES, rows_in_budget
+from attnbench.verify.rounding import MODEL_THREADS
+from attnbench.verify.roundoff import MODEL_BLOCK_ENTRIES
 
 STATUS = "/proc/self/status"
 CLEAR_REFS = "/proc/self/clear_refs"
@@ -135,8 +137,11 @@ def harness_bytes(case: Case) -> dict[str, int]:
         elems += q + 2 * case.heads_kv * pool * (d + dv)  # slots per page, even past seq_kv
     # the oracle and its rounding model (ref, det, sigma, temp), the copy, 2 temporaries
     compared = 7 * 8 * b * case.heads_q * rows_in_budget(case) * dv
-    # a block: ~12 score-sized arrays of MODEL_BLOCK_ENTRIES, or of one row when larger
-    workspace = 8 * max(4 * BLOCK_ENTRIES, 12 * group * case.seq_kv)
+    # the model's blocks: ~12 score-sized arrays of MODEL_BLOCK_ENTRIES (or of one row when
+    # larger) each, up to MODEL_THREADS of them at once, never more than the case's scores
+    block = max(MODEL_BLOCK_ENTRIES, group * case.seq_kv)
+    scores = b * case.heads_q * rows_in_budget(case) * case.seq_kv
+    workspace = 8 * max(4 * BLOCK_ENTRIES, 12 * min(scores, MODEL_THREADS * block))
     if case.mode != "fwd":  # the gradient oracle's and baseline's blocks; the backend's
         # gradients as NumPy with the oracle and floor on their compared rows (at most 3 copies)
         workspace += 12 * 8 * max(GRAD_BLOCK_ENTRIES, group * case.seq_kv)

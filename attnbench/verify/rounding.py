@@ -44,8 +44,8 @@ from attnbench.verify.roundoff import (
 
 MODEL_THREADS = 8  # threads of the parent's rounding model (blocks of one case)
 
-__all__ = ["ACC_ROUNDOFF", "RNE_VARIANCE", "TINY", "UNIT_ROUNDOFF", "Coefficients", "Model",
-           "oracle_and_model"]
+__all__ = ["ACC_ROUNDOFF", "MODEL_THREADS", "RNE_VARIANCE", "TINY", "UNIT_ROUNDOFF",
+           "Coefficients", "Model", "oracle_and_model"]
 WIDE = ("ref", "det", "sigma", "temp", "drift")  # fields with a channel axis
 FIELDS = (*WIDE, "rho", "cap", "key_spread", "key_max", "key_scale", "key_temp")
 
