@@ -42,7 +42,7 @@ check: $(STAMP)
 # tests/conftest.py turns entry-point plugins off for the tests; `process` marks the tests that
 # start processes (the CLI, workers, torch.compile's compile workers).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(NO_TESTS)
+	$(BIN)/python -m pytest -q --durations=10 $(NO_TESTS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not process" $(NO_TESTS)
