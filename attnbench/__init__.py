@@ -2,10 +2,11 @@
 
 import importlib.metadata
 
-from attnbench.case import Case, Scenario
+from attnbench.case import Case
 from attnbench.plugin.backend import Backend, Capabilities, Inputs, Unsupported
 from attnbench.plugin.hookspecs import hookimpl
 from attnbench.results import load
+from attnbench.scenario import Scenario
 
 try:
     __version__ = importlib.metadata.version("attnbench")  # the installed one's: pyproject.toml

@@ -11,10 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from attnbench.case import DTYPES, resolve_scenario
+from attnbench.case import DTYPES
 from attnbench.errors import UsageError
 from attnbench.measure.threads import available_cores
 from attnbench.record import CHECK_FAILED, VERIFIED
+from attnbench.scenario import resolve_scenario
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MAX_SEED = 2**32 - 1
@@ -249,9 +250,9 @@ def settle_args(args: argparse.Namespace) -> None:
 
 
 def cmd_list(args: argparse.Namespace, argv: list[str]) -> int:
-    from attnbench.case import scenario_names
     from attnbench.plugin.catalog import load_catalog
     from attnbench.report.tables import backend_list, console
+    from attnbench.scenario import scenario_names
 
     catalog = load_catalog(args.plugin)
     out = console()
@@ -302,7 +303,7 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _shipped_scenarios(names: list[str]) -> dict[str, Any]:
     """The scenarios given as files or shipped names, read now; plugin-provided names later."""
-    from attnbench.case import shipped_scenario_dir
+    from attnbench.scenario import shipped_scenario_dir
 
     return {n: resolve_scenario(n) for n in names
             if n.endswith(".toml") or "/" in n or (shipped_scenario_dir() / f"{n}.toml").is_file()}

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from attnbench.case import load_scenario
 from attnbench.plugin.registry import build_registry
 from attnbench.run.execute import Options
 from attnbench.run.runner import RunConfig, make_plan, run_plan
+from attnbench.scenario import load_scenario
 from attnbench.worker.parent import exit_reason
 
 pytestmark = pytest.mark.process  # sweeps in worker processes

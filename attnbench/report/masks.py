@@ -18,7 +18,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from attnbench import variants
-from attnbench.case import Case, variant_problem
+from attnbench.case import Case
+from attnbench.case_checks import variant_problem
 from attnbench.report.groups import Group, variant_label, variant_value
 from attnbench.report.plots import Plot, plain_text
 from attnbench.results import writing

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from attnbench.case import Case, Scenario
+from attnbench.case import Case
 from attnbench.errors import UsageError
 from attnbench.measure import busy, environment
 from attnbench.measure.memory import check_fits
@@ -33,6 +33,7 @@ from attnbench.run.progress import Progress, auto_progress
 from attnbench.run.runlock import RunLock
 from attnbench.run.sweep import Interrupted, Sweep, stop_on_signals
 from attnbench.run.watch import Watch
+from attnbench.scenario import Scenario
 from attnbench.worker.execute import Options
 
 __all__ = ["Interrupted", "Plan", "RunConfig", "RunResult", "make_plan", "run_plan"]
