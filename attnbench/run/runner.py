@@ -23,8 +23,9 @@ from attnbench.case import Case
 from attnbench.errors import UsageError
 from attnbench.measure import busy, environment
 from attnbench.measure.memory import check_fits
-from attnbench.plugin.backend import device_failure, name_of
+from attnbench.plugin.backend import name_of
 from attnbench.plugin.catalog import BackendInfo, Catalog, from_registry
+from attnbench.plugin.probes import device_failure
 from attnbench.record import CHECK_FAILED, key, record_key
 from attnbench.results import RunWriter, clear_run, new_run_id, read_run
 from attnbench.run.executors import Executor
