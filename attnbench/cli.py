@@ -314,7 +314,7 @@ def _out_folder(args: argparse.Namespace) -> str | None:
 
     A folder that already holds a run is refused unless --resume (continue it) or --overwrite.
     """
-    from attnbench.results import is_run_folder, new_run_id
+    from attnbench.results_writer import is_run_folder, new_run_id
 
     if args.resume:
         if args.overwrite:

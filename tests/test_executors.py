@@ -12,7 +12,7 @@ import pytest
 from attnbench.cli import _executor, build_parser, main
 from attnbench.errors import UsageError
 from attnbench.report.groups import Run, device_type, make_groups
-from attnbench.results import SCHEMA_VERSION
+from attnbench.results_schema import SCHEMA_VERSION
 from attnbench.run.executors.ray_node import env_id
 from attnbench.run.progress import cluster_line
 from attnbench.run.resume import adopt

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from attnbench.plugin.registry import build_registry
-from attnbench.results import strict_json
+from attnbench.results_writer import strict_json
 from attnbench.run.execute import Options
 from attnbench.run.runner import RunConfig, make_plan, run_plan
 from attnbench.scenario import load_scenario

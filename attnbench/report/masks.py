@@ -22,7 +22,7 @@ from attnbench.case import Case
 from attnbench.case_checks import variant_problem
 from attnbench.report.groups import Group, variant_label, variant_value
 from attnbench.report.plots import Plot, plain_text
-from attnbench.results import writing
+from attnbench.results_writer import writing
 from attnbench.sanitize import plain
 
 MAX_PIXELS = 128  # per side of one panel

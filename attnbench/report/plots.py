@@ -17,7 +17,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from attnbench.record import VERIFIED, Status, error_ratio, median_ms, peak_bytes
 from attnbench.report.groups import AXIS_TITLE, Group
-from attnbench.results import writing
+from attnbench.results_writer import writing
 from attnbench.sanitize import plain
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",

@@ -27,7 +27,7 @@ from attnbench.report.groups import Group, Run, field_label, make_groups, read_r
 from attnbench.report.recommend_view import recommendation_section
 from attnbench.report.render import Cell, Doc, Heading, Image, Table, Text, to_html, to_markdown
 from attnbench.report.scaling import Scaling, analyse
-from attnbench.results import writing
+from attnbench.results_writer import writing
 from attnbench.sanitize import csv_cell
 
 STATUS_MARK = {Status.OK: "✓", Status.MISMATCH: "✗"}

@@ -12,7 +12,7 @@ from attnbench.case_checks import variant_problem
 from attnbench.errors import UsageError
 from attnbench.plugin.backend import name_of
 from attnbench.record import STOPPED, Status
-from attnbench.results import writing
+from attnbench.results_writer import writing
 from attnbench.run.runner import Plan, RunConfig, RunResult, open_sweep
 from attnbench.run.sweep import Sweep
 from attnbench.run.tasks import Pool

@@ -27,7 +27,8 @@ from attnbench.plugin.backend import name_of
 from attnbench.plugin.catalog import BackendInfo, Catalog, from_registry
 from attnbench.plugin.probes import device_failure
 from attnbench.record import CHECK_FAILED, key, record_key
-from attnbench.results import RunWriter, clear_run, new_run_id, read_run
+from attnbench.results import read_run
+from attnbench.results_writer import RunWriter, clear_run, new_run_id
 from attnbench.run.executors import Executor
 from attnbench.run.executors.local import LocalExecutor
 from attnbench.run.progress import Progress, auto_progress
