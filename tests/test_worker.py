@@ -10,7 +10,7 @@ from attnbench.plugin.registry import build_registry
 from attnbench.run.execute import Options
 from attnbench.run.runner import RunConfig, make_plan, run_plan
 from attnbench.scenario import load_scenario
-from attnbench.worker.parent import exit_reason
+from attnbench.worker.process_group import exit_reason
 
 pytestmark = pytest.mark.process  # sweeps in worker processes
 
