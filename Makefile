@@ -47,10 +47,12 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not process" $(NO_TESTS)
 
-# ruff, and the layers of docs/architecture.md (import-linter's contract in pyproject.toml)
+# ruff, the layers of docs/architecture.md (import-linter's contract in pyproject.toml) and
+# mypy, strict on the record, the result files, verify/ and plugin/ (pyproject.toml)
 lint: $(STAMP)
 	$(BIN)/ruff check attnbench backends tests benchmarks examples tools
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -2,10 +2,13 @@
 
 import importlib.metadata
 
-from attnbench.case import Case, Scenario
-from attnbench.plugin.backend import Backend, Capabilities, Inputs, Unsupported
+from attnbench.case import Case
+from attnbench.plugin.backend import Backend, Unsupported
+from attnbench.plugin.capabilities import Capabilities
 from attnbench.plugin.hookspecs import hookimpl
+from attnbench.plugin.inputs import Inputs
 from attnbench.results import load
+from attnbench.scenario import Scenario
 
 try:
     __version__ = importlib.metadata.version("attnbench")  # the installed one's: pyproject.toml

@@ -21,11 +21,6 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from attnbench.case import Case
 
-VARIANTS = ("window", "lengths", "packed", "paged", "documents", "alibi", "bias", "softcap",
-            "dv")
-LAYOUTS = ("padded", "packed", "paged")
-BIAS_KINDS = ("none", "shared", "head", "batch_head")
-
 
 def lengths(case: Case) -> tuple[np.ndarray, np.ndarray]:
     """Per batch element query and key lengths (int64), the full sequences when unset."""
@@ -153,50 +148,3 @@ def random_documents(n_docs: int, total: int) -> tuple[int, ...]:
     # an int population: O(n_docs) memory, not an arange of the whole sequence
     cuts = np.sort(rng.choice(total - 1, size=n_docs - 1, replace=False) + 1)
     return tuple(int(x) for x in np.diff(np.concatenate([[0], cuts, [total]])))
-
-
-def case_variants(case: Case) -> tuple[str, ...]:
-    """The names (from VARIANTS) of the variants a case uses."""
-    used = {
-        "window": case.window_left is not None or case.window_right is not None,
-        "lengths": case.q_lens is not None or case.kv_lens is not None,
-        "packed": case.layout == "packed",
-        "paged": case.layout == "paged",
-        "documents": case.doc_lens is not None,
-        "alibi": case.alibi,
-        "bias": case.bias != "none",
-        "softcap": case.softcap is not None,
-        "dv": case.head_dim_v is not None and case.head_dim_v != case.head_dim,
-    }
-    return tuple(v for v in VARIANTS if used[v])
-
-
-def id_suffix(case: Case) -> str:
-    """The part of a case id that names its variants ('' for a plain case)."""
-    parts = []
-    if case.window_left is not None or case.window_right is not None:
-        parts.append(f"w{_side(case.window_left)}:{_side(case.window_right)}")
-    for tag, lens in (("ql", case.q_lens), ("kvl", case.kv_lens), ("docs", case.doc_lens)):
-        if lens is not None:
-            parts.append(tag + _lens_text(lens))
-    if case.layout != "padded":
-        parts.append(case.layout + (str(case.page_size) if case.layout == "paged" else ""))
-    if case.alibi:
-        parts.append("alibi")
-    if case.bias != "none":
-        parts.append(f"bias_{case.bias}")
-    if case.softcap is not None:
-        parts.append(f"cap{float(case.softcap)!r}")
-    if case.head_dim_v is not None:
-        parts.append(f"dv{case.head_dim_v}")
-    return "".join(f"-{p}" for p in parts)
-
-
-def _side(x: int | None) -> str:
-    return "inf" if x is None else str(x)
-
-
-def _lens_text(lens: tuple[int, ...]) -> str:
-    if len(lens) <= 8:
-        return ",".join(map(str, lens))
-    return f"#{len(lens)}x{zlib.crc32(','.join(map(str, lens)).encode()):08x}"

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from attnbench import Backend, Capabilities, Case, Inputs, hookimpl
-from attnbench.variants import VARIANTS
+from attnbench.case import VARIANTS
 
 MODULE = "torch.nn.attention.flex_attention"
 RECOMPILE_LIMIT = 256  # one graph per dtype/mask/heads family: never fall back to eager

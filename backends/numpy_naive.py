@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from attnbench import Backend, Capabilities, Inputs, hookimpl
-from attnbench.variants import VARIANTS
+from attnbench.case import VARIANTS
 
 
 def _expand(x: np.ndarray, group: int, axis: int) -> np.ndarray:

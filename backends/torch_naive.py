@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from attnbench import Backend, Capabilities, Inputs, hookimpl
-from attnbench.variants import VARIANTS
+from attnbench.case import VARIANTS
 
 FLOAT_DTYPES = ("float64", "float32", "float16", "bfloat16")
 

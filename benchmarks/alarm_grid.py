@@ -135,7 +135,7 @@ def label(case: Case) -> str:
 
 def _check(grid: list[Case]) -> list[Case]:
     """Every case valid as a scenario would make it (lengths within the sequences...)."""
-    from attnbench.case import variant_problem
+    from attnbench.case_checks import variant_problem
 
     bad = [(c.id, p) for c in grid if (p := variant_problem(c))]
     if bad:

@@ -25,8 +25,8 @@ def child(scenario: str, device: str, mode: str) -> None:
     """Run the cases in this process; print one JSON line per case and a summary."""
     from attnbench.backends.flex_attention import FlexAttention
 
-    from attnbench.case import resolve_scenario
     from attnbench.run.execute import CaseData, Options, execute
+    from attnbench.scenario import resolve_scenario
 
     seen: list = []
 

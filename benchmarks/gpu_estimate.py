@@ -18,7 +18,7 @@ import math
 import time
 from typing import Any
 
-from attnbench.case import Case, resolve_scenario
+from attnbench.case import Case
 from attnbench.measure.cuda_timing import (
     ESTIMATE_CALLS,
     CudaTimerConfig,
@@ -26,6 +26,7 @@ from attnbench.measure.cuda_timing import (
     iterations,
     warmup_count,
 )
+from attnbench.scenario import resolve_scenario
 from attnbench.verify.inputs import flops
 
 # TFLOP/s by head dim at N = 512, 1k, 2k, 4k, 8k, 16k: FlashAttention-3 paper (Shah et al.

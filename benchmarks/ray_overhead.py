@@ -78,13 +78,13 @@ def task_overhead(n: int) -> tuple[list[float], list[float]]:
 
 def sweep(out: Path, toml: Path, executor: object | None, backends: list[str] | None = None,
           timed: bool = True) -> tuple[float, int]:
-    from attnbench.case import resolve_scenario
     from attnbench.measure.timing import TimerConfig
     from attnbench.plugin.registry import build_registry
     from attnbench.run.execute import Options
     from attnbench.run.plan import make_plan
     from attnbench.run.progress import Progress
     from attnbench.run.runner import RunConfig, run_plan
+    from attnbench.scenario import resolve_scenario
 
     reg = build_registry(autoload=False)
     plan = make_plan(reg, [resolve_scenario(str(toml), reg.scenario_dirs())],

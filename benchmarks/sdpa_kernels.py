@@ -15,7 +15,8 @@ import sys
 
 from attnbench.backends.torch_sdpa import profiled_kernels, sdpa_backends
 
-from attnbench.case import Case, resolve_scenario
+from attnbench.case import Case
+from attnbench.scenario import resolve_scenario
 from attnbench.verify.inputs import make_inputs, reference_arrays
 
 

@@ -15,8 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from attnbench.case import Case, load_scenario
+from attnbench.case import Case
 from attnbench.plugin.registry import build_registry
+from attnbench.scenario import load_scenario
 from attnbench.verify.inputs import make_inputs, reference_arrays
 
 SCENARIO = Path(__file__).with_suffix(".toml")

@@ -83,7 +83,7 @@ def test_lists_are_taken_as_tuples_a_bare_string_is_refused():
 
 def test_every_builtin_says_why_it_lacks_a_variant(registry):
     """Each variant a built-in backend does not declare (on each of its devices) has a reason."""
-    from attnbench.variants import VARIANTS
+    from attnbench.case import VARIANTS
 
     silent = [(b.name, dev, v) for b in registry.backends.values()
               for dev in b.capabilities.devices for v in VARIANTS

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from attnbench.case import Case, load_scenario, resolve_scenario, scenario_names
+from attnbench.case import Case
 from attnbench.errors import ScenarioError, UsageError
+from attnbench.scenario import load_scenario, resolve_scenario, scenario_names
 
 GOOD_BASE = 'name = "t"\n[base]\nbatch = 1\nheads = 2\nhead_dim = 8\nseq_len = 4\n'
 

@@ -9,7 +9,7 @@ import pytest
 
 import attnbench
 from attnbench.cli import main
-from attnbench.results import SCHEMA_VERSION
+from attnbench.results_schema import SCHEMA_VERSION
 
 TINY = """name = "tiny"
 description = "two small cases for the CLI tests"

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from attnbench.cli import main
-from attnbench.report.compare import _mann_whitney_normal, compare_pair, mann_whitney_p
+from attnbench.report.compare_verdict import compare_pair
+from attnbench.report.significance import _mann_whitney_normal, mann_whitney_p
 
 
 def test_run_against_itself_passes(real_run, capsys):
@@ -151,7 +152,7 @@ def test_status_changes(base: str, new: str, verdict: str, gated: bool):
 
 
 def test_gpu_clocks_and_temperature_are_not_an_environment_difference():
-    from attnbench.report.compare import environment_differences
+    from attnbench.report.compare_env import environment_differences
     from attnbench.report.groups import Run
 
     def run(clock: str, driver: str) -> Run:
@@ -172,7 +173,7 @@ def test_samples_that_are_not_numbers_are_ignored_not_a_traceback():
 
 def test_a_ray_run_is_compared_by_its_nodes_environments():
     """The driver of a Ray run measured nothing: the nodes' environments are compared."""
-    from attnbench.report.compare import environment_differences
+    from attnbench.report.compare_env import environment_differences
     from attnbench.report.groups import Run
 
     here = {"host": "vm", "cpu": "AMD EPYC", "versions": {"numpy": "2.4"}}

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from attnbench.cli import _executor, build_parser, main
+from attnbench.cli import main
+from attnbench.cli_parser import build_parser
 from attnbench.errors import UsageError
 from attnbench.report.groups import Run, device_type, make_groups
-from attnbench.results import SCHEMA_VERSION
+from attnbench.results_schema import SCHEMA_VERSION
 from attnbench.run.executors.ray_node import env_id
+from attnbench.run.executors.ray_setup import executor_from_args
 from attnbench.run.progress import cluster_line
 from attnbench.run.resume import adopt
 
@@ -107,7 +109,7 @@ def test_resume_takes_the_executor_and_cluster_from_run_json(tmp_path):
 def test_resume_of_a_run_from_before_executors_stays_local(tmp_path):
     args = build_parser().parse_args(["run", "--resume", str(_stored_run(tmp_path))])
     adopt(args, build_parser().parse_args(["run"]))
-    assert args.executor == "local" and _executor(args) is None
+    assert args.executor == "local" and executor_from_args(args) is None
 
 
 def test_a_cluster_address_that_takes_no_connection_is_refused_quickly():

@@ -10,7 +10,7 @@ import pytest
 
 from attnbench.case import Case
 from attnbench.report.groups import Run, make_groups
-from attnbench.report.write import CSV_FIELDS, write_csv
+from attnbench.report.summary_csv import CSV_FIELDS, write_csv
 
 BASE = Case(batch=3, heads_q=4, heads_kv=4, seq_q=512, seq_kv=512, head_dim=16, mask="causal")
 VARIANTS = {  # case -> the label it must get in a group holding all of them

@@ -94,9 +94,9 @@ def test_harness_estimate_covers_what_the_harness_really_allocates(mode):
 
 
 def test_plan_refuses_a_case_the_host_cannot_hold(registry, tmp_path):
-    from attnbench.case import load_scenario
     from attnbench.errors import UsageError
     from attnbench.run.plan import make_plan
+    from attnbench.scenario import load_scenario
 
     (tmp_path / "s.toml").write_text('name = "x"\n[base]\nbatch = 64\nheads = 64\n'
                                      'head_dim = 128\nseq_len = 262144\n')

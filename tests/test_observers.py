@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from attnbench.case import load_scenario
 from attnbench.plugin.registry import build_registry
-from attnbench.results import strict_json
+from attnbench.results_writer import strict_json
 from attnbench.run.execute import Options
 from attnbench.run.plan import make_plan
 from attnbench.run.runner import RunConfig, run_plan
+from attnbench.scenario import load_scenario
 
 pytestmark = pytest.mark.process
 

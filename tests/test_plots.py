@@ -8,22 +8,22 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from attnbench.report import plots
+from attnbench.report import plot_kit, plot_timing, plots
 from attnbench.report.groups import Group, Run, make_groups, read_runs
 
 
 def test_colours_follow_sorted_names_whatever_the_order():
-    a = plots.colours(["torch-sdpa", "numpy-naive", "flash-attn"])
-    b = plots.colours(["numpy-naive", "flash-attn", "torch-sdpa", "numpy-naive"])
+    a = plot_kit.colours(["torch-sdpa", "numpy-naive", "flash-attn"])
+    b = plot_kit.colours(["numpy-naive", "flash-attn", "torch-sdpa", "numpy-naive"])
     assert a == b and len(set(a.values())) == 3
-    assert a["flash-attn"] == plots.PALETTE[0]
+    assert a["flash-attn"] == plot_kit.PALETTE[0]
 
 
 @pytest.fixture(scope="module")
-def drawn(real_run, tmp_path_factory) -> tuple[list[plots.Plot], Group]:
+def drawn(real_run, tmp_path_factory) -> tuple[list[plot_kit.Plot], Group]:
     runs = read_runs([real_run("base")])
     group = make_groups(runs)[0]
-    cmap = plots.colours(group.backends())
+    cmap = plot_kit.colours(group.backends())
     return plots.save_group(group, tmp_path_factory.mktemp("plots"), cmap, "numpy-naive"), group
 
 
@@ -39,8 +39,8 @@ def test_every_plot_is_a_non_blank_image(drawn):
 
 def test_latency_plot_has_a_line_per_backend_and_variant(drawn):
     _, group = drawn
-    cmap = plots.colours(group.backends())
-    fig = plots.latency(group, cmap)
+    cmap = plot_kit.colours(group.backends())
+    fig = plot_timing.latency(group, cmap)
     ax = fig.axes[0]
     timed = {(r["backend"], r["mask"]) for r in group.records if r["status"] == "ok"}
     lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) > 0]
@@ -61,11 +61,11 @@ def _synthetic(heads: list[int], backends: tuple[str, ...] = ("b",)) -> Group:
 
 
 def test_many_variants_become_panels_few_share_one_axes():
-    cmap = plots.colours(["a", "b", "c"])
-    few = plots.latency(_synthetic([1, 2, 4, 8, 16, 32]), cmap)  # 6 lines on one axes
+    cmap = plot_kit.colours(["a", "b", "c"])
+    few = plot_timing.latency(_synthetic([1, 2, 4, 8, 16, 32]), cmap)  # 6 lines on one axes
     assert len([a for a in few.axes if a.get_visible()]) == 1
     assert len(few.axes[0].get_legend().get_texts()) == 1 + 6  # the backend, the 6 variants
-    many = plots.latency(_synthetic([1, 2, 4, 8, 16, 32], ("a", "b", "c")), cmap)  # 18 lines
+    many = plot_timing.latency(_synthetic([1, 2, 4, 8, 16, 32], ("a", "b", "c")), cmap)  # 18 lines
     panels = [a for a in many.axes if a.get_visible()]
     assert len(panels) == 6
     assert [a.get_title() for a in panels] == [f"h{h}" for h in (1, 2, 4, 8, 16, 32)]

@@ -228,7 +228,7 @@ def test_every_builtin_overrides_only_prepare_and_init(registry):
 
 
 def test_scenario_dirs_hook_adds_a_folder(plugin_path, tmp_path, monkeypatch):
-    from attnbench.case import resolve_scenario
+    from attnbench.scenario import resolve_scenario
 
     (tmp_path / "mine.toml").write_text('name = "mine"\n[base]\nbatch = 1\nheads = 1\n'
                                         'head_dim = 8\nseq_len = 16\n')

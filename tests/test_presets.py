@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from attnbench.case import resolve_scenario
+from attnbench.scenario import resolve_scenario
 
 # (heads_q, heads_kv, head_dim, head_dim_v or None, softcap, window or None) per model layer
 MODELS = {

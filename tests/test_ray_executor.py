@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from attnbench.case import resolve_scenario
 from attnbench.measure.timing import TimerConfig
 from attnbench.plugin.registry import build_registry
 from attnbench.record import Status, record_key
@@ -25,6 +24,7 @@ from attnbench.run.execute import Options
 from attnbench.run.plan import RunResult, make_plan
 from attnbench.run.progress import Progress
 from attnbench.run.runner import RunConfig, run_plan
+from attnbench.scenario import resolve_scenario
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'attnbench[ray]')")
 from attnbench.run.executors.ray_driver import RayExecutor  # noqa: E402 (needs ray)

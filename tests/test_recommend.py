@@ -19,7 +19,7 @@ from attnbench.report.groups import read_runs
 from attnbench.report.recommend import Options, Point, recommend
 from attnbench.report.recommend_case import parse_bytes
 from attnbench.report.recommend_json import from_dict, to_dict
-from attnbench.results import RunWriter
+from attnbench.results_writer import RunWriter
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = {"host": "h", "cpu": "Test CPU", "cores": 2}

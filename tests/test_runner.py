@@ -67,7 +67,7 @@ def test_cut_torn_tail(tmp_path):
 
 
 def test_plan_describe_lists_every_case(registry, tmp_path):
-    from attnbench.case import load_scenario
+    from attnbench.scenario import load_scenario
 
     (tmp_path / "s.toml").write_text(
         'name = "s"\n[base]\nbatch = 1\nheads = 2\nhead_dim = 16\n[sweep]\nseq_len = [8, 16]\n')

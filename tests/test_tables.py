@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from attnbench.case import VARIANTS
 from attnbench.plugin.backend import Capabilities
 from attnbench.record import error_ratio, failure_text
 from attnbench.report.tables import console, failures, variants_text
-from attnbench.variants import VARIANTS
 
 
 def _grad_mismatch() -> dict:

@@ -7,11 +7,11 @@ import itertools
 import numpy as np
 import pytest
 
-from attnbench.case import Case, load_scenario
+from attnbench.case import Case, case_variants
 from attnbench.errors import ScenarioError
+from attnbench.scenario import load_scenario
 from attnbench.variants import (
     alibi_slopes,
-    case_variants,
     key_ranges,
     random_lengths,
     visibility,

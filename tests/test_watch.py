@@ -193,13 +193,13 @@ def test_a_run_beside_a_cpu_hog_is_busy(cli, tmp_path: Path):
 
 @pytest.mark.process  # a sweep in worker processes
 def test_a_long_sweep_measures_the_roofs_between_backends(monkeypatch, tmp_path: Path):
-    from attnbench.case import load_scenario
     from attnbench.measure.timing import TimerConfig
     from attnbench.plugin.registry import build_registry
     from attnbench.run import sweep
     from attnbench.run.execute import Options
     from attnbench.run.plan import make_plan
     from attnbench.run.runner import RunConfig, run_plan
+    from attnbench.scenario import load_scenario
 
     monkeypatch.setattr(sweep, "ROOF_EVERY_S", 0.0)  # the backend starts "long after" the roof
     (tmp_path / "t.toml").write_text(TOML.replace("64, 128, 256", "32"))

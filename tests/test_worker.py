@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from attnbench.case import load_scenario
 from attnbench.plugin.registry import build_registry
 from attnbench.run.execute import Options
 from attnbench.run.plan import make_plan
 from attnbench.run.runner import RunConfig, run_plan
-from attnbench.worker.parent import exit_reason
+from attnbench.scenario import load_scenario
+from attnbench.worker.process_group import exit_reason
 
 pytestmark = pytest.mark.process  # sweeps in worker processes
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from attnbench.case import load_scenario
 from attnbench.plugin.registry import build_registry
 from attnbench.record import invalid_reason
 from attnbench.run.execute import Options
 from attnbench.run.plan import make_plan
 from attnbench.run.runner import RunConfig, run_plan
+from attnbench.scenario import load_scenario
 
 pytestmark = pytest.mark.process
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attnbench.case import Case, resolve_scenario
+from attnbench.case import Case
 from attnbench.plugin.registry import build_registry
 from attnbench.run.execute import CaseData, Options, execute
+from attnbench.scenario import resolve_scenario
 from attnbench.verify import reference
 
 

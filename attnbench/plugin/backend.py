@@ -1,323 +1,34 @@
-"""The Backend base class, its Capabilities and the Inputs handed to prepare()."""
+"""The Backend base class, the name each backend registered under, and Unsupported."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from functools import cache
+from collections.abc import Callable
 from typing import Any
 
-from attnbench import variants
 from attnbench.case import Case
-from attnbench.plugin.facts import MAX_FACTS, Fact, check_fact
+from attnbench.plugin.capabilities import DEVICE_FIELDS, Capabilities, capability_reasons
+from attnbench.plugin.inputs import (
+    Inputs,
+    alibi_matrix,
+    empty_row_mask,
+    visibility_matrix,
+    visible_mask,
+)
+from attnbench.plugin.probes import (
+    device_failure,
+    first_line,
+    import_failure,
+    parse_version,
+    version_failure,
+)
 
-DEVICE_FIELDS = ("dtypes", "masks", "modes", "head_dim_min", "head_dim_max", "head_dim_multiple",
-                 "gqa", "cross", "variants")  # the fields a per_device entry may override
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What a backend can run: checked before a case is handed to it.
-
-    per_device narrows the fields of DEVICE_FIELDS on one device, e.g.
-    `per_device={"cuda": {"dtypes": ("float16", "bfloat16")}}` or `{"cpu": {"modes": ("fwd",)}}`.
-    min_versions maps a module to the lowest version the backend needs (`{"flash_attn": "2.1"}`).
-    why_not maps a variant the backend lacks to the reason, said with the unsupported record
-    (`{"softcap": "attn_mask cannot rewrite the scores"}`).
-    """
-
-    devices: tuple[str, ...] = ("cpu",)
-    dtypes: tuple[str, ...] = ("float32",)
-    masks: tuple[str, ...] = ("none", "causal")
-    modes: tuple[str, ...] = ("fwd",)
-    head_dim_min: int = 1
-    head_dim_max: int | None = None
-    head_dim_multiple: int = 1
-    gqa: bool = True
-    cross: bool = True
-    variants: tuple[str, ...] = ()  # names from attnbench.variants.VARIANTS
-    why_not: Mapping[str, str] = field(default_factory=dict, hash=False)  # variant -> reason
-    per_device: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
-    min_versions: Mapping[str, str] = field(default_factory=dict, hash=False)
-
-    def __post_init__(self) -> None:
-        for name in ("devices", "dtypes", "masks", "modes", "variants"):  # a list: a tuple
-            if isinstance(getattr(self, name), list):
-                object.__setattr__(self, name, tuple(getattr(self, name)))
-
-    def on(self, device: str) -> Capabilities:
-        """The capabilities on one device: the per_device entry applied, no per_device left."""
-        return replace(self, **dict(self.per_device.get(device) or {}), per_device={})
-
-    def limited_on(self, device: str) -> list[str]:
-        """The fields that per_device narrows on a device."""
-        return [f for f in DEVICE_FIELDS if f in (self.per_device.get(device) or {})]
-
-
-@dataclass
-class Inputs:
-    """One case's inputs in the backend's framework, dtype and device.
-
-    Layout "padded" (the default) and "paged": q is (batch, heads_q, seq_q, head_dim).
-    Padded: k is (batch, heads_kv, seq_kv, head_dim) and v (batch, heads_kv, seq_kv, dv).
-    Paged: k and v are page pools (num_pages, page_size, heads_kv, head_dim | dv) and
-    block_table (batch, pages_per_seq) says which page holds each sequence's keys.
-    Packed: q, k, v are (total, heads, d), sequences one after another as cu_seqlens_q/k
-    say, and the output must be (total_q, heads_q, dv). Every other layout outputs
-    (batch, heads_q, seq_q, dv). attnbench/variants.py defines what each variant computes.
-    """
-
-    case: Case
-    q: Any
-    k: Any
-    v: Any
-    scale: float
-    bias: Any = None  # (1|batch, 1|heads_q, seq_q, seq_kv) in the framework and dtype, or None
-    cu_seqlens_q: Any = None  # packed: int32 (batch + 1,) offsets of each sequence (NumPy)
-    cu_seqlens_k: Any = None
-    block_table: Any = None  # paged: int32 (batch, pages_per_seq) page indices (NumPy)
-    reported: dict[str, Fact] = field(default_factory=dict, init=False, compare=False)
-    _empty: Any = field(default=None, init=False, repr=False, compare=False)
-
-    def report(self, **facts: Any) -> None:
-        """Say what ran, for the record's `ran` field: `inputs.report(kernel="cudnn")`.
-
-        Call it in prepare() or in the callable (a later value replaces an earlier one). Each
-        fact is a name ([a-z][a-z0-9_]*, at most 32 characters) and a JSON scalar: a bool, an
-        int, a finite float, None or a string (cut to MAX_FACT_TEXT characters); at most
-        MAX_FACTS names per case. Anything else raises ValueError naming the fact.
-        """
-        for name, value in facts.items():
-            checked = check_fact(name, value)
-            if name not in self.reported and len(self.reported) >= MAX_FACTS:
-                raise ValueError(f"Inputs.report: more than {MAX_FACTS} facts (at {name!r})")
-            self.reported[name] = checked
-
-    @property
-    def mask(self) -> str:
-        return self.case.mask
-
-    @property
-    def causal_offset(self) -> int:
-        """Query i sees key j iff j <= i + causal_offset (bottom-right alignment), for full
-        lengths; with q_lens/kv_lens each batch element has its own (kv_lens - q_lens)."""
-        return self.case.seq_kv - self.case.seq_q
-
-    @property
-    def q_lens(self) -> Any:
-        """int32 (batch,) query lengths (seq_q each when the case sets none)."""
-        import numpy as np
-
-        return variants.lengths(self.case)[0].astype(np.int32)
-
-    @property
-    def kv_lens(self) -> Any:
-        """int32 (batch,) key lengths (seq_kv each when unset; the cache lengths when paged)."""
-        import numpy as np
-
-        return variants.lengths(self.case)[1].astype(np.int32)
-
-    @property
-    def max_seqlen_q(self) -> int:
-        return int(self.q_lens.max(initial=0))
-
-    @property
-    def max_seqlen_k(self) -> int:
-        return int(self.kv_lens.max(initial=0))
-
-    @property
-    def window(self) -> tuple[int, int]:
-        """(left, right) window sizes, -1 where a side is unbounded (causal not folded in). A
-        side of seq_q + seq_kv or more bounds nothing and is -1 too, so that no kernel has to
-        add it to an index (2**31 - 1 would overflow an int32 one)."""
-        c = self.case
-        reach = c.seq_q + c.seq_kv  # |j - (i + off)| is always below this
-        return tuple(-1 if w is None or w >= reach else w  # type: ignore[return-value]
-                     for w in (c.window_left, c.window_right))
-
-    @property
-    def softcap(self) -> float | None:
-        return self.case.softcap
-
-    @property
-    def alibi_slopes(self) -> Any:
-        """float64 NumPy (heads_q,) ALiBi slopes, or None."""
-        return variants.alibi_slopes(self.case.heads_q) if self.case.alibi else None
-
-    @property
-    def doc_ids(self) -> Any:
-        """int32 NumPy (seq,) document of each position, or None."""
-        return variants.doc_ids(self.case)
-
-    def visible(self, b: int | None = None) -> Any:
-        """Boolean visibility in q's framework: (seq_q, seq_kv) for batch element b; with
-        b None, (seq_q, seq_kv) when every batch element is alike, else (batch, 1, seq_q,
-        seq_kv)."""
-        return _like(visibility_matrix(self.case, b), self.q)
-
-    def additive_mask(self, dtype: Any = None) -> Any:
-        """(1|batch, 1|heads_q, seq_q, seq_kv) float tensor in the framework, in q's dtype (or
-        dtype): −inf where masked, plus ALiBi and bias (what an `attn_mask` takes); softcap is
-        not in it. Each row's ALiBi terms are shifted so that its largest visible one is 0
-        (softmax ignores a shift), so a half dtype keeps them exact where weights are large."""
-        import numpy as np
-
-        vis = visibility_matrix(self.case)
-        m = np.where(vis, 0.0, -np.inf)
-        if self.case.alibi:
-            terms = alibi_matrix(self.case)
-            top = np.where(vis, terms, -np.inf).max(axis=-1, keepdims=True)
-            m = m + terms - np.where(np.isfinite(top), top, 0.0)
-        while m.ndim < 4:
-            m = m[None]
-        if _is_torch(self.q):
-            import torch
-
-            out = torch.from_numpy(m).to(device=self.q.device, dtype=dtype or self.q.dtype)
-        else:
-            out = m.astype(dtype or self.q.dtype)
-        return out if self.bias is None else out + self.bias
-
-    def has_empty_rows(self) -> bool:
-        """True when some query row sees no key."""
-        return bool(variants.empty_rows(self.case).any())
-
-    def empty_rows(self) -> Any:
-        """Boolean, True for the rows that see no key (they must output zeros), shaped to
-        broadcast against the output: (seq_q, 1) when every batch element is alike, else
-        (batch, 1, seq_q, 1); packed (total_q, 1, 1). In q's framework and on its device;
-        None when every row sees a key. Built once, then reused."""
-        if self._empty is None and self.has_empty_rows():
-            self._empty = _like(empty_row_mask(self.case), self.q)
-        return self._empty
-
-    def zero_empty_rows(self, out: Any) -> Any:
-        """out with the rows that see no key set to 0; out itself when there are none.
-        Call it in the timed callable: `return inputs.zero_empty_rows(kernel(q, k, v))`."""
-        empty = self.empty_rows()
-        if empty is None:
-            return out
-        if _is_torch(out):
-            return out.masked_fill(empty, 0.0)
-        import numpy as np
-
-        return np.where(empty, out.dtype.type(0), out)
-
-
-def _uniform(case: Case) -> bool:
-    """True when every batch element has the same mask (no per-sequence lengths)."""
-    return case.q_lens is None and case.kv_lens is None
-
-
-def visibility_matrix(case: Case, b: int | None = None) -> Any:
-    """NumPy visibility: (seq_q, seq_kv) for batch element b (or all, when alike), else
-    (batch, 1, seq_q, seq_kv)."""
-    import numpy as np
-
-    if b is not None or _uniform(case):
-        return variants.visibility(case, b or 0)
-    return np.stack([variants.visibility(case, i) for i in range(case.batch)])[:, None]
-
-
-def alibi_matrix(case: Case) -> Any:
-    """float64 ALiBi terms, (1|batch, heads_q, seq_q, seq_kv)."""
-    import numpy as np
-
-    rows, heads = np.arange(case.seq_q), np.arange(case.heads_q)
-    n = 1 if _uniform(case) else case.batch
-    return np.stack([variants.score_terms(case, b, heads, rows, None) for b in range(n)])
-
-
-def empty_row_mask(case: Case) -> Any:
-    """Boolean empty-row mask shaped to broadcast against the output (see Inputs.empty_rows)."""
-    empty = variants.empty_rows(case)  # (batch, seq_q)
-    if case.layout == "packed":
-        import numpy as np
-
-        q_lens = variants.lengths(case)[0]
-        return np.concatenate([empty[b, :q_lens[b]] for b in range(case.batch)])[:, None, None]
-    if _uniform(case):
-        return empty[0][:, None]
-    return empty[:, None, :, None]
-
-
-def visible_mask(case: Case, like: Any = None) -> Any:
-    """The visibility matrix of a case as NumPy, or as a torch tensor on like's device."""
-    return _like(visibility_matrix(case), like)
-
-
-def _is_torch(x: Any) -> bool:
-    return type(x).__module__.startswith("torch")
-
-
-def _like(m: Any, like: Any) -> Any:
-    """A NumPy array as a torch tensor on like's device when like is a tensor."""
-    if like is not None and _is_torch(like):
-        import torch
-
-        return torch.from_numpy(m).to(like.device)
-    return m
-
-
-def first_line(exc: BaseException) -> str:
-    """An exception's first line of text, or its type name when it has none."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-@cache
-def import_failure(module: str) -> str | None:
-    """The reason a module cannot be imported, or None when it imports."""
-    try:
-        importlib.import_module(module)
-    except Exception as exc:  # any failure (ImportError, OSError, RuntimeError) is a reason
-        return f"{module} not importable: {first_line(exc)}"
-    return None
-
-
-def parse_version(text: str) -> tuple[int, ...] | None:
-    """The leading numeric release of a version ('2.1.0.post1' -> (2, 1, 0)), or None."""
-    m = re.match(r"\s*v?(\d+(?:\.\d+)*)", str(text or ""))
-    return tuple(int(x) for x in m.group(1).split(".")) if m else None
-
-
-@cache
-def version_failure(module: str, minimum: str) -> str | None:
-    """Why the installed module is older than minimum (or has no readable version), or None."""
-    failure = import_failure(module)
-    if failure:
-        return failure
-    version = str(getattr(importlib.import_module(module), "__version__", "") or "")
-    if not version:
-        try:
-            version = importlib.metadata.version(module.split(".")[0])
-        except Exception:  # no distribution metadata: the version stays unknown
-            version = ""
-    found, need = parse_version(version), parse_version(minimum) or ()
-    if found is None:
-        return f"{module} has no readable version ({version!r}); need >= {minimum}"
-    if found < need:
-        return f"{module} {version} is older than {minimum}, the lowest version supported"
-    return None
-
-
-@cache
-def device_failure(device: str) -> str | None:
-    """The reason a device cannot be used here, or None."""
-    if device == "cpu":
-        return None
-    if device == "cuda":
-        if import_failure("torch"):
-            return "CUDA needs torch, which is not importable"
-        import torch
-
-        if not torch.cuda.is_available():
-            return "no CUDA device: torch.cuda.is_available() is False"
-        return None
-    return f"unknown device {device!r}"
+# the plugin API as plugins import it (from here or from attnbench), wherever it is defined
+__all__ = [
+    "DEVICE_FIELDS", "Backend", "Capabilities", "Inputs", "Unsupported", "alibi_matrix",
+    "capability_reasons", "device_failure", "empty_row_mask", "first_line", "import_failure",
+    "name_of", "parse_version", "pin_name", "version_failure", "visibility_matrix",
+    "visible_mask",
+]
 
 
 class Backend:
@@ -373,40 +84,6 @@ def name_of(backend: Backend) -> str:
     return pinned[1] if pinned is not None and pinned[0] is backend else str(backend.name)
 
 
-def capability_reasons(name: str, caps: Capabilities, case: Case) -> list[str]:
-    """Sentences naming each capability a case exceeds (on the case's device)."""
-    limited = caps.limited_on(case.device)
-    caps = caps.on(case.device)
-
-    def on(*fields_: str) -> str:
-        return f" on {case.device}" if any(f in limited for f in fields_) else ""
-
-    out = []
-    if case.dtype not in caps.dtypes:
-        out.append(f"{name} does not support dtype {case.dtype}{on('dtypes')} "
-                   f"(supports {', '.join(caps.dtypes)})")
-    if case.mask not in caps.masks:
-        out.append(f"{name} does not support mask {case.mask!r}{on('masks')}")
-    if case.mode not in caps.modes:
-        out.append(f"{name} has no {case.mode} mode{on('modes')} "
-                   f"(supports {', '.join(caps.modes)})")
-    d, hd = case.head_dim, on("head_dim_min", "head_dim_max", "head_dim_multiple")
-    if d < caps.head_dim_min or (caps.head_dim_max is not None and d > caps.head_dim_max):
-        out.append(f"{name} supports head_dim {caps.head_dim_min}..{caps.head_dim_max}{hd}, "
-                   f"not {d}")
-    elif d % caps.head_dim_multiple:
-        out.append(f"{name} needs head_dim a multiple of {caps.head_dim_multiple}{hd}, not {d}")
-    if not caps.gqa and case.heads_q != case.heads_kv:
-        out.append(f"{name} does not support grouped heads (heads_q != heads_kv){on('gqa')}")
-    if not caps.cross and case.seq_q != case.seq_kv:
-        out.append(f"{name} does not support seq_q != seq_kv{on('cross')}")
-    missing = [v for v in case.variants if v not in caps.variants]
-    if missing:
-        why = "; ".join(caps.why_not[v] for v in missing if caps.why_not.get(v))
-        out.append(f"{name} does not support the {', '.join(missing)} variant"
-                   f"{'s' if len(missing) > 1 else ''}{on('variants')}"
-                   + (f": {why}" if why else ""))
-    return out
 
 
 class Unsupported(Exception):

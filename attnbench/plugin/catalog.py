@@ -17,7 +17,7 @@ from typing import Any
 
 from attnbench.errors import UsageError
 from attnbench.plugin import guard
-from attnbench.plugin.backend import DEVICE_FIELDS, Capabilities
+from attnbench.plugin.capabilities import DEVICE_FIELDS, Capabilities
 from attnbench.plugin.validate import NAME, capabilities_problem
 from attnbench.sanitize import plain
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from attnbench.plugin.backend import first_line
+from attnbench.plugin.probes import first_line
 
 DEFAULT_LIMIT_S = 60.0  # imports of torch or flash-attn in availability() can take a while
 LIMIT_ENV = "ATTNBENCH_PLUGIN_CALL_TIMEOUT"

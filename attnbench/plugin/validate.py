@@ -6,9 +6,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from attnbench.case import DEVICES, DTYPES, MASKS, MODES
-from attnbench.plugin.backend import DEVICE_FIELDS, Backend, Capabilities, parse_version
-from attnbench.variants import VARIANTS
+from attnbench.case import DEVICES, DTYPES, MASKS, MODES, VARIANTS
+from attnbench.plugin.backend import Backend
+from attnbench.plugin.capabilities import DEVICE_FIELDS, Capabilities
+from attnbench.plugin.probes import parse_version
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 FRAMEWORKS = ("numpy", "torch")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from attnbench.record import Status
-from attnbench.results import writing
+from attnbench.results_writer import writing
 
 FAILURE = (Status.MISMATCH.value,)  # a wrong answer; error, oom, crashed, timeout are <error>
 SKIPPED = (Status.UNSUPPORTED.value,)  # oom fails check (record.CHECK_FAILED): not a skip

@@ -18,10 +18,11 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from attnbench import variants
-from attnbench.case import Case, variant_problem
+from attnbench.case import Case
+from attnbench.case_checks import variant_problem
 from attnbench.report.groups import Group, variant_label, variant_value
-from attnbench.report.plots import Plot, plain_text
-from attnbench.results import writing
+from attnbench.report.plot_kit import Plot, plain_text
+from attnbench.results_writer import writing
 from attnbench.sanitize import plain
 
 MAX_PIXELS = 128  # per side of one panel

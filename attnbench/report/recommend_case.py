@@ -7,13 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from attnbench.record import Status, error_ratio, failure_text, median_ms, peak_bytes
-from attnbench.report.compare import (
-    ALPHA,
-    DEFAULTS,
-    mann_whitney_p,
-    ranges_apart,
-    timing_samples,
-)
+from attnbench.report.compare_verdict import DEFAULTS
+from attnbench.report.significance import ALPHA, mann_whitney_p, ranges_apart, timing_samples
 
 # a record with one of these anywhere in a bucket bars its backend from the whole bucket; oom
 # and unsupported bar it from that case only (a size limit, not a wrong answer)

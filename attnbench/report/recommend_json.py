@@ -17,7 +17,7 @@ from attnbench.report.recommend import (
     Range,
     Recommendation,
 )
-from attnbench.results import writing
+from attnbench.results_writer import writing
 
 SCHEMA = "attnbench.recommend/1"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from attnbench.errors import UsageError
-from attnbench.report.compare import ALPHA, DEFAULTS
+from attnbench.report.compare_verdict import DEFAULTS
 from attnbench.report.groups import Run, read_runs
 from attnbench.report.recommend import (
     Bucket,
@@ -18,6 +18,7 @@ from attnbench.report.recommend import (
     recommend,
 )
 from attnbench.report.render import Cell, Heading, Table, Text, md_escape
+from attnbench.report.significance import ALPHA
 from attnbench.sanitize import plain
 
 HEADERS = ["#", "device", "dtype mode", "variant", "shape", "phase", "length", "winner",

@@ -7,10 +7,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from attnbench.case import VARIANTS
 from attnbench.record import VERIFIED, Status, error_ratio, failure_text
 from attnbench.report.groups import field_label, variant_label, variant_value
 from attnbench.sanitize import plain
-from attnbench.variants import VARIANTS
 
 MARK = {"ok": "✓", "mismatch": "✗ mismatch", "unsupported": "–", "error": "error",
         "oom": "oom", "timeout": "timeout", "crashed": "crashed"}

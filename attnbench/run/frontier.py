@@ -7,11 +7,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from attnbench.case import MAX_INT, Case, variant_problem
+from attnbench.case import MAX_INT, Case
+from attnbench.case_checks import variant_problem
 from attnbench.errors import UsageError
 from attnbench.plugin.backend import name_of
 from attnbench.record import STOPPED, Status
-from attnbench.results import writing
+from attnbench.results_writer import writing
 from attnbench.run.plan import Plan, RunResult
 from attnbench.run.runner import RunConfig, open_sweep
 from attnbench.run.sweep import Sweep

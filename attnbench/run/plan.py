@@ -7,12 +7,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from attnbench.case import Case, Scenario
+from attnbench.case import Case
 from attnbench.errors import UsageError
 from attnbench.measure.memory import check_fits
-from attnbench.plugin.backend import device_failure, name_of
+from attnbench.plugin.backend import name_of
 from attnbench.plugin.catalog import BackendInfo, Catalog, from_registry
+from attnbench.plugin.probes import device_failure
 from attnbench.record import CHECK_FAILED
+from attnbench.scenario import Scenario
 
 
 @dataclass

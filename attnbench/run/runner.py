@@ -23,7 +23,8 @@ from attnbench.errors import UsageError
 from attnbench.measure import busy, environment
 from attnbench.plugin.backend import name_of
 from attnbench.record import key, record_key
-from attnbench.results import RunWriter, clear_run, new_run_id, read_run
+from attnbench.results import read_run
+from attnbench.results_writer import RunWriter, clear_run, new_run_id
 from attnbench.run.executors import Executor
 from attnbench.run.executors.local import LocalExecutor
 from attnbench.run.plan import Plan, RunResult

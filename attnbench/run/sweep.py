@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from attnbench.case import Case
 from attnbench.measure.roof import METHOD, roof_fraction
-from attnbench.results import RunWriter
+from attnbench.results_writer import RunWriter
 from attnbench.run.observers import Observers, Signals
 from attnbench.run.outcome import judge_throughput
 from attnbench.run.progress import Progress

@@ -17,7 +17,8 @@ from typing import Any
 
 from attnbench.case import Case
 from attnbench.measure.contention import own_work
-from attnbench.plugin.backend import capability_reasons, name_of
+from attnbench.plugin.backend import name_of
+from attnbench.plugin.capabilities import capability_reasons
 from attnbench.record import Record, Status, new_record
 from attnbench.run.outcome import from_result
 from attnbench.verify.casedata import CaseData, expected_shapes

@@ -9,7 +9,7 @@ import numpy as np
 
 from attnbench import variants
 from attnbench.case import Case
-from attnbench.plugin.backend import Inputs
+from attnbench.plugin.inputs import Inputs
 from attnbench.verify import layouts
 
 ELEM_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}

@@ -149,7 +149,7 @@ def capped(obj: Any) -> Any:
 
 
 def _send(out: IO[str], obj: dict[str, Any], token: str) -> None:
-    from attnbench.results import json_default
+    from attnbench.results_writer import json_default
 
     out.write(json.dumps({**capped(obj), "token": token}, default=json_default) + "\n")
     out.flush()

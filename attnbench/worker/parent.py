@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import select
@@ -15,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from attnbench.worker.process_group import exit_reason, kill_group, signal_group
+from attnbench.worker.protocol import parse_reply, show, write_message
 from attnbench.worker.streams import LineReader, LineTooLong, LogSink
 
 START_TIMEOUT_S = 120.0  # importing torch and plugins on a cold disk can take a while
@@ -40,20 +41,6 @@ class WorkerTimeout(Exception):
     def __init__(self, message: str, log_tail: str = ""):
         super().__init__(message)
         self.log_tail = log_tail
-
-
-def exit_reason(returncode: int | None) -> str:
-    """How a process ended, in words: 'killed by SIGSEGV' or 'exited with code 3'."""
-    if returncode is None:
-        return "still running"
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        note = " (possibly the kernel's out-of-memory killer)" if name == "SIGKILL" else ""
-        return f"killed by {name}{note}"
-    return f"exited with code {returncode}"
 
 
 @dataclass
@@ -131,7 +118,7 @@ class WorkerProcess:
                                 f"that hangs?); worker killed", exc.log_tail) from None
         data = self._check(line, None)
         if data.get("ready") is not True:
-            raise self._broken(f"its first line is not the ready line: {_show(data)}")
+            raise self._broken(f"its first line is not the ready line: {show(data)}")
         self.info = data
         self.start_s = time.perf_counter() - self._t0
         return self.info
@@ -153,21 +140,15 @@ class WorkerProcess:
         assert self.proc is not None and self.proc.stdin is not None and self._log is not None
         self._log.mark()
         try:
-            _write_all(self.proc.stdin.fileno(), (json.dumps(message) + "\n").encode())
+            write_message(self.proc.stdin.fileno(), message)
         except OSError:  # its end of the pipe is closed: it exited, or closed its input
             raise self._died() from None
 
     def _check(self, line: bytes, task: int | None) -> dict[str, Any]:
         """The reply as a dict, if it is one, with this worker's token and the task's id."""
-        try:
-            data = json.loads(line)
-        except ValueError:
-            raise self._broken(f"it sent a line that is not JSON: {_show(line)}") from None
-        if not isinstance(data, dict) or data.get("token") != self._token:
-            raise self._broken("it sent a line without this worker's token (written by "
-                               f"something else in the worker?): {_show(data)}")
-        if data.get("task") != task:
-            raise self._broken(f"it answered task {data.get('task')!r}, not task {task!r}")
+        data, problem = parse_reply(line, self._token, task)
+        if problem is not None:
+            raise self._broken(problem)
         return data
 
     def _read_line(self, deadline: float, timeout_s: float) -> bytes:
@@ -240,9 +221,9 @@ class WorkerProcess:
         if self.proc is None or self._killed:
             return
         self._killed = True
-        _kill_group(self.proc)
+        kill_group(self.proc)
         self.proc.wait()
-        _kill_group(self.proc)  # children of a worker that had already exited
+        kill_group(self.proc)  # children of a worker that had already exited
         self._drain(DRAIN_S)
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream is not None:
@@ -261,8 +242,7 @@ class WorkerProcess:
 
     def _signal_group(self, sig: int) -> None:
         if self.proc is not None and not self._killed and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, sig)
+            signal_group(self.proc.pid, sig)
 
     def stop(self) -> None:
         """Ask the worker to quit (closing its stdin); kill it and its group if it does not."""
@@ -281,23 +261,3 @@ class WorkerProcess:
         if self._log is not None:
             self._log.close()
         self.proc, self._log = None, None
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the process group the worker leads (start_new_session); gone already is fine."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        if proc.poll() is None:
-            proc.kill()
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _show(value: Any) -> str:
-    text = value.decode(errors="replace") if isinstance(value, bytes) else repr(value)
-    return text[:200] + ("..." if len(text) > 200 else "")

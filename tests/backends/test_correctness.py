@@ -7,10 +7,11 @@ from functools import cache
 
 import pytest
 
-from attnbench.case import Case, resolve_scenario
+from attnbench.case import Case
 from attnbench.plugin.backend import device_failure
 from attnbench.plugin.registry import build_registry
 from attnbench.run.execute import CaseData, Options, execute
+from attnbench.scenario import resolve_scenario
 
 REGISTRY = build_registry(autoload=False)
 DEVICES = ["cpu"] + (["cuda"] if device_failure("cuda") is None else [])

@@ -10,11 +10,10 @@ import pytest
 import torch
 from attnbench.backends.flex_attention import FlexAttention
 
-from attnbench.case import Case
+from attnbench.case import VARIANTS, Case
 from attnbench.measure.timing import TimerConfig
 from attnbench.plugin.backend import import_failure
 from attnbench.run.execute import CaseData, Options, execute, expected_shape
-from attnbench.variants import VARIANTS
 from attnbench.verify.inputs import make_inputs
 
 pytestmark = pytest.mark.skipif(

@@ -26,10 +26,10 @@ if os.environ.get("ATTNBENCH_TEST_FAULTS"):
     roof._cpu_roof = _broken_roof
 
 if os.environ.get("ATTNBENCH_TEST_DISK_FULL_AFTER"):  # the disk fills after N records
-    from attnbench import results
+    from attnbench import results_writer
 
     _after = int(os.environ["ATTNBENCH_TEST_DISK_FULL_AFTER"])
-    _append = results.RunWriter.append
+    _append = results_writer.RunWriter.append
 
     def _append_then_fill(self, record, _seen=[0]):  # noqa: B006 (a counter for the process)
         _append(self, record)
@@ -39,4 +39,4 @@ if os.environ.get("ATTNBENCH_TEST_DISK_FULL_AFTER"):  # the disk fills after N r
             os.dup2(full, self._fh.fileno())
             os.close(full)
 
-    results.RunWriter.append = _append_then_fill
+    results_writer.RunWriter.append = _append_then_fill

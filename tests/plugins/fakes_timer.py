@@ -10,9 +10,9 @@ from attnbench.backends.numpy_naive import NumpyNaive
 
 from attnbench import Backend, hookimpl
 from attnbench.measure.timing import Timing, summarize
-from attnbench.worker import execute
+from attnbench.worker import steps
 
-_real = execute.time_cpu
+_real = steps.time_cpu
 
 
 def _fast(*args, **kwargs) -> Timing:
@@ -22,7 +22,7 @@ def _fast(*args, **kwargs) -> Timing:
     return t
 
 
-execute.time_cpu = _fast
+steps.time_cpu = _fast
 
 
 class FakesTimer(NumpyNaive):

@@ -24,7 +24,7 @@ def _claims_identical(first, inputs, repeats, device):
             "compared": ["out"], "differing": []}
 
 
-execute._repeat = _claims_identical
+execute.repeat_calls = _claims_identical
 
 
 class LiesDeterministic(NumpyNaive):
