@@ -13,7 +13,7 @@ from attnbench.backends.numpy_naive import NumpyNaive
 
 from attnbench import Backend, hookimpl
 
-CHECKING = ("_first_call", "repeat_check", "_flag_reused", "judge", "compare", "verdict",
+CHECKING = ("first_call", "repeat_check", "flag_reused", "judge", "compare", "verdict",
             "agree", "check")
 
 
