@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from attnbench.case import BIAS_KINDS, LAYOUTS, VARIANTS  # noqa: F401 (names plugins read here)
+
 if TYPE_CHECKING:  # pragma: no cover
     from attnbench.case import Case
 

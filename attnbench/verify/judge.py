@@ -18,7 +18,7 @@ from attnbench.verify import agreement, grad, layouts
 from attnbench.verify.casedata import CaseData, expected_shape
 from attnbench.verify.determinism import differences
 
-TIMED_TAGS = ("last", "drawn")  # the timed calls a worker ships (worker/execute.Keeper)
+TIMED_TAGS = ("last", "drawn")  # the timed calls a worker ships (worker/shipping.Keeper)
 
 
 Shipped = dict[str, Any]  # "call.name" -> (values, dtype) or why refused (arrays.receive_all)
