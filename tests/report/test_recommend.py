@@ -21,7 +21,7 @@ from attnbench.report.recommend_case import parse_bytes
 from attnbench.report.recommend_json import from_dict, to_dict
 from attnbench.results_writer import RunWriter
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CPU = {"host": "h", "cpu": "Test CPU", "cores": 2}
 
 

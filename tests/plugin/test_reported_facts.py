@@ -14,7 +14,7 @@ from attnbench.plugin.facts import MAX_FACT_TEXT, MAX_FACTS, check_facts
 from attnbench.run.execute import CaseData
 from attnbench.verify.inputs import make_inputs
 
-PLUGIN = Path(__file__).parent / "plugins" / "reports_what_ran.py"
+PLUGIN = Path(__file__).resolve().parents[1] / "plugins" / "reports_what_ran.py"
 
 
 def inputs() -> Inputs:

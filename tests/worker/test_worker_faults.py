@@ -18,7 +18,7 @@ from attnbench.scenario import load_scenario
 
 pytestmark = pytest.mark.process
 
-PLUGIN_DIR = Path(__file__).resolve().parent / "plugins"
+PLUGIN_DIR = Path(__file__).resolve().parents[1] / "plugins"
 PLUGINS = ["forges_reply.py", "leaves_early.py", "leaks.py", "huge_texts.py", "spawns.py",
            "unsupported_raises.py"]
 BACKENDS = ["test-forges-reply", "test-floods-reply", "test-child-fds", "test-closes-input",

@@ -10,7 +10,7 @@ from attnbench.case import Case
 from attnbench.plugin.registry import build_registry
 from attnbench.run.execute import CaseData, Options, execute
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "my_backend.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "my_backend.py"
 
 
 def test_example_is_short():

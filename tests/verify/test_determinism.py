@@ -20,7 +20,7 @@ from attnbench.plugin.registry import build_registry
 from attnbench.run.execute import CaseData, Options, execute
 from attnbench.verify import determinism
 
-PLUGIN = str(Path(__file__).parent / "plugins" / "nondeterministic.py")
+PLUGIN = str(Path(__file__).resolve().parents[1] / "plugins" / "nondeterministic.py")
 SMALL = Case(batch=1, heads_q=2, heads_kv=1, seq_q=24, seq_kv=32, head_dim=8, mask="causal")
 
 
@@ -151,7 +151,7 @@ def test_a_worker_that_lies_about_determinism_is_overruled(cli, tmp_path):
     the timed calls' arrays the parent read differ from the first, so the record is not
     deterministic and says why; --require-deterministic fails."""
     (tmp_path / "rep.toml").write_text(SCENARIO)
-    liar = str(Path(__file__).parent / "plugins" / "lies_deterministic.py")
+    liar = str(Path(__file__).resolve().parents[1] / "plugins" / "lies_deterministic.py")
     proc = cli("check", "-s", str(tmp_path / "rep.toml"), "--plugin", liar,
                "-b", "test-lies-deterministic", "--repeat", "3", "--require-deterministic",
                "--out", str(tmp_path / "a"))
@@ -170,7 +170,7 @@ def test_a_worker_that_reports_no_repeat_check_fails_require_deterministic(cli, 
     """A worker patched to skip the repeat check reports no `determinism` entry: with nothing
     to overrule, --require-deterministic fails the record instead of passing it."""
     (tmp_path / "rep.toml").write_text(SCENARIO)
-    plugin = str(Path(__file__).parent / "plugins" / "skips_repeat.py")
+    plugin = str(Path(__file__).resolve().parents[1] / "plugins" / "skips_repeat.py")
     proc = cli("check", "-s", str(tmp_path / "rep.toml"), "--plugin", plugin,
                "-b", "test-skips-repeat", "-b", "numpy-naive", "--repeat", "3",
                "--require-deterministic", "--out", str(tmp_path / "a"))

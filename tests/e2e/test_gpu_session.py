@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "gpu_session.sh"
 STEPS = ("facts", "setup", "list", "smoke", "backward", "crosscheck", "kernels", "sweep", "report",
          "flex", "variants", "bench", "twice")

@@ -17,7 +17,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # What the GPU box's interpreter holds and set-up must find there: torch, the dependencies,
 # and what an editable install needs (pip, setuptools); pytest for `make test`.
 NEEDED = ("torch", "numpy", "pluggy", "pandas", "matplotlib", "rich", "threadpoolctl",

@@ -30,7 +30,7 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'attn
 from attnbench.run.executors.ray_driver import RayExecutor  # noqa: E402 (needs ray)
 
 pytestmark = pytest.mark.process  # the cluster's nodes, Ray workers and attnbench workers
-PLUGINS = Path(__file__).resolve().parent / "plugins"
+PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 FAULTS = ["test-segfaults", "test-hangs"]  # numpy-naive, but seq_kv 64 segfaults / hangs
 TIMEOUT_S = 15.0  # a worker start (torch, numba imports) is under it too: room on a busy host
 
