@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import TYPE_CHECKING, Any, TypedDict, cast
+from typing import TYPE_CHECKING, Any, cast
+
+from attnbench.record_fields import Memory as Memory  # the typed record, re-exported
+from attnbench.record_fields import Record as Record
+from attnbench.record_fields import Timing as Timing
+from attnbench.record_fields import WorkerInfo as WorkerInfo
 
 if TYPE_CHECKING:
     from attnbench.case import Case
@@ -38,45 +43,6 @@ CHECK_FAILED = frozenset({Status.MISMATCH, Status.ERROR, Status.CRASHED, Status.
 NOT_OK = CHECK_FAILED  # listed as failures in reports; a new one is a regression
 STOPPED = frozenset({Status.OOM, Status.TIMEOUT, Status.CRASHED, Status.ERROR})  # size limits
 STATUS_VALUES = frozenset(s.value for s in Status)
-
-
-class Record(TypedDict, total=False):
-    """The fields of a record (records.jsonl, one a line). Case fields are flattened in."""
-
-    scenario: str
-    case_id: str
-    backend: str
-    framework: str
-    batch: int
-    heads_q: int
-    heads_kv: int
-    seq_q: int
-    seq_kv: int
-    head_dim: int
-    dtype: str
-    device: str
-    mask: str
-    mode: str
-    scale: float | None
-    softmax_scale: float
-    flops: float
-    io_bytes: int
-    score_bytes: int
-    status: str
-    reasons: list[str]
-    error: str | None
-    traceback: str
-    log_tail: str
-    agreement: dict[str, Any]
-    first_call_ms: float
-    prepare_ms: float  # the backend's prepare() (its set-up), apart from its calls
-    timing: dict[str, Any]
-    memory: dict[str, Any]
-    gflops_per_s: float
-    roof_flops_per_s: float
-    roof_fraction: float
-    worker: dict[str, Any]
-    flags: list[str]
 
 
 REQUIRED = {"scenario": str, "case_id": str, "backend": str, "device": str, "status": str}
