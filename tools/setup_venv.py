@@ -23,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-# pyproject.toml's [project] dependencies, by import name (tests/e2e/test_setup.py keeps them equal).
+# pyproject.toml's [project] dependencies, by import name (tests/e2e/test_setup.py checks).
 REQUIRED = ["numpy", "pluggy", "pandas", "matplotlib", "rich", "threadpoolctl"] + (
     ["tomli"] if sys.version_info < (3, 11) else [])
 # An editable install builds with setuptools >= 64 (PEP 660); before 70.1 it needs wheel too.
