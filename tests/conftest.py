@@ -36,6 +36,15 @@ head_dim = 16
 mask = ["none", "causal"]
 seq_len = [16, 32, 64]
 """
+# Two tiny cases (seq_len 16 and 32): the scenario of the CLI tests that only need a run.
+TWO_CASES = """name = "tiny"
+[base]
+batch = 1
+heads = 2
+head_dim = 16
+[sweep]
+seq_len = [16, 32]
+"""
 # The same scenario name with two of its cases: comparable with the base run, and quicker.
 SMALL = TINY.replace('mask = ["none", "causal"]', 'mask = ["none"]').replace("16, 32, 64", "32, 64")
 RUNS = {  # name -> (verb, scenario text, backends, environment, expected exit code)

@@ -13,15 +13,9 @@ from attnbench.case import Case
 from attnbench.cli import main
 from attnbench.errors import UsageError
 from attnbench.run.plan import make_plan
+from tests.conftest import TWO_CASES
 
-TINY = """name = "tiny"
-[base]
-batch = 1
-heads = 2
-head_dim = 16
-[sweep]
-seq_len = [16, 32]
-"""
+TINY = TWO_CASES
 CHECK = ["check", "-s", "tiny.toml", "-b", "numpy-naive", "--device", "cpu"]
 
 

@@ -17,17 +17,11 @@ import attnbench
 from attnbench.errors import UsageError
 from attnbench.record import record_key
 from attnbench.results import read_run
+from tests.conftest import TWO_CASES
 
 pytestmark = pytest.mark.process
 
-TINY = """name = "tiny"
-[base]
-batch = 1
-heads = 2
-head_dim = 16
-[sweep]
-seq_len = [16, 32]
-"""
+TINY = TWO_CASES
 # JSON lines that are not records, each with the words its warning must contain
 BAD_LINES = [
     (b"42", "a int, not a JSON object"),

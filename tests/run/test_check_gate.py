@@ -9,16 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import TWO_CASES
+
 pytestmark = pytest.mark.process
 
-TINY = """name = "tiny"
-[base]
-batch = 1
-heads = 2
-head_dim = 16
-[sweep]
-seq_len = [16, 32]
-"""
+TINY = TWO_CASES
 
 
 def _records(out: Path) -> list[dict]:
