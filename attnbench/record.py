@@ -108,7 +108,8 @@ KINDS = {"int": "an integer", "num": "a number", "str": "a string", "bool": "tru
 TOP_FIELDS = {"reasons": ("strs",), "flags": ("strs",), "framework": ("str",),
               "traceback": ("str", "null"), "log_tail": ("str", "null"),
               "determinism": ("dict", "null"), "node": ("dict", "null"),
-              "contention": ("dict", "null"), "frontier_stop": ("str", "null")}
+              "contention": ("dict", "null"), "frontier_stop": ("str", "null"),
+              "bound_by": ("str", "null")}
 
 
 def fits(value: Any, kinds: tuple[str, ...]) -> bool:

@@ -91,6 +91,13 @@ class Record(TypedDict, total=False):
     gflops_per_s: float
     roof_flops_per_s: float
     roof_fraction: float
+    gbytes_per_s: float  # io_bytes over the median: the bandwidth the case achieved
+    arithmetic_intensity: float  # flops / io_bytes
+    roof_bytes_per_s: float  # the device's stream-copy bandwidth (measure/roof.py)
+    bandwidth_fraction: float
+    roofline_flops_per_s: float  # min(matmul roof, intensity x bandwidth)
+    roofline_fraction: float
+    bound_by: str  # "memory" or "compute": which side of the roofline's ridge the case sits
     worker: WorkerInfo
     ran: dict[str, bool | int | float | str | None]  # what the backend says ran (Inputs.report)
     determinism: dict[str, Any]  # --repeat: bitwise equality across calls

@@ -43,7 +43,9 @@ def _is(value: Any, kinds: type | tuple[type, ...]) -> bool:
 
 # numbers (or null) that reports compute with, at the top of a record and in its sub-objects
 NUMBERS = {(): ("scale", "softmax_scale", "io_bytes", "score_bytes", "gflops_per_s",
-                "roof_flops_per_s", "roof_fraction"),
+                "roof_flops_per_s", "roof_fraction", "gbytes_per_s", "arithmetic_intensity",
+                "roof_bytes_per_s", "bandwidth_fraction", "roofline_flops_per_s",
+                "roofline_fraction"),
            ("timing",): ("median_ms", "iqr_ms", "p20_ms", "p80_ms", "min_ms", "mean_ms",
                          "std_ms", "iqr_over_median"),
            ("memory",): ("peak_bytes", "base_bytes")}

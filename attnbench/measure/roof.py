@@ -1,9 +1,13 @@
-"""The device's matmul roof: the FLOP/s of a large square matmul, measured once per run.
+"""The device's roofs, measured once per run: matmul FLOP/s and stream-copy bandwidth.
 
 The roof of a (device, dtype) is the best rate of `n x n @ n x n` (2·n³ FLOPs) over repeated
 calls, with n grown until one call lasts at least MIN_CALL_S (CPU, torch or else NumPy) or fixed
 at CUDA_N on a GPU (timed with CUDA events). It runs in a worker process, so it sees the same
 thread settings as the cases. Best, not median: a roof is what the hardware can reach.
+
+The bandwidth roof (under the key BANDWIDTH of a device's roofs) is the best rate of copying a
+buffer far larger than the caches (COPY_BYTES each way; read + write counted), the STREAM
+"copy" kernel; with the matmul roof it makes the roofline a record is placed on.
 """
 
 from __future__ import annotations
@@ -16,16 +20,47 @@ MIN_CALL_S = 0.05  # grow n until one call takes this long (CPU)
 MAX_N = 4096
 CUDA_N = 8192
 METHOD = "best of repeated n x n matmuls (2 n^3 FLOPs) in the case dtype on the device"
+BANDWIDTH = "bandwidth"  # key of a device's roofs: {"bytes_per_s": ..., "method": ...}
+COPY_BYTES = {"cpu": 256 * 2**20, "cuda": 2 * 2**30}  # far past any cache of the device
+BANDWIDTH_METHOD = "best of repeated copies of a buffer far larger than the caches (read + write)"
 
 
-def roof_fraction(record: dict[str, Any], roofs: dict[str, dict[str, float | None]]) -> None:
-    """Add roof_flops_per_s and roof_fraction to a timed record, in place, when a roof is known."""
-    roof = roofs.get(record.get("device", ""), {}).get(record.get("dtype", ""))
-    gflops = record.get("gflops_per_s")
-    if isinstance(roof, (int, float)) and roof > 0:
+def _positive(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0
+
+
+def bandwidth_roof(per_device: dict[str, Any] | None) -> float | None:
+    """The measured stream-copy bandwidth in bytes/s among a device's roofs, or None."""
+    entry = (per_device or {}).get(BANDWIDTH)
+    value = entry.get("bytes_per_s") if isinstance(entry, dict) else None
+    return float(value) if _positive(value) else None
+
+
+def roof_fraction(record: dict[str, Any], roofs: dict[str, dict[str, Any]]) -> None:
+    """Add the roofs a timed record is measured against, in place, where they are known:
+    roof_flops_per_s and roof_fraction (matmul), bandwidth_fraction, and the roofline's
+    roofline_flops_per_s = min(matmul roof, intensity x bandwidth), roofline_fraction and
+    bound_by ("memory" below the ridge, "compute" above)."""
+    per = roofs.get(record.get("device", "")) or {}
+    roof, bandwidth = per.get(record.get("dtype", "")), bandwidth_roof(per)
+    gflops, gbytes = record.get("gflops_per_s"), record.get("gbytes_per_s")
+    if _positive(roof):
         record["roof_flops_per_s"] = roof
         if gflops is not None:
             record["roof_fraction"] = gflops * 1e9 / roof
+    if bandwidth is None:
+        return
+    record["roof_bytes_per_s"] = bandwidth
+    if gbytes is not None:
+        record["bandwidth_fraction"] = gbytes * 1e9 / bandwidth
+    intensity = record.get("arithmetic_intensity")
+    if _positive(roof) and _positive(intensity):
+        memory_bound = intensity * bandwidth < roof
+        line = intensity * bandwidth if memory_bound else roof
+        record["roofline_flops_per_s"] = line
+        record["bound_by"] = "memory" if memory_bound else "compute"
+        if gflops is not None:
+            record["roofline_fraction"] = gflops * 1e9 / line
 
 
 UNMEASURED = "unmeasured"  # key of a device's roofs: {dtype: why it has no roof}
@@ -33,8 +68,9 @@ UNMEASURED = "unmeasured"  # key of a device's roofs: {dtype: why it has no roof
 
 def measure_roofs(device: str, dtypes: list[str], seconds: float = 0.3) -> dict[str, Any]:
     """Matmul roof in FLOP/s for each dtype on a device; None where it cannot be measured,
-    and then under UNMEASURED the reason, so a missing roof fraction is explained."""
-    out: dict[str, Any] = {}
+    and then under UNMEASURED the reason, so a missing roof fraction is explained; the copy
+    bandwidth under BANDWIDTH."""
+    out: dict[str, Any] = {BANDWIDTH: measure_bandwidth(device, seconds)}
     reasons: dict[str, str] = {}
     for dtype in dtypes:
         try:
@@ -63,6 +99,70 @@ def unmeasured(roofs: dict[str, Any]) -> dict[str, dict[str, str]]:
         if missing:
             out[device] = missing
     return out
+
+
+def measure_bandwidth(device: str, seconds: float = 0.3) -> dict[str, Any]:
+    """{"bytes_per_s", "method", "buffer_bytes"}: the best copy rate (bytes read + written per
+    second); bytes_per_s None and "why" when the copy cannot run (no memory for the buffer)."""
+    size = COPY_BYTES.get(device, COPY_BYTES["cpu"])
+    try:
+        copy = _cuda_copy if device == "cuda" else _cpu_copy
+        best_s = copy(size, seconds)
+        return {"bytes_per_s": 2.0 * size / best_s, "method": BANDWIDTH_METHOD,
+                "buffer_bytes": size}
+    except Exception as exc:  # too little memory, a device that went away: no roof, no failure
+        return {"bytes_per_s": None, "method": BANDWIDTH_METHOD,
+                "why": f"the copy raised {type(exc).__name__}: {exc}"[:300]}
+
+
+def _best_of(call: Callable[[], Any], seconds: float) -> float:
+    call()  # first touch: page faults, not bandwidth
+    best, calls, start = float("inf"), 0, time.perf_counter()
+    while calls < 3 or time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - t0)
+        calls += 1
+    return best
+
+
+def _cpu_copy(size: int, seconds: float) -> float:
+    """Seconds of the best copy of size bytes: torch's (threaded as the cases are) when
+    importable, else NumPy's."""
+    try:
+        import torch
+
+        src = torch.ones(size // 4, dtype=torch.float32)
+        dst = torch.empty_like(src)
+        return _best_of(lambda: dst.copy_(src), seconds)
+    except ImportError:
+        import numpy as np
+
+        a = np.ones(size // 4, dtype=np.float32)
+        b = np.empty_like(a)
+        return _best_of(lambda: np.copyto(b, a), seconds)
+
+
+def _cuda_copy(size: int, seconds: float) -> float:
+    import torch
+
+    src = torch.ones(size // 4, dtype=torch.float32, device="cuda")
+    dst = torch.empty_like(src)
+    for _ in range(3):
+        dst.copy_(src)
+    torch.cuda.synchronize()
+    events = []
+    start = time.perf_counter()
+    while len(events) < 10 or time.perf_counter() - start < seconds:
+        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        e0.record()
+        dst.copy_(src)
+        e1.record()
+        events.append((e0, e1))
+        if len(events) % 10 == 0:
+            torch.cuda.synchronize()
+    torch.cuda.synchronize()
+    return min(e0.elapsed_time(e1) for e0, e1 in events) / 1e3
 
 
 def _cpu_matmul(dtype: str, n: int) -> Callable[[], Any] | None:

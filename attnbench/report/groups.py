@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from attnbench.measure.roof import bandwidth_roof
 from attnbench.results import read_run
 from attnbench.sanitize import plain
 
@@ -44,6 +45,10 @@ class Run:
         """The device's measured matmul roof in FLOP/s for a dtype, when the run has one."""
         value = ((self.meta.get("roofs") or {}).get(device) or {}).get(dtype)
         return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+    def bandwidth(self, device: str) -> float | None:
+        """The device's measured copy bandwidth in bytes/s, when the run has one."""
+        return bandwidth_roof((self.meta.get("roofs") or {}).get(device))
 
 
 @dataclass

@@ -152,7 +152,7 @@ def run_label(fig: Figure, g: Group) -> None:
              color="grey")
 
 
-def _num(v: float, _pos: Any = None) -> str:
+def tick_number(v: float, _pos: Any = None) -> str:
     """A tick label a person reads at once: 0.05, 3, 250, 12k."""
     if v >= 10_000:
         return f"{v / 1000:g}k"
@@ -162,11 +162,11 @@ def _num(v: float, _pos: Any = None) -> str:
 def log_y(ax: Axes) -> None:
     """Log y axis with plain-number labels; minor ticks (2, 5) labelled on narrow ranges."""
     ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(FuncFormatter(_num))
+    ax.yaxis.set_major_formatter(FuncFormatter(tick_number))
 
     def minor(v: float, _pos: Any = None) -> str:
         lo, hi = ax.get_ylim()
         mant = round(v / 10 ** np.floor(np.log10(v)), 6) if v > 0 else 0
-        return _num(v) if hi / max(lo, 1e-300) < 60 and mant in (2.0, 5.0) else ""
+        return tick_number(v) if hi / max(lo, 1e-300) < 60 and mant in (2.0, 5.0) else ""
 
     ax.yaxis.set_minor_formatter(FuncFormatter(minor))

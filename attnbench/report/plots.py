@@ -11,6 +11,7 @@ from attnbench.report.groups import Group
 from attnbench.report.plot_agreement import agreement
 from attnbench.report.plot_kit import Plot, plain_text
 from attnbench.report.plot_memory import memory
+from attnbench.report.plot_roofline import roofline
 from attnbench.report.plot_timing import latency, speedup, throughput
 from attnbench.results_writer import writing
 
@@ -21,6 +22,7 @@ def save_group(g: Group, out: Path, cmap: dict[str, str], baseline: str) -> list
     kinds: list[tuple[str, str, Callable[[], Figure | None]]] = [
         ("latency", "median latency", lambda: latency(g, cmap)),
         ("throughput", "achieved FLOP/s", lambda: throughput(g, cmap)),
+        ("roofline", "roofline", lambda: roofline(g, cmap)),
         ("memory", "peak memory", lambda: memory(g, cmap)),
         ("agreement", "agreement", lambda: agreement(g, cmap)),
         ("speedup", f"speedup over {baseline}", lambda: speedup(g, cmap, baseline)),

@@ -101,7 +101,8 @@ def agreement_cell(recs: list[dict[str, Any]]) -> str:
 
 
 RECORD_HEADERS = ["run", "scenario", "backend", "case", "set-up ms", "first call ms", "median ms",
-                  "IQR ms", "peak MiB", "naive scores MiB", "GFLOP/s", "% of roof", "error/bound"]
+                  "IQR ms", "peak MiB", "naive scores MiB", "GFLOP/s", "GB/s", "% of roof",
+                  "% of roofline", "error/bound"]
 
 
 def records_section(groups: list[Group]) -> list[Any]:
@@ -112,7 +113,10 @@ def records_section(groups: list[Group]) -> list[Any]:
         return []
     intro = Text("One row per measured record. first call: JIT, compile and page faults, kept "
                  "out of the median; IQR marked ~ when noisy (IQR/median ≥ 10 %); peak memory "
-                 "beyond the inputs, next to what a naive score matrix would hold.")
+                 "beyond the inputs, next to what a naive score matrix would hold. GB/s: q, k, "
+                 "v read and out written once over the median; % of roof: of the matmul roof; "
+                 "% of roofline: of min(matmul roof, FLOPs/byte x copy bandwidth), with the "
+                 "roof that bounds the case (memory below the ridge, compute above).")
     runs = {id(g.run): g.run for g in groups}.values()
     no_roof = [Text(f"no matmul roof for {device} {dtype} in run {run.label}: {why}")
                for run in runs for device, per in unmeasured(run.meta.get("roofs")).items()
@@ -130,7 +134,16 @@ def record_row(g: Group, r: dict[str, Any]) -> list[str]:
             _num(timing.get("iqr_ms")) + (" ~" if timing.get("noisy") else ""),
             _num(peak / 2**20 if peak is not None else None),
             _num(scores / 2**20 if scores else None), _num(r.get("gflops_per_s")),
-            _num(100 * roof if roof is not None else None), _num(err)]
+            _num(r.get("gbytes_per_s")), _num(100 * roof if roof is not None else None),
+            roofline_cell(r), _num(err)]
+
+
+def roofline_cell(r: dict[str, Any]) -> str:
+    """The fraction of the roofline reached, and which roof bounds the case: "41 memory"."""
+    fraction, bound = r.get("roofline_fraction"), r.get("bound_by")
+    if not isinstance(fraction, (int, float)):
+        return "–"
+    return f"{100 * fraction:.3g}" + (f" {bound}" if bound in ("memory", "compute") else "")
 
 
 def _num(x: float | None) -> str:

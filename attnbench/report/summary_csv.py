@@ -15,8 +15,10 @@ CSV_VARIANT_FIELDS = ["window_left", "window_right", "q_lens", "kv_lens", "doc_l
 CSV_FIELDS = ["run", "scenario", "device", "backend", "case_id", "variant", "batch", "heads_q",
               "heads_kv", "seq_q", "seq_kv", "head_dim", "dtype", "mask", "mode",
               *CSV_VARIANT_FIELDS, "status", "median_ms", "iqr_ms", "prepare_ms", "first_call_ms",
-              "gflops_per_s", "roof_fraction", "peak_bytes", "error_over_bound",
-              "speedup_vs_baseline", "repeats", "bitwise_identical", "repeat_max_abs_diff"]
+              "gflops_per_s", "roof_fraction", "gbytes_per_s", "arithmetic_intensity",
+              "bandwidth_fraction", "roofline_fraction", "bound_by", "peak_bytes",
+              "error_over_bound", "speedup_vs_baseline", "repeats", "bitwise_identical",
+              "repeat_max_abs_diff"]
 
 
 def write_csv(path: Path, groups: list[Group], baseline: str) -> None:

@@ -154,6 +154,9 @@ def _throughput(rec: Record) -> None:
     median = (rec.get("timing") or {}).get("median_ms")
     if _finite(median) and median > 0:
         rec["gflops_per_s"] = rec["flops"] / (median * 1e6)
+        rec["gbytes_per_s"] = rec["io_bytes"] / (median * 1e6)
+    if _finite(rec.get("io_bytes")) and rec["io_bytes"] > 0:
+        rec["arithmetic_intensity"] = rec["flops"] / rec["io_bytes"]
 
 
 def judge_throughput(rec: dict[str, Any], roofs: dict[str, Any]) -> None:

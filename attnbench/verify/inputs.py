@@ -119,8 +119,18 @@ def flops(case: Case) -> float:
     return fwd * MODE_FLOP_FACTOR[case.mode]
 
 
+# bytes moved per mode, in forward passes: the backward reads q, k, v, out and its gradient
+# and writes dq, dk, dv (twice the forward's q, k, v, out); forward + backward thrice
+MODE_BYTE_FACTOR = {"fwd": 1, "bwd": 2, "fwd_bwd": 3}
+
+
 def io_bytes(case: Case) -> int:
-    """Bytes a fused kernel must move at least: q, k, v read and out written."""
+    """Bytes a fused kernel must move at least: q, k, v read and out written once (the bias
+    read too), times MODE_BYTE_FACTOR for gradients. The roofline's denominator."""
+    return MODE_BYTE_FACTOR[case.mode] * _forward_bytes(case)
+
+
+def _forward_bytes(case: Case) -> int:
     e = ELEM_BYTES[case.dtype]
     b, d, dv = case.batch, case.head_dim, case.dv
     q_and_out = case.heads_q * case.seq_q * (d + dv)

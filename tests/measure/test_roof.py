@@ -1,17 +1,60 @@
-"""The matmul roof: measured on this CPU, and the fraction of it put into records."""
+"""The roofs (matmul and copy bandwidth): measured on this CPU, and the fractions of them and
+the roofline put into records."""
 
 from __future__ import annotations
 
 import pytest
 
-from attnbench.measure.roof import measure_roofs, roof_fraction
+from attnbench.measure.roof import (
+    BANDWIDTH,
+    bandwidth_roof,
+    measure_bandwidth,
+    measure_roofs,
+    roof_fraction,
+)
 
 
 def test_cpu_roof_is_measured_per_dtype():
     roofs = measure_roofs("cpu", ["float32", "float64"], seconds=0.05)
-    assert set(roofs) == {"float32", "float64"}
-    for value in roofs.values():
-        assert value is not None and 1e8 < value < 1e14  # a real CPU: 0.1 GFLOP/s .. 100 TFLOP/s
+    assert set(roofs) == {"float32", "float64", BANDWIDTH}
+    for dtype in ("float32", "float64"):
+        assert 1e8 < roofs[dtype] < 1e14  # a real CPU: 0.1 GFLOP/s .. 100 TFLOP/s
+    assert 1e8 < bandwidth_roof(roofs) < 1e13  # 0.1 GB/s .. 10 TB/s
+
+
+def test_the_copy_bandwidth_counts_read_and_write_of_a_buffer_past_the_caches():
+    got = measure_bandwidth("cpu", seconds=0.05)
+    assert got["buffer_bytes"] >= 256 * 2**20  # larger than any L3 of this class of machine
+    rate = got["bytes_per_s"]
+    assert 1e8 < rate < 1e13
+    # a second, independent reading of the same copy lands within a factor of the first
+    # (both are the best of several copies: a busy core slows one, not both, by 3x or more)
+    assert 0.2 < measure_bandwidth("cpu", seconds=0.05)["bytes_per_s"] / rate < 5
+
+
+def _timed(device: str, dtype: str, gflops: float, intensity: float) -> dict:
+    return {"device": device, "dtype": dtype, "gflops_per_s": gflops,
+            "gbytes_per_s": gflops / intensity, "arithmetic_intensity": intensity}
+
+
+def test_the_roofline_bounds_low_intensity_by_bandwidth_and_high_by_the_matmul_roof():
+    roofs = {"cpu": {"float32": 200e9, BANDWIDTH: {"bytes_per_s": 20e9}}}  # ridge at 10 FLOP/B
+    decode = _timed("cpu", "float32", gflops=5.0, intensity=0.5)  # 10 GB/s of 20
+    roof_fraction(decode, roofs)
+    assert decode["bound_by"] == "memory"
+    assert decode["roofline_flops_per_s"] == pytest.approx(0.5 * 20e9)
+    assert decode["roofline_fraction"] == pytest.approx(0.5)
+    assert decode["bandwidth_fraction"] == pytest.approx(0.5)
+    assert decode["roof_fraction"] == pytest.approx(5 / 200)  # the matmul one alone misleads
+    prefill = _timed("cpu", "float32", gflops=150.0, intensity=100.0)
+    roof_fraction(prefill, roofs)
+    assert prefill["bound_by"] == "compute"
+    assert prefill["roofline_flops_per_s"] == 200e9
+    assert prefill["roofline_fraction"] == pytest.approx(0.75)
+    no_copy = _timed("cpu", "float32", gflops=5.0, intensity=0.5)
+    roof_fraction(no_copy, {"cpu": {"float32": 200e9, BANDWIDTH: {"bytes_per_s": None}}})
+    assert "bound_by" not in no_copy and "roofline_fraction" not in no_copy
+    assert no_copy["roof_fraction"] == pytest.approx(5 / 200)
 
 
 def test_roof_fraction_uses_the_record_device_and_dtype():

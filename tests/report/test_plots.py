@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from attnbench.report import plot_kit, plot_timing, plots
+from attnbench.report import plot_kit, plot_roofline, plot_timing, plots
 from attnbench.report.groups import Group, Run, make_groups, read_runs
 
 
@@ -48,6 +48,25 @@ def test_latency_plot_has_a_line_per_backend_and_variant(drawn):
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
     assert {ln.get_color() for ln in lines} == {cmap["numpy-naive"], cmap["slow-copy"]}
     assert [t.get_text() for t in ax.get_xticklabels()] == ["16", "32", "64"]
+
+
+def test_the_roofline_puts_every_timed_case_under_the_measured_roofs():
+    recs = [{"scenario": "s", "backend": b, "case_id": f"k{n}", "status": "ok", "seq_q": n,
+             "seq_kv": n, "heads_q": 1, "heads_kv": 1, "batch": 1, "head_dim": 8, "device": "cpu",
+             "dtype": "float32", "mask": "none", "mode": "fwd", "gflops_per_s": g,
+             "arithmetic_intensity": x, "timing": {"median_ms": 1.0}}
+            for b, g in (("a", 1.0), ("b", 3.0)) for n, x in ((128, 2.0), (512, 30.0))]
+    meta = {"run_id": "x", "roofs": {"cpu": {"float32": 100e9,
+                                             "bandwidth": {"bytes_per_s": 10e9}}}}
+    group = make_groups([Run(Path("."), meta, recs, "x")])[0]
+    fig = plot_roofline.roofline(group, plot_kit.colours(group.backends()))
+    ax = fig.axes[0]
+    dots = sorted(tuple(map(tuple, c.get_offsets())) for c in ax.collections)
+    assert dots == [((2.0, 1.0), (30.0, 1.0)), ((2.0, 3.0), (30.0, 3.0))]  # GFLOP/s
+    (line,) = [ln for ln in ax.get_lines() if len(ln.get_xdata()) > 0]
+    x, y = np.asarray(line.get_xdata()), np.asarray(line.get_ydata())
+    assert np.allclose(y, np.minimum(100.0, x * 10.0))  # the ridge at 10 FLOPs per byte
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
 
 
 def _synthetic(heads: list[int], backends: tuple[str, ...] = ("b",)) -> Group:

@@ -41,6 +41,10 @@ def test_flops_scale_with_batch_heads_dim_and_mode(mode, factor):
 def test_bytes_model():
     case = Case(2, 8, 2, 100, 300, 64, dtype="float16")
     assert io_bytes(case) == 2 * 2 * 64 * (2 * 8 * 100 + 2 * 2 * 300)
+    # the backward reads q, k, v, out, d_out and writes dq, dk, dv: twice the forward's bytes
+    assert io_bytes(Case(2, 8, 2, 100, 300, 64, dtype="float16", mode="bwd")) == 2 * io_bytes(case)
+    assert io_bytes(Case(2, 8, 2, 100, 300, 64, dtype="float16", mode="fwd_bwd")) == (
+        3 * io_bytes(case))
     assert score_bytes(case) == 2 * 2 * 2 * 8 * 100 * 300
 
 
