@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attnbench.report import masks, plots
+from attnbench.report.error_maps import mismatch_section
 from attnbench.report.group_section import group_section
 from attnbench.report.groups import make_groups, read_runs
 from attnbench.report.plot_kit import Plot, colours
@@ -60,7 +61,7 @@ def write_report(paths: list[str | Path], out_dir: str | Path | None = None,
     scaling = analyse(groups)
     doc.add(*scaling_section(scaling), *frontier_section(runs), *agreement_section(groups),
             *margin_section(groups), *determinism_section(groups), *records_section(groups),
-            *failures_section(groups))
+            *failures_section(groups), *mismatch_section(groups, out / "plots"))
     md, page, table = out / "report.md", out / "report.html", out / "summary.csv"
     with writing(md):
         md.write_text(to_markdown(doc, out), encoding="utf-8")

@@ -66,6 +66,14 @@ def element_bounds(model: Model, allowance: Allowance | None = None) -> np.ndarr
     return np.where(model.empty, 0.0, bound)
 
 
+def element_ratios(got: np.ndarray, model: Model, allowance: Allowance | None = None
+                   ) -> np.ndarray:
+    """|got − oracle| / the element bound, per element of the compared rows; inf at NaN/Inf."""
+    finite = np.isfinite(got)
+    abs_err = np.where(finite, np.abs(np.where(finite, got, 0.0) - model.ref), np.inf)
+    return _ratios(abs_err, element_bounds(model, allowance))
+
+
 def head_stats(err: np.ndarray, model: Model) -> dict[str, np.ndarray]:
     """Per (batch, head): the error's L2 norm and fitted scale α, and what the model expects
     of each: the L2 norm's bound and the fitted scales' standard deviations and drifts.

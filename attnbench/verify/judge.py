@@ -17,6 +17,7 @@ import numpy as np
 from attnbench.verify import agreement, grad, layouts
 from attnbench.verify.casedata import CaseData, expected_shape
 from attnbench.verify.determinism import differences
+from attnbench.verify.diagnose import diagnose
 
 TIMED_TAGS = ("last", "drawn")  # the timed calls a worker ships (worker/shipping.Keeper)
 
@@ -77,8 +78,21 @@ def _output_entry(data: CaseData, framework: str, got: Any, name: str) -> dict[s
 
         def select(x: Any) -> np.ndarray:
             return padded(layouts.padded_output(agreement.to_numpy64(x), case))
-    return agreement.compare(name, values, expected_shape(case), select, data.ref,
-                             data.rule(framework), dtype)
+    rule = data.rule(framework)
+    entry = agreement.compare(name, values, expected_shape(case), select, data.ref, rule, dtype)
+    if not entry.get("passed") and "error" not in entry and rule.model is not None:
+        entry["diagnosis"] = _diagnosis(data, rule, select(values))
+    return entry
+
+
+def _diagnosis(data: CaseData, rule: agreement.Rule, got: np.ndarray) -> dict[str, Any]:
+    """Where a failed output is wrong (verify/diagnose.py); a diagnosis that itself fails
+    says so instead of hiding the verdict."""
+    assert rule.model is not None
+    try:
+        return diagnose(data.case, data.arrays, data.rows, rule.model, rule.allowance, got)
+    except Exception as exc:  # the verdict stands without a diagnosis
+        return {"pattern": f"not diagnosed: {type(exc).__name__}: {exc}"[:300]}
 
 
 def _grad_entries(data: CaseData, call: Loaded) -> dict[str, Any]:

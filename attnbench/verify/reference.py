@@ -54,14 +54,17 @@ def row_visibility(case: Case, rows: np.ndarray, b: int = 0) -> np.ndarray:
 
 
 def probabilities(q: np.ndarray, k: np.ndarray, case: Case, rows: np.ndarray, b: int = 0,
-                  heads: np.ndarray | None = None, bias: np.ndarray | None = None) -> np.ndarray:
+                  heads: np.ndarray | None = None, bias: np.ndarray | None = None,
+                  hidden: np.ndarray | None = None) -> np.ndarray:
     """softmax(q kᵀ·scale [softcap] + ALiBi + bias + mask) on the given query rows of batch
     element b, in q's dtype (float32 for float16 with ALiBi or a bias); rows that see no key
     are 0.
 
     q: (1, Hq', Sq, D) and k: (1, Hkv', Skv, D) with Hq' a multiple of Hkv' (a slice of heads
     is fine: heads gives their indices, all of them by default); bias: the case's full bias
-    array or None. A row that sees no key has max −inf; it is shifted by 0, so every exp is 0.
+    array or None; hidden: (seq_kv,) booleans, keys hidden from every row on top of the mask
+    (a diagnosis's "what if these keys were left out"). A row that sees no key has max −inf;
+    it is shifted by 0, so every exp is 0.
     """
     heads = np.arange(q.shape[1]) if heads is None else heads
     kx = expand_kv(k, q.shape[1])
@@ -74,6 +77,8 @@ def probabilities(q: np.ndarray, k: np.ndarray, case: Case, rows: np.ndarray, b:
             s = s.astype(np.float32)
         s += terms.astype(s.dtype)
     vis = row_visibility(case, rows, b)
+    if hidden is not None:
+        vis &= ~hidden[None, :]
     if not vis.all():
         np.copyto(s, -np.inf, where=~vis)
     m = s.max(axis=-1, keepdims=True)
@@ -87,10 +92,11 @@ def probabilities(q: np.ndarray, k: np.ndarray, case: Case, rows: np.ndarray, b:
 def attention_rows(
     q: np.ndarray, k: np.ndarray, v: np.ndarray, case: Case, rows: np.ndarray, b: int = 0,
     heads: np.ndarray | None = None, bias: np.ndarray | None = None,
+    hidden: np.ndarray | None = None,
 ) -> np.ndarray:
     """softmax(q kᵀ·scale + …) v for the given query rows of batch element b, in q's dtype;
     rows that see no key are 0 (see probabilities for the arguments)."""
-    p = probabilities(q, k, case, rows, b, heads, bias)
+    p = probabilities(q, k, case, rows, b, heads, bias, hidden)
     return np.matmul(p, expand_kv(v, q.shape[1])).astype(q.dtype)
 
 
@@ -117,12 +123,14 @@ def blocks(case: Case, rows: np.ndarray) -> Iterator[Block]:
                 yield b, qs, ks, rows[i:i + step], slice(i, i + step)
 
 
-def oracle(arrays: dict[str, np.ndarray], case: Case, rows: np.ndarray) -> np.ndarray:
-    """The float64 reference output on the given rows: (B, Hq, len(rows), Dv), block by block."""
+def oracle(arrays: dict[str, np.ndarray], case: Case, rows: np.ndarray,
+           hidden: np.ndarray | None = None) -> np.ndarray:
+    """The float64 reference output on the given rows: (B, Hq, len(rows), Dv), block by block
+    (hidden: keys left out of every row, see probabilities)."""
     q, k, v, bias = arrays["q"], arrays["k"], arrays["v"], arrays.get("bias")
     out = np.empty((case.batch, case.heads_q, len(rows), case.dv))
     for b, qs, ks, r, at in blocks(case, rows):
         heads = np.arange(qs.start, qs.stop)
         out[b:b + 1, qs, at] = attention_rows(q[b:b + 1, qs], k[b:b + 1, ks], v[b:b + 1, ks],
-                                              case, r, b, heads, bias)
+                                              case, r, b, heads, bias, hidden)
     return out
