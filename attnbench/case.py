@@ -15,6 +15,9 @@ VARIANTS = ("window", "lengths", "packed", "paged", "documents", "alibi", "bias"
             "dv")
 LAYOUTS = ("padded", "packed", "paged")
 BIAS_KINDS = ("none", "shared", "head", "batch_head")
+# the distribution of q, k and v (verify/inputs.py): standard normal, a few channels with large
+# outliers (as real activations have), every key equal, a very peaked softmax
+INPUTS = ("normal", "outliers", "equal_keys", "peaked")
 LIST_KEYS = ("q_lens", "kv_lens", "doc_lens")  # a list of integers, or "random" ("random:N")
 MAX_INT = 2**31 - 1  # sizes, windows and lengths beyond this overflow every kernel's indices
 
@@ -46,6 +49,10 @@ class Case:
     bias: str = "none"
     softcap: float | None = None
     head_dim_v: int | None = None
+    # inputs that expose bugs: their distribution, and NaN in every padding position a kernel
+    # must not read (past q_lens/kv_lens, spare page slots)
+    inputs: str = "normal"
+    poison: bool = False
 
     def __post_init__(self) -> None:
         for name in LIST_KEYS:  # from JSON a list: kept as a tuple so the case stays hashable
@@ -118,6 +125,10 @@ def id_suffix(case: Case) -> str:
         parts.append(f"cap{float(case.softcap)!r}")
     if case.head_dim_v is not None:
         parts.append(f"dv{case.head_dim_v}")
+    if case.inputs != "normal":
+        parts.append(f"in_{case.inputs}")
+    if case.poison:
+        parts.append("poison")
     return "".join(f"-{p}" for p in parts)
 
 

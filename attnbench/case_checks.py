@@ -30,11 +30,26 @@ def variant_problem(case: Case) -> str | None:
     if case.softcap is not None and case.softcap < MIN_SOFTCAP:
         return (f"key 'softcap': {case.softcap:g} is below 2**-126, the smallest normal "
                 "float32; a float32 kernel would read it as 0 (no softcap)")
+    if case.poison and case.mode != "fwd":
+        return "key 'poison': forward only (a gradient of a NaN padding key is not defined)"
+    if case.poison and not _has_padding(case):
+        return ("key 'poison': the case has no padding to poison: set q_lens/kv_lens shorter "
+                "than the sequences (padded or paged layout) or a paged layout with spare slots")
     no_grad = [v for v in case.variants if v not in GRAD_VARIANTS]
     if no_grad and case.mode != "fwd":
         return (f"mode {case.mode!r} with the {', '.join(no_grad)} layout: the gradient oracle "
                 f"covers the padded layout only; use mode = \"fwd\"")
     return _layout_problem(case)
+
+
+def _has_padding(case: Case) -> bool:
+    """Whether a case's inputs hold positions no row may read (what poison fills with NaN)."""
+    if case.layout == "packed":
+        return False
+    short = any(n < case.seq_q for n in case.q_lens or ()) or any(
+        n < case.seq_kv for n in case.kv_lens or ())
+    spare = case.page_size is not None and case.seq_kv % case.page_size != 0
+    return short or spare
 
 
 def _layout_problem(case: Case) -> str | None:

@@ -229,7 +229,8 @@ def _output_failure(o: dict[str, Any]) -> str:
     at = f" at the worst {where}" if where in ("element", "row") else (
         f" ({where})" if isinstance(where, str) else "")
     worst = f"error/bound {ratio:.3g}{at}, " if isinstance(ratio, (int, float)) else ""
-    diagnosis = o.get("diagnosis") if isinstance(o.get("diagnosis"), dict) else {}
-    pattern = f"; where: {diagnosis['pattern']}" if diagnosis.get("pattern") else ""
+    diagnosis = o.get("diagnosis")
+    found = diagnosis.get("pattern") if isinstance(diagnosis, dict) else None
+    pattern = f"; where: {found}" if found else ""
     return (f"{o.get('name')}: {worst}max_abs_err {o.get('max_abs_err'):.3g}, bound "
             f"{o.get('bound'):.3g} ({o.get('rule')}), nonfinite {o.get('nonfinite')}{pattern}")

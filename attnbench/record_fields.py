@@ -72,6 +72,8 @@ class Record(TypedDict, total=False):
     bias: str
     softcap: float | None
     head_dim_v: int | None
+    inputs: str
+    poison: bool
     softmax_scale: float
     flops: float
     io_bytes: int

@@ -5,16 +5,27 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from attnbench.case import BIAS_KINDS, DEVICES, DTYPES, LAYOUTS, LIST_KEYS, MASKS, MAX_INT, MODES
+from attnbench.case import (
+    BIAS_KINDS,
+    DEVICES,
+    DTYPES,
+    INPUTS,
+    LAYOUTS,
+    LIST_KEYS,
+    MASKS,
+    MAX_INT,
+    MODES,
+)
 from attnbench.errors import ScenarioError
 
 INT_KEYS = ("batch", "heads", "heads_q", "heads_kv", "seq_len", "seq_q", "seq_kv", "head_dim",
             "head_dim_v", "page_size")
 SIZE_KEYS = ("window_left", "window_right")  # integers >= 0
 CHOICES = {"dtype": DTYPES, "mask": MASKS, "mode": MODES, "layout": LAYOUTS,
-           "bias": BIAS_KINDS}
+           "bias": BIAS_KINDS, "inputs": INPUTS}
 FLOAT_KEYS = ("scale", "softcap")  # positive finite numbers
-CASE_KEYS = (*INT_KEYS, *SIZE_KEYS, *LIST_KEYS, *CHOICES, *FLOAT_KEYS, "alibi")
+BOOL_KEYS = ("alibi", "poison")
+CASE_KEYS = (*INT_KEYS, *SIZE_KEYS, *LIST_KEYS, *CHOICES, *FLOAT_KEYS, *BOOL_KEYS)
 TOP_KEYS = ("name", "description", "base", "sweep", "device", "variant")
 
 
@@ -79,7 +90,7 @@ def _check_value(key: str, x: Any, path: str, label: str) -> None:
                                 f"{MAX_INT}, got {x!r}")
     elif key in LIST_KEYS:
         _check_lens(key, x, path, label)
-    elif key == "alibi":
+    elif key in BOOL_KEYS:
         if not isinstance(x, bool):
             raise ScenarioError(f"{path}: key {label!r}: expected true or false, got {x!r}")
     elif key in INT_KEYS:

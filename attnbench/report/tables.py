@@ -17,8 +17,9 @@ MARK = {"ok": "✓", "mismatch": "✗ mismatch", "unsupported": "–", "error": 
 BUILTIN_PREFIX = "attnbench.backends."
 LABEL_FIELDS = ("batch", "heads_q", "heads_kv", "seq_q", "seq_kv", "head_dim", "dtype", "mask",
                 "mode", "scale")
+# labelled as in the report (groups.py)
 VARIANT_LABEL_FIELDS = ("window", "q_lens", "kv_lens", "doc_lens", "layout", "alibi", "bias",
-                        "softcap", "head_dim_v")  # labelled as in the report (groups.py)
+                        "softcap", "head_dim_v", "inputs", "poison")
 
 
 def console() -> Console:

@@ -170,5 +170,5 @@ def _same_values(x: Any, pristine: np.ndarray) -> bool:
     if tuple(getattr(x, "shape", ())) != pristine.shape:
         return False
     per = max(1, 2**22 // max(1, int(np.prod(pristine.shape[1:]))))
-    return all(np.array_equal(to_numpy64(x[i:i + per]), pristine[i:i + per])
+    return all(np.array_equal(to_numpy64(x[i:i + per]), pristine[i:i + per], equal_nan=True)
                for i in range(0, pristine.shape[0], per))

@@ -13,6 +13,9 @@ from attnbench.plugin.inputs import Inputs
 from attnbench.verify import layouts
 
 ELEM_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
+OUTLIER_GAIN = 12.0  # inputs="outliers": a few channels of q and k this many times larger
+OUTLIER_SHARE = 32  # one outlier channel per this many (at least one)
+PEAKED_GAIN = 16.0  # inputs="peaked": q this many times larger (scores' spread ×16)
 
 
 def case_seed(case: Case, seed: int) -> int:
@@ -46,7 +49,40 @@ def reference_arrays(case: Case, seed: int) -> dict[str, np.ndarray]:
     if case.layout == "paged":
         slots = b * layouts.pages_per_seq(case) * layouts.page_size(case) * case.heads_kv
         shapes["k_fill"], shapes["v_fill"] = (slots, d), (slots, case.dv)
-    return {n: quantize(rng.standard_normal(s), case.dtype) for n, s in shapes.items()}
+    drawn = {n: rng.standard_normal(s) for n, s in shapes.items()}
+    shape_inputs(case, drawn, rng)
+    return {n: quantize(x, case.dtype) for n, x in drawn.items()}
+
+
+def shape_inputs(case: Case, arrays: dict[str, np.ndarray], rng: np.random.Generator) -> None:
+    """Give standard normal q, k (in place) the case's `inputs` distribution: outliers (a few
+    channels OUTLIER_GAIN x larger in q and k, as real activations have), equal_keys (every
+    key of a sequence and head the same vector: a uniform softmax), peaked (q PEAKED_GAIN x:
+    nearly one-hot rows)."""
+    if case.inputs == "outliers":
+        n = max(1, case.head_dim // OUTLIER_SHARE)
+        channels = rng.choice(case.head_dim, size=n, replace=False)
+        arrays["q"][..., channels] *= OUTLIER_GAIN
+        arrays["k"][..., channels] *= OUTLIER_GAIN
+    elif case.inputs == "equal_keys":
+        arrays["k"][:] = arrays["k"][:, :, :1, :]
+    elif case.inputs == "peaked":
+        arrays["q"] *= PEAKED_GAIN
+
+
+def poison(case: Case, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Copies of q, k, v (and the paged pools' spare slots) with NaN at every position no row
+    may read: queries past q_lens, keys and values past kv_lens, spare page slots."""
+    q_lens, kv_lens = variants.lengths(case)
+    out = dict(arrays)
+    for name, lens in (("q", q_lens), ("k", kv_lens), ("v", kv_lens)):
+        x = out[name] = arrays[name].copy()
+        for b, n in enumerate(lens):
+            x[b, :, int(n):] = np.nan
+    for name in ("k_fill", "v_fill"):
+        if name in arrays:
+            out[name] = np.full_like(arrays[name], np.nan)
+    return out
 
 
 def to_framework(x: np.ndarray, framework: str, dtype: str, device: str) -> Any:
@@ -66,7 +102,10 @@ def to_framework(x: np.ndarray, framework: str, dtype: str, device: str) -> Any:
 
 
 def layout_arrays(case: Case, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """q, k, v (float64) in the case's layout, with the layout's index arrays (int32)."""
+    """q, k, v (float64) in the case's layout, with the layout's index arrays (int32); NaN in
+    the padding when the case is poisoned."""
+    if case.poison:
+        arrays = poison(case, arrays)
     out = {n: arrays[n] for n in ("q", "k", "v")}
     if case.layout == "packed":
         q_lens, kv_lens = variants.lengths(case)

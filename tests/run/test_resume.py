@@ -109,13 +109,20 @@ def test_resumed_run_equals_an_uninterrupted_one(runs):
     assert meta["finished"] is True and len(meta["resumes"]) == 2
 
 
-def test_records_carry_the_roof_fraction(runs):
+def test_records_carry_the_roof_fraction_and_their_place_on_the_roofline(runs):
     meta, records = read_run(runs["cut"])
     roof = meta["roofs"]["cpu"]["float32"]
-    assert roof > 1e8
+    bandwidth = meta["roofs"]["cpu"]["bandwidth"]["bytes_per_s"]
+    assert roof > 1e8 and bandwidth > 1e8
     for r in records:
         assert r["roof_flops_per_s"] == roof
         assert r["roof_fraction"] == pytest.approx(r["gflops_per_s"] * 1e9 / roof)
+        assert r["gbytes_per_s"] == pytest.approx(r["io_bytes"] / r["timing"]["median_ms"] / 1e6)
+        assert r["arithmetic_intensity"] == pytest.approx(r["flops"] / r["io_bytes"])
+        line = min(roof, r["arithmetic_intensity"] * bandwidth)
+        assert r["roofline_flops_per_s"] == pytest.approx(line)
+        assert r["bound_by"] == ("memory" if line < roof else "compute")
+        assert r["roofline_fraction"] == pytest.approx(r["gflops_per_s"] * 1e9 / line)
 
 
 def _copy(runs, tmp_path) -> Path:
