@@ -18,6 +18,10 @@ BIAS_KINDS = ("none", "shared", "head", "batch_head")
 # the distribution of q, k and v (verify/inputs.py): standard normal, a few channels with large
 # outliers (as real activations have), every key equal, a very peaked softmax
 INPUTS = ("normal", "outliers", "equal_keys", "peaked")
+# how q, k and v lie in memory (verify/inputs.py): contiguous (batch, heads, seq, dim), or views
+# of a (batch, seq, heads, dim) buffer (a projection's output transposed), or of a wider one (a
+# slice of a fused projection's output)
+STRIDES = ("contiguous", "transposed", "sliced")
 LIST_KEYS = ("q_lens", "kv_lens", "doc_lens")  # a list of integers, or "random" ("random:N")
 MAX_INT = 2**31 - 1  # sizes, windows and lengths beyond this overflow every kernel's indices
 
@@ -53,6 +57,7 @@ class Case:
     # must not read (past q_lens/kv_lens, spare page slots)
     inputs: str = "normal"
     poison: bool = False
+    strides: str = "contiguous"
 
     def __post_init__(self) -> None:
         for name in LIST_KEYS:  # from JSON a list: kept as a tuple so the case stays hashable
@@ -129,6 +134,8 @@ def id_suffix(case: Case) -> str:
         parts.append(f"in_{case.inputs}")
     if case.poison:
         parts.append("poison")
+    if case.strides != "contiguous":
+        parts.append(f"st_{case.strides}")
     return "".join(f"-{p}" for p in parts)
 
 

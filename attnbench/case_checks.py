@@ -35,6 +35,9 @@ def variant_problem(case: Case) -> str | None:
     if case.poison and not _has_padding(case):
         return ("key 'poison': the case has no padding to poison: set q_lens/kv_lens shorter "
                 "than the sequences (padded or paged layout) or a paged layout with spare slots")
+    if case.strides != "contiguous" and case.layout != "padded":
+        return (f"key 'strides': {case.strides!r} views exist for the padded layout only "
+                f"(this case is {case.layout})")
     no_grad = [v for v in case.variants if v not in GRAD_VARIANTS]
     if no_grad and case.mode != "fwd":
         return (f"mode {case.mode!r} with the {', '.join(no_grad)} layout: the gradient oracle "

@@ -74,6 +74,7 @@ class Record(TypedDict, total=False):
     head_dim_v: int | None
     inputs: str
     poison: bool
+    strides: str
     softmax_scale: float
     flops: float
     io_bytes: int

@@ -82,6 +82,7 @@ def _make_case(v: dict[str, Any], device: str, path: str) -> Case:
         alibi=v.get("alibi", False), bias=v.get("bias", "none"),
         softcap=float(v["softcap"]) if "softcap" in v else None, head_dim_v=v.get("head_dim_v"),
         inputs=v.get("inputs", "normal"), poison=v.get("poison", False),
+        strides=v.get("strides", "contiguous"),
     )
     problem = variant_problem(case) or range_problem(case)
     if problem:

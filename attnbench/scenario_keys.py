@@ -15,6 +15,7 @@ from attnbench.case import (
     MASKS,
     MAX_INT,
     MODES,
+    STRIDES,
 )
 from attnbench.errors import ScenarioError
 
@@ -22,7 +23,7 @@ INT_KEYS = ("batch", "heads", "heads_q", "heads_kv", "seq_len", "seq_q", "seq_kv
             "head_dim_v", "page_size")
 SIZE_KEYS = ("window_left", "window_right")  # integers >= 0
 CHOICES = {"dtype": DTYPES, "mask": MASKS, "mode": MODES, "layout": LAYOUTS,
-           "bias": BIAS_KINDS, "inputs": INPUTS}
+           "bias": BIAS_KINDS, "inputs": INPUTS, "strides": STRIDES}
 FLOAT_KEYS = ("scale", "softcap")  # positive finite numbers
 BOOL_KEYS = ("alibi", "poison")
 CASE_KEYS = (*INT_KEYS, *SIZE_KEYS, *LIST_KEYS, *CHOICES, *FLOAT_KEYS, *BOOL_KEYS)

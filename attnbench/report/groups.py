@@ -18,7 +18,7 @@ AXES = ("seq_kv", "seq_q", "heads_q", "heads_kv", "batch", "head_dim")
 # varies, and is labelled, as one field
 VARIANT_FIELDS = ("seq_q", "heads", "batch", "head_dim", "dtype", "mask", "mode", "scale",
                   "window", "q_lens", "kv_lens", "doc_lens", "layout", "alibi", "bias",
-                  "softcap", "head_dim_v", "inputs", "poison")
+                  "softcap", "head_dim_v", "inputs", "poison", "strides")
 PLAIN = "plain"  # the label of the case without any of the variants that vary in its group
 LIST_SHOWN = 6  # lengths lists longer than this are shown by their head, count and a checksum
 SHORT = {"seq_q": "q", "seq_kv": "k", "heads_q": "hq", "heads_kv": "hkv", "batch": "b",
@@ -174,8 +174,8 @@ def variant_value(name: str, rec: dict[str, Any], axis: str) -> Any:
         return None if rec.get("bias") in (None, "none") else rec.get("bias")
     if name in ("alibi", "poison"):
         return bool(rec.get(name))
-    if name == "inputs":
-        return None if rec.get("inputs") in (None, "normal") else rec.get("inputs")
+    if name in ("inputs", "strides"):
+        return None if rec.get(name) in (None, "normal", "contiguous") else rec.get(name)
     return _hashable(rec.get(name))
 
 
@@ -216,6 +216,7 @@ VARIANT_LABELS = {
     "head_dim_v": lambda v: f"dv {v}",
     "inputs": lambda v: f"inputs {v}",
     "poison": lambda v: "NaN padding",
+    "strides": lambda v: f"{v} q k v",
 }
 
 

@@ -135,11 +135,36 @@ def make_inputs(case: Case, arrays: dict[str, np.ndarray], framework: str) -> In
     def conv(a: np.ndarray) -> Any:
         return to_framework(a, framework, case.dtype, case.device)
 
+    def qkv(a: np.ndarray) -> Any:
+        return strided(conv(a), case.strides, framework)
+
     bias = conv(arrays["bias"]) if "bias" in arrays else None
     index = {n: lay[n].copy() for n in ("cu_seqlens_q", "cu_seqlens_k", "block_table")
              if n in lay}
-    return Inputs(case=case, q=conv(lay["q"]), k=conv(lay["k"]), v=conv(lay["v"]),
+    return Inputs(case=case, q=qkv(lay["q"]), k=qkv(lay["k"]), v=qkv(lay["v"]),
                   scale=case.softmax_scale, bias=bias, **index)
+
+
+SLICE_PAD = 8  # strides="sliced": channels of the wider buffer beside each head's (NaN)
+
+
+def strided(x: Any, kind: str, framework: str) -> Any:
+    """A (batch, heads, seq, dim) array as the view the case's strides name: "transposed", a
+    view of a contiguous (batch, seq, heads, dim) buffer; "sliced", of a (batch, seq, heads,
+    dim + SLICE_PAD) one whose extra channels hold NaN; "contiguous", x itself."""
+    if kind == "contiguous":
+        return x
+    b, h, s, d = x.shape
+    pad = SLICE_PAD if kind == "sliced" else 0
+    if framework == "torch":
+        import torch
+
+        wide = torch.full((b, s, h, d + pad), float("nan"), dtype=x.dtype, device=x.device)
+        wide[..., :d] = x.transpose(1, 2)
+        return wide[..., :d].transpose(1, 2)
+    buf = np.full((b, s, h, d + pad), np.nan, dtype=x.dtype)
+    buf[..., :d] = np.swapaxes(x, 1, 2)
+    return np.swapaxes(buf[..., :d], 1, 2)
 
 
 def visible_pairs(case: Case) -> int:

@@ -89,3 +89,25 @@ def test_bad_inputs_keys_are_one_line_errors(tmp_path, text, error):
                     f"{text}\n")
     with pytest.raises(ScenarioError, match=error):
         load_scenario(str(path))
+
+
+@pytest.mark.parametrize("kind, framework", [("transposed", "numpy"), ("sliced", "numpy"),
+                                             ("transposed", "torch"), ("sliced", "torch")])
+def test_strided_inputs_are_views_with_the_same_values(kind, framework):
+    if framework == "torch":
+        pytest.importorskip("torch")
+    from attnbench.verify.agreement import to_numpy64
+    from attnbench.verify.inputs import make_inputs
+
+    case = dataclasses.replace(CASE, strides=kind)
+    a = reference_arrays(case, 0)
+    got = make_inputs(case, a, framework)
+    for name in ("q", "k", "v"):
+        x = getattr(got, name)
+        assert np.array_equal(to_numpy64(x), a[name])
+        contiguous = x.flags["C_CONTIGUOUS"] if framework == "numpy" else x.is_contiguous()
+        assert not contiguous
+        base = x.base if framework == "numpy" else x._base
+        assert base.shape[1] == case.seq_q if name == "q" else case.seq_kv
+        if kind == "sliced":  # the fused projection's other channels: NaN
+            assert np.isnan(to_numpy64(base)[..., CASE.head_dim:]).all()
