@@ -42,7 +42,7 @@ def diagnose(case: Case, arrays: dict[str, np.ndarray], rows: np.ndarray, model:
     per_row = element_ratios(got, model, allowance).max(axis=3, initial=0.0)  # (B, H, R)
     failing = per_row > 1.0
     worst = _worst_rows(per_row)
-    labels = _scaled(got, model.ref) + _nonfinite(got, rows)
+    labels = _scaled(got, model.ref) + _nonfinite(case, got, rows)
     labels += _row_labels(case, rows, failing)
     key_map = _key_map(case, arrays, rows, worst, got, model.ref)
     labels += _key_labels(case, arrays, rows, worst, got, model.ref, key_map)
@@ -99,13 +99,20 @@ def _scaled(got: np.ndarray, ref: np.ndarray) -> list[str]:
     return []
 
 
-def _nonfinite(got: np.ndarray, rows: np.ndarray) -> list[str]:
+def _nonfinite(case: Case, got: np.ndarray, rows: np.ndarray) -> list[str]:
+    """NaN/Inf rows; on inputs with NaN where no row may read (poisoned padding, the other
+    channels of a sliced projection) they say the backend read there."""
     bad = ~np.isfinite(got).all(axis=(0, 1, 3))
     if not bad.any():
         return []
     at = rows[bad]
+    read = ""
+    if case.poison:
+        read = ": it read the NaN-poisoned padding"
+    elif case.strides == "sliced":
+        read = ": it read the NaN channels beside its sliced inputs"
     return [f"NaN/Inf in {int(bad.sum())} of {len(rows)} compared rows (first at row "
-            f"{int(at[0])})"]
+            f"{int(at[0])}){read}"]
 
 
 def _row_labels(case: Case, rows: np.ndarray, failing: np.ndarray) -> list[str]:
