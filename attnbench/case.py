@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 DTYPES = ("float64", "float32", "float16", "bfloat16")
-MASKS = ("none", "causal")
+MASKS = ("none", "causal", "causal_top_left")  # causal: bottom-right aligned (variants.py)
 MODES = ("fwd", "bwd", "fwd_bwd")
 DEVICES = ("cpu", "cuda")
 VARIANTS = ("window", "lengths", "packed", "paged", "documents", "alibi", "bias", "softcap",

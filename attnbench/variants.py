@@ -1,8 +1,9 @@
 """The exact semantics of the attention variants: which keys a query sees, and its score terms.
 
 For batch element b, Lq and Lk are its query and key lengths (q_lens, kv_lens; the full
-sequence when unset) and off = Lk − Lq (bottom-right alignment, as causal). Query row i sees
-key j iff i < Lq, j < Lk and, where set: causal j <= i + off; window
+sequence when unset) and off = Lk − Lq (bottom-right alignment, as causal), or off = 0 with the
+mask causal_top_left (PyTorch's is_causal, top-left aligned: they differ only when Lq ≠ Lk).
+Query row i sees key j iff i < Lq, j < Lk and, where set: causal (either) j <= i + off; window
 i + off − left <= j <= i + off + right; documents doc(i) == doc(j). So every row sees one
 contiguous interval of keys, [lo_i, hi_i] (empty when lo_i > hi_i): key_ranges() gives it, and
 the visibility matrix, the empty rows and the exact work model all derive from it.
@@ -38,15 +39,24 @@ def doc_ids(case: Case) -> np.ndarray | None:
     return np.repeat(np.arange(len(case.doc_lens), dtype=np.int32), case.doc_lens)
 
 
+CAUSAL = ("causal", "causal_top_left")
+
+
+def offsets(case: Case) -> np.ndarray:
+    """off per batch element (int64): Lk − Lq (bottom-right), 0 for causal_top_left."""
+    q_lens, kv_lens = lengths(case)
+    return np.zeros_like(q_lens) if case.mask == "causal_top_left" else kv_lens - q_lens
+
+
 def key_ranges(case: Case, b: int) -> tuple[np.ndarray, np.ndarray]:
     """(lo, hi) per query row of batch element b: row i sees exactly the keys lo_i..hi_i."""
     q_lens, kv_lens = lengths(case)
     lq, lk = int(q_lens[b]), int(kv_lens[b])
     i = np.arange(case.seq_q, dtype=np.int64)
-    diag = i + (lk - lq)
+    diag = i + int(offsets(case)[b])
     lo = np.zeros(case.seq_q, dtype=np.int64)
     hi = np.full(case.seq_q, lk - 1, dtype=np.int64)
-    if case.mask == "causal":
+    if case.mask in CAUSAL:
         hi = np.minimum(hi, diag)
     if case.window_right is not None:
         hi = np.minimum(hi, diag + case.window_right)
@@ -107,8 +117,7 @@ def score_terms(case: Case, b: int, heads: np.ndarray, rows: np.ndarray,
     (len(heads) or 1, len(rows), seq_kv); None when the case has neither."""
     out = None
     if case.alibi:
-        q_lens, kv_lens = lengths(case)
-        diag = rows + (kv_lens[b] - q_lens[b])
+        diag = rows + offsets(case)[b]
         dist = np.abs(diag[:, None] - np.arange(case.seq_kv)[None, :]).astype(np.float64)
         out = -alibi_slopes(case.heads_q)[heads][:, None, None] * dist[None]
     if bias is not None:

@@ -55,14 +55,14 @@ class Problem:
 
 def problem(inputs: Inputs, out: np.ndarray) -> Problem:
     case, dt = inputs.case, inputs.q.dtype
-    ranged = case.mask == "causal" or case.window_left is not None or (
+    ranged = case.mask in var.CAUSAL or case.window_left is not None or (
         case.window_right is not None or case.doc_lens is not None)
     ranges = [var.key_ranges(case, b) for b in range(case.batch)]
     slopes = inputs.alibi_slopes
     return Problem(
         inputs.q, inputs.k, inputs.v, out, dt.type(inputs.scale),
         np.stack([r[0] for r in ranges]), np.stack([r[1] for r in ranges]),
-        (inputs.kv_lens - inputs.q_lens).astype(np.int64),
+        var.offsets(case).astype(np.int64),
         None if slopes is None else slopes.astype(dt)[:, None, None],
         None if inputs.softcap is None else dt.type(inputs.softcap),
         None if inputs.bias is None else np.asarray(inputs.bias),
@@ -148,6 +148,7 @@ class NumpyFlash(Backend):
     description = ("NumPy, tiled: online softmax over key tiles, grouped heads stacked, "
                    "tasks on threads; memory O(N·d)")
     capabilities = Capabilities(devices=("cpu",), dtypes=("float64", "float32"),
+                                masks=("none", *var.CAUSAL),
                                 variants=("window", "lengths", "documents", "alibi", "bias",
                                           "softcap", "dv"), why_not=WHY_NOT)
 

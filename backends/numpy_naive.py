@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from attnbench import Backend, Capabilities, Inputs, hookimpl
-from attnbench.case import VARIANTS
+from attnbench.case import MASKS, VARIANTS
 
 
 def _expand(x: np.ndarray, group: int, axis: int) -> np.ndarray:
@@ -50,7 +50,7 @@ class NumpyNaive(Backend):
     framework = "numpy"
     description = "NumPy: q kᵀ, mask, softmax and p v, with the whole score matrix in memory"
     capabilities = Capabilities(devices=("cpu",), dtypes=("float64", "float32", "float16"),
-                                variants=VARIANTS)
+                                masks=MASKS, variants=VARIANTS)
 
     def prepare(self, inputs: Inputs) -> Callable[[], np.ndarray]:
         if inputs.case.layout == "packed":

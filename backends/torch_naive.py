@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from attnbench import Backend, Capabilities, Inputs, hookimpl
-from attnbench.case import VARIANTS
+from attnbench.case import MASKS, VARIANTS
 
 FLOAT_DTYPES = ("float64", "float32", "float16", "bfloat16")
 
@@ -55,7 +55,7 @@ class TorchNaive(Backend):
     description = "PyTorch eager: q kᵀ, masked_fill, softmax and p v, score matrix in memory"
     capabilities = Capabilities(
         devices=("cpu", "cuda"), dtypes=FLOAT_DTYPES, modes=("fwd", "bwd", "fwd_bwd"),
-        variants=VARIANTS,
+        masks=MASKS, variants=VARIANTS,
     )
 
     def prepare(self, inputs: Inputs) -> Callable[[], Any]:

@@ -8,6 +8,7 @@ from contextlib import nullcontext
 from typing import Any
 
 from attnbench import Backend, Capabilities, Inputs, Unsupported, hookimpl
+from attnbench.case import MASKS
 
 ALL_DTYPES = ("float64", "float32", "float16", "bfloat16")
 HALF = ("float16", "bfloat16")
@@ -35,8 +36,8 @@ def sdpa_mask_args(inputs: Inputs) -> dict[str, Any]:
         return {"attn_mask": inputs.visible()}
     if case.mask == "none":
         return {}
-    if case.seq_q == case.seq_kv:
-        return {"is_causal": True}
+    if case.seq_q == case.seq_kv or case.mask == "causal_top_left":
+        return {"is_causal": True}  # PyTorch's own top-left alignment
     from torch.nn.attention.bias import causal_lower_right
 
     with warnings.catch_warnings():  # torch warns of NaN rows for Lq > Lk: prepare() zeroes them
@@ -167,8 +168,8 @@ def sdpa_backends() -> list[Backend]:
 
     def caps(devices: tuple[str, ...], dtypes: tuple[str, ...], variants: tuple[str, ...],
              why: dict[str, str], **extra: Any) -> Capabilities:
-        return Capabilities(devices=devices, dtypes=dtypes, modes=MODES, variants=variants,
-                            why_not=why, **extra)
+        return Capabilities(devices=devices, dtypes=dtypes, masks=MASKS, modes=MODES,
+                            variants=variants, why_not=why, **extra)
 
     both = ("cpu", "cuda")
     return [

@@ -49,6 +49,34 @@ def test_top_left_causal_fails_only_where_lq_differs_from_lk(cli, plugin_path, t
     assert {r["status"] for r in recs if r["case_id"] not in bad} == {"ok"}
 
 
+TOP_LEFT = """
+name = "top-left"
+[base]
+batch = 2
+heads = 2
+head_dim = 16
+mask = "causal_top_left"
+[sweep]
+seq_q = [7, 24, 40]
+seq_kv = [24]
+"""
+
+
+@pytest.mark.process
+def test_the_top_left_convention_is_tested_on_its_own_terms(cli, plugin_path, tmp_path):
+    """The same backend declares causal_top_left and passes it, where its bottom-right
+    "causal" fails; torch-sdpa and numpy-naive agree on the top-left cases."""
+    pytest.importorskip("torch")
+    scenario, out = tmp_path / "top_left.toml", tmp_path / "run"
+    scenario.write_text(TOP_LEFT)
+    proc = cli("check", "-s", str(scenario), "--plugin", plugin_path("top_left_causal.py"),
+               "-b", "top-left-causal", "-b", "torch-sdpa", "-b", "numpy-naive",
+               "--device", "cpu", "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    recs = records(out)
+    assert len(recs) == 9 and {r["status"] for r in recs} == {"ok"}
+
+
 def test_beyond_the_budget_a_nan_off_the_compared_rows_still_fails(plugin_path, monkeypatch):
     """Rows are sampled (budget lowered to 64 rows); row 1 holds the NaN and is not among
     them: the whole-output scan fails the case, with the error on the compared rows tiny."""

@@ -31,10 +31,10 @@ def sees(case: Case, b: int, i: int, j: int) -> bool:
     """The README's visibility rule for query row i and key j of batch element b."""
     lq = case.q_lens[b] if case.q_lens is not None else case.seq_q
     lk = case.kv_lens[b] if case.kv_lens is not None else case.seq_kv
-    off = lk - lq
+    off = 0 if case.mask == "causal_top_left" else lk - lq
     if not (i < lq and j < lk):
         return False
-    if case.mask == "causal" and j > i + off:
+    if case.mask in ("causal", "causal_top_left") and j > i + off:
         return False
     if case.window_left is not None and j < i + off - case.window_left:
         return False
@@ -68,7 +68,8 @@ def literal(arrays: dict[str, np.ndarray], case: Case) -> np.ndarray:
                     if case.softcap is not None:
                         s = case.softcap * math.tanh(s / case.softcap)
                     if case.alibi:
-                        s -= slopes(case.heads_q)[h] * abs(i + (lk - lq) - j)
+                        off = 0 if case.mask == "causal_top_left" else lk - lq
+                        s -= slopes(case.heads_q)[h] * abs(i + off - j)
                     if bias is not None:
                         s += bias[b if bias.shape[0] > 1 else 0, h if bias.shape[1] > 1 else 0,
                                   i, j]
@@ -100,6 +101,9 @@ CASES = [
     Case(2, 4, 2, 5, 7, 6, head_dim_v=3, mask="causal", scale=0.9),
     Case(2, 4, 1, 6, 8, 4, head_dim_v=5, alibi=True, bias="head", softcap=1.5, window_left=2,
          kv_lens=(8, 5), mask="causal"),
+    Case(2, 4, 2, 9, 5, 4, mask="causal_top_left"),  # top-left: row i sees keys 0..i
+    Case(2, 4, 2, 4, 9, 4, mask="causal_top_left", window_left=1, alibi=True,
+         kv_lens=(9, 6), q_lens=(4, 3)),
 ]
 
 
@@ -117,6 +121,18 @@ def test_sampled_rows_are_the_same_rows_of_the_whole(case: Case):
     data = CaseData(case, 0, check_seed=5)
     np.testing.assert_allclose(data.ref, literal(data.arrays, case)[:, :, data.rows],
                                atol=1e-12, rtol=0)
+
+
+def test_top_left_causal_is_the_lower_triangle_from_the_first_key():
+    for lq, lk in ((9, 5), (4, 9), (6, 6)):
+        case = Case(1, 1, 1, lq, lk, 4, mask="causal_top_left")
+        seen = np.array([[sees(case, 0, i, j) for j in range(lk)] for i in range(lq)])
+        assert np.array_equal(seen, np.tril(np.ones((lq, lk), dtype=bool)))
+        bottom = Case(1, 1, 1, lq, lk, 4, mask="causal")
+        from attnbench.variants import visibility
+
+        assert np.array_equal(visibility(case, 0), seen)
+        assert np.array_equal(visibility(bottom, 0), np.tril(np.ones((lq, lk), bool), lk - lq))
 
 
 def test_the_slopes_here_are_the_geometric_ones():
