@@ -40,9 +40,15 @@ check: $(STAMP)
 	$(BIN)/attnbench check -s smoke
 
 # tests/conftest.py turns entry-point plugins off for the tests; `process` marks the tests that
-# start processes (the CLI, workers, torch.compile's compile workers).
+# start processes (the CLI, workers, torch.compile's compile workers). Most run side by side in
+# TEST_JOBS pytest-xdist workers (a test file stays in one worker, so its fixtures are made
+# once); those marked `alone` (they judge the machine's load or its speed, run steps against
+# time caps, or start a Ray cluster) run after them, one at a time.
+TEST_JOBS ?= 4
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=10 $(NO_TESTS)
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile -m "not alone" --durations=10 \
+		$(NO_TESTS)
+	$(BIN)/python -m pytest -q -m alone --durations=5 $(NO_TESTS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not process" $(NO_TESTS)

@@ -18,7 +18,8 @@ STEPS = ("facts", "setup", "list", "smoke", "backward", "crosscheck", "kernels",
 GROUPS = ("env", "checks", "timer", "sweep", "flex", "variants", "bench")
 LINE = re.compile(r"^\[[\d:]+\] step ([\w-]+): (ok|STOPPED at its cap|SKIPPED|FAILED|not asked)")
 
-pytestmark = pytest.mark.process  # runs the CLI, its workers and torch.compile
+# runs the CLI, its workers and torch.compile, each step against its time cap: alone
+pytestmark = [pytest.mark.process, pytest.mark.alone]
 
 
 def session(tmp_path: Path, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:

@@ -29,7 +29,8 @@ from attnbench.scenario import resolve_scenario
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'attnbench[ray]')")
 from attnbench.run.executors.ray_driver import RayExecutor  # noqa: E402 (needs ray)
 
-pytestmark = pytest.mark.process  # the cluster's nodes, Ray workers and attnbench workers
+# the cluster's nodes, Ray workers and attnbench workers, with worker start-up limits: alone
+pytestmark = [pytest.mark.process, pytest.mark.alone]
 PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 FAULTS = ["test-segfaults", "test-hangs"]  # numpy-naive, but seq_kv 64 segfaults / hangs
 TIMEOUT_S = 15.0  # a worker start (torch, numba imports) is under it too: room on a busy host

@@ -147,6 +147,7 @@ def small_run(cli, tmp_path: Path, name: str, *extra: str, env: dict | None = No
     return proc, json.loads((out / "run.json").read_text())
 
 
+@pytest.mark.alone  # judges the machine's load
 def test_the_same_run_alone_is_not_busy(cli, tmp_path: Path):
     before = contention.probe(2.0)  # decide idle-ness from readings taken before the test
     limit = busy.others_limit(before["cores"])
@@ -166,6 +167,7 @@ def test_the_same_run_alone_is_not_busy(cli, tmp_path: Path):
     assert c["cost_s"]["end_roof"] > 0
 
 
+@pytest.mark.alone  # judges the machine's load
 def test_a_run_beside_a_cpu_hog_is_busy(cli, tmp_path: Path):
     # enough hogs to pass the busy limit by half again (one on 2 cores), leaving cores free
     # so that the run stays short
@@ -218,6 +220,7 @@ def test_a_long_sweep_measures_the_roofs_between_backends(monkeypatch, tmp_path:
 
 
 @pytest.mark.process
+@pytest.mark.alone  # judges the machine's load
 def test_a_plugin_spinning_in_its_worker_takes_no_cpu_from_other_cases(plugin_path, tmp_path):
     """A plugin whose import leaves a thread spinning (in its catalog, observer and backend
     worker: never in attnbench's own process) runs only while its worker runs its own case:
@@ -251,6 +254,7 @@ def _proc_state(pid: int) -> tuple[str, int]:
     return fields[0], int(fields[11]) + int(fields[12])
 
 
+@pytest.mark.alone  # judges the machine's load
 def test_a_process_escaping_its_workers_group_is_killed_not_other(cli, tmp_path: Path,
                                                                   plugin_path):
     """A backend leaves a process in a session of its own, which the pause and the kill of its
@@ -273,6 +277,7 @@ def test_a_process_escaping_its_workers_group_is_killed_not_other(cli, tmp_path:
     assert not Path(f"/proc/{pid}").exists() or _proc_state(pid)[0] == "Z"
 
 
+@pytest.mark.alone  # judges the machine's load
 def test_a_plain_run_has_no_stray_process(cli, tmp_path: Path):
     """The workers (and the roof workers) are recognised as workers: a run without a hostile
     plugin has no stray reading, loaded machine or not."""
