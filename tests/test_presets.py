@@ -15,6 +15,7 @@ MODELS = {
     "gemma2-9b global": (16, 8, 256, None, 50.0, None),
     "deepseek": (128, 128, 192, 128, None, None),
 }
+MLA_DECODE = (128, 1, 576, 512, None, None)  # absorbed: 128 heads over one latent head
 
 
 def _shape(c) -> tuple:
@@ -30,7 +31,10 @@ def presets():
 def test_cuda_sizes_are_the_models_shapes_prefill_and_decode(presets):
     cases = presets.cases("cuda")
     shapes = {_shape(c) for c in cases}
-    assert shapes == set(MODELS.values())
+    assert shapes == {*MODELS.values(), MLA_DECODE}
+    (mla,) = [c for c in cases if _shape(c) == MLA_DECODE]
+    assert mla.seq_q == 1 and mla.seq_kv == 8192 and mla.batch == 16
+    assert mla.softmax_scale == pytest.approx(192 ** -0.5)  # of the un-absorbed head dims
     for shape in MODELS.values():
         mine = [c for c in cases if _shape(c) == shape]
         prefill = sorted(c.seq_q for c in mine if c.seq_q == c.seq_kv)
@@ -43,7 +47,7 @@ def test_cuda_sizes_are_the_models_shapes_prefill_and_decode(presets):
 
 def test_cpu_sizes_keep_the_heads_and_dims_and_still_cut_with_the_window(presets):
     cases = presets.cases("cpu")
-    assert len(cases) == 12  # six model layers, prefill and decode
+    assert len(cases) == 13  # six model layers, prefill and decode, and MLA's decode
     for c in cases:
         assert c.dtype == "float32" and c.seq_kv <= 512
         assert c.heads_q % c.heads_kv == 0
@@ -54,3 +58,4 @@ def test_cpu_sizes_keep_the_heads_and_dims_and_still_cut_with_the_window(presets
     heads = {(c.heads_q, c.heads_kv, c.head_dim, c.head_dim_v) for c in cases}
     assert {(32, 8, 128, None), (64, 8, 128, None), (16, 8, 256, None)} <= heads
     assert any(c.head_dim == 192 and c.head_dim_v == 128 for c in cases)
+    assert any(c.head_dim == 576 and c.head_dim_v == 512 and c.heads_kv == 1 for c in cases)
