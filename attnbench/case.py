@@ -12,7 +12,7 @@ MASKS = ("none", "causal", "causal_top_left")  # causal: bottom-right aligned (v
 MODES = ("fwd", "bwd", "fwd_bwd")
 DEVICES = ("cpu", "cuda")
 VARIANTS = ("window", "lengths", "packed", "paged", "documents", "alibi", "bias", "softcap",
-            "dv")
+            "dv", "sinks")
 LAYOUTS = ("padded", "packed", "paged")
 BIAS_KINDS = ("none", "shared", "head", "batch_head")
 # the distribution of q, k and v (verify/inputs.py): standard normal, a few channels with large
@@ -53,6 +53,7 @@ class Case:
     bias: str = "none"
     softcap: float | None = None
     head_dim_v: int | None = None
+    sinks: bool = False  # a learned logit per query head in every row's softmax denominator
     # inputs that expose bugs: their distribution, and NaN in every padding position a kernel
     # must not read (past q_lens/kv_lens, spare page slots)
     inputs: str = "normal"
@@ -108,6 +109,7 @@ def case_variants(case: Case) -> tuple[str, ...]:
         "bias": case.bias != "none",
         "softcap": case.softcap is not None,
         "dv": case.head_dim_v is not None and case.head_dim_v != case.head_dim,
+        "sinks": case.sinks,
     }
     return tuple(v for v in VARIANTS if used[v])
 
@@ -130,6 +132,8 @@ def id_suffix(case: Case) -> str:
         parts.append(f"cap{float(case.softcap)!r}")
     if case.head_dim_v is not None:
         parts.append(f"dv{case.head_dim_v}")
+    if case.sinks:
+        parts.append("sinks")
     if case.inputs != "normal":
         parts.append(f"in_{case.inputs}")
     if case.poison:

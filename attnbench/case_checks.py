@@ -40,8 +40,8 @@ def variant_problem(case: Case) -> str | None:
                 f"(this case is {case.layout})")
     no_grad = [v for v in case.variants if v not in GRAD_VARIANTS]
     if no_grad and case.mode != "fwd":
-        return (f"mode {case.mode!r} with the {', '.join(no_grad)} layout: the gradient oracle "
-                f"covers the padded layout only; use mode = \"fwd\"")
+        return (f"mode {case.mode!r} with the {', '.join(no_grad)} variant: the gradient oracle "
+                f"covers the padded layout only, without sinks; use mode = \"fwd\"")
     return _layout_problem(case)
 
 

@@ -72,6 +72,7 @@ class Record(TypedDict, total=False):
     bias: str
     softcap: float | None
     head_dim_v: int | None
+    sinks: bool
     inputs: str
     poison: bool
     strides: str

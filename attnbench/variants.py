@@ -10,6 +10,11 @@ the visibility matrix, the empty rows and the exact work model all derive from i
 
 Scores: s = (q·k)·scale; softcap: s = cap·tanh(s / cap); then + ALiBi −slope_h·|i + off − j|
 + bias[b, h, i, j]; masked scores are −inf; a row that sees no key outputs zeros.
+
+Sinks (gpt-oss): a logit σ_h per query head joins every row's softmax denominator and brings no
+value: o_i = Σ_j e^(s_ij − m) v_j / (e^(σ_h − m) + Σ_j e^(s_ij − m)), m = max(σ_h, max_j s_ij);
+a row that sees no key still outputs zeros. It is the attention over one more key, visible to
+every row, whose score is σ_h and whose value is 0.
 """
 
 from __future__ import annotations

@@ -264,7 +264,9 @@ class FlexAttention(Backend):
                    "and soft-capping as a score_mod, packed as one sequence, paged gathered")
     capabilities = Capabilities(
         devices=("cpu", "cuda"), dtypes=("float32", "float16", "bfloat16"),
-        modes=("fwd", "bwd", "fwd_bwd"), variants=VARIANTS,
+        modes=("fwd", "bwd", "fwd_bwd"), variants=tuple(v for v in VARIANTS if v != "sinks"),
+        why_not={"sinks": "a score_mod cannot add a term to the softmax denominator (the "
+                          "returned log-sum-exp could rescale the output: not done here)"},
         per_device={"cpu": {"modes": ("fwd",)}},  # no backward on the CPU: NotImplementedError
     )
 

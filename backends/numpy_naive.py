@@ -27,8 +27,9 @@ def _masking(inputs: Inputs) -> tuple[Any, Any]:
 
 
 def _softmax_v(s: np.ndarray, v: np.ndarray, hidden: Any, terms: Any,
-               cap: float | None) -> np.ndarray:
-    """softmax(cap(s) + terms, masked) v in place on s; a row that sees no key gives zeros."""
+               cap: float | None, sink: Any = None) -> np.ndarray:
+    """softmax(cap(s) + terms, masked) v in place on s; a row that sees no key gives zeros;
+    sink: logits (broadcast over rows) that join each row's denominator, or None."""
     if cap is not None:
         s /= cap
         np.tanh(s, out=s)
@@ -38,10 +39,15 @@ def _softmax_v(s: np.ndarray, v: np.ndarray, hidden: Any, terms: Any,
     if hidden is not None:
         np.copyto(s, -np.inf, where=hidden)
     m = s.max(axis=-1, keepdims=True)
+    if sink is not None:
+        m = np.maximum(m, sink)
     m[~np.isfinite(m)] = 0  # a row that sees no key: every exp is 0, its sum too
     np.subtract(s, m, out=s)
     np.exp(s, out=s)
-    s /= np.maximum(s.sum(axis=-1, keepdims=True), np.finfo(s.dtype).tiny)
+    den = s.sum(axis=-1, keepdims=True)
+    if sink is not None:
+        den += np.exp(sink - m)
+    s /= np.maximum(den, np.finfo(s.dtype).tiny)
     return np.matmul(s, v)
 
 
@@ -59,12 +65,13 @@ class NumpyNaive(Backend):
         scale, cap = q.dtype.type(inputs.scale), case.softcap
         hidden, terms = _masking(inputs)
         fetch = _kv_source(inputs)
+        sink = None if inputs.sinks is None else inputs.sinks[None, :, None, None]
 
         def run() -> np.ndarray:
             kt, v = fetch()
             s = np.matmul(q, kt)
             s *= scale
-            return _softmax_v(s, v, hidden, terms, cap)
+            return _softmax_v(s, v, hidden, terms, cap, sink)
 
         return run
 
@@ -96,6 +103,7 @@ def _packed(inputs: Inputs) -> Callable[[], np.ndarray]:
     scale, cap = q.dtype.type(inputs.scale), case.softcap
     cq, ck = inputs.cu_seqlens_q, inputs.cu_seqlens_k
     hidden, terms = _masking(inputs)
+    sink = None if inputs.sinks is None else inputs.sinks[:, None, None]
     seqs = []  # (b, q rows, k rows, hidden, terms) of each sequence with queries
     for b in range(case.batch):
         lq, lk = int(cq[b + 1] - cq[b]), int(ck[b + 1] - ck[b])
@@ -114,7 +122,7 @@ def _packed(inputs: Inputs) -> Callable[[], np.ndarray]:
             s = np.matmul(qb, kt)
             s *= scale
             vb = np.swapaxes(_expand(v[ks], group, 1), 0, 1)
-            res = _softmax_v(s, vb, h if t is None else None, t, cap)
+            res = _softmax_v(s, vb, h if t is None else None, t, cap, sink)
             out[qs] = np.swapaxes(res, 0, 1)
         return out
 

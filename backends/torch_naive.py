@@ -34,9 +34,10 @@ def _masking(inputs: Inputs) -> tuple[Any, Any]:
     return (hidden if bool(hidden.any()) else None), terms
 
 
-def _probs(s: Any, hidden: Any, terms: Any, cap: float | None) -> Any:
+def _probs(s: Any, hidden: Any, terms: Any, cap: float | None, sink: Any = None) -> Any:
     """softmax over keys of cap(s) + terms, masked (rows that see no key come out NaN), in the
-    terms' dtype when they have one (float32 for the half types), rounded back to s's."""
+    terms' dtype when they have one (float32 for the half types), rounded back to s's; sink:
+    logits (broadcast over rows) that join each row's denominator as one more key, or None."""
     import torch
 
     dtype = s.dtype
@@ -46,7 +47,10 @@ def _probs(s: Any, hidden: Any, terms: Any, cap: float | None) -> Any:
         s = s.to(terms.dtype) + terms
     if hidden is not None:
         s = s.masked_fill(hidden, float("-inf"))
-    return torch.softmax(s, dim=-1).to(dtype)
+    if sink is None:
+        return torch.softmax(s, dim=-1).to(dtype)
+    extra = sink.to(s.dtype).expand(*s.shape[:-1], 1)
+    return torch.softmax(torch.cat([s, extra], dim=-1), dim=-1)[..., :-1].to(dtype)
 
 
 class TorchNaive(Backend):
@@ -67,11 +71,12 @@ class TorchNaive(Backend):
         hidden, terms = _masking(inputs)
         inputs.empty_rows()  # built now, not in the first call
         fetch = _kv_source(inputs)
+        sink = None if inputs.sinks is None else inputs.sinks[None, :, None, None]
 
         def run() -> Any:
             k, v = fetch()
             s = torch.matmul(q, k.transpose(-1, -2)) * inputs.scale
-            p = inputs.zero_empty_rows(_probs(s, hidden, terms, case.softcap))  # no key: 0
+            p = inputs.zero_empty_rows(_probs(s, hidden, terms, case.softcap, sink))  # no key
             return torch.matmul(p, v)
 
         return run
@@ -114,6 +119,7 @@ def _packed(inputs: Inputs) -> Callable[[], Any]:
     cq, ck = inputs.cu_seqlens_q.tolist(), inputs.cu_seqlens_k.tolist()
     terms = _terms(inputs)
     inputs.empty_rows()
+    sink = None if inputs.sinks is None else inputs.sinks[:, None, None]
     seqs = []  # (q rows, k rows, hidden, terms) of each sequence with queries
     for b in range(case.batch):
         lq, lk = cq[b + 1] - cq[b], ck[b + 1] - ck[b]
@@ -129,7 +135,7 @@ def _packed(inputs: Inputs) -> Callable[[], Any]:
             kb = k[ks].repeat_interleave(group, dim=1).transpose(0, 1)
             vb = v[ks].repeat_interleave(group, dim=1).transpose(0, 1)
             s = torch.matmul(qb, kb.transpose(-1, -2)) * inputs.scale
-            parts.append(torch.matmul(_probs(s, h, t, case.softcap), vb).transpose(0, 1))
+            parts.append(torch.matmul(_probs(s, h, t, case.softcap, sink), vb).transpose(0, 1))
         if not parts:
             return q.new_zeros((q.shape[0], case.heads_q, case.dv))
         return inputs.zero_empty_rows(torch.cat(parts))  # rows that see no key: 0, not NaN

@@ -148,6 +148,8 @@ kv_lens = [[16, 1, 1], [2, 2, 2]]
     ("bias = \"rows\"", "unknown bias"),
     ("mode = \"bwd\"\nlayout = \"packed\"", "use mode"),
     ("mode = \"fwd_bwd\"\nlayout = \"paged\"\npage_size = 4", "padded layout only"),
+    ("mode = \"bwd\"\nsinks = true", "without sinks"),
+    ("sinks = 1", "expected true or false"),
 ])
 def test_bad_variant_values_name_the_key(tmp_path, body, words):
     text = f"[base]\nbatch = 3\nheads = 2\nseq_len = 16\nhead_dim = 8\n{body}\n"

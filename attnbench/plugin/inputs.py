@@ -29,6 +29,7 @@ class Inputs:
     v: Any
     scale: float
     bias: Any = None  # (1|batch, 1|heads_q, seq_q, seq_kv) in the framework and dtype, or None
+    sinks: Any = None  # (heads_q,) sink logits in the framework and dtype, or None
     cu_seqlens_q: Any = None  # packed: int32 (batch + 1,) offsets of each sequence (NumPy)
     cu_seqlens_k: Any = None
     block_table: Any = None  # paged: int32 (batch, pages_per_seq) page indices (NumPy)

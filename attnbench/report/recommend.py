@@ -15,7 +15,8 @@ from attnbench.report.recommend_case import (
 )
 
 DECODE_MAX_Q = 16  # a query length up to this (and under the key length) is decode
-LABELLED_VARIANTS = ("window", "layout", "alibi", "bias", "softcap", "inputs", "poison",
+LABELLED_VARIANTS = ("window", "layout", "alibi", "bias", "softcap", "sinks", "inputs",
+                     "poison",
                      "strides")
 LENGTH_LISTS = {"q_lens": "ragged q", "kv_lens": "ragged kv", "doc_lens": "documents"}
 POOLING = ("records of runs made on the same machine (device type and GPU or CPU model) are "

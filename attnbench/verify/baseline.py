@@ -26,14 +26,15 @@ HALF = ("float16", "bfloat16")
 
 def torch_attention(q: Any, k: Any, v: Any, case: Case, rows: np.ndarray, b: int = 0,
                     heads: np.ndarray | None = None, bias: np.ndarray | None = None,
-                    terms_dtype: Any = None) -> Any:
+                    terms_dtype: Any = None, sinks: np.ndarray | None = None) -> Any:
     """Plain torch attention on the given query rows of batch element b (differentiable);
     rows that see no key are 0.
 
     q: (1, Hq', Sq, D), k and v: (1, Hkv', Skv, D | Dv) with Hq' a multiple of Hkv'; heads:
     the indices of q's heads (all by default); bias: the case's float64 bias array or None;
     terms_dtype: the dtype ALiBi and bias are added and the softmax computed in (q's dtype by
-    default; float32, as fused kernels do, for the forward baseline), p rounded back to q's.
+    default; float32, as fused kernels do, for the forward baseline), p rounded back to q's;
+    sinks: the case's (heads_q,) sink logits or None (one more key of value 0, variants.py).
     """
     import torch
 
@@ -50,7 +51,13 @@ def torch_attention(q: Any, k: Any, v: Any, case: Case, rows: np.ndarray, b: int
         s = s.to(terms_dtype or q.dtype)
         s = s + torch.from_numpy(terms).to(device=q.device, dtype=s.dtype)
     vis = torch.from_numpy(row_visibility(case, rows, b)).to(q.device)
-    p = torch.softmax(s.masked_fill(~vis, float("-inf")), dim=-1).nan_to_num(0.0)
+    s = s.masked_fill(~vis, float("-inf"))
+    if sinks is not None:
+        sink = torch.from_numpy(sinks[heads]).to(device=q.device, dtype=s.dtype)
+        s = torch.cat([s, sink[None, :, None, None].expand(*s.shape[:-1], 1)], dim=-1)
+    p = torch.softmax(s, dim=-1).nan_to_num(0.0)
+    if sinks is not None:
+        p = p[..., :-1]
     return torch.matmul(p.to(q.dtype), v)
 
 
@@ -61,13 +68,15 @@ def _block_rows(arrays: dict[str, np.ndarray], case: Case, block: tuple[Any, ...
     conv = {n: to_framework(arrays[n][b:b + 1, s], framework, case.dtype, case.device)
             for n, s in (("q", qs), ("k", ks), ("v", ks))}
     heads, bias = np.arange(qs.start, qs.stop), arrays.get("bias")  # bias: already rounded
+    sinks = arrays.get("sinks")  # rounded to the dtype too
     if framework == "numpy":
-        return attention_rows(conv["q"], conv["k"], conv["v"], case, rows, b, heads, bias)
+        return attention_rows(conv["q"], conv["k"], conv["v"], case, rows, b, heads, bias,
+                              sinks=sinks)
     import torch
 
     with torch.no_grad():  # the baseline needs no autograd graph
         return torch_attention(conv["q"], conv["k"], conv["v"], case, rows, b, heads, bias,
-                               torch.float32 if case.dtype in HALF else None)
+                               torch.float32 if case.dtype in HALF else None, sinks)
 
 
 def baseline_output(arrays: dict[str, np.ndarray], case: Case, rows: np.ndarray,

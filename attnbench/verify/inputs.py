@@ -49,6 +49,8 @@ def reference_arrays(case: Case, seed: int) -> dict[str, np.ndarray]:
     if case.layout == "paged":
         slots = b * layouts.pages_per_seq(case) * layouts.page_size(case) * case.heads_kv
         shapes["k_fill"], shapes["v_fill"] = (slots, d), (slots, case.dv)
+    if case.sinks:
+        shapes["sinks"] = (case.heads_q,)  # one logit per query head, like a score
     drawn = {n: rng.standard_normal(s) for n, s in shapes.items()}
     shape_inputs(case, drawn, rng)
     return {n: quantize(x, case.dtype) for n, x in drawn.items()}
@@ -124,8 +126,8 @@ def layout_arrays(case: Case, arrays: dict[str, np.ndarray]) -> dict[str, np.nda
 def pristine_arrays(case: Case, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The values every array handed to a backend must still hold: the layout's q, k, v and
     index arrays, and the bias (float64, what make_inputs converts)."""
-    bias = {"bias": arrays["bias"]} if "bias" in arrays else {}
-    return {**layout_arrays(case, arrays), **bias}
+    extra: dict[str, np.ndarray] = {n: arrays[n] for n in ("bias", "sinks") if n in arrays}
+    return {**layout_arrays(case, arrays), **extra}
 
 
 def make_inputs(case: Case, arrays: dict[str, np.ndarray], framework: str) -> Inputs:
@@ -139,10 +141,11 @@ def make_inputs(case: Case, arrays: dict[str, np.ndarray], framework: str) -> In
         return strided(conv(a), case.strides, framework)
 
     bias = conv(arrays["bias"]) if "bias" in arrays else None
+    sinks = conv(arrays["sinks"]) if "sinks" in arrays else None
     index = {n: lay[n].copy() for n in ("cu_seqlens_q", "cu_seqlens_k", "block_table")
              if n in lay}
     return Inputs(case=case, q=qkv(lay["q"]), k=qkv(lay["k"]), v=qkv(lay["v"]),
-                  scale=case.softmax_scale, bias=bias, **index)
+                  scale=case.softmax_scale, bias=bias, sinks=sinks, **index)
 
 
 SLICE_PAD = 8  # strides="sliced": channels of the wider buffer beside each head's (NaN)

@@ -55,7 +55,8 @@ def row_visibility(case: Case, rows: np.ndarray, b: int = 0) -> np.ndarray:
 
 def probabilities(q: np.ndarray, k: np.ndarray, case: Case, rows: np.ndarray, b: int = 0,
                   heads: np.ndarray | None = None, bias: np.ndarray | None = None,
-                  hidden: np.ndarray | None = None) -> np.ndarray:
+                  hidden: np.ndarray | None = None, sinks: np.ndarray | None = None
+                  ) -> np.ndarray:
     """softmax(q kᵀ·scale [softcap] + ALiBi + bias + mask) on the given query rows of batch
     element b, in q's dtype (float32 for float16 with ALiBi or a bias); rows that see no key
     are 0.
@@ -63,8 +64,9 @@ def probabilities(q: np.ndarray, k: np.ndarray, case: Case, rows: np.ndarray, b:
     q: (1, Hq', Sq, D) and k: (1, Hkv', Skv, D) with Hq' a multiple of Hkv' (a slice of heads
     is fine: heads gives their indices, all of them by default); bias: the case's full bias
     array or None; hidden: (seq_kv,) booleans, keys hidden from every row on top of the mask
-    (a diagnosis's "what if these keys were left out"). A row that sees no key has max −inf;
-    it is shifted by 0, so every exp is 0.
+    (a diagnosis's "what if these keys were left out"); sinks: the case's (heads_q,) sink
+    logits or None, each a term of its heads' denominators (variants.py). A row that sees no
+    key has max −inf; it is shifted by 0, so every exp is 0.
     """
     heads = np.arange(q.shape[1]) if heads is None else heads
     kx = expand_kv(k, q.shape[1])
@@ -81,22 +83,26 @@ def probabilities(q: np.ndarray, k: np.ndarray, case: Case, rows: np.ndarray, b:
         vis &= ~hidden[None, :]
     if not vis.all():
         np.copyto(s, -np.inf, where=~vis)
+    if sinks is not None:  # one more key per row: score σ_h, value 0 (dropped after)
+        sink = np.broadcast_to(sinks[heads].astype(s.dtype)[None, :, None, None],
+                               (*s.shape[:-1], 1))
+        s = np.concatenate([s, sink], axis=-1)
     m = s.max(axis=-1, keepdims=True)
     s -= np.where(np.isfinite(m), m, 0)
     np.exp(s, out=s)
     den = s.sum(axis=-1, keepdims=True)
     s /= np.where(den == 0, 1, den)
-    return s
+    return s if sinks is None else s[..., :-1]
 
 
 def attention_rows(
     q: np.ndarray, k: np.ndarray, v: np.ndarray, case: Case, rows: np.ndarray, b: int = 0,
     heads: np.ndarray | None = None, bias: np.ndarray | None = None,
-    hidden: np.ndarray | None = None,
+    hidden: np.ndarray | None = None, sinks: np.ndarray | None = None,
 ) -> np.ndarray:
     """softmax(q kᵀ·scale + …) v for the given query rows of batch element b, in q's dtype;
     rows that see no key are 0 (see probabilities for the arguments)."""
-    p = probabilities(q, k, case, rows, b, heads, bias, hidden)
+    p = probabilities(q, k, case, rows, b, heads, bias, hidden, sinks)
     return np.matmul(p, expand_kv(v, q.shape[1])).astype(q.dtype)
 
 
@@ -127,10 +133,11 @@ def oracle(arrays: dict[str, np.ndarray], case: Case, rows: np.ndarray,
            hidden: np.ndarray | None = None) -> np.ndarray:
     """The float64 reference output on the given rows: (B, Hq, len(rows), Dv), block by block
     (hidden: keys left out of every row, see probabilities)."""
-    q, k, v, bias = arrays["q"], arrays["k"], arrays["v"], arrays.get("bias")
+    q, k, v, bias, sinks = (arrays["q"], arrays["k"], arrays["v"], arrays.get("bias"),
+                            arrays.get("sinks"))
     out = np.empty((case.batch, case.heads_q, len(rows), case.dv))
     for b, qs, ks, r, at in blocks(case, rows):
         heads = np.arange(qs.start, qs.stop)
         out[b:b + 1, qs, at] = attention_rows(q[b:b + 1, qs], k[b:b + 1, ks], v[b:b + 1, ks],
-                                              case, r, b, heads, bias, hidden)
+                                              case, r, b, heads, bias, hidden, sinks)
     return out

@@ -65,6 +65,12 @@ class Block:
         self.q = arrays["q"][b, heads][:, rows, :]  # (G, R, D)
         self.k, self.v = arrays["k"][b, h], arrays["v"][b, h]  # (L, D), (L, Dv)
         self.vis = row_visibility(case, rows, b)  # (R, L)
+        sinks = arrays.get("sinks")
+        self.sinks = None if sinks is None else sinks[heads]  # (G,)
+        if self.sinks is not None:  # one more key, seen by every row: k = 0, v = 0
+            self.k = np.concatenate([self.k, np.zeros((1, self.k.shape[1]))])
+            self.v = np.concatenate([self.v, np.zeros((1, self.v.shape[1]))])
+            self.vis = np.concatenate([self.vis, np.ones((len(rows), 1), dtype=bool)], axis=1)
 
     def scores(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(s1, s, shifted): q·k·scale, the final scores (softcap, terms, −inf where masked)
@@ -75,6 +81,10 @@ class Block:
         s1 *= case.softmax_scale
         s = variants.apply_softcap(s1.copy(), case.softcap)
         terms = variants.score_terms(case, self.b, self.heads, self.rows, self.bias)
+        if terms is not None and self.sinks is not None:  # the sink's key has no terms
+            terms = np.concatenate([terms, np.zeros((*terms.shape[:-1], 1))], axis=-1)
+        if self.sinks is not None:  # its score is the sink logit (s1 stays 0: no q·k there)
+            s[..., -1] = self.sinks[:, None]
         shifted = None
         if terms is not None:
             s += terms

@@ -76,9 +76,10 @@ def literal(arrays: dict[str, np.ndarray], case: Case) -> np.ndarray:
                     score[j] = s
                 if not score:
                     continue
-                top = max(score.values())
+                sink = [float(arrays["sinks"][h])] if "sinks" in arrays else []
+                top = max([*score.values(), *sink])
                 w = {j: math.exp(s - top) for j, s in score.items()}
-                total = sum(w.values())
+                total = sum(w.values()) + sum(math.exp(x - top) for x in sink)
                 for x in range(case.dv):
                     out[b, h, i, x] = sum(w[j] * v[b, g, j, x] for j in w) / total
     return out
@@ -102,6 +103,8 @@ CASES = [
     Case(2, 4, 1, 6, 8, 4, head_dim_v=5, alibi=True, bias="head", softcap=1.5, window_left=2,
          kv_lens=(8, 5), mask="causal"),
     Case(2, 4, 2, 9, 5, 4, mask="causal_top_left"),  # top-left: row i sees keys 0..i
+    Case(2, 4, 2, 6, 9, 4, mask="causal", sinks=True, kv_lens=(9, 2)),  # a sink per q head
+    Case(2, 2, 1, 5, 8, 4, sinks=True, window_left=1, softcap=1.5, alibi=True),
     Case(2, 4, 2, 4, 9, 4, mask="causal_top_left", window_left=1, alibi=True,
          kv_lens=(9, 6), q_lens=(4, 3)),
 ]
