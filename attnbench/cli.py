@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 def settle_args(args: argparse.Namespace) -> None:
     """Make every path argument absolute (against the folder attnbench was started in) and
     drop repeated values of the list flags, which would run the same thing twice."""
-    for dest in ("out", "resume", "junit_xml", "base", "new", "json"):
+    for dest in ("out", "resume", "junit_xml", "base", "new", "json", "run"):
         if getattr(args, dest, None):
             setattr(args, dest, os.path.abspath(getattr(args, dest)))
     if getattr(args, "runs", None):
@@ -129,7 +129,7 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
     from attnbench.report.compare import run_compare
 
     return run_compare(args.base, args.new, args.threshold, args.min_abs, args.all,
-                       allow_missing=args.allow_missing, strict=args.strict)
+                       allow_missing=args.allow_missing, strict=args.strict, fmt=args.format)
 
 
 def cmd_recommend(args: argparse.Namespace, argv: list[str]) -> int:
@@ -140,8 +140,14 @@ def cmd_recommend(args: argparse.Namespace, argv: list[str]) -> int:
     return run_recommend(args.runs, options, args.format, args.json)
 
 
+def cmd_history(args: argparse.Namespace, argv: list[str]) -> int:
+    from attnbench.history.command import run_history
+
+    return run_history(args)
+
+
 COMMANDS = {"list": cmd_list, "run": cmd_sweep, "check": cmd_sweep, "report": cmd_report,
-            "compare": cmd_compare, "recommend": cmd_recommend}
+            "compare": cmd_compare, "recommend": cmd_recommend, "history": cmd_history}
 
 if __name__ == "__main__":
     sys.exit(main())

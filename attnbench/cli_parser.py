@@ -160,6 +160,9 @@ def add_report_parsers(sub: Any) -> None:
                    metavar="MS", help="smallest absolute change in ms that counts, at most "
                    f"{MAX_MIN_ABS_MS:g} (default 0.05 on cpu, 0.01 on cuda)")
     p.add_argument("--all", action="store_true", help="list every case, not only changed ones")
+    p.add_argument("--format", choices=["table", "markdown"], default="table",
+                   help="table (terminal) or markdown (a PR comment, on stdout; notes and "
+                        "warnings stay on stderr)")
     p.add_argument("--strict", action="store_true",
                    help="gate timing regressions even when either run was made on a busy "
                         "machine (by default they are listed as unreliable, not gated)")
@@ -167,6 +170,41 @@ def add_report_parsers(sub: Any) -> None:
                    help="pass although the new run lacks cases or backends of the base run or "
                         "did not finish (by default that lost coverage fails, exit 1)")
     add_recommend_parser(sub)
+    add_history_parser(sub)
+
+
+def add_history_parser(sub: Any) -> None:
+    p = sub.add_parser("history", help="store runs in a history database; find the steps in "
+                       "each case's timings over the runs")
+    hist = p.add_subparsers(dest="history_command", required=True, parser_class=Parser)
+    db = {"metavar": "PATH|URL", "help": "the history database: a SQLite file (default "
+          "results/history.sqlite) or an SQLAlchemy URL"}
+    a = hist.add_parser("add", help="store runs' timed records (in the order given)")
+    a.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s)")
+    a.add_argument("--label", help="the run's label, e.g. a commit (default its run id; "
+                   "one RUN only)")
+    a.add_argument("--db", **db)
+    for name, what in (("show", "each series and the steps found (PELT on log medians, the "
+                        "penalty from each series' own noise)"),
+                       ("bisect", "the first label where a step was found")):
+        s = hist.add_parser(name, help=what)
+        s.add_argument("--db", **db)
+        s.add_argument("--backend", dest="only_backend", metavar="B", help="only this backend")
+        s.add_argument("--case", dest="only_case", metavar="C", help="only this case id")
+        s.add_argument("--raw", action="store_true", help="do not divide out the machine's "
+                       "run-to-run drift (by default each run's shared factor is)")
+        if name == "show":
+            s.add_argument("-o", "--out", metavar="DIR", help="write a plot per series with "
+                           "a step (every series with --all) under DIR")
+            s.add_argument("--all", action="store_true", help="plot every series")
+    e = hist.add_parser("export", help="a run's timings for Bencher (BMF JSON) or asv (a "
+                        "results folder)")
+    e.add_argument("run", metavar="RUN", help="run folder")
+    e.add_argument("--format", choices=["bencher", "asv"], default="bencher")
+    e.add_argument("--label", help="asv: the commit the results belong to (default the run's "
+                   "git commit)")
+    e.add_argument("-o", "--out", metavar="FILE|DIR", help="bencher: write to FILE (default "
+                   "stdout); asv: the results folder to write or add to")
 
 
 def add_recommend_parser(sub: Any) -> None:

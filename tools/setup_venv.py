@@ -29,7 +29,8 @@ REQUIRED = ["numpy", "pluggy", "pandas", "matplotlib", "rich", "threadpoolctl"] 
 # An editable install builds with setuptools >= 64 (PEP 660); before 70.1 it needs wheel too.
 EDITABLE = ["setuptools", "pip"]
 OPTIONAL = {"pytest": "make test", "numba": "the numba-cpu backend",
-            "scipy": "the numba-cpu backend", "ruff": "make lint", "importlinter": "make lint"}
+            "scipy": "the numba-cpu backend", "ruff": "make lint", "importlinter": "make lint",
+            "ruptures": "attnbench history"}
 PTH = "_attnbench_interpreter.pth"
 SAY = "attnbench:"
 
@@ -149,7 +150,7 @@ def install(venv: Path, torch_version: str, torch_index: str) -> None:
     run([sys.executable, "-m", "venv", str(venv)])
     index = ["--extra-index-url", torch_index] if torch_index else []
     run([str(venv / "bin" / "pip"), "install", "-q", f"torch=={torch_version}", *index,
-         "-e", ".[numba,dev,ray]"])
+         "-e", ".[numba,dev,ray,history]"])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -77,8 +77,8 @@ def print_comparison(base: Run, new: Run, rows: list[Row], missing: list[tuple],
 
 
 def run_compare(base_path: str, new_path: str, threshold: float | None, min_abs_ms: float | None,
-                show_all: bool = False, allow_missing: bool = False, strict: bool = False
-                ) -> int:
+                show_all: bool = False, allow_missing: bool = False, strict: bool = False,
+                fmt: str = "table") -> int:
     """The compare command: 0 when nothing is gated, 1 on a regression, a new failure or lost
     coverage (missing cases or backends, an unfinished new run) unless allow_missing. When
     either run was busy, timing regressions are listed but not gated unless strict."""
@@ -90,7 +90,8 @@ def run_compare(base_path: str, new_path: str, threshold: float | None, min_abs_
     spared = discount_busy(rows, base, new, strict)
     for line in busy_warnings(base, new, strict):  # at the top: before the table
         print(plain(line), file=sys.stderr)
-    print_comparison(base, new, rows, missing, show_all)
+    if fmt == "table":
+        print_comparison(base, new, rows, missing, show_all)
     if base.meta.get("finished") is not True:
         print(f"note: the base run {base.path} did not finish; only its records are compared",
               file=sys.stderr)
@@ -109,8 +110,12 @@ def run_compare(base_path: str, new_path: str, threshold: float | None, min_abs_
                                                           for r in gated}))] if gated else []
     if losses and not allow_missing:
         parts.append("lost coverage: " + "; ".join(losses) + " (--allow-missing accepts it)")
-    if parts:
-        print(plain("compare: FAILED, " + "; ".join(parts) + f". [{summary}]"))
-        return 1
-    print(f"compare: passed [{summary}]")
-    return 0
+    verdict = plain("compare: FAILED, " + "; ".join(parts) + f". [{summary}]") if parts else (
+        f"compare: passed [{summary}]")
+    if fmt == "markdown":
+        from attnbench.report.compare_markdown import comparison_markdown
+
+        print(comparison_markdown(base, new, rows, missing, verdict, show_all), end="")
+    else:
+        print(verdict)
+    return 1 if parts else 0

@@ -1,0 +1,1 @@
+"""Performance history: runs stored in a database, change points found per series."""

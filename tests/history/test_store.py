@@ -1,0 +1,85 @@
+"""The history database: a real run's timed records stored under a label, in order; a run that
+did not finish or is already stored is refused; the same SQL through an SQLAlchemy URL."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from attnbench.errors import UsageError
+from attnbench.history import store
+from attnbench.results import read_run
+
+
+def _copy(run: Path, to: Path, run_id: str) -> Path:
+    shutil.copytree(run, to)
+    meta = json.loads((to / "run.json").read_text())
+    meta["run_id"] = run_id
+    (to / "run.json").write_text(json.dumps(meta))
+    return to
+
+
+def _timed(run: Path) -> list[dict]:
+    _, records = read_run(run)
+    return [r for r in records if isinstance((r.get("timing") or {}).get("median_ms"), float)]
+
+
+def test_a_real_run_is_stored_with_its_medians_and_quartiles(real_run, tmp_path):
+    run = real_run("base")
+    with store.connect(tmp_path / "h.sqlite") as conn:
+        n = store.add_run(conn, run, "commit-a")
+    timed = _timed(run)
+    assert n == len(timed) > 0
+    with store.connect(tmp_path / "h.sqlite") as conn:
+        pts = store.points(conn)
+        one = store.points(conn, backend="numpy-naive", case=timed[0]["case_id"])
+    assert len(pts) == n and {p.label for p in pts} == {"commit-a"} and {p.seq for p in pts} == {1}
+    by = {(p.case_id, p.backend): p for p in pts}
+    for rec in timed:
+        p = by[(rec["case_id"], rec["backend"])]
+        assert p.median_ms == rec["timing"]["median_ms"]
+        assert p.q25_ms <= p.median_ms <= p.q75_ms
+    assert [p.backend for p in one] == ["numpy-naive"]
+
+
+def test_runs_get_successive_seqs_and_a_stored_run_is_refused(real_run, tmp_path):
+    run = real_run("base")
+    second = _copy(run, tmp_path / "second", "another-run")
+    db = tmp_path / "h.sqlite"
+    with store.connect(db) as conn:
+        store.add_run(conn, run, None)
+        store.add_run(conn, second, "b")
+        with pytest.raises(UsageError, match="already in the history"):
+            store.add_run(conn, run, "again")
+        seqs = {(p.seq, p.label) for p in store.points(conn)}
+    meta, _ = read_run(run)
+    assert seqs == {(1, meta["run_id"]), (2, "b")}
+
+
+def test_an_unfinished_run_is_refused(real_run, tmp_path):
+    cut = _copy(real_run("base"), tmp_path / "cut", "cut-run")
+    meta = json.loads((cut / "run.json").read_text())
+    meta["finished"] = False
+    (cut / "run.json").write_text(json.dumps(meta))
+    with store.connect(tmp_path / "h.sqlite") as conn, \
+            pytest.raises(UsageError, match="did not finish"):
+        store.add_run(conn, cut, None)
+
+
+def test_an_sqlalchemy_url_stores_the_same_points(real_run, tmp_path):
+    pytest.importorskip("sqlalchemy")
+    run = real_run("base")
+    with store.connect(f"sqlite:///{tmp_path / 'alchemy.sqlite'}") as conn:
+        n = store.add_run(conn, run, "x")
+    with store.connect(tmp_path / "alchemy.sqlite") as conn:  # the same file, read directly
+        assert len(store.points(conn)) == n
+
+
+def test_a_bad_url_is_one_usage_error(tmp_path):
+    pytest.importorskip("sqlalchemy")
+    with pytest.raises(UsageError, match="nosuchdialect"), \
+            store.connect("nosuchdialect://x/y"):
+        pass
