@@ -256,17 +256,36 @@ def paged_gather(inputs: Inputs) -> Callable[[Any], Any]:
     return gather
 
 
+def lse_request() -> dict[str, Any]:
+    """The argument asking this torch's flex_attention for the log-sum-exp (natural log)."""
+    try:
+        from torch.nn.attention.flex_attention import AuxRequest
+    except ImportError:  # before AuxRequest: the older flag
+        return {"return_lse": True}
+    return {"return_aux": AuxRequest(lse=True)}
+
+
+def with_sinks(result: tuple[Any, Any], sink: Any) -> Any:
+    """Sinks from flex's own output and log-sum-exp, exactly: a sink σ_h adds e^σ_h to the
+    row's denominator e^lse, so the output scales by e^lse / (e^lse + e^σ_h) = sigmoid(lse − σ_h)
+    (0 for a row that sees no key, lse = −inf). In float32, rounded once to the output dtype."""
+    import torch
+
+    out, aux = result
+    lse = getattr(aux, "lse", aux)  # AuxOutput, or the bare tensor of return_lse
+    return (out.float() * torch.sigmoid(lse - sink)[..., None]).to(out.dtype)
+
+
 class FlexAttention(Backend):
     name = "flex-attention"
     framework = "torch"
     requires = (MODULE,)
     description = ("flex_attention compiled with torch.compile; masks as BlockMasks, ALiBi, bias "
-                   "and soft-capping as a score_mod, packed as one sequence, paged gathered")
+                   "and soft-capping as a score_mod, packed as one sequence, paged gathered, "
+                   "sinks from its log-sum-exp")
     capabilities = Capabilities(
         devices=("cpu", "cuda"), dtypes=("float32", "float16", "bfloat16"),
-        modes=("fwd", "bwd", "fwd_bwd"), variants=tuple(v for v in VARIANTS if v != "sinks"),
-        why_not={"sinks": "a score_mod cannot add a term to the softmax denominator (the "
-                          "returned log-sum-exp could rescale the output: not done here)"},
+        modes=("fwd", "bwd", "fwd_bwd"), variants=VARIANTS,
         per_device={"cpu": {"modes": ("fwd",)}},  # no backward on the CPU: NotImplementedError
     )
 
@@ -297,9 +316,16 @@ class FlexAttention(Backend):
         gather = paged_gather(inputs) if case.layout == "paged" else None
         inputs.empty_rows()  # built now, not in the first call
 
+        sink = None if inputs.sinks is None else inputs.sinks.float()[None, :, None]
+        if sink is not None:
+            kwargs.update(lse_request())
+            inputs.report(sinks="output × sigmoid(lse − σ_h), lse from flex_attention")
+
         def run() -> Any:
             kk, vv = (gather(k), gather(v)) if gather else (k, v)
             out = flex(q, kk, vv, **kwargs)
+            if sink is not None:
+                out = with_sinks(out, sink)
             if packed:
                 out = out[0].transpose(0, 1)  # (total_q, heads_q, dv), a view
             # rows that see no key must be zeros, whatever the kernel leaves there

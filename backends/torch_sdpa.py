@@ -45,6 +45,40 @@ def sdpa_mask_args(inputs: Inputs) -> dict[str, Any]:
         return {"attn_mask": causal_lower_right(case.seq_q, case.seq_kv)}
 
 
+def with_sink_key(inputs: Inputs, kwargs: dict[str, Any]) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """Sinks through SDPA, exactly: one more key per query head whose score is σ_h and whose
+    value is 0 (the definition in attnbench/variants.py).
+
+    q gains a coordinate 1 and every key a coordinate 0, the sink key's being σ_h / scale (so
+    its score is σ_h), padded by 8 so head dims stay multiples of 8; kv heads are expanded to
+    the query heads (σ is per query head); the mask gains a column every row sees. Built in
+    prepare(): the call is SDPA alone. Forward only (the gradient oracle has no sinks).
+    """
+    import torch
+
+    case, q, k, v = inputs.case, inputs.q, inputs.k, inputs.v
+    group = case.heads_q // case.heads_kv
+    if group > 1:
+        k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+    b, h, lq, d = q.shape
+    lk, pad = k.shape[2], 8
+    q2 = torch.cat([q, q.new_zeros(b, h, lq, pad)], dim=-1)
+    q2[..., d] = 1
+    k2 = k.new_zeros(b, h, lk + 1, d + pad)
+    k2[:, :, :lk, :d] = k
+    k2[:, :, lk, d] = (inputs.sinks.double() / inputs.scale).to(k.dtype)[None, :]
+    v2 = torch.cat([v, v.new_zeros(b, h, 1, v.shape[-1])], dim=2)
+    mask = kwargs.get("attn_mask")
+    if not isinstance(mask, torch.Tensor):  # is_causal or a CausalBias: as a boolean matrix
+        mask = inputs.visible() if kwargs.get("is_causal") or mask is not None else None
+    out: dict[str, Any] = {"scale": inputs.scale}
+    if mask is not None:
+        column = (mask.new_ones if mask.dtype == torch.bool else mask.new_zeros)(
+            (*mask.shape[:-1], 1))
+        out["attn_mask"] = torch.cat([mask, column], dim=-1)
+    return q2, k2, v2, out
+
+
 KERNELS = {0: "math", 1: "flash", 2: "efficient", 3: "cudnn", 4: "overrideable"}  # SDPBackend
 OPS = {  # the aten op each kernel runs as (what the profiler names): tests check KERNELS by it
     "aten::_scaled_dot_product_attention_math": "math",
@@ -128,6 +162,9 @@ class TorchSDPA(Backend):
         if case.heads_q != case.heads_kv:
             kwargs["enable_gqa"] = True
         q, k, v = inputs.q, inputs.k, inputs.v
+        if inputs.sinks is not None:
+            q, k, v, kwargs = with_sink_key(inputs, kwargs)
+            inputs.report(sinks="one more key per query head (score σ_h, value 0)")
         inputs.empty_rows()  # built now, not in the first call
         forced = getattr(SDPBackend, self.kernel) if self.kernel else None
         with sdpa_kernel(forced) if forced is not None else nullcontext():
@@ -161,10 +198,10 @@ def sdpa_backends() -> list[Backend]:
     attn_mask at all. The efficient kernel takes attn_mask and dv; cuDNN's attn_mask. Where
     torch still refuses a case at run time, the record is unsupported with torch's words.
     """
-    mask_dv = (*MASK_VARIANTS, "dv")
+    mask_dv = (*MASK_VARIANTS, "dv", "sinks")
     no_dv = {**NOT_SDPA, "dv": "this kernel needs v's head dim equal to q's"}
     flash_why = {**no_dv, **{v: "the flash kernel takes no attn_mask on CUDA"
-                             for v in MASK_VARIANTS}}
+                             for v in (*MASK_VARIANTS, "sinks")}}
 
     def caps(devices: tuple[str, ...], dtypes: tuple[str, ...], variants: tuple[str, ...],
              why: dict[str, str], **extra: Any) -> Capabilities:
@@ -178,14 +215,14 @@ def sdpa_backends() -> list[Backend]:
         TorchSDPA("torch-sdpa-math", "MATH", caps(both, ALL_DTYPES, mask_dv, NOT_SDPA),
                   "SDPA forced to the math kernel (the composite reference path)"),
         TorchSDPA("torch-sdpa-flash", "FLASH_ATTENTION",
-                  caps(both, ALL_DTYPES, MASK_VARIANTS, flash_why,
+                  caps(both, ALL_DTYPES, (*MASK_VARIANTS, "sinks"), flash_why,
                        per_device={"cuda": {"dtypes": HALF, "variants": ()}}),
                   "SDPA forced to the FlashAttention kernel"),
         TorchSDPA("torch-sdpa-efficient", "EFFICIENT_ATTENTION",
                   caps(("cuda",), ("float32", *HALF), mask_dv, NOT_SDPA),
                   "SDPA forced to the memory-efficient (xformers-derived) kernel; CUDA only"),
         TorchSDPA("torch-sdpa-cudnn", "CUDNN_ATTENTION",
-                  caps(("cuda",), HALF, MASK_VARIANTS, no_dv),
+                  caps(("cuda",), HALF, (*MASK_VARIANTS, "sinks"), no_dv),
                   "SDPA forced to the cuDNN fused kernel; CUDA only"),
     ]
 

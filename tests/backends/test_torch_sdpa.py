@@ -25,6 +25,11 @@ CASES = {
     "bias-head": Case(**G, bias="head"),
     "bias-alibi-lengths": Case(**G, mask="causal", bias="batch_head", kv_lens=(9, 3), alibi=True),
     "dv": Case(**G, mask="causal", head_dim_v=24),
+    # sinks: one more key per query head (score σ_h, value 0), its column in every mask
+    "sinks-none": Case(**G, sinks=True),
+    "sinks-causal": Case(**G, mask="causal", sinks=True),
+    "sinks-window-lengths-alibi": Case(**G, mask="causal", sinks=True, window_left=3,
+                                       kv_lens=(9, 0), alibi=True),
 }
 
 
@@ -51,7 +56,8 @@ def test_variants_agree_with_oracle(name, key):
     check(name, case)
 
 
-@pytest.mark.parametrize("key", ["window-causal", "bias-alibi-lengths"])
+@pytest.mark.parametrize("key", ["window-causal", "bias-alibi-lengths", "sinks-causal",
+                                 "sinks-window-lengths-alibi"])
 def test_bfloat16(key):
     check("torch-sdpa", replace(CASES[key], dtype="bfloat16"))
 
