@@ -286,7 +286,11 @@ class FlexAttention(Backend):
     capabilities = Capabilities(
         devices=("cpu", "cuda"), dtypes=("float32", "float16", "bfloat16"),
         modes=("fwd", "bwd", "fwd_bwd"), variants=VARIANTS,
-        per_device={"cpu": {"modes": ("fwd",)}},  # no backward on the CPU: NotImplementedError
+        why_not={"sinks": "on the CPU, compiled flex_attention cannot return the log-sum-exp "
+                          "the sinks are applied with (inductor: return_lse unsupported)"},
+        # on the CPU: no backward (NotImplementedError), no log-sum-exp (so no sinks)
+        per_device={"cpu": {"modes": ("fwd",),
+                            "variants": tuple(v for v in VARIANTS if v != "sinks")}},
     )
 
     dynamic: bool | None = True  # torch.compile's dynamic: see compiled_flex

@@ -50,9 +50,10 @@ def with_sink_key(inputs: Inputs, kwargs: dict[str, Any]) -> tuple[Any, Any, Any
     value is 0 (the definition in attnbench/variants.py).
 
     q gains a coordinate 1 and every key a coordinate 0, the sink key's being σ_h / scale (so
-    its score is σ_h), padded by 8 so head dims stay multiples of 8; kv heads are expanded to
-    the query heads (σ is per query head); the mask gains a column every row sees. Built in
-    prepare(): the call is SDPA alone. Forward only (the gradient oracle has no sinks).
+    its score is σ_h), padded by 8 so head dims stay multiples of 8 (v too where its head dim
+    is q's, cut off from the output); kv heads are expanded to the query heads (σ is per query
+    head); the mask gains a column every row sees. Built in prepare(): the call is SDPA and a
+    view. Forward only (the gradient oracle has no sinks).
     """
     import torch
 
@@ -67,10 +68,15 @@ def with_sink_key(inputs: Inputs, kwargs: dict[str, Any]) -> tuple[Any, Any, Any
     k2 = k.new_zeros(b, h, lk + 1, d + pad)
     k2[:, :, :lk, :d] = k
     k2[:, :, lk, d] = (inputs.sinks.double() / inputs.scale).to(k.dtype)[None, :]
-    v2 = torch.cat([v, v.new_zeros(b, h, 1, v.shape[-1])], dim=2)
+    dv = v.shape[-1]
+    v2 = torch.cat([v, v.new_zeros(b, h, 1, dv)], dim=2)
+    if dv == d:  # the fused kernels want v's head dim equal to q's: zeros, cut off after
+        v2 = torch.cat([v2, v2.new_zeros(b, h, lk + 1, pad)], dim=-1)
+    from torch.nn.attention.bias import CausalBias
+
     mask = kwargs.get("attn_mask")
-    if not isinstance(mask, torch.Tensor):  # is_causal or a CausalBias: as a boolean matrix
-        mask = inputs.visible() if kwargs.get("is_causal") or mask is not None else None
+    if kwargs.get("is_causal") or isinstance(mask, CausalBias):  # as a boolean matrix
+        mask = inputs.visible()
     out: dict[str, Any] = {"scale": inputs.scale}
     if mask is not None:
         column = (mask.new_ones if mask.dtype == torch.bool else mask.new_zeros)(
@@ -153,6 +159,13 @@ class TorchSDPA(Backend):
         self.name, self.kernel, self.capabilities = name, kernel, caps
         self.description = note
 
+    def unsupported(self, case: Any) -> list[str]:
+        reasons = super().unsupported(case)
+        if case.sinks and case.alibi and not reasons:
+            reasons.append(f"{self.name}: sinks with ALiBi: the additive mask shifts each row's "
+                           "ALiBi terms, a shift the sink's key would have to share: not done")
+        return reasons
+
     def prepare(self, inputs: Inputs) -> Callable[[], Any]:
         import torch.nn.functional as F
         from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -172,9 +185,12 @@ class TorchSDPA(Backend):
         if kernel is not None:  # else torch refuses: the call says so (Unsupported)
             inputs.report(kernel=kernel)
 
+        dv = inputs.v.shape[-1]
+
         def call() -> Any:
             # rows that see no key must be zeros; some kernels leave NaN there
-            return inputs.zero_empty_rows(F.scaled_dot_product_attention(q, k, v, **kwargs))
+            out = F.scaled_dot_product_attention(q, k, v, **kwargs)
+            return inputs.zero_empty_rows(out if out.shape[-1] == dv else out[..., :dv])
 
         def run() -> Any:
             try:

@@ -9,7 +9,13 @@ from pathlib import Path
 from attnbench.errors import UsageError
 from attnbench.history import store
 from attnbench.history.changes import detect
-from attnbench.history.view import changed_versions, first_step, save_plots, table_rows
+from attnbench.history.view import (
+    bisect_steps,
+    changed_versions,
+    first_step,
+    save_plots,
+    table_rows,
+)
 
 
 def run_history(args: argparse.Namespace) -> int:
@@ -29,7 +35,7 @@ def run_history(args: argparse.Namespace) -> int:
         raise UsageError(f"no stored timings in {args.db or store.DEFAULT_DB}{only}")
     steps, factors = detect(points, normalize=not args.raw)
     if args.history_command == "bisect":
-        named = [s for s in steps if args.raw or s.key[0] != "every series"] or steps
+        named = bisect_steps(steps, args.raw)
         print(first_step(named))
         if named:
             print(changed_versions(versions, min(s.seq for s in named)))

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from attnbench.history.changes import EVERY, MIN_RUNS, Step, by_series
+from attnbench.history.changes import EVERY, MIN_RUNS, Step, by_series, is_backend_level
 from attnbench.history.store import Point, SeriesKey
 from attnbench.sanitize import plain
 
@@ -18,8 +18,11 @@ MAX_PLOTS = 40
 
 def series_name(key: SeriesKey) -> str:
     scenario, case, backend, device, _machine = key
-    return "every series (the run factors)" if key == EVERY else (
-        f"{backend} {case} ({scenario}, {device})")
+    if key == EVERY:
+        return "every series (the run factors)"
+    if is_backend_level(key):
+        return f"{backend}, all its cases ({device})"
+    return f"{backend} {case} ({scenario}, {device})"
 
 
 def step_text(s: Step) -> str:
@@ -38,9 +41,19 @@ def table_rows(points: list[Point], steps: list[Step]) -> list[list[str]]:
         short = f"too few runs (< {MIN_RUNS})" if len(pts) < MIN_RUNS else "none"
         rows.append([series_name(key), str(len(pts)), f"{pts[-1].median_ms:.4g}",
                      mine or short])
+    for key in sorted(k for k in found if is_backend_level(k)):
+        rows.append([series_name(key), "", "", "; ".join(step_text(s) for s in found[key])])
     if EVERY in found:
         rows.append([series_name(EVERY), "", "", "; ".join(step_text(s) for s in found[EVERY])])
     return rows
+
+
+def bisect_steps(steps: list[Step], raw: bool) -> list[Step]:
+    """The steps bisect looks at: a backend's cases together first, then single cases, then
+    (with nothing else, or --raw) the run factors."""
+    backends = [s for s in steps if is_backend_level(s.key)]
+    cases = [s for s in steps if s.key != EVERY and not is_backend_level(s.key)]
+    return backends or cases or (steps if raw or not cases else [])
 
 
 def first_step(steps: list[Step]) -> str:

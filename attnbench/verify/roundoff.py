@@ -91,7 +91,8 @@ class Block:
             shifted = np.where(self.vis, s, 0.0)
             alibi = variants.score_terms(case, self.b, self.heads, self.rows, None)
             if case.alibi and alibi is not None:
-                top = np.where(self.vis, alibi, -np.inf).max(axis=-1, keepdims=True)
+                keys = self.vis[..., :alibi.shape[-1]]  # the sink's key has no ALiBi term
+                top = np.where(keys, alibi, -np.inf).max(axis=-1, keepdims=True)
                 shifted -= np.where(self.vis, np.where(np.isfinite(top), top, 0.0), 0.0)
         np.copyto(s, -np.inf, where=~self.vis)
         return s1, s, shifted

@@ -28,8 +28,8 @@ CASES = {
     # sinks: one more key per query head (score σ_h, value 0), its column in every mask
     "sinks-none": Case(**G, sinks=True),
     "sinks-causal": Case(**G, mask="causal", sinks=True),
-    "sinks-window-lengths-alibi": Case(**G, mask="causal", sinks=True, window_left=3,
-                                       kv_lens=(9, 0), alibi=True),
+    "sinks-window-lengths-bias": Case(**G, mask="causal", sinks=True, window_left=3,
+                                      kv_lens=(9, 0), bias="head"),
 }
 
 
@@ -57,7 +57,7 @@ def test_variants_agree_with_oracle(name, key):
 
 
 @pytest.mark.parametrize("key", ["window-causal", "bias-alibi-lengths", "sinks-causal",
-                                 "sinks-window-lengths-alibi"])
+                                 "sinks-window-lengths-bias"])
 def test_bfloat16(key):
     check("torch-sdpa", replace(CASES[key], dtype="bfloat16"))
 
@@ -158,3 +158,16 @@ def test_a_kernel_that_refuses_reports_nothing_and_the_call_says_unsupported():
     assert "kernel" not in inputs.reported
     with pytest.raises(Unsupported, match="torch refused the case"):
         call()
+
+
+def test_sinks_with_alibi_are_refused_with_the_reason_and_run_naively():
+    """SDPA's additive mask shifts each row's ALiBi terms: the sink's key would need the same
+    shift, so SDPA says so; torch-naive runs the case and agrees (the rounding model places
+    the sink's key beside the ALiBi terms)."""
+    from attnbench.backends.torch_naive import TorchNaive
+
+    case = Case(**G, mask="causal", sinks=True, alibi=True, kv_lens=(9, 20))
+    assert "sinks with ALiBi" in BACKENDS["torch-sdpa"].unsupported(case)[0]
+    rec = execute(TorchNaive(), "test", case, lambda: CaseData(case, seed=0),
+                  Options(time_it=False, memory=False))
+    assert rec["status"] == "ok", (rec.get("error"), rec.get("agreement"))

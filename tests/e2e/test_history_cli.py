@@ -56,7 +56,7 @@ def test_bisect_names_the_planted_step_and_show_plots_it(real_run, cli, tmp_path
 
     bisect = cli("history", "bisect", "--db", str(db))
     assert bisect.returncode == 0, bisect.stderr
-    assert bisect.stdout.startswith(f"first step at commit-{STEP_AT:02d}: {SLOWED} ")
+    assert bisect.stdout.startswith(f"first step at commit-{STEP_AT:02d}: {SLOWED}")
     assert "numpy-naive" not in bisect.stdout and "-none-" not in bisect.stdout
     assert "no library version changed there" in bisect.stdout
 

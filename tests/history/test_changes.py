@@ -75,3 +75,38 @@ def test_the_raw_series_sees_the_machine_step_everywhere():
 def test_noise_is_robust_to_the_step_itself():
     y = np.r_[np.zeros(12), np.full(12, 0.5)] + np.random.default_rng(0).normal(0, 0.02, 24)
     assert 0.01 < noise(y) < 0.04  # the 0.5 jump is one difference of 23: not the noise
+
+
+def test_a_backends_cases_together_find_a_step_their_noise_hides_one_by_one():
+    """Four backends of three cases, each case's own noise 6 % (as small kernels on this VM):
+    the planted backend's three cases stepping 15 % together are found as its series' step at
+    the right run in most histories, more often than one case finds it, and bisect names that
+    first."""
+    from attnbench.history.changes import is_backend_level
+    from attnbench.history.view import bisect_steps, first_step
+
+    hits = false = case_hits = 0
+    for seed in range(20):
+        rng = np.random.default_rng(500 + seed)
+        shared = np.exp(rng.normal(0, 0.15, 24))
+        pts = []
+        for b in range(4):
+            for c in range(3):
+                for r in range(24):
+                    slow = 1.15 if b == 0 and r + 1 >= 13 else 1.0
+                    med = (1 + b + c / 3) * shared[r] * slow * np.exp(rng.normal(0, 0.06))
+                    pts.append(Point(f"run{r}", r + 1, f"commit-{r + 1:02d}", "s", f"case{c}",
+                                     "planted" if b == 0 else f"b{b}", "cpu", "m", "ok", med,
+                                     med, med, 50))
+        steps, _ = detect(pts)
+        backend_steps = [(s.key[2], s.label) for s in steps if is_backend_level(s.key)]
+        hits += ("planted", "commit-13") in backend_steps
+        case_hits += sum(1 for s in steps if s.key[2] == "planted" and s.label == "commit-13"
+                         and not is_backend_level(s.key)) / 3
+        false += sum(1 for name, _ in backend_steps if name != "planted")
+        if ("planted", "commit-13") in backend_steps and backend_steps[0][0] == "planted":
+            assert first_step(bisect_steps(steps, False)).startswith(
+                "first step at commit-13: planted, all its cases")
+    # measured: 16 of 20 at the exact run, 1 false step over 60 unchanged backend series; a
+    # single case finds its step at the exact run less often (its noise is √3 larger)
+    assert hits >= 15 and false <= 2 and case_hits < hits, (hits, false, case_hits)
