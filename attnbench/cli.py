@@ -1,4 +1,5 @@
-"""Command line: attnbench list | run | check | report | compare | recommend; says the outcome."""
+"""Command line: attnbench list | run | check | report | compare | recommend | history; says the
+outcome."""
 
 from __future__ import annotations
 

@@ -66,17 +66,31 @@ def connect(where: str | Path | None) -> Iterator[Any]:
     """A DB-API-like connection (execute(sql, params) -> rows) with the schema made."""
     target = str(where or DEFAULT_DB)
     if "://" in target:
-        conn = _sqlalchemy(target)
+        conn: Any = _sqlalchemy(target)
     else:
         Path(target).parent.mkdir(parents=True, exist_ok=True)
-        conn = _Sqlite(sqlite3.connect(target))
+        try:
+            conn = _Sqlite(sqlite3.connect(target))
+        except sqlite3.Error as exc:
+            raise UsageError(f"--db {target}: {exc}") from None
     try:
         for sql in SCHEMA:
             conn.execute(sql, {})
         yield conn
         conn.commit()
+    except Exception as exc:
+        if _database_error(exc):  # not a database, locked, unreachable: one line
+            raise UsageError(f"--db {target}: {type(exc).__name__}: {exc}"[:300]) from None
+        raise
     finally:
         conn.close()
+
+
+def _database_error(exc: Exception) -> bool:
+    """True for the errors of the database itself (sqlite3's or SQLAlchemy's)."""
+    if isinstance(exc, sqlite3.Error):
+        return True
+    return type(exc).__module__.startswith("sqlalchemy")
 
 
 class _Sqlite:

@@ -98,3 +98,8 @@ def test_bad_history_input_is_one_line_and_exit_2(real_run, cli, tmp_path):
     missing = cli("history", "add", str(tmp_path / "nope"), "--db", str(db))
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert cli("history", "frobnicate").returncode == 2
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database\n")
+    bad = cli("history", "show", "--db", str(text))
+    assert bad.returncode == 2 and "not a database" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
