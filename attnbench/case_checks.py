@@ -34,7 +34,8 @@ def variant_problem(case: Case) -> str | None:
         return "key 'poison': forward only (a gradient of a NaN padding key is not defined)"
     if case.poison and not _has_padding(case):
         return ("key 'poison': the case has no padding to poison: set q_lens/kv_lens shorter "
-                "than the sequences (padded or paged layout) or a paged layout with spare slots")
+                "than the sequences (padded or paged layout) or use the paged layout (its pool "
+                "has free pages)")
     if case.strides != "contiguous" and case.layout != "padded":
         return (f"key 'strides': {case.strides!r} views exist for the padded layout only "
                 f"(this case is {case.layout})")
@@ -51,8 +52,7 @@ def _has_padding(case: Case) -> bool:
         return False
     short = any(n < case.seq_q for n in case.q_lens or ()) or any(
         n < case.seq_kv for n in case.kv_lens or ())
-    spare = case.page_size is not None and case.seq_kv % case.page_size != 0
-    return short or spare
+    return short or case.layout == "paged"  # a pool has free pages (verify/layouts.py)
 
 
 def _layout_problem(case: Case) -> str | None:

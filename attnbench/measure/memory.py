@@ -23,6 +23,7 @@ from attnbench.errors import UsageError
 from attnbench.verify.grad_baseline import BASELINE_BLOCK_ENTRIES
 from attnbench.verify.grad_oracle import GRAD_BLOCK_ENTRIES
 from attnbench.verify.inputs import ELEM_BYTES
+from attnbench.verify.layouts import pool_pages
 from attnbench.verify.reference import BLOCK_ENTRIES, rows_in_budget
 from attnbench.verify.rounding import MODEL_THREADS
 from attnbench.verify.roundoff import MODEL_BLOCK_ENTRIES
@@ -123,7 +124,7 @@ def harness_bytes(case: Case) -> dict[str, int]:
     workspace and, with gradients, the gradient oracle's and baseline's blocks and the compared
     gradients. A packed layout holds one more float64 copy of q, k and v (the pristine values
     in that layout); a paged one its page pools twice (the values of the spare slots, the
-    pristine pools), sized by page_size, not seq_kv.
+    pristine pools), sized by page_size, not seq_kv, with the pool's free pages.
     """
     b, d, dv, group = case.batch, case.head_dim, case.dv, case.heads_q // case.heads_kv
     q = b * case.heads_q * case.seq_q * d
@@ -133,8 +134,8 @@ def harness_bytes(case: Case) -> dict[str, int]:
     if case.layout == "packed":
         elems += q + kv  # the layout's pristine copy
     elif case.layout == "paged":  # the pool's spare-slot values and its pristine copy: the
-        pool = b * -(-case.seq_kv // case.page_size) * case.page_size  # pool has page_size
-        elems += q + 2 * case.heads_kv * pool * (d + dv)  # slots per page, even past seq_kv
+        pool = pool_pages(case) * case.page_size  # pool has page_size slots per page, even
+        elems += q + 2 * case.heads_kv * pool * (d + dv)  # past seq_kv, and free pages
     # the oracle and its rounding model (ref, det, sigma, temp), the copy, 2 temporaries
     compared = 7 * 8 * b * case.heads_q * rows_in_budget(case) * dv
     # the model's blocks: ~12 score-sized arrays of MODEL_BLOCK_ENTRIES (or of one row when

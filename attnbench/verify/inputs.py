@@ -47,7 +47,7 @@ def reference_arrays(case: Case, seed: int) -> dict[str, np.ndarray]:
     if bias is not None:
         shapes["bias"] = bias
     if case.layout == "paged":
-        slots = b * layouts.pages_per_seq(case) * layouts.page_size(case) * case.heads_kv
+        slots = layouts.pool_pages(case) * layouts.page_size(case) * case.heads_kv
         shapes["k_fill"], shapes["v_fill"] = (slots, d), (slots, case.dv)
     if case.sinks:
         shapes["sinks"] = (case.heads_q,)  # one logit per query head, like a score
@@ -74,7 +74,8 @@ def shape_inputs(case: Case, arrays: dict[str, np.ndarray], rng: np.random.Gener
 
 def poison(case: Case, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Copies of q, k, v (and the paged pools' spare slots) with NaN at every position no row
-    may read: queries past q_lens, keys and values past kv_lens, spare page slots."""
+    may read: queries past q_lens, keys and values past kv_lens, spare page slots and the
+    pool's free pages."""
     q_lens, kv_lens = variants.lengths(case)
     out = dict(arrays)
     for name, lens in (("q", q_lens), ("k", kv_lens), ("v", kv_lens)):

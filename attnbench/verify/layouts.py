@@ -40,17 +40,27 @@ def pages_per_seq(case: Case) -> int:
     return -(-case.seq_kv // page_size(case))
 
 
+def pool_pages(case: Case) -> int:
+    """The pages of a case's pool: every sequence's pages, and one free page per sequence that
+    no block table row names (a real cache has free pages; reading one is a bug)."""
+    return case.batch * (pages_per_seq(case) + 1)
+
+
 def block_table(case: Case) -> np.ndarray:
-    """int32 (batch, pages_per_seq): a fixed shuffle of the pool's pages, one row per sequence."""
+    """int32 (batch, pages_per_seq): distinct pages of the pool drawn in a fixed shuffle, one
+    row per sequence; the pages left over are the free ones."""
     n = case.batch * pages_per_seq(case)
     rng = np.random.default_rng(zlib.crc32(f"pages:{case.id}".encode()))
-    return rng.permutation(n).astype(np.int32).reshape(case.batch, pages_per_seq(case))
+    drawn = rng.permutation(pool_pages(case))[:n]
+    return drawn.astype(np.int32).reshape(case.batch, pages_per_seq(case))
 
 
 def page(x: np.ndarray, case: Case, table: np.ndarray, fill: np.ndarray) -> np.ndarray:
     """(batch, heads, seq_kv, d) → a page pool (num_pages, page_size, heads, d) laid out by
-    table; slots past seq_kv hold fill's values (random, so reading them is caught)."""
-    ps, n_pages = page_size(case), table.size
+    table; slots past seq_kv and the free pages hold fill's values (random, so reading them
+    is caught; NaN when poisoned)."""
+    ps = page_size(case)
+    n_pages = fill.size // (ps * x.shape[1] * x.shape[3])
     pool = fill.reshape(n_pages, ps, x.shape[1], x.shape[3]).copy()
     for b in range(case.batch):
         for p, slot in enumerate(table[b]):

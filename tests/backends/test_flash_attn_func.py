@@ -283,7 +283,9 @@ def test_variant_mapping(fake_flash_attn, key):
         assert call["cache_seqlens"].tolist() == list(case.kv_lens)
     if case.layout == "paged":
         assert np.array_equal(call["block_table"].numpy(), layouts.block_table(case))
-        assert tuple(call["k_cache"].shape) == (4, 256, 2, 16)  # the pool as it is
+        # the pool as it is: 2 sequences x 2 pages, and one free page per sequence
+        assert tuple(call["k_cache"].shape) == (layouts.pool_pages(case), 256, 2, 16) == (
+            6, 256, 2, 16)
     if fn == "varlen" and case.doc_lens is None:
         assert call["cu_seqlens_q"].tolist() == layouts.cu_seqlens(inputs.q_lens).tolist()
         assert call["cu_seqlens_k"].tolist() == layouts.cu_seqlens(inputs.kv_lens).tolist()

@@ -454,7 +454,7 @@ def test_variant_mapping(fake_xformers, key):
     if isinstance(bias, PagedBlockDiagonalPaddedKeysMask):
         assert np.array_equal(bias.block_tables.numpy(), layouts.block_table(case))
         assert bias.page_size == case.page_size and bias.base.kv_seqlen == list(case.kv_lens)
-        assert call["key"].shape[:2] == (1, case.batch * layouts.pages_per_seq(case)
+        assert call["key"].shape[:2] == (1, layouts.pool_pages(case)
                                          * case.page_size)  # the pool, one row per slot
     if isinstance(bias, (BlockDiagonalMask, torch.Tensor)):
         assert call["query"].shape[0] == (case.batch if isinstance(bias, torch.Tensor) else 1)

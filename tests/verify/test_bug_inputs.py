@@ -4,6 +4,8 @@ what the oracle reads."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import dataclasses
 
 import numpy as np
@@ -74,6 +76,11 @@ def test_poison_fills_the_spare_slots_of_a_paged_cache():
     assert np.isnan(pool[table[0, 2], 8:]).all()  # keys 40..47 of sequence 0: spare slots
     assert np.isfinite(pool[table[0, 2], :8]).all()
     assert np.isnan(pool[table[1, 0], 9:]).all() and np.isnan(pool[table[1, 1:]]).all()
+    free = sorted(set(range(pool.shape[0])) - set(table.ravel().tolist()))
+    assert len(free) == 2 and len(set(table.ravel().tolist())) == table.size
+    assert np.isnan(pool[free]).all()  # the pool's free pages: no table row names them
+    clean = layout_arrays(replace(case, poison=False), reference_arrays(case, 0))
+    assert np.isfinite(clean["k"][free]).all()  # random values, not NaN, unpoisoned
 
 
 @pytest.mark.parametrize("text, error", [
