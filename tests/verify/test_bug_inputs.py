@@ -4,8 +4,6 @@ what the oracle reads."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import dataclasses
 
 import numpy as np
@@ -79,7 +77,7 @@ def test_poison_fills_the_spare_slots_of_a_paged_cache():
     free = sorted(set(range(pool.shape[0])) - set(table.ravel().tolist()))
     assert len(free) == 2 and len(set(table.ravel().tolist())) == table.size
     assert np.isnan(pool[free]).all()  # the pool's free pages: no table row names them
-    clean = layout_arrays(replace(case, poison=False), reference_arrays(case, 0))
+    clean = layout_arrays(dataclasses.replace(case, poison=False), reference_arrays(case, 0))
     assert np.isfinite(clean["k"][free]).all()  # random values, not NaN, unpoisoned
 
 
