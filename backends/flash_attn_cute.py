@@ -26,6 +26,7 @@ VARIANTS = ("window", "lengths", "packed", "paged", "documents", "softcap", "dv"
 WHY_NOT = {
     "alibi": "flash-attn-4 takes no ALiBi slopes (its score_mod is a CuTe DSL function)",
     "bias": "flash-attn-4 takes no additive bias tensor",
+    "sinks": "flash-attn-4's learnable_sink argument is not wired here yet (no GPU to verify it)",
 }
 
 

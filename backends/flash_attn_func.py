@@ -22,6 +22,7 @@ FA2_VARIANTS = ("window", "lengths", "packed", "paged", "documents", "alibi", "s
 FA2_WHY = {
     "bias": "flash-attn takes no additive bias tensor (ALiBi slopes only)",
     "dv": "FlashAttention-2 needs v's head dim equal to q's",
+    "sinks": "FlashAttention-2 has no sink term in its softmax",
 }
 PAGE_MULTIPLE = 256  # FlashAttention-2's paged KV cache needs page_block_size % 256 == 0
 

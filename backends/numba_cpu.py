@@ -28,6 +28,8 @@ WHY_NOT = {  # the variants the kernel lacks, and why (`attnbench list` and the 
     "paged": "the kernel reads each sequence's keys contiguously, not pages through a block "
              "table",
     "bias": "the kernel adds no score-bias array (ALiBi it computes from the slopes)",
+    "sinks": "the kernel's online softmax has no sink term (numpy-flash shows the two lines "
+              "it takes: not done here)",
 }
 
 

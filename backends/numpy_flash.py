@@ -51,6 +51,7 @@ class Problem:
     softcap: Any
     bias: np.ndarray | None
     tk: int  # keys per tile
+    sinks: np.ndarray | None = None  # (heads_q,) sink logits in the dtype, or None
 
 
 def problem(inputs: Inputs, out: np.ndarray) -> Problem:
@@ -66,7 +67,8 @@ def problem(inputs: Inputs, out: np.ndarray) -> Problem:
         None if slopes is None else slopes.astype(dt)[:, None, None],
         None if inputs.softcap is None else dt.type(inputs.softcap),
         None if inputs.bias is None else np.asarray(inputs.bias),
-        TILE_K_MASKED if ranged else TILE_K)
+        TILE_K_MASKED if ranged else TILE_K,
+        None if inputs.sinks is None else np.asarray(inputs.sinks, dtype=dt))
 
 
 def tasks(case: Any, lo: np.ndarray, hi: np.ndarray) -> list[tuple[int, int, int, int]]:
@@ -114,6 +116,9 @@ def run_task(p: Problem, task: tuple[int, int, int, int]) -> None:
     qs = (p.q[b, hs, i0:i0 + n] * p.scale).reshape(g * n, -1)
     m = np.full((g * n, 1), -np.inf, dtype=qs.dtype)
     den = np.zeros((g * n, 1), dtype=qs.dtype)
+    if p.sinks is not None:  # a sink is a key seen first: score σ_h, weight e^0, value 0
+        m = np.repeat(p.sinks[hs], n)[:, None].astype(qs.dtype)
+        den += 1
     acc = np.zeros((g * n, p.v.shape[3]), dtype=qs.dtype)
     lo, hi = p.lo[b, i0:i0 + n], p.hi[b, i0:i0 + n]
     start, stop = int(lo.min()), int(hi.max()) + 1
@@ -145,12 +150,13 @@ class NumpyFlash(Backend):
     name = "numpy-flash"
     framework = "numpy"
     requires = ("threadpoolctl",)
-    description = ("NumPy, tiled: online softmax over key tiles, grouped heads stacked, "
-                   "tasks on threads; memory O(N·d)")
+    description = ("NumPy, tiled: online softmax over key tiles (a sink as its first key), "
+                   "grouped heads stacked, tasks on threads; memory O(N·d)")
     capabilities = Capabilities(devices=("cpu",), dtypes=("float64", "float32"),
                                 masks=("none", *var.CAUSAL),
                                 variants=("window", "lengths", "documents", "alibi", "bias",
-                                          "softcap", "dv"), why_not=WHY_NOT)
+                                          "softcap", "dv", "sinks"),
+                                why_not=WHY_NOT)
 
     def prepare(self, inputs: Inputs) -> Callable[[], np.ndarray]:
         from threadpoolctl import ThreadpoolController

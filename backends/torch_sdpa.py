@@ -52,8 +52,8 @@ def with_sink_key(inputs: Inputs, kwargs: dict[str, Any]) -> tuple[Any, Any, Any
     q gains a coordinate 1 and every key a coordinate 0, the sink key's being σ_h / scale (so
     its score is σ_h), padded by 8 so head dims stay multiples of 8 (v too where its head dim
     is q's, cut off from the output); kv heads are expanded to the query heads (σ is per query
-    head); the mask gains a column every row sees. Built in prepare(): the call is SDPA and a
-    view. Forward only (the gradient oracle has no sinks).
+    head); the mask gains a column every row sees (sink_column). Built in prepare(): the call
+    is SDPA and a view. Forward only (the gradient oracle has no sinks).
     """
     import torch
 
@@ -79,10 +79,30 @@ def with_sink_key(inputs: Inputs, kwargs: dict[str, Any]) -> tuple[Any, Any, Any
         mask = inputs.visible()
     out: dict[str, Any] = {"scale": inputs.scale}
     if mask is not None:
-        column = (mask.new_ones if mask.dtype == torch.bool else mask.new_zeros)(
-            (*mask.shape[:-1], 1))
-        out["attn_mask"] = torch.cat([mask, column], dim=-1)
+        column = sink_column(inputs, mask)
+        lead = torch.broadcast_shapes(mask.shape[:-1], column.shape[:-1])
+        out["attn_mask"] = torch.cat([mask.expand(*lead, mask.shape[-1]),
+                                      column.expand(*lead, 1)], dim=-1)
     return q2, k2, v2, out
+
+
+def sink_column(inputs: Inputs, mask: Any) -> Any:
+    """The sink key's column of the mask: True in a boolean mask; in an additive one, the shift
+    Inputs.additive_mask gives each row (it subtracts the row's largest visible ALiBi term to
+    keep the terms exact in half precision), which the sink must share; 0 without ALiBi."""
+    import numpy as np
+    import torch
+
+    from attnbench.plugin.inputs import alibi_matrix, visibility_matrix
+
+    if mask.dtype == torch.bool:
+        return mask.new_ones((*mask.shape[:-1], 1))
+    if not inputs.case.alibi:
+        return mask.new_zeros((*mask.shape[:-1], 1))
+    top = np.where(visibility_matrix(inputs.case), alibi_matrix(inputs.case), -np.inf).max(
+        axis=-1, keepdims=True)
+    shift = np.where(np.isfinite(top), -top, 0.0)
+    return torch.from_numpy(shift).to(device=mask.device, dtype=mask.dtype)
 
 
 KERNELS = {0: "math", 1: "flash", 2: "efficient", 3: "cudnn", 4: "overrideable"}  # SDPBackend
@@ -158,13 +178,6 @@ class TorchSDPA(Backend):
     def __init__(self, name: str, kernel: str | None, caps: Capabilities, note: str):
         self.name, self.kernel, self.capabilities = name, kernel, caps
         self.description = note
-
-    def unsupported(self, case: Any) -> list[str]:
-        reasons = super().unsupported(case)
-        if case.sinks and case.alibi and not reasons:
-            reasons.append(f"{self.name}: sinks with ALiBi: the additive mask shifts each row's "
-                           "ALiBi terms, a shift the sink's key would have to share: not done")
-        return reasons
 
     def prepare(self, inputs: Inputs) -> Callable[[], Any]:
         import torch.nn.functional as F

@@ -9,8 +9,12 @@ from cpu_cases import PLAIN, VARIANT, check, with_dtype
 
 from attnbench.case import Case
 
-BIAS = [Case(2, 4, 2, 30, 45, 16, mask="causal", bias="batch_head"),
-        Case(1, 2, 1, 40, 70, 16, bias="shared", window_left=9)]
+BIAS = [  # and the other variants the shared VARIANT cases leave out
+        Case(2, 4, 2, 30, 45, 16, mask="causal", bias="batch_head"),
+        Case(1, 2, 1, 40, 70, 16, bias="shared", window_left=9),
+        # sinks: the first key of the online softmax (rows with no key stay 0), with ALiBi
+        Case(2, 4, 2, 30, 45, 16, mask="causal", sinks=True, kv_lens=(45, 3), alibi=True),
+        Case(1, 2, 1, 40, 70, 16, sinks=True, window_left=9)]
 CASES = with_dtype(PLAIN + VARIANT + BIAS, "float32") + with_dtype(PLAIN[:3] + VARIANT, "float64")
 
 

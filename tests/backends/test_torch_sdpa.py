@@ -160,14 +160,13 @@ def test_a_kernel_that_refuses_reports_nothing_and_the_call_says_unsupported():
         call()
 
 
-def test_sinks_with_alibi_are_refused_with_the_reason_and_run_naively():
-    """SDPA's additive mask shifts each row's ALiBi terms: the sink's key would need the same
-    shift, so SDPA says so; torch-naive runs the case and agrees (the rounding model places
-    the sink's key beside the ALiBi terms)."""
-    from attnbench.backends.torch_naive import TorchNaive
-
-    case = Case(**G, mask="causal", sinks=True, alibi=True, kv_lens=(9, 20))
-    assert "sinks with ALiBi" in BACKENDS["torch-sdpa"].unsupported(case)[0]
-    rec = execute(TorchNaive(), "test", case, lambda: CaseData(case, seed=0),
-                  Options(time_it=False, memory=False))
-    assert rec["status"] == "ok", (rec.get("error"), rec.get("agreement"))
+def test_sinks_with_alibi_share_the_additive_masks_row_shift():
+    """The additive mask shifts each row's ALiBi terms by the row's largest visible one; the
+    sink's column carries the same shift, so SDPA agrees with the oracle (which gives the sink
+    no ALiBi term), in float32 and bfloat16, with rows that see no key."""
+    # more queries than keys, no causal mask: the first rows' diagonals lie before key 0, so
+    # their largest ALiBi term is not 0 and the shift matters
+    case = Case(**{**G, "seq_q": 20, "seq_kv": 12}, sinks=True, alibi=True, kv_lens=(9, 0))
+    for dtype in ("float32", "bfloat16"):
+        for name in CPU_KERNELS:
+            check(name, replace(case, dtype=dtype))
