@@ -26,6 +26,8 @@ VARIANTS = ("window", "lengths", "packed", "paged", "documents", "softcap", "dv"
 WHY_NOT = {
     "alibi": "flash-attn-4 takes no ALiBi slopes (its score_mod is a CuTe DSL function)",
     "bias": "flash-attn-4 takes no additive bias tensor",
+    "lse": "not wired yet: this adapter asks flash-attn-4 for the output only (untested "
+           "without a GPU)",
 }
 
 

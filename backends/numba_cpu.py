@@ -28,6 +28,7 @@ WHY_NOT = {  # the variants the kernel lacks, and why (`attnbench list` and the 
     "paged": "the kernel reads each sequence's keys contiguously, not pages through a block "
              "table",
     "bias": "the kernel adds no score-bias array (ALiBi it computes from the slopes)",
+    "lse": "the compiled kernel writes the output only; its row max and sum stay in registers",
 }
 
 

@@ -17,7 +17,9 @@ from attnbench.backends.xformers_load import cuda12_runtime, one_line, xformers_
 from attnbench import Backend, Capabilities, Case, Inputs, Unsupported, hookimpl
 
 VARIANTS = ("window", "lengths", "packed", "paged", "documents", "alibi", "bias", "dv")
-WHY_NOT = {"softcap": "xformers' memory_efficient_attention has no soft-capping"}
+WHY_NOT = {"softcap": "xformers' memory_efficient_attention has no soft-capping",
+           "lse": "not wired yet: memory_efficient_attention returns the output only (its "
+                  "lse needs xformers' private fmha ops; untested without a GPU)"}
 ALIGN = 8  # xformers wants a tensor bias's rows aligned: its last dim padded to a multiple
 def causal_bias(case: Case) -> Any:
     """The attn_bias for a case: None, or a causal mask aligned to the bottom-right.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from attnbench.backends.flex_attention import FlexAttention
+from attnbench.backends.flex_attention import LSE_VARIANTS, FlexAttention
 
 from attnbench.case import VARIANTS, Case
 from attnbench.measure.timing import TimerConfig
@@ -61,22 +61,33 @@ def test_reasons():
 
 
 G = {"batch": 2, "heads_q": 4, "heads_kv": 2, "seq_q": 12, "seq_kv": 20, "head_dim": 16}
-VARIANT_CASES = {  # every variant at least once, in four graphs (sinks: padded and packed)
+VARIANT_CASES = {  # every variant the CPU runs at least once, in four graphs
     "window-lengths-softcap-dv": Case(**G, mask="causal", window_left=5, q_lens=(12, 3),
-                                      kv_lens=(7, 20), softcap=2.0, head_dim_v=24, sinks=True),
+                                      kv_lens=(7, 20), softcap=2.0, head_dim_v=24),
     "documents-alibi-bias": Case(**{**G, "seq_q": 20}, mask="causal", doc_lens=(4, 9, 7),
                                  alibi=True, bias="head"),
     "packed-window-alibi-bias": Case(**G, layout="packed", q_lens=(6, 12), kv_lens=(20, 9),
                                      window_left=4, window_right=1, alibi=True,
-                                     bias="batch_head", sinks=True),
+                                     bias="batch_head"),
     "paged-decode": Case(**{**G, "seq_q": 3}, mask="causal", layout="paged", page_size=4,
                          kv_lens=(11, 20)),
 }
 
 
 def test_variant_cases_cover_every_variant():
-    assert {v for c in VARIANT_CASES.values() for v in c.variants} == set(VARIANTS)
+    assert {v for c in VARIANT_CASES.values() for v in c.variants} == set(VARIANTS) - set(
+        LSE_VARIANTS)
     assert FLEX.capabilities.variants == VARIANTS
+
+
+@pytest.mark.parametrize("variant", LSE_VARIANTS)
+def test_variants_built_on_its_lse_are_refused_on_the_cpu_with_the_reason(variant):
+    """torch's CPU flex kernel raises NotImplementedError for return_lse: sinks and lse, which
+    need it, are unsupported there with a sentence saying so (CUDA declares them)."""
+    case = Case(**G, mask="causal", **{variant: True})
+    assert any(f"the {variant} variant on cpu" in r and "returns no log-sum-exp" in r
+               for r in FLEX.unsupported(case)), FLEX.unsupported(case)
+    assert variant in FLEX.capabilities.on("cuda").variants
 
 
 @pytest.mark.parametrize("key", list(VARIANT_CASES))
