@@ -9,8 +9,9 @@ A correct kernel's lse differs from the exact one (variants.py) in two ways (doc
   product and the scale multiply 2u|s1_j|, a softcap's divide, tanh and multiply u|s1_j| +
   2u|cap·tanh|, ALiBi/bias terms added u(|t_j| + |s_j|), the shift before exp u|s_j − m| and
   exp's result u (the sink's logit is exact: only its shift and exp);
-- its own sum and log: the L terms of the denominator summed (Z·√L·u), the log, the row max
-  added and the result rounded to the returned dtype (u_lse·(ln L + 2|lse|)).
+- its own sum and log: the L terms of the denominator summed in u_acc (Z·√L·u_acc) and the sum
+  rounded to the dtype (u), the log, the row max added and the result rounded to the returned
+  dtype (u_lse·(ln L + 2|lse|)).
 
 The bound is FACTOR times that (twice over in float64, where the oracle errs as much), the
 margins of the output's per-element check (verify/bound.py). Rows that see no key must hold
@@ -47,10 +48,12 @@ class LseModel:
 
     def bound(self, lse_dtype: str) -> np.ndarray:
         """The per-row bound for an lse returned in lse_dtype; 0 where the sum is empty."""
-        u, u_lse = UNIT_ROUNDOFF[self.dtype], UNIT_ROUNDOFF[lse_dtype]
+        u, ua, u_lse = (UNIT_ROUNDOFF[self.dtype], ACC_ROUNDOFF[self.dtype],
+                        UNIT_ROUNDOFF[lse_dtype])
         n = np.maximum(self.seen, 1)
         size = np.where(np.isfinite(self.ref), np.abs(self.ref), 0.0)
-        own = Z_ELEMENT * np.sqrt(n) * u + u_lse * (np.log(n) + 2 * size) + TINY[lse_dtype]
+        own = (Z_ELEMENT * np.sqrt(n) * ua + u + u_lse * (np.log(n) + 2 * size)
+               + TINY[lse_dtype])
         tol = FACTOR * (self.scores + own) * (2 if self.dtype == "float64" else 1)
         return np.where(self.seen > 0, tol, 0.0)
 

@@ -157,3 +157,14 @@ def test_lse_with_sinks_is_the_sink_logit_on_empty_rows():
     case = Case(2, 4, 2, 6, 9, 8, mask="causal", sinks=True, kv_lens=(9, 0), lse=True)
     agreement = check_output(_naive(), case)
     assert agreement["passed"], _lse_entry(agreement)
+
+
+def test_sinks_with_alibi_have_a_rounding_model():
+    """The sink's column has no ALiBi term: the output's rounding model builds (it once failed
+    to broadcast the terms against the visibility with the sink's column) and numpy-naive
+    passes, its output and its lse."""
+    case = Case(2, 4, 2, 12, 12, 8, mask="causal", sinks=True, alibi=True, softcap=5.0,
+                window_left=5, lse=True)
+    for dtype in ("float32", "float16"):
+        agreement = check_output(_naive(), Case(**{**case.__dict__, "dtype": dtype}))
+        assert agreement["passed"], agreement["outputs"]
