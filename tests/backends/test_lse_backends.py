@@ -79,3 +79,24 @@ def test_the_three_backends_agree_with_each_other(case: Case):
         assert np.array_equal(np.isneginf(lse), np.isneginf(first)), name
         np.testing.assert_allclose(lse[np.isfinite(first)], first[np.isfinite(first)],
                                    rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+class BareOutput(NumpyNaive):
+    """numpy-naive returning its output alone where the case asks for (out, lse)."""
+
+    name = "bare-output"
+
+    def prepare(self, inputs):
+        run = super().prepare(inputs)
+        return lambda: run()[0]
+
+
+def test_a_bare_output_through_the_worker_fails_naming_the_contract():
+    case = CASES[0]
+    rec = execute(BareOutput(), "test", case, lambda: data(case), Options(memory=False))
+    assert rec["status"] == "mismatch"
+    out, lse = rec["agreement"]["outputs"][:2]
+    assert out["name"] == "out" and out["passed"]  # the output itself is still judged
+    assert lse["name"] == "lse" and not lse["passed"]
+    assert "returned a bare ndarray, not (out, lse)" in lse["error"]
+    assert "float32 or float64, the natural log" in lse["error"]
