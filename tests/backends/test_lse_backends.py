@@ -100,3 +100,27 @@ def test_a_bare_output_through_the_worker_fails_naming_the_contract():
     assert lse["name"] == "lse" and not lse["passed"]
     assert "returned a bare ndarray, not (out, lse)" in lse["error"]
     assert "float32 or float64, the natural log" in lse["error"]
+
+
+class CachedResult(NumpyNaive):
+    """numpy-naive computing (out, lse) once in prepare() and returning it on every call."""
+
+    name = "cached-result"
+
+    def prepare(self, inputs):
+        result = super().prepare(inputs)()
+        return lambda: result
+
+
+def test_a_cached_out_and_lse_is_flagged_as_reused():
+    case = CASES[0]
+    rec = execute(CachedResult(), "test", case, lambda: data(case), Options(memory=False))
+    assert lse_entry(rec)["passed"] and "reused_output" in rec.get("flags", [])
+
+
+def test_repeat_compares_the_lse_bit_for_bit_too():
+    case = CASES[0]
+    rec = execute(NumpyNaive(), "test", case, lambda: data(case),
+                  Options(time_it=False, memory=False, repeat=3))
+    assert rec["determinism"]["compared"] == ["lse", "out"]
+    assert rec["determinism"]["bitwise_identical"] is True
