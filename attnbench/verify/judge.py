@@ -36,7 +36,7 @@ def judge(data: CaseData, framework: str, arrays: Shipped) -> dict[str, Any] | N
     first = _call(arrays, "first")
     entries = [_output_entry(data, framework, first.get("out"), "out")]
     if case.lse:
-        entries.append(_lse_entry(data, first.get("lse")))
+        entries.append(_lse_entry(data, framework, first.get("lse")))
     grad_note, grad_seed = None, None
     if case.mode != "fwd":
         checked = _grad_entries(data, first)
@@ -89,12 +89,14 @@ def _output_entry(data: CaseData, framework: str, got: Any, name: str) -> dict[s
     return entry
 
 
-def _lse_entry(data: CaseData, got: Any) -> dict[str, Any]:
-    """The lse's agreement entry (verify/lse.py); a missing or refused one fails with why."""
+def _lse_entry(data: CaseData, framework: str, got: Any) -> dict[str, Any]:
+    """The lse's agreement entry (verify/lse.py) with the same-dtype baseline's ratio; a
+    missing or refused one fails with why."""
     if not isinstance(got, tuple):
         return {"name": "lse", "passed": False, "shape": [],
                 "error": str(got or f"no lse: {LSE_CONTRACT}")}
-    return judge_lse(got[0], got[1], data.lse, data.rows, data.case)
+    entry = judge_lse(got[0], got[1], data.lse, data.rows, data.case)
+    return {**entry, **data.lse_calibration(framework)}
 
 
 def _diagnosis(data: CaseData, rule: agreement.Rule, got: np.ndarray) -> dict[str, Any]:
@@ -179,7 +181,7 @@ def _call_entries(data: CaseData, framework: str, call: Loaded, expected: list[s
     entries = [_output_entry(data, framework, call.get("out"), "out")] \
         if "out" in expected else []
     if "lse" in expected:
-        entries.append(_lse_entry(data, call.get("lse")))
+        entries.append(_lse_entry(data, framework, call.get("lse")))
     if any(n in expected for n in grad.GRAD_NAMES):
         entries += _grad_entries(data, call)["entries"]
     return entries

@@ -120,10 +120,7 @@ def judge_lse(values: np.ndarray, dtype: str, model: LseModel, rows: np.ndarray,
     bad = np.isnan(full) | (full == np.inf) | ((full == -np.inf) & ~allowed)
     got = full[:, :, rows]
     tol = model.bound(dtype)
-    with np.errstate(invalid="ignore"):  # −inf − (−inf): equal, an error of 0
-        err = np.where(got == model.ref, 0.0, np.abs(got - model.ref))
-    err = np.where(np.isnan(err), np.inf, err)
-    ratio = np.where(tol > 0, err / np.where(tol > 0, tol, 1.0), np.where(err > 0, np.inf, 0.0))
+    err, ratio = _errors(got, model.ref, tol)
     at = np.unravel_index(int(np.argmax(ratio)), ratio.shape) if ratio.size else None
     finite = np.isfinite(err)
     entry.update({
@@ -138,6 +135,24 @@ def judge_lse(values: np.ndarray, dtype: str, model: LseModel, rows: np.ndarray,
     })
     entry["passed"] = bool(entry["nonfinite"] == 0 and entry["error_over_bound"] <= 1.0)
     return entry
+
+
+def _errors(got: np.ndarray, ref: np.ndarray, tol: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """|got − ref| (0 where both are −inf, inf at NaN) and its ratio to tol (inf over 0)."""
+    with np.errstate(invalid="ignore"):  # −inf − (−inf): equal, an error of 0
+        err = np.where(got == ref, 0.0, np.abs(got - ref))
+    err = np.where(np.isnan(err), np.inf, err)
+    ratio = np.where(tol > 0, err / np.where(tol > 0, tol, 1.0), np.where(err > 0, np.inf, 0.0))
+    return err, ratio
+
+
+def calibration(model: LseModel, base: np.ndarray) -> dict[str, Any]:
+    """The same-dtype baseline's lse (on the compared rows, float32 or float64 as
+    verify/baseline.py computes it) judged by the bound: a live check of the bound."""
+    dtype = "float64" if model.dtype == "float64" else "float32"
+    ratio = _errors(base, model.ref, model.bound(dtype))[1]
+    return {"baseline_over_bound": float(ratio.max(initial=0.0))}
 
 
 def _rel_l2(got: np.ndarray, ref: np.ndarray) -> float:

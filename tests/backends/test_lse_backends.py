@@ -54,6 +54,7 @@ def test_lse_within_its_bound(name: str, case: Case, dtype: str):
     entry = lse_entry(rec)
     assert entry["passed"] and entry["nonfinite"] == 0, entry
     assert entry["error_over_bound"] < 0.5, entry  # well inside: a correct kernel's rounding
+    assert entry["baseline_over_bound"] < 0.5, entry  # the live calibration, in the record
     assert entry["shape"] == [case.batch, case.heads_q, case.seq_q]
 
 
