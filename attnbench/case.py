@@ -12,7 +12,7 @@ MASKS = ("none", "causal", "causal_top_left")  # causal: bottom-right aligned (v
 MODES = ("fwd", "bwd", "fwd_bwd")
 DEVICES = ("cpu", "cuda")
 VARIANTS = ("window", "lengths", "packed", "paged", "documents", "alibi", "bias", "softcap",
-            "dv", "sinks")
+            "dv", "sinks", "lse")
 LAYOUTS = ("padded", "packed", "paged")
 BIAS_KINDS = ("none", "shared", "head", "batch_head")
 # the distribution of q, k and v (verify/inputs.py): standard normal, a few channels with large
@@ -54,6 +54,7 @@ class Case:
     softcap: float | None = None
     head_dim_v: int | None = None
     sinks: bool = False  # a learned logit per query head in every row's softmax denominator
+    lse: bool = False  # the backend returns each row's log-sum-exp beside the output
     # inputs that expose bugs: their distribution, and NaN in every padding position a kernel
     # must not read (past q_lens/kv_lens, spare page slots)
     inputs: str = "normal"
@@ -110,6 +111,7 @@ def case_variants(case: Case) -> tuple[str, ...]:
         "softcap": case.softcap is not None,
         "dv": case.head_dim_v is not None and case.head_dim_v != case.head_dim,
         "sinks": case.sinks,
+        "lse": case.lse,
     }
     return tuple(v for v in VARIANTS if used[v])
 
@@ -134,6 +136,8 @@ def id_suffix(case: Case) -> str:
         parts.append(f"dv{case.head_dim_v}")
     if case.sinks:
         parts.append("sinks")
+    if case.lse:
+        parts.append("lse")
     if case.inputs != "normal":
         parts.append(f"in_{case.inputs}")
     if case.poison:

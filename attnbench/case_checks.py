@@ -39,6 +39,11 @@ def variant_problem(case: Case) -> str | None:
     if case.strides != "contiguous" and case.layout != "padded":
         return (f"key 'strides': {case.strides!r} views exist for the padded layout only "
                 f"(this case is {case.layout})")
+    if case.lse and case.mode != "fwd":
+        return "key 'lse': forward only (the log-sum-exp is compared on the forward pass only)"
+    if case.lse and case.layout == "packed":
+        return ("key 'lse': the padded and paged layouts only (an lse is checked as (batch, "
+                "heads_q, seq_q), which a packed layout has no rows for)")
     no_grad = [v for v in case.variants if v not in GRAD_VARIANTS]
     if no_grad and case.mode != "fwd":
         return (f"mode {case.mode!r} with the {', '.join(no_grad)} variant: the gradient oracle "

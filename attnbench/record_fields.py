@@ -73,6 +73,7 @@ class Record(TypedDict, total=False):
     softcap: float | None
     head_dim_v: int | None
     sinks: bool
+    lse: bool
     inputs: str
     poison: bool
     strides: str

@@ -81,7 +81,7 @@ def _make_case(v: dict[str, Any], device: str, path: str) -> Case:
         doc_lens=_docs(v, path), layout=v.get("layout", "padded"), page_size=v.get("page_size"),
         alibi=v.get("alibi", False), bias=v.get("bias", "none"),
         softcap=float(v["softcap"]) if "softcap" in v else None, head_dim_v=v.get("head_dim_v"),
-        sinks=v.get("sinks", False),
+        sinks=v.get("sinks", False), lse=v.get("lse", False),
         inputs=v.get("inputs", "normal"), poison=v.get("poison", False),
         strides=v.get("strides", "contiguous"),
     )

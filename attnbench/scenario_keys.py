@@ -25,7 +25,7 @@ SIZE_KEYS = ("window_left", "window_right")  # integers >= 0
 CHOICES = {"dtype": DTYPES, "mask": MASKS, "mode": MODES, "layout": LAYOUTS,
            "bias": BIAS_KINDS, "inputs": INPUTS, "strides": STRIDES}
 FLOAT_KEYS = ("scale", "softcap")  # positive finite numbers
-BOOL_KEYS = ("alibi", "poison", "sinks")
+BOOL_KEYS = ("alibi", "poison", "sinks", "lse")
 CASE_KEYS = (*INT_KEYS, *SIZE_KEYS, *LIST_KEYS, *CHOICES, *FLOAT_KEYS, *BOOL_KEYS)
 TOP_KEYS = ("name", "description", "base", "sweep", "device", "variant")
 

@@ -8,8 +8,8 @@ an assertion that an attention function matches the float64 oracle within attnbe
         assert_matches_oracle(my_attention, case)
 
 `my_attention(inputs)` takes an `attnbench.Inputs` (q, k, v, scale, the case and its variant
-helpers) and returns the output. Nothing here imports torch unless the framework asked is
-"torch" (or a case is bfloat16, whose inputs torch rounds).
+helpers) and returns the output ((out, lse) for a case with lse = true). Nothing here imports
+torch unless the framework asked is "torch" (or a case is bfloat16, whose inputs torch rounds).
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from typing import Any
 
 from attnbench.case import Case
 from attnbench.plugin.capabilities import Capabilities, capability_reasons
+from attnbench.plugin.outputs import split_result
 from attnbench.record import failure_text
 from attnbench.scenario import resolve_scenario
-from attnbench.verify.agreement import dtype_name
+from attnbench.verify.agreement import dtype_name, to_numpy64
 from attnbench.verify.casedata import CaseData
 from attnbench.verify.inputs import make_inputs
 from attnbench.verify.judge import judge
@@ -53,8 +54,10 @@ def check_output(attention: Callable[[Any], Any], case: Case, framework: str = "
     check` does: the record's agreement entry (passed, error_over_bound, diagnosis, ...)."""
     data = CaseData(case, seed)
     inputs = make_inputs(case, data.arrays, framework)
-    out = attention(inputs)
-    shipped = {"first.out": (out, dtype_name(out))}
+    out, lse, problem = split_result(attention(inputs), case)
+    shipped: dict[str, Any] = {"first.out": (out, dtype_name(out))}
+    if case.lse:  # (values, dtype) as a worker ships them, or why there is no lse
+        shipped["first.lse"] = problem or (to_numpy64(lse), dtype_name(lse))
     agreement = judge(data, framework, shipped)
     assert agreement is not None  # an output was given
     return agreement

@@ -15,6 +15,12 @@ Sinks (gpt-oss): a logit σ_h per query head joins every row's softmax denominat
 value: o_i = Σ_j e^(s_ij − m) v_j / (e^(σ_h − m) + Σ_j e^(s_ij − m)), m = max(σ_h, max_j s_ij);
 a row that sees no key still outputs zeros. It is the attention over one more key, visible to
 every row, whose score is σ_h and whose value is 0.
+
+Log-sum-exp (lse = true, forward, padded and paged layouts): the backend returns, beside the
+output, each row's lse_i = ln(Σ_j e^(s_ij)) over the keys the row sees, the scores s as above
+(scale, softcap, ALiBi and bias in them), with sinks ln(e^σ_h + Σ_j e^(s_ij)): the natural log of
+the softmax denominator, what split-KV and ring attention merge partial outputs with. The sum is
+empty for a row that sees no key: its lse is −inf (σ_h with sinks).
 """
 
 from __future__ import annotations
@@ -164,3 +170,12 @@ def random_documents(n_docs: int, total: int) -> tuple[int, ...]:
     # an int population: O(n_docs) memory, not an arange of the whole sequence
     cuts = np.sort(rng.choice(total - 1, size=n_docs - 1, replace=False) + 1)
     return tuple(int(x) for x in np.diff(np.concatenate([[0], cuts, [total]])))
+
+
+def log_sum_exp(s: np.ndarray) -> np.ndarray:
+    """ln Σ e^s over the last axis (the lse of each row of scores, −inf where masked), shifted by
+    the row's largest score so nothing overflows; −inf for a row whose scores are all −inf."""
+    m = s.max(axis=-1)
+    safe = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(divide="ignore"):  # ln 0 = −inf: the row sees no key
+        return safe + np.log(np.exp(s - safe[..., None]).sum(axis=-1))

@@ -27,6 +27,8 @@ WHY_NOT = {
     "alibi": "flash-attn-4 takes no ALiBi slopes (its score_mod is a CuTe DSL function)",
     "bias": "flash-attn-4 takes no additive bias tensor",
     "sinks": "flash-attn-4's learnable_sink argument is not wired here yet (no GPU to verify it)",
+    "lse": "not wired yet: this adapter asks flash-attn-4 for the output only (untested "
+           "without a GPU)",
 }
 
 

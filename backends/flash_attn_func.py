@@ -23,6 +23,8 @@ FA2_WHY = {
     "bias": "flash-attn takes no additive bias tensor (ALiBi slopes only)",
     "dv": "FlashAttention-2 needs v's head dim equal to q's",
     "sinks": "FlashAttention-2 has no sink term in its softmax",
+    "lse": "not wired yet: flash_attn_func(..., return_attn_probs=True) gives softmax_lse, but "
+           "this adapter asks for the output only (untested without a GPU)",
 }
 PAGE_MULTIPLE = 256  # FlashAttention-2's paged KV cache needs page_block_size % 256 == 0
 

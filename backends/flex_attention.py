@@ -15,6 +15,10 @@ from attnbench import Backend, Capabilities, Case, Inputs, hookimpl
 from attnbench.case import VARIANTS
 
 MODULE = "torch.nn.attention.flex_attention"
+LSE_VARIANTS = ("sinks", "lse")  # built on flex's own log-sum-exp, which only CUDA returns
+LSE_WHY = {v: "torch.compile's CPU flex_attention kernel returns no log-sum-exp (torch 2.13's "
+              "flex_cpu: \"return_lse is not supported yet\"), which this variant is built on"
+           for v in LSE_VARIANTS}
 RECOMPILE_LIMIT = 256  # one graph per dtype/mask/heads family: never fall back to eager
 
 
@@ -265,15 +269,29 @@ def lse_request() -> dict[str, Any]:
     return {"return_aux": AuxRequest(lse=True)}
 
 
-def with_sinks(result: tuple[Any, Any], sink: Any) -> Any:
+def split_lse(result: tuple[Any, Any]) -> tuple[Any, Any]:
+    """(out, lse) of a flex_attention call that asked for the lse (natural log, float32)."""
+    out, aux = result
+    return out, getattr(aux, "lse", aux)  # AuxOutput, or the bare tensor of return_lse
+
+
+def with_sinks(out: Any, lse: Any, sink: Any) -> Any:
     """Sinks from flex's own output and log-sum-exp, exactly: a sink σ_h adds e^σ_h to the
     row's denominator e^lse, so the output scales by e^lse / (e^lse + e^σ_h) = sigmoid(lse − σ_h)
     (0 for a row that sees no key, lse = −inf). In float32, rounded once to the output dtype."""
     import torch
 
-    out, aux = result
-    lse = getattr(aux, "lse", aux)  # AuxOutput, or the bare tensor of return_lse
     return (out.float() * torch.sigmoid(lse - sink)[..., None]).to(out.dtype)
+
+
+def full_lse(lse: Any, sink: Any, empty: Any) -> Any:
+    """The case's lse from flex's: −inf on the rows that see no key (empty: Inputs.empty_rows,
+    or None), whatever the kernel leaves there; with sinks ln(e^lse + e^σ_h)."""
+    import torch
+
+    if empty is not None:
+        lse = lse.masked_fill(empty[..., 0], float("-inf"))
+    return lse if sink is None else torch.logaddexp(lse, sink)
 
 
 class FlexAttention(Backend):
@@ -282,15 +300,13 @@ class FlexAttention(Backend):
     requires = (MODULE,)
     description = ("flex_attention compiled with torch.compile; masks as BlockMasks, ALiBi, bias "
                    "and soft-capping as a score_mod, packed as one sequence, paged gathered, "
-                   "sinks from its log-sum-exp")
+                   "sinks and the lse from its log-sum-exp")
     capabilities = Capabilities(
         devices=("cpu", "cuda"), dtypes=("float32", "float16", "bfloat16"),
-        modes=("fwd", "bwd", "fwd_bwd"), variants=VARIANTS,
-        why_not={"sinks": "on the CPU, compiled flex_attention cannot return the log-sum-exp "
-                          "the sinks are applied with (inductor: return_lse unsupported)"},
-        # on the CPU: no backward (NotImplementedError), no log-sum-exp (so no sinks)
+        modes=("fwd", "bwd", "fwd_bwd"), variants=VARIANTS, why_not=LSE_WHY,
+        # no backward on the CPU (NotImplementedError), nor a log-sum-exp
         per_device={"cpu": {"modes": ("fwd",),
-                            "variants": tuple(v for v in VARIANTS if v != "sinks")}},
+                            "variants": tuple(v for v in VARIANTS if v not in LSE_VARIANTS)}},
     )
 
     dynamic: bool | None = True  # torch.compile's dynamic: see compiled_flex
@@ -321,19 +337,26 @@ class FlexAttention(Backend):
         inputs.empty_rows()  # built now, not in the first call
 
         sink = None if inputs.sinks is None else inputs.sinks.float()[None, :, None]
-        if sink is not None:
+        if sink is not None or case.lse:
             kwargs.update(lse_request())
+        if sink is not None:
             inputs.report(sinks="output × sigmoid(lse − σ_h), lse from flex_attention")
 
         def run() -> Any:
             kk, vv = (gather(k), gather(v)) if gather else (k, v)
             out = flex(q, kk, vv, **kwargs)
+            lse = None
+            if sink is not None or case.lse:
+                out, lse = split_lse(out)
             if sink is not None:
-                out = with_sinks(out, sink)
+                out = with_sinks(out, lse, sink)
             if packed:
                 out = out[0].transpose(0, 1)  # (total_q, heads_q, dv), a view
             # rows that see no key must be zeros, whatever the kernel leaves there
-            return inputs.zero_empty_rows(out)
+            out = inputs.zero_empty_rows(out)
+            if case.lse:  # padded and paged only (case_checks)
+                return out, full_lse(lse, sink, inputs.empty_rows())
+            return out
 
         return run
 

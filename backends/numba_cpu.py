@@ -30,6 +30,7 @@ WHY_NOT = {  # the variants the kernel lacks, and why (`attnbench list` and the 
     "bias": "the kernel adds no score-bias array (ALiBi it computes from the slopes)",
     "sinks": "the kernel's online softmax has no sink term (numpy-flash shows the two lines "
               "it takes: not done here)",
+    "lse": "the compiled kernel writes the output only; its row max and sum stay in registers",
 }
 
 

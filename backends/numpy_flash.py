@@ -52,6 +52,7 @@ class Problem:
     bias: np.ndarray | None
     tk: int  # keys per tile
     sinks: np.ndarray | None = None  # (heads_q,) sink logits in the dtype, or None
+    lse: np.ndarray | None = None  # (batch, heads_q, seq_q) m + ln(den) per row, when asked
 
 
 def problem(inputs: Inputs, out: np.ndarray) -> Problem:
@@ -135,6 +136,9 @@ def run_task(p: Problem, task: tuple[int, int, int, int]) -> None:
         acc *= corr
         acc += s @ p.v[b, kh, j0:j0 + w]
         m = new
+    if p.lse is not None:  # the online softmax's own max and sum: ln(den) + m
+        with np.errstate(divide="ignore"):  # ln 0 = −inf: a row that sees no key
+            p.lse[b, hs, i0:i0 + n] = (np.log(den) + np.where(den > 0, m, 0)).reshape(g, n)
     np.divide(acc, den, out=acc, where=den > 0)
     acc[den[:, 0] == 0] = 0
     p.out[b, hs, i0:i0 + n] = acc.reshape(g, n, -1)
@@ -155,10 +159,10 @@ class NumpyFlash(Backend):
     capabilities = Capabilities(devices=("cpu",), dtypes=("float64", "float32"),
                                 masks=("none", *var.CAUSAL),
                                 variants=("window", "lengths", "documents", "alibi", "bias",
-                                          "softcap", "dv", "sinks"),
+                                          "softcap", "dv", "sinks", "lse"),
                                 why_not=WHY_NOT)
 
-    def prepare(self, inputs: Inputs) -> Callable[[], np.ndarray]:
+    def prepare(self, inputs: Inputs) -> Callable[[], Any]:
         from threadpoolctl import ThreadpoolController
 
         case = inputs.case
@@ -170,16 +174,19 @@ class NumpyFlash(Backend):
 
         inline = threads == 1 or len(work) < 2 or case.seq_q * case.seq_kv < SMALL
 
-        def run() -> np.ndarray:
+        def run() -> Any:
             out = np.zeros(shape, dtype=inputs.q.dtype)
-            p = Problem(**{**base.__dict__, "out": out})
+            lse = None if not case.lse else np.full(shape[:3], -np.inf, dtype=inputs.q.dtype)
+            if lse is not None and base.sinks is not None:  # a row with no key: ln e^σ_h
+                lse[...] = base.sinks[None, :, None]
+            p = Problem(**{**base.__dict__, "out": out, "lse": lse})
             if inline:  # one thread, or too little work to be worth handing to the pool
                 for t in work:
                     run_task(p, t)
-                return out
-            with controller.limit(limits=1, user_api="blas"):
-                list(pool(threads).map(lambda t: run_task(p, t), work))
-            return out
+            else:
+                with controller.limit(limits=1, user_api="blas"):
+                    list(pool(threads).map(lambda t: run_task(p, t), work))
+            return out if lse is None else (out, lse)
 
         return run
 

@@ -27,9 +27,11 @@ def _masking(inputs: Inputs) -> tuple[Any, Any]:
 
 
 def _softmax_v(s: np.ndarray, v: np.ndarray, hidden: Any, terms: Any,
-               cap: float | None, sink: Any = None) -> np.ndarray:
+               cap: float | None, sink: Any = None, lse: bool = False) -> Any:
     """softmax(cap(s) + terms, masked) v in place on s; a row that sees no key gives zeros;
-    sink: logits (broadcast over rows) that join each row's denominator, or None."""
+    sink: logits (broadcast over rows) that join each row's denominator, or None; lse: return
+    (out, m + ln(denominator)) instead, in float32 (float64 for float64), −inf for a row that
+    sees no key."""
     if cap is not None:
         s /= cap
         np.tanh(s, out=s)
@@ -48,7 +50,12 @@ def _softmax_v(s: np.ndarray, v: np.ndarray, hidden: Any, terms: Any,
     if sink is not None:
         den += np.exp(sink - m)
     s /= np.maximum(den, np.finfo(s.dtype).tiny)
-    return np.matmul(s, v)
+    if not lse:
+        return np.matmul(s, v)
+    wide = np.float64 if s.dtype == np.float64 else np.float32
+    with np.errstate(divide="ignore"):  # ln 0 = −inf: the row sees no key
+        row_lse = m.astype(wide) + np.log(den.astype(wide))
+    return np.matmul(s, v), row_lse[..., 0]
 
 
 class NumpyNaive(Backend):
@@ -58,7 +65,7 @@ class NumpyNaive(Backend):
     capabilities = Capabilities(devices=("cpu",), dtypes=("float64", "float32", "float16"),
                                 masks=MASKS, variants=VARIANTS)
 
-    def prepare(self, inputs: Inputs) -> Callable[[], np.ndarray]:
+    def prepare(self, inputs: Inputs) -> Callable[[], Any]:
         if inputs.case.layout == "packed":
             return _packed(inputs)
         case, q = inputs.case, inputs.q
@@ -66,12 +73,13 @@ class NumpyNaive(Backend):
         hidden, terms = _masking(inputs)
         fetch = _kv_source(inputs)
         sink = None if inputs.sinks is None else inputs.sinks[None, :, None, None]
+        lse = case.lse  # return (out, lse)
 
-        def run() -> np.ndarray:
+        def run() -> Any:
             kt, v = fetch()
             s = np.matmul(q, kt)
             s *= scale
-            return _softmax_v(s, v, hidden, terms, cap, sink)
+            return _softmax_v(s, v, hidden, terms, cap, sink, lse)
 
         return run
 

@@ -34,13 +34,12 @@ def _masking(inputs: Inputs) -> tuple[Any, Any]:
     return (hidden if bool(hidden.any()) else None), terms
 
 
-def _probs(s: Any, hidden: Any, terms: Any, cap: float | None, sink: Any = None) -> Any:
-    """softmax over keys of cap(s) + terms, masked (rows that see no key come out NaN), in the
-    terms' dtype when they have one (float32 for the half types), rounded back to s's; sink:
-    logits (broadcast over rows) that join each row's denominator as one more key, or None."""
+def _scores(s: Any, hidden: Any, terms: Any, cap: float | None, sink: Any = None) -> Any:
+    """cap(s) + terms, masked: the scores the softmax takes, in the terms' dtype when they have
+    one (float32 for the half types); sink: logits (broadcast over rows) that join each row's
+    denominator as one more key (a last column), or None."""
     import torch
 
-    dtype = s.dtype
     if cap is not None:
         s = torch.tanh(s / cap) * cap
     if terms is not None:
@@ -48,9 +47,26 @@ def _probs(s: Any, hidden: Any, terms: Any, cap: float | None, sink: Any = None)
     if hidden is not None:
         s = s.masked_fill(hidden, float("-inf"))
     if sink is None:
-        return torch.softmax(s, dim=-1).to(dtype)
-    extra = sink.to(s.dtype).expand(*s.shape[:-1], 1)
-    return torch.softmax(torch.cat([s, extra], dim=-1), dim=-1)[..., :-1].to(dtype)
+        return s
+    return torch.cat([s, sink.to(s.dtype).expand(*s.shape[:-1], 1)], dim=-1)
+
+
+def _probs(s: Any, hidden: Any, terms: Any, cap: float | None, sink: Any = None) -> Any:
+    """softmax over keys of _scores (rows that see no key come out NaN), rounded back to s's
+    dtype; the sink's column dropped."""
+    import torch
+
+    p = torch.softmax(_scores(s, hidden, terms, cap, sink), dim=-1)
+    return (p if sink is None else p[..., :-1]).to(s.dtype)
+
+
+def _lse(s: Any, hidden: Any, terms: Any, cap: float | None, sink: Any = None) -> Any:
+    """Each row's log-sum-exp of _scores, in float32 (float64 for float64); −inf for a row
+    that sees no key."""
+    import torch
+
+    wide = torch.float64 if s.dtype == torch.float64 else torch.float32
+    return torch.logsumexp(_scores(s, hidden, terms, cap, sink).to(wide), dim=-1)
 
 
 class TorchNaive(Backend):
@@ -77,6 +93,8 @@ class TorchNaive(Backend):
             k, v = fetch()
             s = torch.matmul(q, k.transpose(-1, -2)) * inputs.scale
             p = inputs.zero_empty_rows(_probs(s, hidden, terms, case.softcap, sink))  # no key
+            if case.lse:
+                return torch.matmul(p, v), _lse(s, hidden, terms, case.softcap, sink)
             return torch.matmul(p, v)
 
         return run

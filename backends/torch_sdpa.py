@@ -20,6 +20,8 @@ NOT_SDPA = {  # the variants SDPA cannot express, and why (`attnbench list` show
     "softcap": "soft-capping rewrites the scores before the mask, which attn_mask cannot express",
     "packed": "SDPA takes padded (batch, heads, seq, d) tensors, not cu_seqlens (varlen)",
     "paged": "SDPA reads contiguous k/v per sequence, not pages through a block table",
+    "lse": "SDPA returns the output only; its log-sum-exp stays inside torch's private "
+           "_scaled_dot_product_*_attention ops, which differ per kernel and version",
 }
 
 

@@ -19,7 +19,9 @@ from attnbench import Backend, Capabilities, Case, Inputs, Unsupported, hookimpl
 VARIANTS = ("window", "lengths", "packed", "paged", "documents", "alibi", "bias", "dv")
 WHY_NOT = {"softcap": "xformers' memory_efficient_attention has no soft-capping",
            "sinks": "xformers' memory_efficient_attention has no sink term (its log-sum-exp "
-                    "could rescale the output, as flex-attention's does: not done here)"}
+                    "could rescale the output, as flex-attention's does: not done here)",
+           "lse": "not wired yet: memory_efficient_attention returns the output only (its "
+                  "lse needs xformers' private fmha ops; untested without a GPU)"}
 ALIGN = 8  # xformers wants a tensor bias's rows aligned: its last dim padded to a multiple
 def causal_bias(case: Case) -> Any:
     """The attn_bias for a case: None, or a causal mask aligned to the bottom-right.

@@ -150,6 +150,9 @@ kv_lens = [[16, 1, 1], [2, 2, 2]]
     ("mode = \"fwd_bwd\"\nlayout = \"paged\"\npage_size = 4", "padded layout only"),
     ("mode = \"bwd\"\nsinks = true", "without sinks"),
     ("sinks = 1", "expected true or false"),
+    ("mode = \"fwd_bwd\"\nlse = true", "key 'lse': forward only"),
+    ("lse = true\nlayout = \"packed\"\nq_lens = [16, 9, 3]", "padded and paged layouts only"),
+    ("lse = \"yes\"", "expected true or false"),
 ])
 def test_bad_variant_values_name_the_key(tmp_path, body, words):
     text = f"[base]\nbatch = 3\nheads = 2\nseq_len = 16\nhead_dim = 8\n{body}\n"

@@ -21,6 +21,7 @@ class Inputs:
     Packed: q, k, v are (total, heads, d), sequences one after another as cu_seqlens_q/k
     say, and the output must be (total_q, heads_q, dv). Every other layout outputs
     (batch, heads_q, seq_q, dv). attnbench/variants.py defines what each variant computes.
+    With case.lse the callable returns (out, lse) instead (plugin/outputs.py, LSE_CONTRACT).
     """
 
     case: Case

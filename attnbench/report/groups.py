@@ -18,7 +18,7 @@ AXES = ("seq_kv", "seq_q", "heads_q", "heads_kv", "batch", "head_dim")
 # varies, and is labelled, as one field
 VARIANT_FIELDS = ("seq_q", "heads", "batch", "head_dim", "dtype", "mask", "mode", "scale",
                   "window", "q_lens", "kv_lens", "doc_lens", "layout", "alibi", "bias",
-                  "softcap", "head_dim_v", "sinks", "inputs", "poison", "strides")
+                  "softcap", "head_dim_v", "sinks", "lse", "inputs", "poison", "strides")
 PLAIN = "plain"  # the label of the case without any of the variants that vary in its group
 LIST_SHOWN = 6  # lengths lists longer than this are shown by their head, count and a checksum
 SHORT = {"seq_q": "q", "seq_kv": "k", "heads_q": "hq", "heads_kv": "hkv", "batch": "b",
@@ -172,7 +172,7 @@ def variant_value(name: str, rec: dict[str, Any], axis: str) -> Any:
         return None if layout == "padded" else (layout, rec.get("page_size"))
     if name == "bias":
         return None if rec.get("bias") in (None, "none") else rec.get("bias")
-    if name in ("alibi", "poison", "sinks"):
+    if name in ("alibi", "poison", "sinks", "lse"):
         return bool(rec.get(name))
     if name in ("inputs", "strides"):
         return None if rec.get(name) in (None, "normal", "contiguous") else rec.get(name)
@@ -217,6 +217,7 @@ VARIANT_LABELS = {
     "inputs": lambda v: f"inputs {v}",
     "poison": lambda v: "NaN padding",
     "sinks": lambda v: "sinks",
+    "lse": lambda v: "log-sum-exp",
     "strides": lambda v: f"{v} q k v",
 }
 

@@ -15,7 +15,7 @@ from attnbench.report.recommend_case import (
 )
 
 DECODE_MAX_Q = 16  # a query length up to this (and under the key length) is decode
-LABELLED_VARIANTS = ("window", "layout", "alibi", "bias", "softcap", "sinks", "inputs",
+LABELLED_VARIANTS = ("window", "layout", "alibi", "bias", "softcap", "sinks", "lse", "inputs",
                      "poison",
                      "strides")
 LENGTH_LISTS = {"q_lens": "ragged q", "kv_lens": "ragged kv", "doc_lens": "documents"}

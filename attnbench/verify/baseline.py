@@ -17,7 +17,7 @@ from attnbench.case import Case
 from attnbench.verify import bound
 from attnbench.verify.agreement import Rule, to_numpy64
 from attnbench.verify.inputs import to_framework
-from attnbench.verify.reference import attention_rows, blocks, row_visibility
+from attnbench.verify.reference import attention_rows, blocks, row_visibility, scores
 from attnbench.verify.rounding import Model
 
 FRAMEWORKS = ("numpy", "torch")
@@ -38,9 +38,23 @@ def torch_attention(q: Any, k: Any, v: Any, case: Case, rows: np.ndarray, b: int
     """
     import torch
 
+    s = torch_scores(q, k, case, rows, b, heads, bias, terms_dtype, sinks)
+    p = torch.softmax(s, dim=-1).nan_to_num(0.0)
+    if sinks is not None:
+        p = p[..., :-1]
+    group = q.shape[1] // v.shape[1]
+    return torch.matmul(p.to(q.dtype), v.repeat_interleave(group, dim=1))
+
+
+def torch_scores(q: Any, k: Any, case: Case, rows: np.ndarray, b: int = 0,
+                 heads: np.ndarray | None = None, bias: np.ndarray | None = None,
+                 terms_dtype: Any = None, sinks: np.ndarray | None = None) -> Any:
+    """The scores torch_attention takes the softmax of: −inf where masked, with sinks a last
+    column of sink logits (see torch_attention for the arguments)."""
+    import torch
+
     heads = np.arange(q.shape[1]) if heads is None else heads
-    group = q.shape[1] // k.shape[1]
-    k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+    k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
     if len(rows) != q.shape[2]:
         q = q[:, :, torch.from_numpy(rows).to(q.device), :]
     s = torch.matmul(q, k.transpose(-1, -2)) * case.softmax_scale
@@ -55,28 +69,34 @@ def torch_attention(q: Any, k: Any, v: Any, case: Case, rows: np.ndarray, b: int
     if sinks is not None:
         sink = torch.from_numpy(sinks[heads]).to(device=q.device, dtype=s.dtype)
         s = torch.cat([s, sink[None, :, None, None].expand(*s.shape[:-1], 1)], dim=-1)
-    p = torch.softmax(s, dim=-1).nan_to_num(0.0)
-    if sinks is not None:
-        p = p[..., :-1]
-    return torch.matmul(p.to(q.dtype), v)
+    return s
 
 
 def _block_rows(arrays: dict[str, np.ndarray], case: Case, block: tuple[Any, ...],
-                framework: str) -> Any:
-    """The baseline's output on one block, from fresh copies of the block's pristine inputs."""
+                framework: str, lse: bool = False) -> Any:
+    """The baseline's output (lse: its log-sum-exp, in float32 or float64) on one block, from
+    fresh copies of the block's pristine inputs."""
     b, qs, ks, rows, _ = block
     conv = {n: to_framework(arrays[n][b:b + 1, s], framework, case.dtype, case.device)
             for n, s in (("q", qs), ("k", ks), ("v", ks))}
     heads, bias = np.arange(qs.start, qs.stop), arrays.get("bias")  # bias: already rounded
     sinks = arrays.get("sinks")  # rounded to the dtype too
+    wide = "float64" if case.dtype == "float64" else "float32"  # an lse's own precision
+    if framework == "numpy" and lse:
+        s = scores(conv["q"], conv["k"], case, rows, b, heads, bias, None, sinks)
+        return variants.log_sum_exp(s.astype(wide))
     if framework == "numpy":
         return attention_rows(conv["q"], conv["k"], conv["v"], case, rows, b, heads, bias,
                               sinks=sinks)
     import torch
 
+    half = torch.float32 if case.dtype in HALF else None
     with torch.no_grad():  # the baseline needs no autograd graph
+        if lse:
+            s = torch_scores(conv["q"], conv["k"], case, rows, b, heads, bias, half, sinks)
+            return torch.logsumexp(s.to(getattr(torch, wide)), dim=-1)
         return torch_attention(conv["q"], conv["k"], conv["v"], case, rows, b, heads, bias,
-                               torch.float32 if case.dtype in HALF else None, sinks)
+                               half, sinks)
 
 
 def baseline_output(arrays: dict[str, np.ndarray], case: Case, rows: np.ndarray,
@@ -88,6 +108,19 @@ def baseline_output(arrays: dict[str, np.ndarray], case: Case, rows: np.ndarray,
     for block in blocks(case, rows):
         b, qs, _, _, at = block
         out[b:b + 1, qs, at] = to_numpy64(_block_rows(arrays, case, block, framework))
+    return out
+
+
+def baseline_lse(arrays: dict[str, np.ndarray], case: Case, rows: np.ndarray,
+                 framework: str) -> np.ndarray:
+    """The same-dtype baseline's log-sum-exp on the given rows, (B, Hq, R) float64: its scores
+    in case.dtype, their lse in float32 (float64 for float64), as the naive backends do."""
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"no naive baseline for framework {framework!r}")
+    out = np.empty((case.batch, case.heads_q, len(rows)))
+    for block in blocks(case, rows):
+        b, qs, _, _, at = block
+        out[b:b + 1, qs, at] = to_numpy64(_block_rows(arrays, case, block, framework, True))
     return out
 
 

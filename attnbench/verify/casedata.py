@@ -17,10 +17,12 @@ from typing import Any
 import numpy as np
 
 from attnbench.case import Case
+from attnbench.plugin.outputs import lse_shape
 from attnbench.verify import agreement, grad
 from attnbench.verify import inputs as inputs_mod
-from attnbench.verify.baseline import output_rule
+from attnbench.verify.baseline import baseline_lse, output_rule
 from attnbench.verify.grad_plan import grad_plan
+from attnbench.verify.lse import LseModel, calibration, lse_model
 from attnbench.verify.reference import check_rows, rows_in_budget
 from attnbench.verify.rounding import Model, oracle_and_model
 
@@ -34,6 +36,8 @@ class CaseData:
         self.check_seed: int | None = check_seed
         self._oracle: tuple[np.ndarray, Model] | None = None
         self._rules: dict[str, agreement.Rule] = {}
+        self._lse: LseModel | None = None
+        self._lse_base: dict[str, dict[str, Any]] = {}
         self._grads: grad.GradData | None = None
         self.grad_seed = secrets.randbits(63)
         self._grad_check: tuple[Any, Any] | None = None
@@ -52,6 +56,7 @@ class CaseData:
         if self.all_rows and self._oracle is not None:
             return
         self.check_seed, self._oracle, self._rules = secrets.randbits(32), None, {}
+        self._lse, self._lse_base = None, {}
 
     def grad_check(self) -> tuple[Any, Any]:
         """(plan, reference) of the gradients for this draw: which rows of dq, dk and dv are
@@ -92,6 +97,24 @@ class CaseData:
         """The float64 oracle output on those rows."""
         return self.model.ref
 
+    @property
+    def lse(self) -> LseModel:
+        """The float64 lse of those rows and its bound's parts (cases with lse = true)."""
+        if self._lse is None:
+            self._lse = lse_model(self.arrays, self.case, self.rows)
+        return self._lse
+
+    def lse_calibration(self, framework: str) -> dict[str, Any]:
+        """The same-dtype baseline's lse under the bound, in a framework (every lse record
+        carries it): {"baseline_over_bound": ratio}, or why there is none."""
+        if framework not in self._lse_base:
+            try:
+                base = baseline_lse(self.arrays, self.case, self.rows, framework)
+                self._lse_base[framework] = calibration(self.lse, base)
+            except Exception as exc:  # the bound still judges; the record says why
+                self._lse_base[framework] = {"baseline_missing": f"{exc!r}"[:300]}
+        return self._lse_base[framework]
+
     def rule(self, framework: str) -> agreement.Rule:
         """The output's pass rule in a framework: the rounding model, calibrated live by the
         same-dtype baseline of that framework (its verdict goes in every record)."""
@@ -115,5 +138,7 @@ def expected_shape(case: Case) -> tuple[int, ...]:
 
 
 def expected_shapes(case: Case) -> dict[str, tuple[int, ...]]:
-    """Each array a worker may ship for the case by name: the output and the gradients."""
-    return {"out": expected_shape(case), **grad.grad_shapes(case)}
+    """Each array a worker may ship for the case by name: the output, the lse and the
+    gradients."""
+    lse = {"lse": lse_shape(case)} if case.lse else {}
+    return {"out": expected_shape(case), **lse, **grad.grad_shapes(case)}

@@ -22,8 +22,12 @@ MIN_REPEATS = 2
 
 
 def snapshot(out: Any, grads: dict[str, Any] | None) -> dict[str, np.ndarray]:
-    """float64 copies of an output and its gradients (none when the gradient is missing)."""
-    taken = {"out": to_numpy64(out).copy()}
+    """float64 copies of an output (and its lse, out being (out, lse)) and its gradients (none
+    when the gradient is missing)."""
+    taken: dict[str, np.ndarray] = {}
+    if isinstance(out, tuple) and len(out) == 2:  # a case with lse = true
+        out, taken["lse"] = out[0], to_numpy64(out[1]).copy()
+    taken["out"] = to_numpy64(out).copy()
     for name, g in (grads or {}).items():
         if g is not None:
             taken[name] = to_numpy64(g).copy()

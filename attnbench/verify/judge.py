@@ -14,10 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from attnbench.plugin.outputs import LSE_CONTRACT
 from attnbench.verify import agreement, grad, layouts
 from attnbench.verify.casedata import CaseData, expected_shape
 from attnbench.verify.determinism import differences
 from attnbench.verify.diagnose import diagnose
+from attnbench.verify.lse import judge_lse
 
 TIMED_TAGS = ("last", "drawn")  # the timed calls a worker ships (worker/shipping.Keeper)
 
@@ -33,6 +35,8 @@ def judge(data: CaseData, framework: str, arrays: Shipped) -> dict[str, Any] | N
     case = data.case
     first = _call(arrays, "first")
     entries = [_output_entry(data, framework, first.get("out"), "out")]
+    if case.lse:
+        entries.append(_lse_entry(data, framework, first.get("lse")))
     grad_note, grad_seed = None, None
     if case.mode != "fwd":
         checked = _grad_entries(data, first)
@@ -83,6 +87,16 @@ def _output_entry(data: CaseData, framework: str, got: Any, name: str) -> dict[s
     if not entry.get("passed") and "error" not in entry and rule.model is not None:
         entry["diagnosis"] = _diagnosis(data, rule, select(values))
     return entry
+
+
+def _lse_entry(data: CaseData, framework: str, got: Any) -> dict[str, Any]:
+    """The lse's agreement entry (verify/lse.py) with the same-dtype baseline's ratio; a
+    missing or refused one fails with why."""
+    if not isinstance(got, tuple):
+        return {"name": "lse", "passed": False, "shape": [],
+                "error": str(got or f"no lse: {LSE_CONTRACT}")}
+    entry = judge_lse(got[0], got[1], data.lse, data.rows, data.case)
+    return {**entry, **data.lse_calibration(framework)}
 
 
 def _diagnosis(data: CaseData, rule: agreement.Rule, got: np.ndarray) -> dict[str, Any]:
@@ -166,6 +180,8 @@ def _call_entries(data: CaseData, framework: str, call: Loaded, expected: list[s
     its gradients), a missing one failing ("no output", "no gradient")."""
     entries = [_output_entry(data, framework, call.get("out"), "out")] \
         if "out" in expected else []
+    if "lse" in expected:
+        entries.append(_lse_entry(data, framework, call.get("lse")))
     if any(n in expected for n in grad.GRAD_NAMES):
         entries += _grad_entries(data, call)["entries"]
     return entries

@@ -53,21 +53,12 @@ def row_visibility(case: Case, rows: np.ndarray, b: int = 0) -> np.ndarray:
     return variants.visibility(case, b, rows)
 
 
-def probabilities(q: np.ndarray, k: np.ndarray, case: Case, rows: np.ndarray, b: int = 0,
-                  heads: np.ndarray | None = None, bias: np.ndarray | None = None,
-                  hidden: np.ndarray | None = None, sinks: np.ndarray | None = None
-                  ) -> np.ndarray:
-    """softmax(q kᵀ·scale [softcap] + ALiBi + bias + mask) on the given query rows of batch
-    element b, in q's dtype (float32 for float16 with ALiBi or a bias); rows that see no key
-    are 0.
-
-    q: (1, Hq', Sq, D) and k: (1, Hkv', Skv, D) with Hq' a multiple of Hkv' (a slice of heads
-    is fine: heads gives their indices, all of them by default); bias: the case's full bias
-    array or None; hidden: (seq_kv,) booleans, keys hidden from every row on top of the mask
-    (a diagnosis's "what if these keys were left out"); sinks: the case's (heads_q,) sink
-    logits or None, each a term of its heads' denominators (variants.py). A row that sees no
-    key has max −inf; it is shifted by 0, so every exp is 0.
-    """
+def scores(q: np.ndarray, k: np.ndarray, case: Case, rows: np.ndarray, b: int = 0,
+           heads: np.ndarray | None = None, bias: np.ndarray | None = None,
+           hidden: np.ndarray | None = None, sinks: np.ndarray | None = None) -> np.ndarray:
+    """The scores q kᵀ·scale [softcap] + ALiBi + bias, −inf where masked, on the given query
+    rows of batch element b, in q's dtype (float32 for float16 with ALiBi or a bias); with
+    sinks one more column, the sink logit σ_h (see probabilities for the arguments)."""
     heads = np.arange(q.shape[1]) if heads is None else heads
     kx = expand_kv(k, q.shape[1])
     s = np.matmul(q[:, :, rows, :], np.swapaxes(kx, -1, -2))
@@ -87,6 +78,25 @@ def probabilities(q: np.ndarray, k: np.ndarray, case: Case, rows: np.ndarray, b:
         sink = np.broadcast_to(sinks[heads].astype(s.dtype)[None, :, None, None],
                                (*s.shape[:-1], 1))
         s = np.concatenate([s, sink], axis=-1)
+    return s
+
+
+def probabilities(q: np.ndarray, k: np.ndarray, case: Case, rows: np.ndarray, b: int = 0,
+                  heads: np.ndarray | None = None, bias: np.ndarray | None = None,
+                  hidden: np.ndarray | None = None, sinks: np.ndarray | None = None
+                  ) -> np.ndarray:
+    """softmax(q kᵀ·scale [softcap] + ALiBi + bias + mask) on the given query rows of batch
+    element b, in q's dtype (float32 for float16 with ALiBi or a bias); rows that see no key
+    are 0.
+
+    q: (1, Hq', Sq, D) and k: (1, Hkv', Skv, D) with Hq' a multiple of Hkv' (a slice of heads
+    is fine: heads gives their indices, all of them by default); bias: the case's full bias
+    array or None; hidden: (seq_kv,) booleans, keys hidden from every row on top of the mask
+    (a diagnosis's "what if these keys were left out"); sinks: the case's (heads_q,) sink
+    logits or None, each a term of its heads' denominators (variants.py). A row that sees no
+    key has max −inf; it is shifted by 0, so every exp is 0.
+    """
+    s = scores(q, k, case, rows, b, heads, bias, hidden, sinks)
     m = s.max(axis=-1, keepdims=True)
     s -= np.where(np.isfinite(m), m, 0)
     np.exp(s, out=s)
@@ -140,4 +150,16 @@ def oracle(arrays: dict[str, np.ndarray], case: Case, rows: np.ndarray,
         heads = np.arange(qs.start, qs.stop)
         out[b:b + 1, qs, at] = attention_rows(q[b:b + 1, qs], k[b:b + 1, ks], v[b:b + 1, ks],
                                               case, r, b, heads, bias, hidden, sinks)
+    return out
+
+
+def oracle_lse(arrays: dict[str, np.ndarray], case: Case, rows: np.ndarray) -> np.ndarray:
+    """The float64 log-sum-exp of each compared row (variants.py): (B, Hq, len(rows)), −inf
+    where a row sees no key (σ_h with sinks), block by block."""
+    q, k, bias, sinks = arrays["q"], arrays["k"], arrays.get("bias"), arrays.get("sinks")
+    out = np.empty((case.batch, case.heads_q, len(rows)))
+    for b, qs, ks, r, at in blocks(case, rows):
+        heads = np.arange(qs.start, qs.stop)
+        s = scores(q[b:b + 1, qs], k[b:b + 1, ks], case, r, b, heads, bias, None, sinks)
+        out[b:b + 1, qs, at] = variants.log_sum_exp(s)
     return out

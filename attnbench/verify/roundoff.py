@@ -89,11 +89,14 @@ class Block:
         if terms is not None:
             s += terms
             shifted = np.where(self.vis, s, 0.0)
+            if self.sinks is not None:  # the sink's logit is exact: nothing rounded there
+                shifted[..., -1] = 0.0
             alibi = variants.score_terms(case, self.b, self.heads, self.rows, None)
             if case.alibi and alibi is not None:
-                keys = self.vis[..., :alibi.shape[-1]]  # the sink's key has no ALiBi term
+                keys = self.vis[:, :alibi.shape[-1]]  # the sink's column has no ALiBi term
                 top = np.where(keys, alibi, -np.inf).max(axis=-1, keepdims=True)
-                shifted -= np.where(self.vis, np.where(np.isfinite(top), top, 0.0), 0.0)
+                shifted[..., :keys.shape[-1]] -= np.where(
+                    keys, np.where(np.isfinite(top), top, 0.0), 0.0)
         np.copyto(s, -np.inf, where=~self.vis)
         return s1, s, shifted
 

@@ -157,6 +157,8 @@ def receive(folder: Path, entry: Any, expected: tuple[int, ...] | None = None
     says, or not of the expected shape (None: the shape the entry says)."""
     if not isinstance(entry, dict):
         raise ArrayRefused(f"the reply's array entry is a {type(entry).__name__}")
+    if "error" in entry and entry.get("contract") is True:  # the result broke the plugin API
+        raise ArrayRefused(str(entry["error"]))
     if "error" in entry:
         raise ArrayRefused(f"the output is not an array the harness can read: {entry['error']}")
     file, dtype, shape = entry.get("file"), entry.get("dtype"), entry.get("shape")

@@ -19,6 +19,7 @@ from attnbench.case import Case
 from attnbench.measure import memory
 from attnbench.measure.timing import TimerConfig
 from attnbench.plugin.backend import Backend, Unsupported
+from attnbench.plugin.outputs import main_output
 from attnbench.verify import determinism, grad
 from attnbench.verify import inputs as inputs_mod
 from attnbench.worker.failures import classify_failure
@@ -142,7 +143,7 @@ def _measure(backend: Backend, case: Case, opts: Options, rep: Report,
         rep.phase("the repeated calls (--repeat)")
         rep.data["determinism"] = repeat_calls(first, inputs, opts.repeat, case.device)
     fn, timed = first.fn, synced(first.fn, case.device)
-    watch = OutputWatch(first.out)
+    watch = OutputWatch(main_output(first.out, case), case)
     keep = Keeper(rep, case, inputs if first.grads is not None else None)
     del first  # the first call's output and gradients are freed before timing
     if case.mode != "bwd":  # bwd replays one held output by design

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from attnbench.case import Case
+from attnbench.plugin.outputs import main_output
 from attnbench.worker.shipping import Report
 
 
@@ -15,8 +17,9 @@ class OutputWatch:
     the next call can only return the same object or memory if the backend kept it.
     """
 
-    def __init__(self, out: Any):
+    def __init__(self, out: Any, case: Case | None = None):
         self.out, self.owner = _weak(out), _weak(_owner(out))
+        self.case = case  # with lse = true, a call's output is the first of (out, lse)
 
     def reused_by(self, again: Any) -> bool:
         """True when again is the first output, or shares memory its backend kept alive."""
@@ -62,7 +65,7 @@ def _shares_memory(a: Any, b: Any) -> bool:
 def flag_reused(rep: Report, watch: OutputWatch, timed: Callable[[], Any]) -> Any:
     """Call once more: the first output (or its memory) back means the work may be cached."""
     again = timed()
-    if watch.reused_by(again):
+    if watch.reused_by(again if watch.case is None else main_output(again, watch.case)):
         rep.data.setdefault("flags", []).append("reused_output")
         rep.data.setdefault("notes", []).append(
             "the callable returned the same output object (or memory) on two calls: it may "

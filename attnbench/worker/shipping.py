@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from attnbench.case import Case
+from attnbench.plugin.outputs import split_result
 from attnbench.verify import determinism
 from attnbench.worker import arrays
 
@@ -28,9 +29,15 @@ class Report:
 
 def ship_call(rep: Report, tag: str, out: Any, grads: dict[str, Any] | None, case: Case
               ) -> None:
-    """Ship one call's output (not in bwd, where it is the held forward) and gradients."""
+    """Ship one call's output (not in bwd, where it is the held forward), its lse when the
+    case asks for it (or, where the result breaks the contract, why) and gradients."""
+    out, lse, problem = split_result(out, case)
     if case.mode != "bwd" or tag == "first":
         rep.ship(f"{tag}.out", out)
+    if problem is not None:
+        rep.data["arrays"][f"{tag}.lse"] = {"error": problem, "contract": True}
+    elif lse is not None:
+        rep.ship(f"{tag}.lse", lse)
     for name, g in (grads or {}).items():
         if g is not None:  # a missing gradient is said by the verdict ("no gradient")
             rep.ship(f"{tag}.{name}", g)

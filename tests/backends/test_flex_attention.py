@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from attnbench.backends.flex_attention import FlexAttention
+from attnbench.backends.flex_attention import LSE_VARIANTS, FlexAttention
 
 from attnbench.case import VARIANTS, Case
 from attnbench.measure.timing import TimerConfig
@@ -75,10 +75,9 @@ VARIANT_CASES = {  # every variant the CPU runs at least once, in four graphs
 
 
 def test_variant_cases_cover_every_variant():
-    assert {v for c in VARIANT_CASES.values() for v in c.variants} == set(VARIANTS) - {"sinks"}
+    assert {v for c in VARIANT_CASES.values() for v in c.variants} == set(VARIANTS) - set(
+        LSE_VARIANTS)
     assert FLEX.capabilities.variants == VARIANTS
-    (why,) = FLEX.unsupported(Case(1, 2, 2, 8, 8, 16, sinks=True))
-    assert "sinks" in why and "log-sum-exp" in why
 
 
 def test_sinks_from_the_log_sum_exp_match_the_oracle():
@@ -98,10 +97,20 @@ def test_sinks_from_the_log_sum_exp_match_the_oracle():
     s = (q @ k.transpose(-1, -2) * case.softmax_scale).masked_fill(
         ~torch.from_numpy(visibility_matrix(case)), -torch.inf)
     out = torch.nan_to_num(torch.softmax(s, dim=-1)) @ v  # a row with no key: 0
-    got = with_sinks((out, torch.logsumexp(s, dim=-1)),
+    got = with_sinks(out, torch.logsumexp(s, dim=-1),
                      torch.from_numpy(a["sinks"])[None, :, None]).numpy()
     want = oracle(a, case, np.arange(case.seq_q))
     assert np.abs(got - want).max() < 1e-5
+
+
+@pytest.mark.parametrize("variant", LSE_VARIANTS)
+def test_variants_built_on_its_lse_are_refused_on_the_cpu_with_the_reason(variant):
+    """torch's CPU flex kernel raises NotImplementedError for return_lse: sinks and lse, which
+    need it, are unsupported there with a sentence saying so (CUDA declares them)."""
+    case = Case(**G, mask="causal", **{variant: True})
+    assert any(f"the {variant} variant on cpu" in r and "returns no log-sum-exp" in r
+               for r in FLEX.unsupported(case)), FLEX.unsupported(case)
+    assert variant in FLEX.capabilities.on("cuda").variants
 
 
 @pytest.mark.parametrize("key", list(VARIANT_CASES))

@@ -15,7 +15,12 @@ BIAS = [  # and the other variants the shared VARIANT cases leave out
         # sinks: the first key of the online softmax (rows with no key stay 0), with ALiBi
         Case(2, 4, 2, 30, 45, 16, mask="causal", sinks=True, kv_lens=(45, 3), alibi=True),
         Case(1, 2, 1, 40, 70, 16, sinks=True, window_left=9)]
-CASES = with_dtype(PLAIN + VARIANT + BIAS, "float32") + with_dtype(PLAIN[:3] + VARIANT, "float64")
+LSE = [Case(2, 4, 2, 37, 53, 16, mask="causal", window_left=5, kv_lens=(53, 0), lse=True),
+       Case(1, 2, 2, 300, 2100, 16, alibi=True, softcap=5.0, lse=True),  # several key tiles
+       # with sinks: a row with no key (all of batch element 1) has lse = σ_h
+       Case(2, 4, 2, 20, 30, 16, mask="causal", kv_lens=(30, 0), sinks=True, lse=True)]
+CASES = (with_dtype(PLAIN + VARIANT + BIAS + LSE, "float32")
+         + with_dtype(PLAIN[:3] + VARIANT + LSE, "float64"))
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
@@ -23,7 +28,7 @@ def test_agrees_with_oracle(case: Case):
     check(numpy_flash.NumpyFlash(), case)
 
 
-@pytest.mark.parametrize("case", with_dtype(PLAIN + VARIANT + BIAS, "float32"),
+@pytest.mark.parametrize("case", with_dtype(PLAIN + VARIANT + BIAS + LSE, "float32"),
                          ids=lambda c: c.id)
 def test_agrees_with_tiny_tiles(case: Case, monkeypatch):
     monkeypatch.setattr(numpy_flash, "TILE_Q", 8)
@@ -34,5 +39,5 @@ def test_agrees_with_tiny_tiles(case: Case, monkeypatch):
 
 
 def test_declares_every_variant_it_runs():
-    used = {v for c in VARIANT + BIAS for v in c.variants}
+    used = {v for c in VARIANT + BIAS + LSE for v in c.variants}
     assert used == set(numpy_flash.NumpyFlash.capabilities.variants)
