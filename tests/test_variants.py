@@ -89,7 +89,7 @@ def test_pack_unpack_and_pages_round_trip():
     paged = Case(2, 2, 2, 1, 10, 4, kv_lens=(10, 6), layout="paged", page_size=4)
     arrays = reference_arrays(paged, 0)
     inp = make_inputs(paged, arrays, "numpy")
-    assert inp.k.shape == (6, 4, 2, 4) and inp.block_table.shape == (2, 3)
+    assert inp.k.shape == (8, 4, 2, 4) and inp.block_table.shape == (2, 3)  # + 2 free pages
     for b in range(2):
         keys = np.concatenate([inp.k[p] for p in inp.block_table[b]])[:10]  # (10, H, D)
         assert np.array_equal(np.swapaxes(keys, 0, 1), arrays["k"][b].astype(np.float32))
