@@ -193,6 +193,9 @@ def add_history_parser(sub: Any) -> None:
         s.add_argument("--case", dest="only_case", metavar="C", help="only this case id")
         s.add_argument("--raw", action="store_true", help="do not divide out the machine's "
                        "run-to-run drift (by default each run's shared factor is)")
+        s.add_argument("--penalty", type=number(float, 1, 100), default=None, metavar="F",
+                       help="PELT's penalty per step, in units of σ² ln(runs × series) "
+                            "(default 10; lower finds smaller steps and more false ones)")
         if name == "show":
             s.add_argument("-o", "--out", metavar="DIR", help="write a plot per series with "
                            "a step (every series with --all) under DIR")

@@ -8,8 +8,10 @@ out.
   did not move) and removes what moved them all. The factors are a series of their own, so a
   step of every backend at once is still found there ("every series").
 - Noise: σ of a series is the robust spread of its successive differences (1.4826 MAD / √2),
-  at least MIN_SIGMA; PELT's penalty per change point is PENALTY · σ² · ln(n) (a BIC-like
-  penalty, in the series' own units), segments at least MIN_SEGMENT runs long.
+  at least MIN_SIGMA; PELT's penalty per change point is PENALTY · σ² · ln(n · m) for n runs
+  and m series tested side by side (a BIC-like penalty in the series' own units, plus the
+  term that keeps the false steps of the whole history, not of each series, rare: with m
+  series each gets m times fewer), segments at least MIN_SEGMENT runs long.
 - Backends: a regression of a backend usually moves all its cases, while each case's noise
   is its own; so each backend's cases together are a series too (per run, the mean of their
   log medians, each less its own median), whose noise averages down. `bisect` names the first
@@ -30,8 +32,8 @@ from attnbench.history.store import Point, SeriesKey, series_key
 
 MIN_RUNS = 8  # fewer points than this: no detection (said so)
 MIN_SEGMENT = 3  # runs on each side of a step, at least
-PENALTY = 10.0  # × σ² ln n per change point (2 would be BIC; drift leaves heavier tails: 10 keeps
-#                 false steps near 0.5 % of series over 24 runs, benchmarks/history)
+PENALTY = 10.0  # × σ² ln(n·m) per change point, n runs, m series (2 would be BIC; the drift
+#                 leaves heavier tails: benchmarks/history/simulate.py, docs/history.md)
 MIN_SIGMA = 0.005  # log units: 0.5 %, the floor of any series' noise
 EVERY = ("every series", "", "", "", "")  # the key of the run factors' own series
 
@@ -77,8 +79,10 @@ def noise(y: np.ndarray) -> float:
     return max(MIN_SIGMA, 1.4826 * mad / np.sqrt(2))
 
 
-def steps_of(key: SeriesKey, seqs: list[int], labels: list[str], y: np.ndarray) -> list[Step]:
-    """PELT's change points of one log series, with the penalty from its own noise."""
+def steps_of(key: SeriesKey, seqs: list[int], labels: list[str], y: np.ndarray,
+             tested: int = 1, penalty: float = PENALTY) -> list[Step]:
+    """PELT's change points of one log series, with the penalty from its own noise and the
+    number of series tested beside it (tested)."""
     if len(y) < MIN_RUNS:
         return []
     try:
@@ -88,7 +92,7 @@ def steps_of(key: SeriesKey, seqs: list[int], labels: list[str], y: np.ndarray) 
                          "'attnbench[history]' (or pip install ruptures)") from None
     sigma = noise(y)
     algo = ruptures.Pelt(model="l2", min_size=MIN_SEGMENT, jump=1).fit(y.reshape(-1, 1))
-    ends = algo.predict(pen=PENALTY * sigma * sigma * np.log(len(y)))
+    ends = algo.predict(pen=penalty * sigma * sigma * np.log(len(y) * max(1, tested)))
     out, start = [], 0
     for a, b in zip(ends[:-1], ends[1:], strict=True):
         ratio = float(np.exp(np.median(y[a:b]) - np.median(y[start:a])))
@@ -134,21 +138,24 @@ def logs_of(logs: dict[SeriesKey, Any], key: SeriesKey) -> list[SeriesKey]:
     return [k for k in logs if backend_key(k) == key]
 
 
-def detect(points: list[Point], normalize: bool = True) -> tuple[list[Step], dict[int, float]]:
+def detect(points: list[Point], normalize: bool = True, penalty: float | None = None
+           ) -> tuple[list[Step], dict[int, float]]:
     """Every step of every series, of each backend's cases together, and (when normalizing)
     of the run factors; and the factors."""
     series = by_series(points)
     factors = run_factors(series) if normalize else {}
     logs = {key: (pts, np.log([p.median_ms / factors.get(p.seq, 1.0) for p in pts]))
             for key, pts in sorted(series.items())}
+    pen = PENALTY if penalty is None else penalty
     found = []
     for key, (pts, y) in logs.items():
-        found += steps_of(key, [p.seq for p in pts], [p.label for p in pts], y)
-    for key, (seqs, labels, y) in sorted(backend_series(logs).items()):
-        found += steps_of(key, seqs, labels, y)
+        found += steps_of(key, [p.seq for p in pts], [p.label for p in pts], y, len(logs), pen)
+    backends = backend_series(logs)
+    for key, (seqs, labels, y) in sorted(backends.items()):
+        found += steps_of(key, seqs, labels, y, len(backends), pen)
     if normalize and factors:
         seqs = sorted(factors)
         names = {p.seq: p.label for p in points}
         found += steps_of(EVERY, seqs, [names[s] for s in seqs],
-                          np.log([factors[s] for s in seqs]))
+                          np.log([factors[s] for s in seqs]), 1, pen)
     return sorted(found, key=lambda s: (s.seq, s.key)), factors

@@ -33,7 +33,7 @@ def run_history(args: argparse.Namespace) -> int:
     if not points:
         only = " for that backend/case" if args.only_backend or args.only_case else ""
         raise UsageError(f"no stored timings in {args.db or store.DEFAULT_DB}{only}")
-    steps, factors = detect(points, normalize=not args.raw)
+    steps, factors = detect(points, normalize=not args.raw, penalty=args.penalty)
     if args.history_command == "bisect":
         named = bisect_steps(steps, args.raw)
         print(first_step(named))

@@ -4,7 +4,8 @@ Each history: RUNS runs of SERIES series; every run shares a lognormal drift (σ
 this VM's runs differ 10-30 %), every point has its own lognormal noise (σ = OWN), and series 0
 steps by STEP from run STEP_AT on. For each penalty and own noise the table gives the false
 steps per unchanged series and the share of histories whose planted step was not found at its
-run. `attnbench history` uses PENALTY (attnbench/history/changes.py).
+run. `attnbench history` uses PENALTY (attnbench/history/changes.py), the penalty per step
+being PENALTY · σ² · ln(runs × series), here 12 series.
 
     .venv/bin/python benchmarks/history/simulate.py [HISTORIES=100]
 """

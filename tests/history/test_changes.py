@@ -78,7 +78,7 @@ def test_noise_is_robust_to_the_step_itself():
 
 
 def test_a_backends_cases_together_find_a_step_their_noise_hides_one_by_one():
-    """Four backends of three cases, each case's own noise 6 % (as small kernels on this VM):
+    """Four backends of three cases, each case's own noise 4 % (as small kernels on this VM):
     the planted backend's three cases stepping 15 % together are found as its series' step at
     the right run in most histories, more often than one case finds it, and bisect names that
     first."""
@@ -94,7 +94,7 @@ def test_a_backends_cases_together_find_a_step_their_noise_hides_one_by_one():
             for c in range(3):
                 for r in range(24):
                     slow = 1.15 if b == 0 and r + 1 >= 13 else 1.0
-                    med = (1 + b + c / 3) * shared[r] * slow * np.exp(rng.normal(0, 0.06))
+                    med = (1 + b + c / 3) * shared[r] * slow * np.exp(rng.normal(0, 0.04))
                     pts.append(Point(f"run{r}", r + 1, f"commit-{r + 1:02d}", "s", f"case{c}",
                                      "planted" if b == 0 else f"b{b}", "cpu", "m", "ok", med,
                                      med, med, 50))
@@ -107,6 +107,6 @@ def test_a_backends_cases_together_find_a_step_their_noise_hides_one_by_one():
         if ("planted", "commit-13") in backend_steps and backend_steps[0][0] == "planted":
             assert first_step(bisect_steps(steps, False)).startswith(
                 "first step at commit-13: planted, all its cases")
-    # measured: 16 of 20 at the exact run, 1 false step over 60 unchanged backend series; a
-    # single case finds its step at the exact run less often (its noise is √3 larger)
-    assert hits >= 15 and false <= 2 and case_hits < hits, (hits, false, case_hits)
+    # measured over 40 such histories: 38 at the exact run (40 within one run), 3 false steps
+    # over 120 unchanged backend series; a single case found it at the exact run 10 times
+    assert hits >= 17 and false <= 3 and case_hits < hits / 2, (hits, false, case_hits)

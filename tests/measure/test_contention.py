@@ -271,6 +271,7 @@ def test_only_the_cpus_this_run_may_use_count(tmp_path: Path):
     assert (cpu["user"], n) == (500, 2)  # all CPUs: the aggregate line; cpu2 did not parse
 
 
+@pytest.mark.alone  # it reads this process's CPU time against the clock: not under xdist load
 def test_the_parents_own_work_between_timed_calls_is_not_read_as_competition():
     """parent_cores reads what ran in attnbench's process while workers timed: its own work
     between timed calls (inputs, oracles, verdicts, in own_work) is left out."""
