@@ -154,6 +154,9 @@ def test_an_observer_thread_that_never_ends_does_not_hang_the_run(cli, plugin_pa
     assert len(_records(out)) == 2
 
 
+# alone: its plugin attacks every attnbench exchange folder of this user, so run beside other
+# tests it zeroes their runs' outputs too (seen as their mismatches and errors under xdist)
+@pytest.mark.alone
 def test_a_backend_cannot_touch_another_backends_output_files(cli, plugin_path, tmp_path):
     """Each task writes into a new folder of an unguessable name, read by attnbench at once;
     the other workers are stopped meanwhile: zeroing files and planting FIFOs change nothing."""
