@@ -16,6 +16,7 @@ from attnbench.history.view import (
     save_plots,
     table_rows,
 )
+from attnbench.sanitize import plain
 
 
 def run_history(args: argparse.Namespace) -> int:
@@ -36,9 +37,9 @@ def run_history(args: argparse.Namespace) -> int:
     steps, factors = detect(points, normalize=not args.raw, penalty=args.penalty)
     if args.history_command == "bisect":
         named = bisect_steps(steps, args.raw)
-        print(first_step(named))
+        print(plain(first_step(named)))
         if named:
-            print(changed_versions(versions, min(s.seq for s in named)))
+            print(plain(changed_versions(versions, min(s.seq for s in named))))
         return 0
     _print_table(table_rows(points, steps))
     if args.out:
@@ -56,7 +57,7 @@ def _print_table(rows: list[list[str]]) -> None:
     for h in ("series", "runs", "last median ms", "steps"):
         t.add_column(h, overflow="fold")
     for r in rows:
-        t.add_row(*r)
+        t.add_row(*(plain(c) for c in r))  # names and labels came from plugins and users
     console().print(t)
 
 

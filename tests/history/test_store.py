@@ -83,3 +83,37 @@ def test_a_bad_url_is_one_usage_error(tmp_path):
     with pytest.raises(UsageError, match="nosuchdialect"), \
             store.connect("nosuchdialect://x/y"):
         pass
+
+
+def test_labels_and_names_are_printed_plain(tmp_path, capsys):
+    """A label (user) or case name (scenario file) with escape sequences and line breaks is
+    shown as plain text by show and bisect: nothing reaches the terminal raw."""
+    import argparse
+
+    import numpy as np
+
+    from attnbench.history.command import run_history
+
+    evil = "x\x1b[31mred\x1b]8;;https://a.example\x07\nforged"
+    db = tmp_path / "h.sqlite"
+    rng = np.random.default_rng(0)
+    with store.connect(db) as conn:
+        for seq in range(1, 13):
+            label = f"{evil}-{seq}"
+            conn.execute("INSERT INTO runs VALUES (:r, :l, :s, '', 'm', '{}', 0)",
+                         {"r": f"run{seq}", "l": label, "s": seq})
+            for case in range(3):
+                med = (1 + case) * (1.5 if seq >= 7 and case == 0 else 1.0) * float(
+                    np.exp(rng.normal(0, 0.01)))
+                row = dict(zip(store.POINT_FIELDS, (f"run{seq}", seq, label, "s",
+                                                    f"{evil}{case}", "b", "cpu", "m", "ok",
+                                                    med, med, med, 10), strict=True))
+                conn.execute(f"INSERT INTO points VALUES "
+                             f"({', '.join(':' + f for f in store.POINT_FIELDS)})", row)
+    for command in ("show", "bisect"):
+        args = argparse.Namespace(history_command=command, db=str(db), only_backend=None,
+                                  only_case=None, raw=False, penalty=None, out=None, all=False)
+        assert run_history(args) == 0
+        out = capsys.readouterr().out
+        assert "\x1b" not in out and "\x07" not in out and "forged" in out
+        assert "\nforged" not in out
