@@ -148,15 +148,23 @@ def _cuda_copy(size: int, seconds: float) -> float:
 
     src = torch.ones(size // 4, dtype=torch.float32, device="cuda")
     dst = torch.empty_like(src)
+    return _cuda_best_s(lambda: dst.copy_(src), seconds)
+
+
+def _cuda_best_s(fn: Callable[[], Any], seconds: float) -> float:
+    """The fastest of fn's calls in seconds, by CUDA events: 3 warm-up calls, then at least 10
+    timed ones and for about `seconds` (synchronised every 10, so events never pile up)."""
+    import torch
+
     for _ in range(3):
-        dst.copy_(src)
+        fn()
     torch.cuda.synchronize()
     events = []
     start = time.perf_counter()
     while len(events) < 10 or time.perf_counter() - start < seconds:
         e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         e0.record()
-        dst.copy_(src)
+        fn()
         e1.record()
         events.append((e0, e1))
         if len(events) % 10 == 0:
@@ -212,19 +220,4 @@ def _cuda_roof(dtype: str, seconds: float) -> float:
     n = CUDA_N
     a = torch.randn(n, n, device="cuda").to(getattr(torch, dtype))
     b = torch.randn(n, n, device="cuda").to(getattr(torch, dtype))
-    for _ in range(3):
-        torch.matmul(a, b)
-    torch.cuda.synchronize()
-    events = []
-    start = time.perf_counter()
-    while len(events) < 10 or time.perf_counter() - start < seconds:
-        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        e0.record()
-        torch.matmul(a, b)
-        e1.record()
-        events.append((e0, e1))
-        if len(events) % 10 == 0:
-            torch.cuda.synchronize()
-    torch.cuda.synchronize()
-    best_ms = min(e0.elapsed_time(e1) for e0, e1 in events)
-    return 2.0 * n**3 / (best_ms / 1e3)
+    return 2.0 * n**3 / _cuda_best_s(lambda: torch.matmul(a, b), seconds)
