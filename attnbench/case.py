@@ -7,12 +7,14 @@ import zlib
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from attnbench.mask_mod import short_name
+
 DTYPES = ("float64", "float32", "float16", "bfloat16")
 MASKS = ("none", "causal", "causal_top_left")  # causal: bottom-right aligned (variants.py)
 MODES = ("fwd", "bwd", "fwd_bwd")
 DEVICES = ("cpu", "cuda")
 VARIANTS = ("window", "lengths", "packed", "paged", "documents", "alibi", "bias", "softcap",
-            "dv", "sinks", "lse")
+            "dv", "sinks", "lse", "mask_mod")
 LAYOUTS = ("padded", "packed", "paged")
 BIAS_KINDS = ("none", "shared", "head", "batch_head")
 # the distribution of q, k and v (verify/inputs.py): standard normal, a few channels with large
@@ -55,6 +57,7 @@ class Case:
     head_dim_v: int | None = None
     sinks: bool = False  # a learned logit per query head in every row's softmax denominator
     lse: bool = False  # the backend returns each row's log-sum-exp beside the output
+    mask_mod: str | None = None  # a mask function, "module:function" (attnbench/mask_mod.py)
     # inputs that expose bugs: their distribution, and NaN in every padding position a kernel
     # must not read (past q_lens/kv_lens, spare page slots)
     inputs: str = "normal"
@@ -112,6 +115,7 @@ def case_variants(case: Case) -> tuple[str, ...]:
         "dv": case.head_dim_v is not None and case.head_dim_v != case.head_dim,
         "sinks": case.sinks,
         "lse": case.lse,
+        "mask_mod": case.mask_mod is not None,
     }
     return tuple(v for v in VARIANTS if used[v])
 
@@ -138,6 +142,8 @@ def id_suffix(case: Case) -> str:
         parts.append("sinks")
     if case.lse:
         parts.append("lse")
+    if case.mask_mod is not None:
+        parts.append(f"mm_{short_name(case.mask_mod)}")
     if case.inputs != "normal":
         parts.append(f"in_{case.inputs}")
     if case.poison:

@@ -7,7 +7,8 @@ import math
 from attnbench.case import MAX_INT, Case
 from attnbench.variants import alibi_slopes
 
-GRAD_VARIANTS = ("window", "lengths", "documents", "alibi", "bias", "softcap", "dv")  # bwd ok
+GRAD_VARIANTS = ("window", "lengths", "documents", "alibi", "bias", "softcap", "dv",
+                 "mask_mod")  # bwd ok
 MIN_SOFTCAP = 2.0**-126  # a softcap a float32 kernel can hold (0 means "off" to them)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from enum import Enum
 from typing import TYPE_CHECKING, Any, cast
 
@@ -69,11 +70,21 @@ def new_record(scenario: str, case: Case, backend: Backend, status: Status | str
         "score_bytes": inputs.score_bytes(case), "status": Status(status).value, "reasons": [],
         "error": None, **fields,
     }
+    if case.mask_mod is not None:  # reports draw the mask from it, never running the function
+        rec["mask_picture"] = dict(_picture_field(case))
     for key in ("error", "traceback", "log_tail"):
         if isinstance(rec.get(key), str):
             rec[key] = cap_text(rec[key])
     rec["reasons"] = [cap_text(str(r)) for r in rec.get("reasons") or []]
     return cast(Record, rec)
+
+
+@functools.lru_cache(maxsize=16)
+def _picture_field(case: Case) -> dict[str, Any]:
+    """The record field drawing batch element 0's mask (a case with a mask function)."""
+    from attnbench import mask_mod, variants
+
+    return mask_mod.encode(variants.mask_picture(case, 0))
 
 
 def cap_text(text: str, limit: int = MAX_TEXT) -> str:
@@ -109,7 +120,7 @@ TOP_FIELDS = {"reasons": ("strs",), "flags": ("strs",), "framework": ("str",),
               "traceback": ("str", "null"), "log_tail": ("str", "null"),
               "determinism": ("dict", "null"), "node": ("dict", "null"),
               "contention": ("dict", "null"), "frontier_stop": ("str", "null"),
-              "bound_by": ("str", "null")}
+              "bound_by": ("str", "null"), "mask_picture": ("dict", "null")}
 
 
 def fits(value: Any, kinds: tuple[str, ...]) -> bool:

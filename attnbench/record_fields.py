@@ -43,6 +43,14 @@ class WorkerInfo(TypedDict, total=False):
     restarted_after: bool
 
 
+class MaskPicture(TypedDict):
+    """A mask drawn as shades 0..255 (fraction of visible pairs per block), base64, row-major."""
+
+    rows: int
+    cols: int
+    shades: str
+
+
 class Record(TypedDict, total=False):
     """The fields of a record (records.jsonl, one a line). Case fields are flattened in."""
 
@@ -74,6 +82,8 @@ class Record(TypedDict, total=False):
     head_dim_v: int | None
     sinks: bool
     lse: bool
+    mask_mod: str | None
+    mask_picture: MaskPicture  # with a mask function: its picture (attnbench/mask_mod.py)
     inputs: str
     poison: bool
     strides: str

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Any
 
+from attnbench import mask_mod
 from attnbench.case import Case
 from attnbench.case_checks import range_problem, variant_problem
 from attnbench.errors import ScenarioError
@@ -82,10 +84,11 @@ def _make_case(v: dict[str, Any], device: str, path: str) -> Case:
         alibi=v.get("alibi", False), bias=v.get("bias", "none"),
         softcap=float(v["softcap"]) if "softcap" in v else None, head_dim_v=v.get("head_dim_v"),
         sinks=v.get("sinks", False), lse=v.get("lse", False),
+        mask_mod=mask_mod.absolute(v["mask_mod"], Path(path).parent) if "mask_mod" in v else None,
         inputs=v.get("inputs", "normal"), poison=v.get("poison", False),
         strides=v.get("strides", "contiguous"),
     )
-    problem = variant_problem(case) or range_problem(case)
+    problem = variant_problem(case) or range_problem(case) or mask_mod.problem(case)
     if problem:
         raise ScenarioError(f"{path}: {problem}")
     return case

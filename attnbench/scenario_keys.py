@@ -18,6 +18,7 @@ from attnbench.case import (
     STRIDES,
 )
 from attnbench.errors import ScenarioError
+from attnbench.mask_mod import MaskModError, parse
 
 INT_KEYS = ("batch", "heads", "heads_q", "heads_kv", "seq_len", "seq_q", "seq_kv", "head_dim",
             "head_dim_v", "page_size")
@@ -26,7 +27,9 @@ CHOICES = {"dtype": DTYPES, "mask": MASKS, "mode": MODES, "layout": LAYOUTS,
            "bias": BIAS_KINDS, "inputs": INPUTS, "strides": STRIDES}
 FLOAT_KEYS = ("scale", "softcap")  # positive finite numbers
 BOOL_KEYS = ("alibi", "poison", "sinks", "lse")
-CASE_KEYS = (*INT_KEYS, *SIZE_KEYS, *LIST_KEYS, *CHOICES, *FLOAT_KEYS, *BOOL_KEYS)
+FUNCTION_KEYS = ("mask_mod",)  # "module:function" or "file.py:function" (attnbench/mask_mod.py)
+CASE_KEYS = (*INT_KEYS, *SIZE_KEYS, *LIST_KEYS, *CHOICES, *FLOAT_KEYS, *BOOL_KEYS,
+             *FUNCTION_KEYS)
 TOP_KEYS = ("name", "description", "base", "sweep", "device", "variant")
 
 
@@ -91,6 +94,13 @@ def _check_value(key: str, x: Any, path: str, label: str) -> None:
                                 f"{MAX_INT}, got {x!r}")
     elif key in LIST_KEYS:
         _check_lens(key, x, path, label)
+    elif key in FUNCTION_KEYS:
+        if not isinstance(x, str):
+            raise ScenarioError(f"{path}: key {label!r}: expected \"module:function\", got {x!r}")
+        try:
+            parse(x)
+        except MaskModError as e:
+            raise ScenarioError(f"{path}: key {label!r}: {e}") from None
     elif key in BOOL_KEYS:
         if not isinstance(x, bool):
             raise ScenarioError(f"{path}: key {label!r}: expected true or false, got {x!r}")

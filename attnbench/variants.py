@@ -6,7 +6,10 @@ mask causal_top_left (PyTorch's is_causal, top-left aligned: they differ only wh
 Query row i sees key j iff i < Lq, j < Lk and, where set: causal (either) j <= i + off; window
 i + off − left <= j <= i + off + right; documents doc(i) == doc(j). So every row sees one
 contiguous interval of keys, [lo_i, hi_i] (empty when lo_i > hi_i): key_ranges() gives it, and
-the visibility matrix, the empty rows and the exact work model all derive from it.
+the visibility matrix, the empty rows and the exact work model all derive from it. A mask
+function (mask_mod, attnbench/mask_mod.py) narrows that interval to the keys where it is True
+too: then a row may see any set of keys, and visibility() is the definition (key_ranges() still
+gives the interval the function narrows).
 
 Scores: s = (q·k)·scale; softcap: s = cap·tanh(s / cap); then + ALiBi −slope_h·|i + off − j|
 + bias[b, h, i, j]; masked scores are −inf; a row that sees no key outputs zeros.
@@ -25,11 +28,13 @@ empty for a row that sees no key: its lse is −inf (σ_h with sinks).
 
 from __future__ import annotations
 
+import functools
 import zlib
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from attnbench import mask_mod
 from attnbench.case import BIAS_KINDS, LAYOUTS, VARIANTS  # noqa: F401 (names plugins read here)
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -89,11 +94,17 @@ def visibility(case: Case, b: int, rows: np.ndarray | None = None) -> np.ndarray
     if rows is not None:
         lo, hi = lo[rows], hi[rows]
     j = np.arange(case.seq_kv)[None, :]
-    return (j >= lo[:, None]) & (j <= hi[:, None])
+    vis = (j >= lo[:, None]) & (j <= hi[:, None])
+    if case.mask_mod is not None:
+        picked = np.arange(case.seq_q) if rows is None else np.asarray(rows)
+        vis &= mask_mod.evaluate(case, b, picked)
+    return vis
 
 
 def empty_rows(case: Case) -> np.ndarray:
     """Boolean (batch, seq_q): True for the rows that see no key (they output zeros)."""
+    if case.mask_mod is not None:
+        return _mask_mod_counts(case)[1].copy()
     out = np.zeros((case.batch, case.seq_q), dtype=bool)
     for b in range(case.batch):
         lo, hi = key_ranges(case, b)
@@ -103,11 +114,57 @@ def empty_rows(case: Case) -> np.ndarray:
 
 def visible_pairs_per_batch(case: Case) -> np.ndarray:
     """Exact number of visible (query, key) pairs of each batch element (per head)."""
+    if case.mask_mod is not None:
+        return _mask_mod_counts(case)[0].copy()
     out = np.empty(case.batch, dtype=np.int64)
     for b in range(case.batch):
         lo, hi = key_ranges(case, b)
         out[b] = np.maximum(hi - lo + 1, 0).sum()
     return out
+
+
+def row_counts(case: Case, b: int) -> np.ndarray:
+    """How many keys each query row of batch element b sees (int64, seq_q)."""
+    if case.mask_mod is not None:
+        return np.concatenate([visibility(case, b, rows).sum(axis=1)
+                               for rows in mask_mod.row_chunks(case)]).astype(np.int64)
+    lo, hi = key_ranges(case, b)
+    return np.maximum(hi - lo + 1, 0)
+
+
+def key_counts(case: Case, b: int) -> np.ndarray:
+    """How many query rows of batch element b see each key (int64, seq_kv)."""
+    if case.mask_mod is not None:
+        return _mask_mod_counts(case)[2][b].copy()
+    lo, hi = key_ranges(case, b)
+    keep = hi >= lo
+    diff = np.zeros(case.seq_kv + 1, dtype=np.int64)
+    np.add.at(diff, lo[keep], 1)
+    np.add.at(diff, hi[keep] + 1, -1)
+    return np.cumsum(diff)[:-1]
+
+
+@functools.lru_cache(maxsize=16)
+def _mask_mod_counts(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(visible pairs per batch element, empty rows (batch, seq_q), rows seeing each key
+    (batch, seq_kv)) of a case with a mask function, counted in chunks of rows."""
+    pairs = np.zeros(case.batch, dtype=np.int64)
+    empty = np.zeros((case.batch, case.seq_q), dtype=bool)
+    seen_by = np.zeros((case.batch, case.seq_kv), dtype=np.int64)
+    for b in range(case.batch):
+        for rows in mask_mod.row_chunks(case):
+            vis = visibility(case, b, rows)
+            per_row = vis.sum(axis=1)
+            pairs[b] += int(per_row.sum())
+            empty[b, rows] = per_row == 0
+            seen_by[b] += vis.sum(axis=0)
+    return pairs, empty, seen_by
+
+
+def mask_picture(case: Case, b: int = 0) -> np.ndarray:
+    """(rows, cols) in [0, 1]: the fraction of visible pairs in each block of batch element b,
+    at most mask_mod.PICTURE_PIXELS a side (what a record with a mask function carries)."""
+    return mask_mod.picture(case, lambda rows: visibility(case, b, rows))
 
 
 def alibi_slopes(n_heads: int) -> np.ndarray:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from attnbench import Backend, Capabilities, Case, Inputs, hookimpl
+from attnbench import Backend, Capabilities, Case, Inputs, hookimpl, variants
 from attnbench.case import VARIANTS
 
 MODULE = "torch.nn.attention.flex_attention"
@@ -117,7 +117,7 @@ def causal_block_mask(case: Case, device: str) -> Any:
     return create_block_mask(bottom_right, None, None, case.seq_q, case.seq_kv, device=device)
 
 
-VISIBILITY = ("window", "lengths", "packed", "paged", "documents")  # through mask_mod
+VISIBILITY = ("window", "lengths", "packed", "paged", "documents", "mask_mod")  # through mask_mod
 
 
 def scalar(x: int | float, device: Any) -> Any:
@@ -169,8 +169,9 @@ def padded_positions(b: Any, q_idx: Any, kv_idx: Any) -> tuple[Any, Any, Any, An
 
 def visibility_mod(inputs: Inputs, where: Callable[..., Any], device: Any) -> Callable[..., Any]:
     """mask_mod: query i of sequence s sees key j iff both are within its lengths and
-    diag − left <= j <= diag + right, diag = i + (Lk − Lq) (causal: right <= 0), and, with
-    documents, both lie in one document."""
+    diag − left <= j <= diag + right, diag = i + (Lk − Lq) (causal: right <= 0), with
+    documents both lie in one document, and with a mask function (a NumPy function, evaluated
+    once here) its table says so: table[s, i, j], a (batch, seq_q, seq_kv) boolean tensor."""
     case = inputs.case
     big = case.seq_q + case.seq_kv + 1  # an unbounded side
     left, right = (big if w < 0 else w for w in inputs.window)
@@ -180,6 +181,7 @@ def visibility_mod(inputs: Inputs, where: Callable[..., Any], device: Any) -> Ca
     off = index(inputs.kv_lens - inputs.q_lens, device)
     lo, hi = scalar(left, device), scalar(right, device)
     doc = index(inputs.doc_ids, device) if inputs.doc_ids is not None else None
+    table = mask_table(inputs, device) if case.mask_mod is not None else None
 
     def visible(b: Any, h: Any, q_idx: Any, kv_idx: Any) -> Any:
         s, qp, kp, same = where(b, q_idx, kv_idx)
@@ -189,9 +191,20 @@ def visibility_mod(inputs: Inputs, where: Callable[..., Any], device: Any) -> Ca
             ok = ok & same
         if doc is not None:
             ok = ok & (doc[qp] == doc[kp])
+        if table is not None:
+            ok = ok & table[s, qp, kp]
         return ok
 
     return visible
+
+
+def mask_table(inputs: Inputs, device: Any) -> Any:
+    """The case's visibility, (batch, seq_q, seq_kv) booleans on the device (static sizes)."""
+    import torch
+
+    case = inputs.case
+    vis = np.stack([variants.visibility(case, b) for b in range(case.batch)])
+    return static(torch.from_numpy(np.ascontiguousarray(vis)).to(device=device))
 
 
 def score_mod(inputs: Inputs, where: Callable[..., Any], device: Any) -> Callable[..., Any] | None:

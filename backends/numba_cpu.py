@@ -31,6 +31,8 @@ WHY_NOT = {  # the variants the kernel lacks, and why (`attnbench list` and the 
     "sinks": "the kernel's online softmax has no sink term (numpy-flash shows the two lines "
               "it takes: not done here)",
     "lse": "the compiled kernel writes the output only; its row max and sum stay in registers",
+    "mask_mod": "the kernel walks each row's one interval of keys (causal, window, lengths, "
+                "documents); a mask function's arbitrary set of keys does not fit it",
 }
 
 

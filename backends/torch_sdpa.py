@@ -15,7 +15,7 @@ HALF = ("float16", "bfloat16")
 MODES = ("fwd", "bwd", "fwd_bwd")
 
 
-MASK_VARIANTS = ("window", "lengths", "documents", "alibi", "bias")  # all through attn_mask
+MASK_VARIANTS = ("window", "lengths", "documents", "alibi", "bias", "mask_mod")  # as attn_mask
 NOT_SDPA = {  # the variants SDPA cannot express, and why (`attnbench list` shows them unsupported)
     "softcap": "soft-capping rewrites the scores before the mask, which attn_mask cannot express",
     "packed": "SDPA takes padded (batch, heads, seq, d) tensors, not cu_seqlens (varlen)",
@@ -29,12 +29,13 @@ def sdpa_mask_args(inputs: Inputs) -> dict[str, Any]:
     """Mask arguments with bottom-right causal alignment (is_causal is top-left in PyTorch).
 
     Variants go through attn_mask: a boolean mask (True = attend) where only visibility
-    changes (window, lengths, documents), the additive mask (−inf, + ALiBi + bias) otherwise.
+    changes (window, lengths, documents, a mask function), the additive mask (−inf, + ALiBi +
+    bias) otherwise.
     """
     case = inputs.case
     if case.alibi or case.bias != "none":
         return {"attn_mask": inputs.additive_mask()}
-    if set(case.variants) & {"window", "lengths", "documents"}:
+    if set(case.variants) & {"window", "lengths", "documents", "mask_mod"}:
         return {"attn_mask": inputs.visible()}
     if case.mask == "none":
         return {}

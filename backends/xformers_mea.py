@@ -21,7 +21,9 @@ WHY_NOT = {"softcap": "xformers' memory_efficient_attention has no soft-capping"
            "sinks": "xformers' memory_efficient_attention has no sink term (its log-sum-exp "
                     "could rescale the output, as flex-attention's does: not done here)",
            "lse": "not wired yet: memory_efficient_attention returns the output only (its "
-                  "lse needs xformers' private fmha ops; untested without a GPU)"}
+                  "lse needs xformers' private fmha ops; untested without a GPU)",
+           "mask_mod": "not wired yet: a mask function would go in as a dense tensor bias "
+                       "(untested without a GPU)"}
 ALIGN = 8  # xformers wants a tensor bias's rows aligned: its last dim padded to a multiple
 def causal_bias(case: Case) -> Any:
     """The attn_bias for a case: None, or a causal mask aligned to the bottom-right.

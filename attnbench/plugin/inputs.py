@@ -163,8 +163,9 @@ class Inputs:
 
 
 def _uniform(case: Case) -> bool:
-    """True when every batch element has the same mask (no per-sequence lengths)."""
-    return case.q_lens is None and case.kv_lens is None
+    """True when every batch element has the same mask (no per-sequence lengths, no mask
+    function: it is given the batch element)."""
+    return case.q_lens is None and case.kv_lens is None and case.mask_mod is None
 
 
 def visibility_matrix(case: Case, b: int | None = None) -> Any:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from attnbench.mask_mod import short_name
 from attnbench.measure.roof import bandwidth_roof
 from attnbench.results import read_run
 from attnbench.sanitize import plain
@@ -18,7 +19,8 @@ AXES = ("seq_kv", "seq_q", "heads_q", "heads_kv", "batch", "head_dim")
 # varies, and is labelled, as one field
 VARIANT_FIELDS = ("seq_q", "heads", "batch", "head_dim", "dtype", "mask", "mode", "scale",
                   "window", "q_lens", "kv_lens", "doc_lens", "layout", "alibi", "bias",
-                  "softcap", "head_dim_v", "sinks", "lse", "inputs", "poison", "strides")
+                  "softcap", "head_dim_v", "sinks", "lse", "mask_mod", "inputs", "poison",
+                  "strides")
 PLAIN = "plain"  # the label of the case without any of the variants that vary in its group
 LIST_SHOWN = 6  # lengths lists longer than this are shown by their head, count and a checksum
 SHORT = {"seq_q": "q", "seq_kv": "k", "heads_q": "hq", "heads_kv": "hkv", "batch": "b",
@@ -176,7 +178,19 @@ def variant_value(name: str, rec: dict[str, Any], axis: str) -> Any:
         return bool(rec.get(name))
     if name in ("inputs", "strides"):
         return None if rec.get(name) in (None, "normal", "contiguous") else rec.get(name)
+    if name == "mask_mod":
+        return mask_name(rec.get(name))
     return _hashable(rec.get(name))
+
+
+def mask_name(ref: Any) -> str | None:
+    """A record's mask function by its short name ('prefix_lm_8'); None without one."""
+    if ref is None:
+        return None
+    try:
+        return short_name(str(ref))
+    except ValueError:  # a damaged or hand-edited record
+        return f"unparsed#{zlib.crc32(str(ref).encode()) & 0xFFFF:04x}"
 
 
 def variant_label(name: str, value: Any) -> str:
@@ -218,6 +232,7 @@ VARIANT_LABELS = {
     "poison": lambda v: "NaN padding",
     "sinks": lambda v: "sinks",
     "lse": lambda v: "log-sum-exp",
+    "mask_mod": lambda v: f"mask {v}",
     "strides": lambda v: f"{v} q k v",
 }
 

@@ -5,7 +5,9 @@ case of each variant), capped; in it, side by side, batch element 0 and each one
 differ from those already drawn (decode cases, a few queries each, stack every batch element's
 rows instead). Large cases are drawn at most MAX_PIXELS a side: each pixel's shade is the exact
 fraction of visible (query, key) pairs in its block, from variants.key_ranges, so a thin window
-stays visible as a faint line instead of vanishing between sampled rows.
+stays visible as a faint line instead of vanishing between sampled rows. A case with a mask
+function (mask_mod) is drawn from the picture its record carries (batch element 0, made when it
+ran): a report never runs a function a results file names.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from attnbench import variants
+from attnbench import mask_mod, variants
 from attnbench.case import Case
 from attnbench.case_checks import variant_problem
 from attnbench.report.groups import Group, variant_label, variant_value
@@ -31,7 +33,7 @@ MAX_PANELS = 24  # per group
 MAX_COLUMNS = 6
 MAX_BATCH = 4  # batch elements drawn per mask
 STACK_QUERIES = 16  # seq_q up to this (decode): every batch element's rows stacked in one panel
-MASK_FIELDS = ("window", "q_lens", "kv_lens", "doc_lens")  # variant fields that change the mask
+MASK_FIELDS = ("window", "q_lens", "kv_lens", "doc_lens", "mask_mod")  # fields that change the mask
 CAPTION = ("which keys (columns) each query row sees, batch element 0 and, side by side, each "
            "one whose lengths differ (decode: one row per batch element); dark = visible. "
            "ALiBi, bias and soft-cap change scores, not visibility, and are not drawn")
@@ -46,11 +48,16 @@ def mask_title(rec: dict[str, Any]) -> str:
 
 def _signature(case: Case) -> tuple[Any, ...]:
     return (case.mask, case.seq_q, case.seq_kv, case.window_left, case.window_right,
-            case.q_lens, case.kv_lens, case.doc_lens)
+            case.q_lens, case.kv_lens, case.doc_lens, case.mask_mod)
 
 
 def mask_cases(g: Group) -> list[tuple[str, Case]]:
     """(title, case) of each distinct mask in the group: the smallest case of each variant."""
+    return [(title, case) for title, case, _ in _mask_entries(g)]
+
+
+def _mask_entries(g: Group) -> list[tuple[str, Case, np.ndarray | None]]:
+    """(title, case, its stored picture: None unless it has a mask function) of each mask."""
     smallest: dict[str, dict[str, Any]] = {}
     for r in g.records:
         v = g.variant(r)
@@ -65,11 +72,12 @@ def mask_cases(g: Group) -> list[tuple[str, Case]]:
             case = Case.from_dict(smallest[v])
         except (TypeError, ValueError):  # a record too damaged to name its case
             continue
-        if not _drawable(case):
+        stored = mask_mod.decode(smallest[v].get("mask_picture")) if case.mask_mod else None
+        if not _drawable(case) or (case.mask_mod is not None and stored is None):
             continue
         if _signature(case) not in seen:
             seen.add(_signature(case))
-            out.append((mask_title(smallest[v]), case))
+            out.append((mask_title(smallest[v]), case, stored))
     return out
 
 
@@ -122,7 +130,9 @@ def mask_image(case: Case) -> tuple[str, np.ndarray]:
 
 def panels(g: Group) -> list[tuple[str, str, np.ndarray]]:
     """(title, which rows and columns, picture) of each distinct mask, at most MAX_PANELS."""
-    return [(title, *mask_image(case)) for title, case in mask_cases(g)[:MAX_PANELS]]
+    return [(title, f"q{case.seq_q} k{case.seq_kv}; b0, mask function", stored)
+            if stored is not None else (title, *mask_image(case))
+            for title, case, stored in _mask_entries(g)[:MAX_PANELS]]
 
 
 def _drawable(case: Case) -> bool:

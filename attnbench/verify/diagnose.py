@@ -143,8 +143,7 @@ def _row_labels(case: Case, rows: np.ndarray, failing: np.ndarray) -> list[str]:
 
 
 def _empty(case: Case, b: int, rows: np.ndarray) -> np.ndarray:
-    lo, hi = variants.key_ranges(case, b)
-    return np.asarray(lo[rows] > hi[rows])
+    return np.asarray(variants.row_counts(case, b)[rows] == 0)
 
 
 def _padding_rows(case: Case, rows: np.ndarray) -> np.ndarray:

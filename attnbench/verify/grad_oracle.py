@@ -21,16 +21,6 @@ from attnbench.verify.reference import group_slices
 GRAD_BLOCK_ENTRIES = 2**20  # score entries of one block (8 MiB per float64 array)
 
 
-def key_counts(case: Case, b: int) -> np.ndarray:
-    """How many query rows of batch element b see each key (int64, seq_kv)."""
-    lo, hi = variants.key_ranges(case, b)
-    keep = hi >= lo
-    diff = np.zeros(case.seq_kv + 1, dtype=np.int64)
-    np.add.at(diff, lo[keep], 1)
-    np.add.at(diff, hi[keep] + 1, -1)
-    return np.cumsum(diff)[:-1]
-
-
 def block_scores(q: np.ndarray, k: np.ndarray, case: Case, b: int, heads: np.ndarray,
                  rows: np.ndarray, bias: np.ndarray | None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -91,10 +81,9 @@ def group_grads(arrays: dict[str, np.ndarray], d_out: np.ndarray, case: Case, b:
     d_out_g, heads, bias = d_out[b, qs], np.arange(qs.start, qs.stop), arrays.get("bias")
     rnd, scale = gb.Roundoff.of(case), case.softmax_scale
     want_kv = len(rows) == case.seq_q
-    lo, hi = variants.key_ranges(case, b)
-    lens = np.maximum(hi - lo + 1, 0)
+    lens = variants.row_counts(case, b)
     pick = slice(None) if cols is None else cols
-    seen_by = key_counts(case, b)[pick]
+    seen_by = variants.key_counts(case, b)[pick]
     col_sum = gb.sum_rounding(seen_by, rnd)
     g = q.shape[0]
     sums = _Sums(g, case.seq_kv if cols is None else len(cols), case.head_dim, case.dv)

@@ -173,7 +173,8 @@ def strided(x: Any, kind: str, framework: str) -> Any:
 
 def visible_pairs(case: Case) -> int:
     """Exact count of (query, key) pairs the case's mask lets through, summed over the batch,
-    per head (each row sees one interval of keys: attnbench.variants.key_ranges)."""
+    per head (attnbench.variants: counted from each row's interval of keys, or from the
+    visibility itself with a mask function)."""
     return int(variants.visible_pairs_per_batch(case).sum())
 
 

@@ -150,6 +150,8 @@ VARIANT_CASES = [  # the padded-layout variants the gradient oracle covers
     Case(2, 4, 2, 9, 11, 8, alibi=True, bias="batch_head", mask="causal"),
     Case(1, 2, 1, 9, 9, 8, softcap=0.8, window_left=2, window_right=1),
     Case(2, 4, 2, 7, 9, 12, head_dim_v=5, mask="causal", kv_lens=(9, 0)),  # a length of 0
+    Case(2, 2, 1, 10, 8, 8, mask_mod="attnbench.mask_functions:random_blocks(2, 40)",
+         alibi=True),  # a mask function: keys and rows no one sees, per batch element
 ]
 
 

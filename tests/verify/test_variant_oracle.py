@@ -27,8 +27,22 @@ def slopes(n: int) -> list[float]:
     return (base + extra)[:n]
 
 
+def named_function(ref: str):
+    """The mask function a reference names, found here without attnbench.mask_mod."""
+    import ast
+    import importlib
+
+    module, _, rest = ref.partition(":")
+    name, _, args = rest.partition("(")
+    fn = getattr(importlib.import_module(module), name)
+    return fn(*ast.literal_eval(f"({args[:-1]},)")) if args else fn
+
+
 def sees(case: Case, b: int, i: int, j: int) -> bool:
-    """The README's visibility rule for query row i and key j of batch element b."""
+    """The README's visibility rule for query row i and key j of batch element b (a mask
+    function called on plain integers, one pair at a time)."""
+    if case.mask_mod is not None and not bool(named_function(case.mask_mod)(b, 0, i, j)):
+        return False
     lq = case.q_lens[b] if case.q_lens is not None else case.seq_q
     lk = case.kv_lens[b] if case.kv_lens is not None else case.seq_kv
     off = 0 if case.mask == "causal_top_left" else lk - lq
@@ -107,6 +121,15 @@ CASES = [
     Case(2, 2, 1, 5, 8, 4, sinks=True, window_left=1, softcap=1.5, alibi=True),
     Case(2, 4, 2, 4, 9, 4, mask="causal_top_left", window_left=1, alibi=True,
          kv_lens=(9, 6), q_lens=(4, 3)),
+    # mask functions: prefix-LM, dilated under causal with ALiBi and lengths, block-sparse with
+    # a softcap and a bias (rows that see no key), one that differs per batch element
+    Case(2, 4, 2, 7, 9, 4, mask_mod="attnbench.mask_functions:prefix_lm(3)"),
+    Case(2, 2, 1, 8, 8, 4, mask="causal", mask_mod="attnbench.mask_functions:dilated(2)",
+         kv_lens=(8, 5), alibi=True),
+    Case(2, 4, 2, 9, 6, 4, mask_mod="attnbench.mask_functions:random_blocks(2, 40)",
+         softcap=1.5, bias="head"),
+    Case(2, 2, 2, 6, 6, 4, mask_mod="attnbench.mask_functions:sequence_parity", sinks=True,
+         window_left=2),
 ]
 
 
