@@ -30,6 +30,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from attnbench.errors import UsageError
+
 
 class Case(Protocol):
     """What this module reads of an attnbench.case.Case (a lower layer: it cannot import it)."""
@@ -42,12 +44,14 @@ class Case(Protocol):
 REFERENCE = re.compile(r"^(?P<target>[^:()]+):(?P<name>[A-Za-z_]\w*)(?:\((?P<args>.*)\))?$",
                        re.DOTALL)
 CHUNK_ENTRIES = 2**22  # (row, key) pairs evaluated at once: 4 MiB of booleans
-CHECK_ROWS = 64  # rows per batch element evaluated when a scenario is read
+CHECK_ROWS = 64  # rows from each end evaluated when a scenario is read (all in a small case)
+CHECK_ALL = 2**24  # pairs of a case up to which every one is evaluated on reading
 PICTURE_PIXELS = 48  # per side of the picture a record carries
 
 
-class MaskModError(ValueError):
-    """A mask function that cannot be found, called, or returns something else than booleans."""
+class MaskModError(ValueError, UsageError):
+    """A mask function that cannot be found, called, or returns something else than booleans
+    (bad input: the CLI says so in one line, exit 2, even when it shows only mid-run)."""
 
 
 def parse(ref: str) -> tuple[str, str, tuple[Any, ...], dict[str, Any]]:
@@ -166,15 +170,21 @@ def evaluate(case: Case, b: int, rows: np.ndarray) -> np.ndarray:
 
 
 def problem(case: Case) -> str | None:
-    """Why a case's mask function cannot serve it (not found, raises, not booleans), from its
-    first and last rows of each batch element; None when it serves."""
+    """Why a case's mask function cannot serve it (not found, raises, not booleans), from every
+    row of each batch element (a large case: the first and last rows of the first and last
+    batch elements); None when it serves."""
     if case.mask_mod is None:
         return None
-    n = min(case.seq_q, CHECK_ROWS)
-    rows = np.unique(np.concatenate([np.arange(n), np.arange(case.seq_q - n, case.seq_q)]))
+    batches: list[int] | range = range(case.batch)
+    chunks = row_chunks(case)
+    if case.batch * case.seq_q * case.seq_kv > CHECK_ALL:
+        n = min(case.seq_q, CHECK_ROWS)
+        chunks = [np.arange(n), np.arange(case.seq_q - n, case.seq_q)]
+        batches = sorted({0, case.batch - 1})
     try:
-        for b in range(min(case.batch, 8)):
-            evaluate(case, b, rows)
+        for b in batches:
+            for rows in chunks:
+                evaluate(case, b, rows)
     except MaskModError as e:
         return f"key 'mask_mod': {e}"
     return None

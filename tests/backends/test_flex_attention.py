@@ -68,7 +68,8 @@ VARIANT_CASES = {  # every variant the CPU runs at least once, in four graphs
                                  alibi=True, bias="head"),
     "packed-window-alibi-bias": Case(**G, layout="packed", q_lens=(6, 12), kv_lens=(20, 9),
                                      window_left=4, window_right=1, alibi=True,
-                                     bias="batch_head"),
+                                     bias="batch_head",
+                                     mask_mod="attnbench.mask_functions:random_blocks(3, 40)"),
     "paged-decode": Case(**{**G, "seq_q": 3}, mask="causal", layout="paged", page_size=4,
                          kv_lens=(11, 20)),
 }

@@ -92,3 +92,35 @@ def test_damaged_records_are_not_drawn_and_break_nothing():
                   {**good, "case_id": "x4", "seq_kv": None, "mask": "x4"}]
     g.variant_fields = ["mask"]
     assert [t for t, _, _ in masks.panels(g)] == ["causal"]
+
+
+def test_a_mask_function_is_drawn_from_its_record_and_never_run(tmp_path):
+    """The record made when the case ran carries the picture; a report reading a results file
+    that names a function (here one whose import leaves a mark) draws it without importing."""
+    from attnbench.record import new_record
+
+    module = tmp_path / "marking.py"
+    mark = tmp_path / "imported"
+    module.write_text(f"open({str(mark)!r}, 'w').close()\n"
+                      "def f(b, h, q, k):\n    return (q + k) % 3 != 0\n")
+    case = replace(CAUSAL, mask="none", mask_mod=f"{module}:f")
+
+    class Stub:  # new_record reads a backend's name and framework only
+        name, framework = "x", "numpy"
+
+    rec = new_record("m", case, Stub(), "ok")  # the run: it evaluates the function
+    assert mark.exists()
+    mark.unlink()
+    g = make_groups([Run(Path("."), {"run_id": "r"}, [dict(rec)], "r")])[0]
+    [(title, which, img)] = masks.panels(g)
+    assert not mark.exists()
+    assert title == "none mask f" and which == "q48 k64; b0, mask function"
+    vis = variants.visibility(case, 0)  # 48 x 64 pairs, one pixel each below the 48 cap
+    assert img.shape == (48, 48)
+    cols = np.unique(np.linspace(0, 64, 49).round().astype(int))
+    expect = np.stack([vis[:, a:b].mean(axis=1) for a, b in zip(cols[:-1], cols[1:],
+                                                                  strict=True)], axis=1)
+    np.testing.assert_allclose(img, expect, atol=0.5 / 255 + 1e-12)
+    damaged = {**rec, "case_id": "y", "mask_picture": {"rows": 2, "cols": 2, "shades": "AA=="}}
+    g2 = make_groups([Run(Path("."), {"run_id": "r"}, [damaged], "r")])[0]
+    assert masks.panels(g2) == [] and not mark.exists()
