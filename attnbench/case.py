@@ -14,8 +14,11 @@ MASKS = ("none", "causal", "causal_top_left")  # causal: bottom-right aligned (v
 MODES = ("fwd", "bwd", "fwd_bwd")
 DEVICES = ("cpu", "cuda")
 VARIANTS = ("window", "lengths", "packed", "paged", "documents", "alibi", "bias", "softcap",
-            "dv", "sinks", "lse", "mask_mod")
+            "dv", "sinks", "lse", "mask_mod", "kv_quant")
 LAYOUTS = ("padded", "packed", "paged")
+# k and v stored quantized (verify/kv_quant.py): a format, and what one scale covers
+KV_QUANTS = ("none", "float8_e4m3fn", "float8_e5m2", "int8")
+KV_SCALES = ("tensor", "head", "block")
 BIAS_KINDS = ("none", "shared", "head", "batch_head")
 # the distribution of q, k and v (verify/inputs.py): standard normal, a few channels with large
 # outliers (as real activations have), every key equal, a very peaked softmax
@@ -58,6 +61,8 @@ class Case:
     sinks: bool = False  # a learned logit per query head in every row's softmax denominator
     lse: bool = False  # the backend returns each row's log-sum-exp beside the output
     mask_mod: str | None = None  # a mask function, "module:function" (attnbench/mask_mod.py)
+    kv_quant: str = "none"  # k and v as float8 or int8 codes with scales (KV_QUANTS)
+    kv_scale: str = "tensor"  # one scale per tensor, kv head or block of keys (KV_SCALES)
     # inputs that expose bugs: their distribution, and NaN in every padding position a kernel
     # must not read (past q_lens/kv_lens, spare page slots)
     inputs: str = "normal"
@@ -116,6 +121,7 @@ def case_variants(case: Case) -> tuple[str, ...]:
         "sinks": case.sinks,
         "lse": case.lse,
         "mask_mod": case.mask_mod is not None,
+        "kv_quant": case.kv_quant != "none",
     }
     return tuple(v for v in VARIANTS if used[v])
 
@@ -144,6 +150,8 @@ def id_suffix(case: Case) -> str:
         parts.append("lse")
     if case.mask_mod is not None:
         parts.append(f"mm_{short_name(case.mask_mod)}")
+    if case.kv_quant != "none":
+        parts.append(f"kv_{case.kv_quant.removeprefix('float8_')}_{case.kv_scale}")
     if case.inputs != "normal":
         parts.append(f"in_{case.inputs}")
     if case.poison:

@@ -45,11 +45,27 @@ def variant_problem(case: Case) -> str | None:
     if case.lse and case.layout == "packed":
         return ("key 'lse': the padded and paged layouts only (an lse is checked as (batch, "
                 "heads_q, seq_q), which a packed layout has no rows for)")
+    problem = _kv_quant_problem(case)
+    if problem:
+        return problem
     no_grad = [v for v in case.variants if v not in GRAD_VARIANTS]
     if no_grad and case.mode != "fwd":
         return (f"mode {case.mode!r} with the {', '.join(no_grad)} variant: the gradient oracle "
                 f"covers the padded layout only, without sinks; use mode = \"fwd\"")
     return _layout_problem(case)
+
+
+def _kv_quant_problem(case: Case) -> str | None:
+    """Why a case's kv_quant / kv_scale keys are unusable, or None."""
+    if case.kv_quant == "none":
+        return ("key 'kv_scale': set it only with kv_quant" if case.kv_scale != "tensor"
+                else None)
+    if case.mode != "fwd":
+        return "key 'kv_quant': forward only (quantized k and v have no gradient here)"
+    if case.layout != "padded" or case.strides != "contiguous" or case.poison:
+        return ("key 'kv_quant': the padded layout only, contiguous, without poison (codes "
+                "and scales of pages, packed sequences or NaN padding are not built)")
+    return None
 
 
 def _has_padding(case: Case) -> bool:

@@ -83,6 +83,8 @@ class Record(TypedDict, total=False):
     sinks: bool
     lse: bool
     mask_mod: str | None
+    kv_quant: str
+    kv_scale: str
     mask_picture: MaskPicture  # with a mask function: its picture (attnbench/mask_mod.py)
     inputs: str
     poison: bool

@@ -85,6 +85,7 @@ def _make_case(v: dict[str, Any], device: str, path: str) -> Case:
         softcap=float(v["softcap"]) if "softcap" in v else None, head_dim_v=v.get("head_dim_v"),
         sinks=v.get("sinks", False), lse=v.get("lse", False),
         mask_mod=mask_mod.absolute(v["mask_mod"], Path(path).parent) if "mask_mod" in v else None,
+        kv_quant=v.get("kv_quant", "none"), kv_scale=v.get("kv_scale", "tensor"),
         inputs=v.get("inputs", "normal"), poison=v.get("poison", False),
         strides=v.get("strides", "contiguous"),
     )

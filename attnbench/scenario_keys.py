@@ -10,6 +10,8 @@ from attnbench.case import (
     DEVICES,
     DTYPES,
     INPUTS,
+    KV_QUANTS,
+    KV_SCALES,
     LAYOUTS,
     LIST_KEYS,
     MASKS,
@@ -24,7 +26,8 @@ INT_KEYS = ("batch", "heads", "heads_q", "heads_kv", "seq_len", "seq_q", "seq_kv
             "head_dim_v", "page_size")
 SIZE_KEYS = ("window_left", "window_right")  # integers >= 0
 CHOICES = {"dtype": DTYPES, "mask": MASKS, "mode": MODES, "layout": LAYOUTS,
-           "bias": BIAS_KINDS, "inputs": INPUTS, "strides": STRIDES}
+           "bias": BIAS_KINDS, "inputs": INPUTS, "strides": STRIDES, "kv_quant": KV_QUANTS,
+           "kv_scale": KV_SCALES}
 FLOAT_KEYS = ("scale", "softcap")  # positive finite numbers
 BOOL_KEYS = ("alibi", "poison", "sinks", "lse")
 FUNCTION_KEYS = ("mask_mod",)  # "module:function" or "file.py:function" (attnbench/mask_mod.py)

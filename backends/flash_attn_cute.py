@@ -29,6 +29,7 @@ WHY_NOT = {
     "sinks": "flash-attn-4's learnable_sink argument is not wired here yet (no GPU to verify it)",
     "lse": "not wired yet: this adapter asks flash-attn-4 for the output only (untested "
            "without a GPU)",
+    "kv_quant": "not wired yet: this adapter hands flash-attn-4 one dtype for q, k and v",
     "mask_mod": "not wired yet: flash-attn-4's mask_mod is a CuTe DSL function, not a NumPy "
                 "one (untested without a GPU)",
 }

@@ -25,6 +25,8 @@ FA2_WHY = {
     "sinks": "FlashAttention-2 has no sink term in its softmax",
     "lse": "not wired yet: flash_attn_func(..., return_attn_probs=True) gives softmax_lse, but "
            "this adapter asks for the output only (untested without a GPU)",
+    "kv_quant": "FlashAttention-2 takes one dtype for q, k and v (FlashAttention-3's FP8 "
+                "path with descale factors is not wired: no GPU to verify it)",
     "mask_mod": "flash-attn takes causal, windows and lengths only, no mask of arbitrary keys",
 }
 PAGE_MULTIPLE = 256  # FlashAttention-2's paged KV cache needs page_block_size % 256 == 0

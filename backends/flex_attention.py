@@ -355,8 +355,12 @@ class FlexAttention(Backend):
         if sink is not None:
             inputs.report(sinks="output × sigmoid(lse − σ_h), lse from flex_attention")
 
+        quantized = inputs.k_scale is not None  # kv_quant (padded): dequantized in the call
+
         def run() -> Any:
             kk, vv = (gather(k), gather(v)) if gather else (k, v)
+            if quantized:
+                kk, vv = inputs.dequantized_kv()
             out = flex(q, kk, vv, **kwargs)
             lse = None
             if sink is not None or case.lse:

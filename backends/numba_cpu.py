@@ -31,6 +31,7 @@ WHY_NOT = {  # the variants the kernel lacks, and why (`attnbench list` and the 
     "sinks": "the kernel's online softmax has no sink term (numpy-flash shows the two lines "
               "it takes: not done here)",
     "lse": "the compiled kernel writes the output only; its row max and sum stay in registers",
+    "kv_quant": "the kernel reads k and v in the case dtype, not float8 or int8 codes",
     "mask_mod": "the kernel walks each row's one interval of keys (causal, window, lengths, "
                 "documents); a mask function's arbitrary set of keys does not fit it",
 }

@@ -26,6 +26,7 @@ WHY_NOT = {  # the variants the tiles lack, and why (`attnbench list` and the re
     "packed": "the tiles are cut from padded (batch, heads, seq, d) arrays, not from sequences "
               "packed one after another by cu_seqlens (varlen)",
     "paged": "the tiles read each sequence's keys contiguously, not pages through a block table",
+    "kv_quant": "the tiles read k and v in the case dtype, not float8 or int8 codes",
     "mask_mod": "the tiles span each row's one interval of keys (causal, window, lengths, "
                 "documents); a mask function's arbitrary set of keys does not fit them",
 }

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from attnbench import Backend, Capabilities, Inputs, hookimpl
+from attnbench import Backend, Capabilities, Case, Inputs, hookimpl
 from attnbench.case import MASKS, VARIANTS
 
 
@@ -65,6 +65,12 @@ class NumpyNaive(Backend):
     capabilities = Capabilities(devices=("cpu",), dtypes=("float64", "float32", "float16"),
                                 masks=MASKS, variants=VARIANTS)
 
+    def unsupported(self, case: Case) -> list[str]:
+        reasons = super().unsupported(case)
+        if case.kv_quant.startswith("float8"):
+            reasons.append(f"{self.name} takes int8 codes only: NumPy has no {case.kv_quant}")
+        return reasons
+
     def prepare(self, inputs: Inputs) -> Callable[[], Any]:
         if inputs.case.layout == "packed":
             return _packed(inputs)
@@ -90,6 +96,12 @@ def _kv_source(inputs: Inputs) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
     the block table on every call (inside the timed call, as a paged kernel must)."""
     case = inputs.case
     group = case.heads_q // case.heads_kv
+    if inputs.k_scale is not None:  # kv_quant: dequantized and expanded in every call
+        def dequantize() -> tuple[np.ndarray, np.ndarray]:
+            kd, vd = inputs.dequantized_kv()
+            return np.swapaxes(_expand(kd, group, 1), -1, -2), _expand(vd, group, 1)
+
+        return dequantize
     if case.layout != "paged":
         kt = np.ascontiguousarray(np.swapaxes(_expand(inputs.k, group, 1), -1, -2))
         v = _expand(inputs.v, group, 1)

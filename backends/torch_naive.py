@@ -122,6 +122,12 @@ def _kv_source(inputs: Inputs) -> Callable[[], tuple[Any, Any]]:
             return expand(g.transpose(1, 2))
 
         return lambda: (gather(k), gather(v))
+    if inputs.k_scale is not None:  # kv_quant: dequantized and expanded in every call
+        def dequantize() -> tuple[Any, Any]:
+            kd, vd = inputs.dequantized_kv()
+            return expand(kd), expand(vd)
+
+        return dequantize
     if k.requires_grad:
         return lambda: (expand(k), expand(v))
     k, v = expand(k), expand(v)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
-from attnbench import Backend, Capabilities, Inputs, Unsupported, hookimpl
+from attnbench import Backend, Capabilities, Case, Inputs, Unsupported, hookimpl
 from attnbench.case import MASKS
 
 ALL_DTYPES = ("float64", "float32", "float16", "bfloat16")
@@ -16,6 +16,7 @@ MODES = ("fwd", "bwd", "fwd_bwd")
 
 
 MASK_VARIANTS = ("window", "lengths", "documents", "alibi", "bias", "mask_mod")  # as attn_mask
+QUANT = ("kv_quant",)  # k and v dequantized in the call, then SDPA in the case dtype
 NOT_SDPA = {  # the variants SDPA cannot express, and why (`attnbench list` shows them unsupported)
     "softcap": "soft-capping rewrites the scores before the mask, which attn_mask cannot express",
     "packed": "SDPA takes padded (batch, heads, seq, d) tensors, not cu_seqlens (varlen)",
@@ -182,6 +183,13 @@ class TorchSDPA(Backend):
         self.name, self.kernel, self.capabilities = name, kernel, caps
         self.description = note
 
+    def unsupported(self, case: Case) -> list[str]:
+        reasons = super().unsupported(case)
+        if case.kv_quant != "none" and case.sinks:
+            reasons.append(f"{self.name}: sinks with kv_quant are not built (the sink key is "
+                           "joined to k in prepare(), the dequantization happens in the call)")
+        return reasons
+
     def prepare(self, inputs: Inputs) -> Callable[[], Any]:
         import torch.nn.functional as F
         from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -191,6 +199,9 @@ class TorchSDPA(Backend):
         if case.heads_q != case.heads_kv:
             kwargs["enable_gqa"] = True
         q, k, v = inputs.q, inputs.k, inputs.v
+        quantized = inputs.k_scale is not None  # kv_quant: dequantized in every call
+        if quantized:
+            k, v = inputs.dequantized_kv()  # here only to ask torch which kernel it takes
         if inputs.sinks is not None:
             q, k, v, kwargs = with_sink_key(inputs, kwargs)
             inputs.report(sinks="one more key per query head (score σ_h, value 0)")
@@ -203,9 +214,13 @@ class TorchSDPA(Backend):
 
         dv = inputs.v.shape[-1]
 
+        if quantized:
+            k = v = None  # the call dequantizes its own
+
         def call() -> Any:
+            kk, vv = inputs.dequantized_kv() if quantized else (k, v)
             # rows that see no key must be zeros; some kernels leave NaN there
-            out = F.scaled_dot_product_attention(q, k, v, **kwargs)
+            out = F.scaled_dot_product_attention(q, kk, vv, **kwargs)
             return inputs.zero_empty_rows(out if out.shape[-1] == dv else out[..., :dv])
 
         def run() -> Any:
@@ -230,7 +245,7 @@ def sdpa_backends() -> list[Backend]:
     attn_mask at all. The efficient kernel takes attn_mask and dv; cuDNN's attn_mask. Where
     torch still refuses a case at run time, the record is unsupported with torch's words.
     """
-    mask_dv = (*MASK_VARIANTS, "dv", "sinks")
+    mask_dv = (*MASK_VARIANTS, "dv", "sinks", *QUANT)
     no_dv = {**NOT_SDPA, "dv": "this kernel needs v's head dim equal to q's"}
     flash_why = {**no_dv, **{v: "the flash kernel takes no attn_mask on CUDA"
                              for v in (*MASK_VARIANTS, "sinks")}}
@@ -247,14 +262,14 @@ def sdpa_backends() -> list[Backend]:
         TorchSDPA("torch-sdpa-math", "MATH", caps(both, ALL_DTYPES, mask_dv, NOT_SDPA),
                   "SDPA forced to the math kernel (the composite reference path)"),
         TorchSDPA("torch-sdpa-flash", "FLASH_ATTENTION",
-                  caps(both, ALL_DTYPES, (*MASK_VARIANTS, "sinks"), flash_why,
-                       per_device={"cuda": {"dtypes": HALF, "variants": ()}}),
+                  caps(both, ALL_DTYPES, (*MASK_VARIANTS, "sinks", *QUANT), flash_why,
+                       per_device={"cuda": {"dtypes": HALF, "variants": QUANT}}),
                   "SDPA forced to the FlashAttention kernel"),
         TorchSDPA("torch-sdpa-efficient", "EFFICIENT_ATTENTION",
                   caps(("cuda",), ("float32", *HALF), mask_dv, NOT_SDPA),
                   "SDPA forced to the memory-efficient (xformers-derived) kernel; CUDA only"),
         TorchSDPA("torch-sdpa-cudnn", "CUDNN_ATTENTION",
-                  caps(("cuda",), HALF, (*MASK_VARIANTS, "sinks"), no_dv),
+                  caps(("cuda",), HALF, (*MASK_VARIANTS, "sinks", *QUANT), no_dv),
                   "SDPA forced to the cuDNN fused kernel; CUDA only"),
     ]
 

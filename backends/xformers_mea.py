@@ -22,6 +22,8 @@ WHY_NOT = {"softcap": "xformers' memory_efficient_attention has no soft-capping"
                     "could rescale the output, as flex-attention's does: not done here)",
            "lse": "not wired yet: memory_efficient_attention returns the output only (its "
                   "lse needs xformers' private fmha ops; untested without a GPU)",
+           "kv_quant": "not wired yet: memory_efficient_attention takes one dtype for q, k and "
+                       "v (dequantizing first is what torch-sdpa-efficient does)",
            "mask_mod": "not wired yet: a mask function would go in as a dense tensor bias "
                        "(untested without a GPU)"}
 ALIGN = 8  # xformers wants a tensor bias's rows aligned: its last dim padded to a multiple

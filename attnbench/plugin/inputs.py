@@ -34,6 +34,10 @@ class Inputs:
     cu_seqlens_q: Any = None  # packed: int32 (batch + 1,) offsets of each sequence (NumPy)
     cu_seqlens_k: Any = None
     block_table: Any = None  # paged: int32 (batch, pages_per_seq) page indices (NumPy)
+    # kv_quant: k and v hold codes (torch float8_e4m3fn / float8_e5m2 / int8, NumPy int8) and
+    # these float32 scales broadcast to them, (1|batch, 1|heads_kv, 1|seq_kv, 1): k ≈ k * k_scale
+    k_scale: Any = None
+    v_scale: Any = None
     reported: dict[str, Fact] = field(default_factory=dict, init=False, compare=False)
     _empty: Any = field(default=None, init=False, repr=False, compare=False)
 
@@ -135,6 +139,19 @@ class Inputs:
         else:
             out = m.astype(dtype or self.q.dtype)
         return out if self.bias is None else out + self.bias
+
+    def dequantized_kv(self) -> tuple[Any, Any]:
+        """(k, v) in q's dtype: codes times scales with kv_quant (exact: the scales are powers
+        of two), else k and v themselves. Call it in the timed callable, so the time counts
+        the dequantization."""
+        if self.k_scale is None:
+            return self.k, self.v
+        dtype = self.q.dtype
+        if _is_torch(self.q):
+            return (self.k.to(dtype) * self.k_scale.to(dtype),
+                    self.v.to(dtype) * self.v_scale.to(dtype))
+        return (self.k.astype(dtype) * self.k_scale.astype(dtype),
+                self.v.astype(dtype) * self.v_scale.astype(dtype))
 
     def has_empty_rows(self) -> bool:
         """True when some query row sees no key."""

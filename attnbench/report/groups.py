@@ -19,8 +19,8 @@ AXES = ("seq_kv", "seq_q", "heads_q", "heads_kv", "batch", "head_dim")
 # varies, and is labelled, as one field
 VARIANT_FIELDS = ("seq_q", "heads", "batch", "head_dim", "dtype", "mask", "mode", "scale",
                   "window", "q_lens", "kv_lens", "doc_lens", "layout", "alibi", "bias",
-                  "softcap", "head_dim_v", "sinks", "lse", "mask_mod", "inputs", "poison",
-                  "strides")
+                  "softcap", "head_dim_v", "sinks", "lse", "mask_mod", "kv_quant", "inputs",
+                  "poison", "strides")
 PLAIN = "plain"  # the label of the case without any of the variants that vary in its group
 LIST_SHOWN = 6  # lengths lists longer than this are shown by their head, count and a checksum
 SHORT = {"seq_q": "q", "seq_kv": "k", "heads_q": "hq", "heads_kv": "hkv", "batch": "b",
@@ -180,6 +180,9 @@ def variant_value(name: str, rec: dict[str, Any], axis: str) -> Any:
         return None if rec.get(name) in (None, "normal", "contiguous") else rec.get(name)
     if name == "mask_mod":
         return mask_name(rec.get(name))
+    if name == "kv_quant":
+        fmt = rec.get("kv_quant")
+        return None if fmt in (None, "none") else (str(fmt), str(rec.get("kv_scale")))
     return _hashable(rec.get(name))
 
 
@@ -233,6 +236,7 @@ VARIANT_LABELS = {
     "sinks": lambda v: "sinks",
     "lse": lambda v: "log-sum-exp",
     "mask_mod": lambda v: f"mask {v}",
+    "kv_quant": lambda v: f"kv {v[0].removeprefix('float8_')} per {v[1]}",
     "strides": lambda v: f"{v} q k v",
 }
 

@@ -16,7 +16,7 @@ from attnbench.report.recommend_case import (
 
 DECODE_MAX_Q = 16  # a query length up to this (and under the key length) is decode
 LABELLED_VARIANTS = ("window", "layout", "alibi", "bias", "softcap", "sinks", "lse",
-                     "mask_mod", "inputs", "poison", "strides")
+                     "mask_mod", "kv_quant", "inputs", "poison", "strides")
 LENGTH_LISTS = {"q_lens": "ragged q", "kv_lens": "ragged kv", "doc_lens": "documents"}
 POOLING = ("records of runs made on the same machine (device type and GPU or CPU model) are "
            "pooled; a case a backend ran in several of them is judged on all its records "

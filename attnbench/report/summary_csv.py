@@ -12,7 +12,7 @@ from attnbench.sanitize import csv_cell
 
 CSV_VARIANT_FIELDS = ["window_left", "window_right", "q_lens", "kv_lens", "doc_lens", "layout",
                       "page_size", "alibi", "bias", "softcap", "head_dim_v", "sinks", "lse",
-                      "mask_mod", "inputs", "poison", "strides"]
+                      "mask_mod", "kv_quant", "kv_scale", "inputs", "poison", "strides"]
 CSV_FIELDS = ["run", "scenario", "device", "backend", "case_id", "variant", "batch", "heads_q",
               "heads_kv", "seq_q", "seq_kv", "head_dim", "dtype", "mask", "mode",
               *CSV_VARIANT_FIELDS, "status", "median_ms", "iqr_ms", "prepare_ms", "first_call_ms",

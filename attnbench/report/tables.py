@@ -19,8 +19,8 @@ LABEL_FIELDS = ("batch", "heads_q", "heads_kv", "seq_q", "seq_kv", "head_dim", "
                 "mode", "scale")
 # labelled as in the report (groups.py)
 VARIANT_LABEL_FIELDS = ("window", "q_lens", "kv_lens", "doc_lens", "layout", "alibi", "bias",
-                        "softcap", "head_dim_v", "sinks", "lse", "mask_mod", "inputs", "poison",
-                        "strides")
+                        "softcap", "head_dim_v", "sinks", "lse", "mask_mod", "kv_quant",
+                        "inputs", "poison", "strides")
 
 
 def console() -> Console:

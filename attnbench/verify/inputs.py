@@ -10,7 +10,7 @@ import numpy as np
 from attnbench import variants
 from attnbench.case import Case
 from attnbench.plugin.inputs import Inputs
-from attnbench.verify import layouts
+from attnbench.verify import kv_quant, layouts
 
 ELEM_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
 OUTLIER_GAIN = 12.0  # inputs="outliers": a few channels of q and k this many times larger
@@ -53,7 +53,10 @@ def reference_arrays(case: Case, seed: int) -> dict[str, np.ndarray]:
         shapes["sinks"] = (case.heads_q,)  # one logit per query head, like a score
     drawn = {n: rng.standard_normal(s) for n, s in shapes.items()}
     shape_inputs(case, drawn, rng)
-    return {n: quantize(x, case.dtype) for n, x in drawn.items()}
+    out = {n: quantize(x, case.dtype) for n, x in drawn.items()}
+    if case.kv_quant != "none":
+        kv_quant.quantize_kv(case, out)  # k and v: dequantized codes; k_scale, v_scale
+    return out
 
 
 def shape_inputs(case: Case, arrays: dict[str, np.ndarray], rng: np.random.Generator) -> None:
@@ -126,9 +129,14 @@ def layout_arrays(case: Case, arrays: dict[str, np.ndarray]) -> dict[str, np.nda
 
 def pristine_arrays(case: Case, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The values every array handed to a backend must still hold: the layout's q, k, v and
-    index arrays, and the bias (float64, what make_inputs converts)."""
-    extra: dict[str, np.ndarray] = {n: arrays[n] for n in ("bias", "sinks") if n in arrays}
-    return {**layout_arrays(case, arrays), **extra}
+    index arrays, and the bias (float64, what make_inputs converts); quantized k and v as
+    their codes, with their scales."""
+    extra: dict[str, np.ndarray] = {n: arrays[n] for n in ("bias", "sinks", "k_scale",
+                                                           "v_scale") if n in arrays}
+    out = {**layout_arrays(case, arrays), **extra}
+    if case.kv_quant != "none":
+        out["k"], out["v"] = kv_quant.codes_of(arrays, "k"), kv_quant.codes_of(arrays, "v")
+    return out
 
 
 def make_inputs(case: Case, arrays: dict[str, np.ndarray], framework: str) -> Inputs:
@@ -145,6 +153,13 @@ def make_inputs(case: Case, arrays: dict[str, np.ndarray], framework: str) -> In
     sinks = conv(arrays["sinks"]) if "sinks" in arrays else None
     index = {n: lay[n].copy() for n in ("cu_seqlens_q", "cu_seqlens_k", "block_table")
              if n in lay}
+    if case.kv_quant != "none":  # codes in the format, scales in float32 (padded layout)
+        k, v = (kv_quant.to_codes(kv_quant.codes_of(arrays, n), case.kv_quant, framework,
+                                  case.device) for n in ("k", "v"))
+        k_scale, v_scale = (to_framework(arrays[f"{n}_scale"], framework, "float32",
+                                         case.device) for n in ("k", "v"))
+        return Inputs(case=case, q=qkv(lay["q"]), k=k, v=v, scale=case.softmax_scale,
+                      bias=bias, sinks=sinks, k_scale=k_scale, v_scale=v_scale)
     return Inputs(case=case, q=qkv(lay["q"]), k=qkv(lay["k"]), v=qkv(lay["v"]),
                   scale=case.softmax_scale, bias=bias, sinks=sinks, **index)
 
@@ -200,13 +215,15 @@ def io_bytes(case: Case) -> int:
 
 
 def _forward_bytes(case: Case) -> int:
+    """q and out, k and v (one byte an element quantized; scales not counted), the bias."""
     e = ELEM_BYTES[case.dtype]
+    e_kv = 1 if case.kv_quant != "none" else e
     b, d, dv = case.batch, case.head_dim, case.dv
     q_and_out = case.heads_q * case.seq_q * (d + dv)
     k_and_v = case.heads_kv * case.seq_kv * (d + dv)
     shape = variants.bias_shape(case) if case.bias != "none" else None
     bias = int(np.prod(shape)) if shape is not None else 0
-    return e * (b * (q_and_out + k_and_v) + bias)
+    return b * (e * q_and_out + e_kv * k_and_v) + e * bias
 
 
 def score_bytes(case: Case) -> int:

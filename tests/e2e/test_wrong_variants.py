@@ -4,8 +4,8 @@ Each plugin under tests/plugins/wrong_*.py is numpy-naive given a wrong view of 
 (a window one key wider, the padding ignored, the ALiBi sign flipped, the softcap omitted or
 taken over the ALiBi/bias terms too, two documents merged, the block table ignored, the packed
 key offsets off by one, the sink logits scaled like scores, the lse in base 2, the mask
-function dropped). It declares only the variants it needs, so it also runs the plain cases,
-which must pass.
+function dropped, v's dequantization scales forgotten). It declares only the variants it
+needs, so it also runs the plain cases, which must pass.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ WRONG = {  # plugin file -> (backend name, the variant it gets wrong: "a+b|c" = 
     "wrong_sinks.py": ("wrong-sinks", "sinks"),
     "wrong_lse.py": ("wrong-lse", "lse"),
     "wrong_mask_mod.py": ("wrong-mask-mod", "mask_mod"),
+    "wrong_kv_scale.py": ("wrong-kv-scale", "kv_quant"),
 }
 
 
