@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from attnbench import Backend, Capabilities, Case, Inputs, hookimpl
+from attnbench import Backend, Capabilities, Inputs, hookimpl
 from attnbench.case import MASKS, VARIANTS
 
 
@@ -64,12 +64,6 @@ class NumpyNaive(Backend):
     description = "NumPy: q kᵀ, mask, softmax and p v, with the whole score matrix in memory"
     capabilities = Capabilities(devices=("cpu",), dtypes=("float64", "float32", "float16"),
                                 masks=MASKS, variants=VARIANTS)
-
-    def unsupported(self, case: Case) -> list[str]:
-        reasons = super().unsupported(case)
-        if case.kv_quant.startswith("float8"):
-            reasons.append(f"{self.name} takes int8 codes only: NumPy has no {case.kv_quant}")
-        return reasons
 
     def prepare(self, inputs: Inputs) -> Callable[[], Any]:
         if inputs.case.layout == "packed":

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
-from attnbench import Backend, Capabilities, Case, Inputs, Unsupported, hookimpl
+from attnbench import Backend, Capabilities, Inputs, Unsupported, hookimpl
 from attnbench.case import MASKS
 
 ALL_DTYPES = ("float64", "float32", "float16", "bfloat16")
@@ -49,7 +49,8 @@ def sdpa_mask_args(inputs: Inputs) -> dict[str, Any]:
         return {"attn_mask": causal_lower_right(case.seq_q, case.seq_kv)}
 
 
-def with_sink_key(inputs: Inputs, kwargs: dict[str, Any]) -> tuple[Any, Any, Any, dict[str, Any]]:
+def with_sink_key(inputs: Inputs, kwargs: dict[str, Any], k: Any, v: Any
+                  ) -> tuple[Any, Any, Any, dict[str, Any]]:
     """Sinks through SDPA, exactly: one more key per query head whose score is σ_h and whose
     value is 0 (the definition in attnbench/variants.py).
 
@@ -57,25 +58,16 @@ def with_sink_key(inputs: Inputs, kwargs: dict[str, Any]) -> tuple[Any, Any, Any
     its score is σ_h), padded by 8 so head dims stay multiples of 8 (v too where its head dim
     is q's, cut off from the output); kv heads are expanded to the query heads (σ is per query
     head); the mask gains a column every row sees (sink_column). Built in prepare(): the call
-    is SDPA and a view. Forward only (the gradient oracle has no sinks).
+    is SDPA and a view (with kv_quant the call dequantizes k and v and joins them again,
+    sink_kv). Forward only (the gradient oracle has no sinks).
     """
     import torch
 
-    case, q, k, v = inputs.case, inputs.q, inputs.k, inputs.v
-    group = case.heads_q // case.heads_kv
-    if group > 1:
-        k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+    q = inputs.q
     b, h, lq, d = q.shape
-    lk, pad = k.shape[2], 8
-    q2 = torch.cat([q, q.new_zeros(b, h, lq, pad)], dim=-1)
+    q2 = torch.cat([q, q.new_zeros(b, h, lq, PAD)], dim=-1)
     q2[..., d] = 1
-    k2 = k.new_zeros(b, h, lk + 1, d + pad)
-    k2[:, :, :lk, :d] = k
-    k2[:, :, lk, d] = (inputs.sinks.double() / inputs.scale).to(k.dtype)[None, :]
-    dv = v.shape[-1]
-    v2 = torch.cat([v, v.new_zeros(b, h, 1, dv)], dim=2)
-    if dv == d:  # the fused kernels want v's head dim equal to q's: zeros, cut off after
-        v2 = torch.cat([v2, v2.new_zeros(b, h, lk + 1, pad)], dim=-1)
+    k2, v2 = sink_kv(inputs, k, v)
     from torch.nn.attention.bias import CausalBias
 
     mask = kwargs.get("attn_mask")
@@ -88,6 +80,29 @@ def with_sink_key(inputs: Inputs, kwargs: dict[str, Any]) -> tuple[Any, Any, Any
         out["attn_mask"] = torch.cat([mask.expand(*lead, mask.shape[-1]),
                                       column.expand(*lead, 1)], dim=-1)
     return q2, k2, v2, out
+
+
+PAD = 8  # head-dim padding of the sink formulation
+
+
+def sink_kv(inputs: Inputs, k: Any, v: Any) -> tuple[Any, Any]:
+    """k and v (in q's dtype) with the sink key joined: kv heads expanded, one more key of
+    coordinates (0.., σ_h / scale) and value 0, head dims padded (see with_sink_key)."""
+    import torch
+
+    case = inputs.case
+    group = case.heads_q // case.heads_kv
+    if group > 1:
+        k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+    b, h, lk, d = k.shape
+    k2 = k.new_zeros(b, h, lk + 1, d + PAD)
+    k2[:, :, :lk, :d] = k
+    k2[:, :, lk, d] = (inputs.sinks.double() / inputs.scale).to(k.dtype)[None, :]
+    dv = v.shape[-1]
+    v2 = torch.cat([v, v.new_zeros(b, h, 1, dv)], dim=2)
+    if dv == d:  # the fused kernels want v's head dim equal to q's: zeros, cut off after
+        v2 = torch.cat([v2, v2.new_zeros(b, h, lk + 1, PAD)], dim=-1)
+    return k2, v2
 
 
 def sink_column(inputs: Inputs, mask: Any) -> Any:
@@ -183,13 +198,6 @@ class TorchSDPA(Backend):
         self.name, self.kernel, self.capabilities = name, kernel, caps
         self.description = note
 
-    def unsupported(self, case: Case) -> list[str]:
-        reasons = super().unsupported(case)
-        if case.kv_quant != "none" and case.sinks:
-            reasons.append(f"{self.name}: sinks with kv_quant are not built (the sink key is "
-                           "joined to k in prepare(), the dequantization happens in the call)")
-        return reasons
-
     def prepare(self, inputs: Inputs) -> Callable[[], Any]:
         import torch.nn.functional as F
         from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -202,8 +210,9 @@ class TorchSDPA(Backend):
         quantized = inputs.k_scale is not None  # kv_quant: dequantized in every call
         if quantized:
             k, v = inputs.dequantized_kv()  # here only to ask torch which kernel it takes
-        if inputs.sinks is not None:
-            q, k, v, kwargs = with_sink_key(inputs, kwargs)
+        sinks = inputs.sinks is not None
+        if sinks:
+            q, k, v, kwargs = with_sink_key(inputs, kwargs, k, v)
             inputs.report(sinks="one more key per query head (score σ_h, value 0)")
         inputs.empty_rows()  # built now, not in the first call
         forced = getattr(SDPBackend, self.kernel) if self.kernel else None
@@ -219,6 +228,8 @@ class TorchSDPA(Backend):
 
         def call() -> Any:
             kk, vv = inputs.dequantized_kv() if quantized else (k, v)
+            if quantized and sinks:
+                kk, vv = sink_kv(inputs, kk, vv)
             # rows that see no key must be zeros; some kernels leave NaN there
             out = F.scaled_dot_product_attention(q, kk, vv, **kwargs)
             return inputs.zero_empty_rows(out if out.shape[-1] == dv else out[..., :dv])

@@ -6,7 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 from attnbench.case import Case
-from attnbench.plugin.capabilities import DEVICE_FIELDS, Capabilities, capability_reasons
+from attnbench.plugin.capabilities import (
+    DEVICE_FIELDS,
+    Capabilities,
+    capability_reasons,
+    framework_reasons,
+)
 from attnbench.plugin.inputs import (
     Inputs,
     alibi_matrix,
@@ -59,7 +64,8 @@ class Backend:
     def unsupported(self, case: Case) -> list[str]:
         """Why this case cannot run here, as sentences; [] means supported."""
         reasons = self.availability() + self.device_reasons(case.device)
-        return reasons + capability_reasons(name_of(self), self.capabilities, case)
+        reasons += capability_reasons(name_of(self), self.capabilities, case)
+        return reasons + framework_reasons(name_of(self), self.framework, case)
 
     def prepare(self, inputs: Inputs) -> Callable[[], Any]:
         """Convert layouts and allocate now; return a zero-argument callable computing out."""

@@ -86,3 +86,12 @@ def capability_reasons(name: str, caps: Capabilities, case: Case) -> list[str]:
                    f"{'s' if len(missing) > 1 else ''}{on('variants')}"
                    + (f": {why}" if why else ""))
     return out
+
+
+def framework_reasons(name: str, framework: str, case: Case) -> list[str]:
+    """Sentences naming what a case needs that the backend's framework lacks: NumPy has no
+    float8 dtype, so a NumPy backend takes int8 codes only (kv_quant)."""
+    if framework == "numpy" and case.kv_quant.startswith("float8"):
+        return [f"{name} is a NumPy backend and NumPy has no {case.kv_quant} dtype (it takes "
+                "kv_quant = \"int8\" only)"]
+    return []

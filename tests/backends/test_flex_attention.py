@@ -63,7 +63,8 @@ def test_reasons():
 G = {"batch": 2, "heads_q": 4, "heads_kv": 2, "seq_q": 12, "seq_kv": 20, "head_dim": 16}
 VARIANT_CASES = {  # every variant the CPU runs at least once, in four graphs
     "window-lengths-softcap-dv": Case(**G, mask="causal", window_left=5, q_lens=(12, 3),
-                                      kv_lens=(7, 20), softcap=2.0, head_dim_v=24),
+                                      kv_lens=(7, 20), softcap=2.0, head_dim_v=24,
+                                      kv_quant="float8_e5m2", kv_scale="block"),
     "documents-alibi-bias": Case(**{**G, "seq_q": 20}, mask="causal", doc_lens=(4, 9, 7),
                                  alibi=True, bias="head"),
     "packed-window-alibi-bias": Case(**G, layout="packed", q_lens=(6, 12), kv_lens=(20, 9),
