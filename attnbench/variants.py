@@ -24,6 +24,9 @@ output, each row's lse_i = ln(Σ_j e^(s_ij)) over the keys the row sees, the sco
 (scale, softcap, ALiBi and bias in them), with sinks ln(e^σ_h + Σ_j e^(s_ij)): the natural log of
 the softmax denominator, what split-KV and ring attention merge partial outputs with. The sum is
 empty for a row that sees no key: its lse is −inf (σ_h with sinks).
+
+Quantized k and v (kv_quant): k and v are codes of a float8 or int8 format times power-of-two
+scales (attnbench/verify/kv_quant.py); everything above reads their exact dequantized values.
 """
 
 from __future__ import annotations

@@ -130,6 +130,10 @@ CASES = [
          softcap=1.5, bias="head"),
     Case(2, 2, 2, 6, 6, 4, mask_mod="attnbench.mask_functions:sequence_parity", sinks=True,
          window_left=2),
+    # quantized k and v: the literal formula reads the dequantized values the inputs hold
+    Case(2, 4, 2, 5, 9, 4, mask="causal", kv_quant="float8_e4m3fn", kv_scale="block",
+         kv_lens=(9, 4)),
+    Case(1, 2, 1, 6, 6, 4, kv_quant="int8", kv_scale="head", alibi=True),
 ]
 
 
