@@ -20,7 +20,6 @@ import ast
 import base64
 import functools
 import importlib
-import importlib.util
 import re
 import sys
 import zlib
@@ -31,6 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from attnbench.errors import UsageError
+from attnbench.pyfile import exec_file
 
 
 class Case(Protocol):
@@ -133,17 +133,7 @@ def _module(target: str) -> Any:
         key = f"attnbench_mask_mod_{zlib.crc32(str(path.resolve()).encode()):08x}"
         if key in sys.modules:
             return sys.modules[key]
-        spec = importlib.util.spec_from_file_location(key, path)
-        if spec is None or spec.loader is None:
-            raise MaskModError(f"{target!r}: not a Python file")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[key]
-            raise
-        return module
+        return exec_file(key, path)
     try:
         return importlib.import_module(target)
     except ImportError as e:

@@ -19,6 +19,7 @@ from attnbench.errors import UsageError
 from attnbench.plugin import guard, hookspecs
 from attnbench.plugin.backend import Backend, pin_name
 from attnbench.plugin.validate import InvalidBackend, check_backend
+from attnbench.pyfile import exec_file
 from attnbench.sanitize import plain
 
 BUILTIN_MODULES = (
@@ -179,16 +180,7 @@ def _import_file(path: Path) -> ModuleType:
         loaded = sys.modules.get(mod_name)
         if loaded is not None and getattr(loaded, "__file__", None) == str(path):
             return loaded
-        module_spec = importlib.util.spec_from_file_location(mod_name, path)
-        assert module_spec is not None and module_spec.loader is not None
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[mod_name] = module
-        try:
-            module_spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[mod_name]
-            raise
-        return module
+        return exec_file(mod_name, path)
 
 
 def _hook_results(reg: Registry, hook: Any, what: str) -> list[tuple[str, list[Any]]]:
