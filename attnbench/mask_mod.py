@@ -9,9 +9,10 @@ booleans, True where the query sees the key. attnbench calls it with b the batch
 int), h = 0 (the mask must be the same for every head), q_idx int64 of shape (R, 1) and kv_idx
 int64 of shape (1, seq_kv): a function of comparisons and arithmetic works on torch tensors
 too. It narrows the case's other masks (causal, windows, lengths, documents): a key is visible
-where both say so. The function runs in this process (the oracle) and in the worker (the
-backend's inputs), as trusted as the scenario that names it; reports never run it (a record
-carries its picture, see picture()).
+where both say so. The function runs in a child process of its own for attnbench's side (the
+oracle, the checks: attnbench/mask_eval.py) and in the worker for the backend's inputs, never
+in the process that makes verdicts; reports never run it (a record carries its picture, see
+picture()).
 """
 
 from __future__ import annotations
@@ -44,8 +45,6 @@ class Case(Protocol):
 REFERENCE = re.compile(r"^(?P<target>[^:()]+):(?P<name>[A-Za-z_]\w*)(?:\((?P<args>.*)\))?$",
                        re.DOTALL)
 CHUNK_ENTRIES = 2**22  # (row, key) pairs evaluated at once: 4 MiB of booleans
-CHECK_ROWS = 64  # rows from each end evaluated when a scenario is read (all in a small case)
-CHECK_ALL = 2**24  # pairs of a case up to which every one is evaluated on reading
 PICTURE_PIXELS = 48  # per side of the picture a record carries
 
 
@@ -140,12 +139,12 @@ def _module(target: str) -> Any:
         raise MaskModError(f"module {target!r} cannot be imported ({e})") from None
 
 
-def evaluate(case: Case, b: int, rows: np.ndarray) -> np.ndarray:
-    """Boolean (len(rows), seq_kv): the mask function on batch element b's rows."""
-    ref = str(case.mask_mod)
+def evaluate_here(ref: str, b: int, rows: np.ndarray, seq_kv: int) -> np.ndarray:
+    """Boolean (len(rows), seq_kv): the mask function on batch element b's rows, run in this
+    process (attnbench/mask_eval.py decides which process that is)."""
     fn = load(ref)
     q_idx = np.asarray(rows, dtype=np.int64)[:, None]
-    kv_idx = np.arange(case.seq_kv, dtype=np.int64)[None, :]
+    kv_idx = np.arange(seq_kv, dtype=np.int64)[None, :]
     try:
         got = np.asarray(fn(b, 0, q_idx, kv_idx))
     except Exception as e:
@@ -153,31 +152,10 @@ def evaluate(case: Case, b: int, rows: np.ndarray) -> np.ndarray:
     if got.dtype != np.bool_:
         raise MaskModError(f"mask_mod {ref!r} returned {got.dtype} values, not booleans")
     try:
-        return np.broadcast_to(got, (len(rows), case.seq_kv))
+        return np.broadcast_to(got, (len(rows), seq_kv))
     except ValueError:
         raise MaskModError(f"mask_mod {ref!r} returned shape {got.shape}, which does not "
-                           f"broadcast to (rows, keys) = ({len(rows)}, {case.seq_kv})") from None
-
-
-def problem(case: Case) -> str | None:
-    """Why a case's mask function cannot serve it (not found, raises, not booleans), from every
-    row of each batch element (a large case: the first and last rows of the first and last
-    batch elements); None when it serves."""
-    if case.mask_mod is None:
-        return None
-    batches: list[int] | range = range(case.batch)
-    chunks = row_chunks(case)
-    if case.batch * case.seq_q * case.seq_kv > CHECK_ALL:
-        n = min(case.seq_q, CHECK_ROWS)
-        chunks = [np.arange(n), np.arange(case.seq_q - n, case.seq_q)]
-        batches = sorted({0, case.batch - 1})
-    try:
-        for b in batches:
-            for rows in chunks:
-                evaluate(case, b, rows)
-    except MaskModError as e:
-        return f"key 'mask_mod': {e}"
-    return None
+                           f"broadcast to (rows, keys) = ({len(rows)}, {seq_kv})") from None
 
 
 def row_chunks(case: Case) -> list[np.ndarray]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from attnbench.case import DEVICES, Case
 from attnbench.errors import ScenarioError
+from attnbench.mask_eval import check_cases
 from attnbench.scenario_expand import expand_cases
 from attnbench.scenario_keys import check_spec
 
@@ -49,8 +50,10 @@ def load_scenario(path: str | Path) -> Scenario:
     check_spec(spec, str(p))
     name = spec.get("name", p.stem)
     scenario = Scenario(name, spec.get("description", ""), str(p), spec)
-    for device in DEVICES:  # expand once per device so every bad value surfaces now
-        scenario.cases(device)
+    cases = [c for device in DEVICES for c in scenario.cases(device)]  # bad values surface now
+    problem = check_cases(cases)  # mask functions, in a child process
+    if problem:
+        raise ScenarioError(f"{p}: {problem}")
     return scenario
 
 

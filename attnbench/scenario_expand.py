@@ -89,7 +89,7 @@ def _make_case(v: dict[str, Any], device: str, path: str) -> Case:
         inputs=v.get("inputs", "normal"), poison=v.get("poison", False),
         strides=v.get("strides", "contiguous"),
     )
-    problem = variant_problem(case) or range_problem(case) or mask_mod.problem(case)
+    problem = variant_problem(case) or range_problem(case)
     if problem:
         raise ScenarioError(f"{path}: {problem}")
     return case

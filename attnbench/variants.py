@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from attnbench import mask_mod
+from attnbench import mask_eval, mask_mod
 from attnbench.case import BIAS_KINDS, LAYOUTS, VARIANTS  # noqa: F401 (names plugins read here)
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -100,7 +100,7 @@ def visibility(case: Case, b: int, rows: np.ndarray | None = None) -> np.ndarray
     vis = (j >= lo[:, None]) & (j <= hi[:, None])
     if case.mask_mod is not None:
         picked = np.arange(case.seq_q) if rows is None else np.asarray(rows)
-        vis &= mask_mod.evaluate(case, b, picked)
+        vis &= mask_eval.evaluate(case, b, picked)
     return vis
 
 

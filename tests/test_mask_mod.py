@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attnbench import mask_mod, variants
+from attnbench import mask_eval, mask_mod, variants
 from attnbench.case import Case
 from attnbench.errors import ScenarioError
 from attnbench.scenario import load_scenario
 
 PREFIX = "attnbench.mask_functions:prefix_lm(4)"
+pytestmark = pytest.mark.process  # mask functions are evaluated in a child process
 
 
 @pytest.mark.parametrize("ref, parsed", [
@@ -83,17 +84,18 @@ def test_counts_follow_the_function_row_by_row_and_key_by_key():
 def test_a_bad_function_is_named_with_what_is_wrong(tmp_path, body, words):
     path = tmp_path / f"m{abs(hash(body))}.py"
     path.write_text(body)
-    problem = mask_mod.problem(_case(f"{path}:f"))
+    problem = mask_eval.check_cases([_case(f"{path}:f")])
     assert problem is not None and problem.startswith("key 'mask_mod'") and words in problem
 
 
 def test_missing_modules_files_and_names_are_problems(tmp_path):
-    assert "cannot be imported" in mask_mod.problem(_case("no_such_module_x:f"))
-    assert "no such file" in mask_mod.problem(_case(f"{tmp_path / 'gone.py'}:f"))
-    assert "has no 'nothing'" in mask_mod.problem(_case("attnbench.mask_functions:nothing"))
-    assert "calling prefix_lm raised TypeError" in mask_mod.problem(
-        _case("attnbench.mask_functions:prefix_lm()"))
-    assert mask_mod.problem(_case(PREFIX)) is None
+    assert "cannot be imported" in mask_eval.check_cases([_case("no_such_module_x:f")])
+    assert "no such file" in mask_eval.check_cases([_case(f"{tmp_path / 'gone.py'}:f")])
+    assert "has no 'nothing'" in mask_eval.check_cases(
+        [_case("attnbench.mask_functions:nothing")])
+    assert "calling prefix_lm raised TypeError" in mask_eval.check_cases(
+        [_case("attnbench.mask_functions:prefix_lm()")])
+    assert mask_eval.check_cases([_case(PREFIX)]) is None
 
 
 def test_the_picture_is_the_exact_share_of_visible_pairs_per_block():

@@ -94,6 +94,7 @@ def test_damaged_records_are_not_drawn_and_break_nothing():
     assert [t for t, _, _ in masks.panels(g)] == ["causal"]
 
 
+@pytest.mark.process  # the record's picture: the function runs in a child process
 def test_a_mask_function_is_drawn_from_its_record_and_never_run(tmp_path):
     """The record made when the case ran carries the picture; a report reading a results file
     that names a function (here one whose import leaves a mark) draws it without importing."""

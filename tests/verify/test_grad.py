@@ -155,6 +155,11 @@ VARIANT_CASES = [  # the padded-layout variants the gradient oracle covers
 ]
 
 
+# a mask function is evaluated in a child process (attnbench/mask_eval.py)
+VARIANT_CASES = [pytest.param(c, marks=pytest.mark.process) if c.mask_mod else c
+                 for c in VARIANT_CASES]
+
+
 def literal_torch(a: dict, case: Case, b: int) -> tuple:
     """softmax(cap(q kᵀ·scale) + ALiBi + bias, masked) v of batch element b in float64 torch,
     its leaves q, k, v (written out here: the autograd side of the comparison)."""

@@ -137,6 +137,10 @@ CASES = [
 ]
 
 
+# a mask function is evaluated in a child process (attnbench/mask_eval.py)
+CASES = [pytest.param(c, marks=pytest.mark.process) if c.mask_mod else c for c in CASES]
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_oracle_matches_the_literal_formula(case: Case):
     arrays = reference_arrays(case, 3)
