@@ -72,6 +72,7 @@ def test_unknown_scenario_name_lists_the_known_ones():
     assert "no-such-scenario" in str(info.value) and "smoke" in str(info.value)
 
 
+@pytest.mark.process  # variants' mask functions are checked in a child process
 def test_every_shipped_scenario_loads():
     names = scenario_names()
     assert {"smoke", "self", "causal", "cross", "multihead", "gqa", "default"} <= set(names)
