@@ -25,11 +25,11 @@ import numpy as np
 from attnbench.mask_mod import Case, MaskModError, evaluate_here, row_chunks
 
 IN_PROCESS = False  # set in the worker: there the function runs where the backend does
-EVAL_TIMEOUT_S = float(os.environ.get("ATTNBENCH_MASK_TIMEOUT", "300"))
+EVAL_TIMEOUT_S = 300.0  # per child process; ATTNBENCH_MASK_TIMEOUT overrides it
 MAX_PAIRS = 2**34  # per table (2 GiB packed): larger is refused
 CHECK_ALL = 2**26  # a case up to this many pairs is evaluated whole when its scenario is read
 CHECK_ROWS = 64  # else its first and last rows, of its first and last batch elements
-KEPT = 8  # tables kept in memory
+KEPT_BYTES = 2**32  # tables kept in memory, at most (the newest is always kept)
 _TABLES: OrderedDict[tuple[str, int, int, int], np.ndarray] = OrderedDict()
 
 
@@ -75,6 +75,21 @@ def check_cases(cases: Iterable[Case]) -> str | None:
     return None
 
 
+def timeout_s() -> float:
+    """The child process's time limit: ATTNBENCH_MASK_TIMEOUT seconds, else EVAL_TIMEOUT_S."""
+    text = os.environ.get("ATTNBENCH_MASK_TIMEOUT")
+    if text is None:
+        return EVAL_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise MaskModError(f"ATTNBENCH_MASK_TIMEOUT must be a positive number of seconds, "
+                           f"got {text!r}")
+    return value
+
+
 def _job(case: Case, full: bool) -> dict[str, Any]:
     job: dict[str, Any] = {"ref": case.mask_mod, "batch": case.batch, "seq_q": case.seq_q,
                            "seq_kv": case.seq_kv, "full": full}
@@ -94,13 +109,14 @@ def _run(jobs: list[dict[str, Any]]) -> None:
             job["out"] = str(Path(folder) / f"{i}.npy")
         spec = Path(folder) / "jobs.json"
         spec.write_text(json.dumps(jobs))
+        limit = timeout_s()
         try:
             proc = subprocess.run([sys.executable, "-m", "attnbench.mask_eval", str(spec)],
-                                  capture_output=True, text=True, timeout=EVAL_TIMEOUT_S,
+                                  capture_output=True, text=True, timeout=limit,
                                   stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             raise MaskModError(f"mask_mod {jobs[0]['ref']!r}: evaluating it took more than "
-                               f"{EVAL_TIMEOUT_S:g} s (ATTNBENCH_MASK_TIMEOUT)") from None
+                               f"{limit:g} s (ATTNBENCH_MASK_TIMEOUT)") from None
         if proc.returncode != 0:
             lines = (proc.stderr or proc.stdout or "").strip().splitlines()
             said = lines[-1] if lines else f"the child process exited {proc.returncode}"
@@ -109,7 +125,7 @@ def _run(jobs: list[dict[str, Any]]) -> None:
             if job["full"]:
                 _TABLES[(job["ref"], job["batch"], job["seq_q"], job["seq_kv"])] = np.load(
                     job["out"])
-                while len(_TABLES) > KEPT:
+                while len(_TABLES) > 1 and sum(t.nbytes for t in _TABLES.values()) > KEPT_BYTES:
                     _TABLES.popitem(last=False)
 
 

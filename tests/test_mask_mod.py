@@ -143,3 +143,14 @@ def test_a_scenario_names_a_file_beside_it_and_bad_ones_are_scenario_errors(tmp_
         with pytest.raises(ScenarioError, match=words) as err:
             load_scenario(bad)
         assert "\n" not in str(err.value)
+
+
+def test_a_hanging_function_is_stopped_and_named(tmp_path, monkeypatch):
+    (tmp_path / "slow.py").write_text(
+        "import time\ndef f(b, h, q, k):\n    time.sleep(60)\n    return q >= k\n")
+    monkeypatch.setenv("ATTNBENCH_MASK_TIMEOUT", "2")
+    problem = mask_eval.check_cases([_case(f"{tmp_path / 'slow.py'}:f")])
+    assert "took more than 2 s (ATTNBENCH_MASK_TIMEOUT)" in problem
+    monkeypatch.setenv("ATTNBENCH_MASK_TIMEOUT", "soon")
+    assert "must be a positive number of seconds, got 'soon'" in mask_eval.check_cases(
+        [_case(f"{tmp_path / 'slow.py'}:f")])
