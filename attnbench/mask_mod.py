@@ -42,6 +42,7 @@ class Case(Protocol):
     seq_kv: int
     mask_mod: str | None
 
+
 REFERENCE = re.compile(r"^(?P<target>[^:()]+):(?P<name>[A-Za-z_]\w*)(?:\((?P<args>.*)\))?$",
                        re.DOTALL)
 CHUNK_ENTRIES = 2**22  # (row, key) pairs evaluated at once: 4 MiB of booleans
