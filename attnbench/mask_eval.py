@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -110,15 +111,21 @@ def _run(jobs: list[dict[str, Any]]) -> None:
         spec = Path(folder) / "jobs.json"
         spec.write_text(json.dumps(jobs))
         limit = timeout_s()
+        # a session of its own: on timeout its whole group goes, processes it started too
+        proc = subprocess.Popen([sys.executable, "-m", "attnbench.mask_eval", str(spec)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
         try:
-            proc = subprocess.run([sys.executable, "-m", "attnbench.mask_eval", str(spec)],
-                                  capture_output=True, text=True, timeout=limit,
-                                  stdin=subprocess.DEVNULL)
+            stdout, stderr = proc.communicate(timeout=limit)
         except subprocess.TimeoutExpired:
+            _kill_group(proc)
             raise MaskModError(f"mask_mod {jobs[0]['ref']!r}: evaluating it took more than "
                                f"{limit:g} s (ATTNBENCH_MASK_TIMEOUT)") from None
+        finally:
+            if proc.poll() is None:  # interrupted (Ctrl-C): leave nothing behind
+                _kill_group(proc)
         if proc.returncode != 0:
-            lines = (proc.stderr or proc.stdout or "").strip().splitlines()
+            lines = (stderr or stdout or "").strip().splitlines()
             said = lines[-1] if lines else f"the child process exited {proc.returncode}"
             raise MaskModError(said.removeprefix("MaskModError: "))
         for job in jobs:
@@ -127,6 +134,15 @@ def _run(jobs: list[dict[str, Any]]) -> None:
                     job["out"])
                 while len(_TABLES) > 1 and sum(t.nbytes for t in _TABLES.values()) > KEPT_BYTES:
                     _TABLES.popitem(last=False)
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    """Kill the child's process group and reap the child."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 class _Shape:

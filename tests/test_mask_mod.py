@@ -145,12 +145,41 @@ def test_a_scenario_names_a_file_beside_it_and_bad_ones_are_scenario_errors(tmp_
         assert "\n" not in str(err.value)
 
 
-def test_a_hanging_function_is_stopped_and_named(tmp_path, monkeypatch):
+def test_a_hanging_function_is_stopped_with_what_it_started(tmp_path, monkeypatch):
+    """It starts a process of its own, writes its pid, then sleeps: on the timeout both go."""
+    import os
+    import time
+
+    pid_file = tmp_path / "grandchild"
     (tmp_path / "slow.py").write_text(
-        "import time\ndef f(b, h, q, k):\n    time.sleep(60)\n    return q >= k\n")
-    monkeypatch.setenv("ATTNBENCH_MASK_TIMEOUT", "2")
+        "import subprocess, sys, time\n"
+        "def f(b, h, q, k):\n"
+        "    p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        f"    open({str(pid_file)!r}, 'w').write(str(p.pid))\n"
+        "    time.sleep(60)\n"
+        "    return q >= k\n")
+    monkeypatch.setenv("ATTNBENCH_MASK_TIMEOUT", "3")
     problem = mask_eval.check_cases([_case(f"{tmp_path / 'slow.py'}:f")])
-    assert "took more than 2 s (ATTNBENCH_MASK_TIMEOUT)" in problem
+    assert "took more than 3 s (ATTNBENCH_MASK_TIMEOUT)" in problem
+    pid = int(pid_file.read_text())
+    for _ in range(50):  # killed at once; reaped by init soon after
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        if _zombie(pid):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the function's own process outlived the timeout")
     monkeypatch.setenv("ATTNBENCH_MASK_TIMEOUT", "soon")
     assert "must be a positive number of seconds, got 'soon'" in mask_eval.check_cases(
         [_case(f"{tmp_path / 'slow.py'}:f")])
+
+
+def _zombie(pid: int) -> bool:
+    """Whether a process is dead but not yet reaped (state Z in /proc)."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
