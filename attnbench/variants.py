@@ -107,7 +107,7 @@ def visibility(case: Case, b: int, rows: np.ndarray | None = None) -> np.ndarray
 def empty_rows(case: Case) -> np.ndarray:
     """Boolean (batch, seq_q): True for the rows that see no key (they output zeros)."""
     if case.mask_mod is not None:
-        return _mask_mod_counts(case)[1].copy()
+        return _mask_mod_counts(case)[0] == 0
     out = np.zeros((case.batch, case.seq_q), dtype=bool)
     for b in range(case.batch):
         lo, hi = key_ranges(case, b)
@@ -118,7 +118,7 @@ def empty_rows(case: Case) -> np.ndarray:
 def visible_pairs_per_batch(case: Case) -> np.ndarray:
     """Exact number of visible (query, key) pairs of each batch element (per head)."""
     if case.mask_mod is not None:
-        return _mask_mod_counts(case)[0].copy()
+        return _mask_mod_counts(case)[0].sum(axis=1)
     out = np.empty(case.batch, dtype=np.int64)
     for b in range(case.batch):
         lo, hi = key_ranges(case, b)
@@ -129,8 +129,7 @@ def visible_pairs_per_batch(case: Case) -> np.ndarray:
 def row_counts(case: Case, b: int) -> np.ndarray:
     """How many keys each query row of batch element b sees (int64, seq_q)."""
     if case.mask_mod is not None:
-        return np.concatenate([visibility(case, b, rows).sum(axis=1)
-                               for rows in mask_mod.row_chunks(case)]).astype(np.int64)
+        return _mask_mod_counts(case)[0][b].copy()
     lo, hi = key_ranges(case, b)
     return np.maximum(hi - lo + 1, 0)
 
@@ -138,7 +137,7 @@ def row_counts(case: Case, b: int) -> np.ndarray:
 def key_counts(case: Case, b: int) -> np.ndarray:
     """How many query rows of batch element b see each key (int64, seq_kv)."""
     if case.mask_mod is not None:
-        return _mask_mod_counts(case)[2][b].copy()
+        return _mask_mod_counts(case)[1][b].copy()
     lo, hi = key_ranges(case, b)
     keep = hi >= lo
     diff = np.zeros(case.seq_kv + 1, dtype=np.int64)
@@ -148,20 +147,17 @@ def key_counts(case: Case, b: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=16)
-def _mask_mod_counts(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(visible pairs per batch element, empty rows (batch, seq_q), rows seeing each key
-    (batch, seq_kv)) of a case with a mask function, counted in chunks of rows."""
-    pairs = np.zeros(case.batch, dtype=np.int64)
-    empty = np.zeros((case.batch, case.seq_q), dtype=bool)
-    seen_by = np.zeros((case.batch, case.seq_kv), dtype=np.int64)
+def _mask_mod_counts(case: Case) -> tuple[np.ndarray, np.ndarray]:
+    """(keys each row sees (batch, seq_q), rows seeing each key (batch, seq_kv)) of a case with
+    a mask function, counted in chunks of rows; pairs and empty rows derive from the first."""
+    per_row = np.zeros((case.batch, case.seq_q), dtype=np.int64)
+    per_key = np.zeros((case.batch, case.seq_kv), dtype=np.int64)
     for b in range(case.batch):
         for rows in mask_mod.row_chunks(case):
             vis = visibility(case, b, rows)
-            per_row = vis.sum(axis=1)
-            pairs[b] += int(per_row.sum())
-            empty[b, rows] = per_row == 0
-            seen_by[b] += vis.sum(axis=0)
-    return pairs, empty, seen_by
+            per_row[b, rows] = vis.sum(axis=1)
+            per_key[b] += vis.sum(axis=0)
+    return per_row, per_key
 
 
 def mask_picture(case: Case, b: int = 0) -> np.ndarray:
