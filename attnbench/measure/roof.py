@@ -16,6 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from attnbench.measure.core_roof import KEY as CORES
+from attnbench.measure.core_roof import measure_core_roof
+
 MIN_CALL_S = 0.05  # grow n until one call takes this long (CPU)
 MAX_N = 4096
 CUDA_N = 8192
@@ -69,8 +72,12 @@ UNMEASURED = "unmeasured"  # key of a device's roofs: {dtype: why it has no roof
 def measure_roofs(device: str, dtypes: list[str], seconds: float = 0.3) -> dict[str, Any]:
     """Matmul roof in FLOP/s for each dtype on a device; None where it cannot be measured,
     and then under UNMEASURED the reason, so a missing roof fraction is explained; the copy
-    bandwidth under BANDWIDTH."""
+    bandwidth under BANDWIDTH; on the CPU, one core's rate times the cores under CORES
+    (measure/core_roof.py: the bound a busy machine cannot lower)."""
     out: dict[str, Any] = {BANDWIDTH: measure_bandwidth(device, seconds)}
+    cores = measure_core_roof(seconds) if device == "cpu" else None
+    if cores is not None:
+        out[CORES] = cores
     reasons: dict[str, str] = {}
     for dtype in dtypes:
         try:

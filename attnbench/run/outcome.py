@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from attnbench.case import Case
+from attnbench.measure.core_roof import core_roof
 from attnbench.plugin.backend import name_of
 from attnbench.plugin.facts import check_facts
 from attnbench.record import Record, Status, new_record
@@ -160,17 +161,29 @@ def _throughput(rec: Record) -> None:
 
 
 def judge_throughput(rec: dict[str, Any], roofs: dict[str, Any]) -> None:
-    """A record faster than the device can be is a failure (status error), saying why."""
+    """A record faster than the device can be is a failure (status error), saying why.
+
+    What the device can be: its best matmul roof, or on the CPU the cores times one core's
+    rate where that is higher (measure/core_roof.py: a busy machine's multi-threaded roof can
+    fall 100x below what the cores do, a single thread's rate does not)."""
     gflops = rec.get("gflops_per_s")
     per = roofs.get(str(rec.get("device"))) if isinstance(roofs, dict) else None
     known = [v for v in (per or {}).values() if _finite(v) and v > 0]
-    if not _finite(gflops) or not known or rec.get("status") not in (Status.OK, "ok"):
+    roof, cores = max(known, default=0.0), core_roof(per)
+    limit = max(roof, cores or 0.0)
+    if not _finite(gflops) or limit <= 0 or rec.get("status") not in (Status.OK, "ok"):
         return
-    ceiling = IMPOSSIBLE_OVER_ROOF * max(known)
-    if gflops * 1e9 > ceiling:
+    if gflops * 1e9 > IMPOSSIBLE_OVER_ROOF * limit:
         rec["status"] = Status.ERROR.value
         rec["error"] = (f"impossible throughput: {gflops:.4g} GFLOP/s is "
-                        f"{gflops * 1e9 / max(known):.3g} x the device's best measured matmul "
-                        f"roof ({max(known) / 1e9:.4g} GFLOP/s): the calls timed cannot have "
-                        "done the case's work")
+                        f"{gflops * 1e9 / limit:.3g} x the most the device was measured to do "
+                        f"({limit / 1e9:.4g} GFLOP/s: {_limit_source(roof, cores)}): the calls "
+                        "timed cannot have done the case's work")
         rec["flags"] = [*rec.get("flags", []), "impossible_throughput"]
+
+
+def _limit_source(roof: float, cores: float | None) -> str:
+    if cores is not None and cores > roof:
+        above = f", above its matmul roof of {roof / 1e9:.4g}" if roof > 0 else ""
+        return f"its cores times one core's matmul rate{above}"
+    return "its best matmul roof"

@@ -7,6 +7,7 @@ import pytest
 
 from attnbench.measure.roof import (
     BANDWIDTH,
+    CORES,
     bandwidth_roof,
     measure_bandwidth,
     measure_roofs,
@@ -16,7 +17,7 @@ from attnbench.measure.roof import (
 
 def test_cpu_roof_is_measured_per_dtype():
     roofs = measure_roofs("cpu", ["float32", "float64"], seconds=0.05)
-    assert set(roofs) == {"float32", "float64", BANDWIDTH}
+    assert set(roofs) == {"float32", "float64", BANDWIDTH, CORES}
     for dtype in ("float32", "float64"):
         assert 1e8 < roofs[dtype] < 1e14  # a real CPU: 0.1 GFLOP/s .. 100 TFLOP/s
     assert 1e8 < bandwidth_roof(roofs) < 1e13  # 0.1 GB/s .. 10 TB/s
