@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import os
 import re
+import sys
 from functools import cache
+
+# device files without which no CUDA device can be opened on Linux: the NVIDIA driver's
+# (bare metal, containers given a GPU) and WSL2's GPU paravirtualisation
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg")
 
 
 def first_line(exc: BaseException) -> str:
@@ -50,12 +56,21 @@ def version_failure(module: str, minimum: str) -> str | None:
     return None
 
 
+def no_gpu_driver(files: tuple[str, ...] = GPU_DEVICE_FILES) -> bool:
+    """True on Linux when none of the GPU driver's device files exists: CUDA cannot be there,
+    and torch (seconds to import) need not be asked. Elsewhere False: torch is asked."""
+    return sys.platform.startswith("linux") and not any(os.path.exists(f) for f in files)
+
+
 @cache
 def device_failure(device: str) -> str | None:
     """The reason a device cannot be used here, or None."""
     if device == "cpu":
         return None
     if device == "cuda":
+        if no_gpu_driver():
+            return ("no CUDA device: no NVIDIA driver's device files here (/dev/nvidiactl, "
+                    "/dev/nvidia0, /dev/dxg)")
         if import_failure("torch"):
             return "CUDA needs torch, which is not importable"
         import torch

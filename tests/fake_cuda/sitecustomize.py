@@ -16,16 +16,24 @@ from types import ModuleType
 from typing import Any
 
 
-def _pretend(module: ModuleType) -> None:
+def _pretend_torch(module: ModuleType) -> None:
     module.cuda.is_available = lambda: True  # type: ignore[attr-defined]
     module.cuda.device_count = lambda: 1  # type: ignore[attr-defined]
 
 
+def _pretend_driver(module: ModuleType) -> None:
+    """attnbench asks torch only where the driver's device files exist: pretend they do."""
+    module.no_gpu_driver = lambda *args: False  # type: ignore[attr-defined]
+
+
+PRETEND = {"torch": _pretend_torch, "attnbench.plugin.probes": _pretend_driver}
+
+
 class _PretendCuda(importlib.abc.MetaPathFinder):
-    """Finds torch as usual, then patches torch.cuda once its import has run."""
+    """Finds torch (and attnbench's probes) as usual, then patches them once imported."""
 
     def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
-        if name != "torch":
+        if name not in PRETEND:
             return None
         spec = importlib.machinery.PathFinder.find_spec(name, path)
         if spec is None or spec.loader is None:
@@ -34,7 +42,7 @@ class _PretendCuda(importlib.abc.MetaPathFinder):
 
         def exec_module(module: ModuleType) -> None:
             run(module)
-            _pretend(module)
+            PRETEND[name](module)
 
         spec.loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec
