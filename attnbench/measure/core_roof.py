@@ -12,11 +12,11 @@ record into an error.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from attnbench.measure.fastest import fastest_call_s
 from attnbench.measure.threads import available_cores
 
 KEY = "cores"  # key of a device's roofs: {"flops_per_s": ..., "per_core_flops_per_s": ...}
@@ -48,13 +48,7 @@ def _best_call_s(seconds: float) -> float | None:
     if matmul is None:
         return None
     with matmul as fn:
-        fn()
-        best, calls, start = float("inf"), 0, time.perf_counter()
-        while calls < 3 or time.perf_counter() - start < seconds:
-            t0 = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - t0)
-            calls += 1
+        best = fastest_call_s(fn, seconds)
     return best if best > 0 else None
 
 

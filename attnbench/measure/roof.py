@@ -18,6 +18,7 @@ from typing import Any
 
 from attnbench.measure.core_roof import KEY as CORES
 from attnbench.measure.core_roof import measure_core_roof
+from attnbench.measure.fastest import fastest_call_s
 
 MIN_CALL_S = 0.05  # grow n until one call takes this long (CPU)
 MAX_N = 4096
@@ -122,17 +123,6 @@ def measure_bandwidth(device: str, seconds: float = 0.3) -> dict[str, Any]:
                 "why": f"the copy raised {type(exc).__name__}: {exc}"[:300]}
 
 
-def _best_of(call: Callable[[], Any], seconds: float) -> float:
-    call()  # first touch: page faults, not bandwidth
-    best, calls, start = float("inf"), 0, time.perf_counter()
-    while calls < 3 or time.perf_counter() - start < seconds:
-        t0 = time.perf_counter()
-        call()
-        best = min(best, time.perf_counter() - t0)
-        calls += 1
-    return best
-
-
 def _cpu_copy(size: int, seconds: float) -> float:
     """Seconds of the best copy of size bytes: torch's (threaded as the cases are) when
     importable, else NumPy's."""
@@ -141,13 +131,13 @@ def _cpu_copy(size: int, seconds: float) -> float:
 
         src = torch.ones(size // 4, dtype=torch.float32)
         dst = torch.empty_like(src)
-        return _best_of(lambda: dst.copy_(src), seconds)
+        return fastest_call_s(lambda: dst.copy_(src), seconds)
     except ImportError:
         import numpy as np
 
         a = np.ones(size // 4, dtype=np.float32)
         b = np.empty_like(a)
-        return _best_of(lambda: np.copyto(b, a), seconds)
+        return fastest_call_s(lambda: np.copyto(b, a), seconds)
 
 
 def _cuda_copy(size: int, seconds: float) -> float:
