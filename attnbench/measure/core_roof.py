@@ -3,7 +3,7 @@
 The matmul roof (measure/roof.py) is a multi-threaded matmul; while other processes share the
 cores, its threads wait for each other at every barrier each time one is descheduled, and its
 rate falls far below the machine's (on the 2-core VM, with six torch processes running matmuls:
-0.3 to 5 GFLOP/s against about 170 idle). One thread's best call over a few hundred ms is not
+0.3 to 5 GFLOP/s against about 170 idle). One thread's best call over a tenth of a second is not
 slowed that way (the same load: 102 GFLOP/s against 103 idle), so cores x that rate bounds what
 the machine can do whether it was busy or not. The judge of impossible throughputs
 (run/outcome.py) takes the larger of the two, so a busy machine's low roof cannot turn a
@@ -21,6 +21,7 @@ from attnbench.measure.threads import available_cores
 
 KEY = "cores"  # key of a device's roofs: {"flops_per_s": ..., "per_core_flops_per_s": ...}
 CORE_N = 256  # 2·256³ FLOPs: a fraction of a millisecond, inside one time slice of a busy core
+MAX_SECONDS = 0.1  # hundreds of such calls: enough for one undisturbed call on a busy core
 DTYPE = "float32"
 METHOD = (f"best of repeated {CORE_N} x {CORE_N} {DTYPE} matmuls on one thread, times the cores "
           "this process may run on")
@@ -31,7 +32,7 @@ def measure_core_roof(seconds: float) -> dict[str, Any] | None:
     single-threaded BLAS matmul can be run (neither torch nor threadpoolctl importable, or
     the matmul raised: then only the multi-threaded roof bounds throughputs)."""
     try:
-        best = _best_call_s(seconds)
+        best = _best_call_s(min(seconds, MAX_SECONDS))
     except Exception:  # noqa: BLE001 (a broken BLAS: the roof without this bound)
         return None
     if best is None:
@@ -50,14 +51,6 @@ def _best_call_s(seconds: float) -> float | None:
     with matmul as fn:
         best = fastest_call_s(fn, seconds)
     return best if best > 0 else None
-
-
-def core_roof(per_device: dict[str, Any] | None) -> float | None:
-    """The cores' rate among a device's roofs (FLOP/s), or None."""
-    entry = (per_device or {}).get(KEY)
-    value = entry.get("flops_per_s") if isinstance(entry, dict) else None
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-    return float(value) if ok else None
 
 
 def _one_thread_matmul() -> Any:

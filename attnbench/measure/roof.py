@@ -67,6 +67,13 @@ def roof_fraction(record: dict[str, Any], roofs: dict[str, dict[str, Any]]) -> N
             record["roofline_fraction"] = gflops * 1e9 / line
 
 
+def core_roof(per_device: dict[str, Any] | None) -> float | None:
+    """The cores' rate (measure/core_roof.py) among a device's roofs in FLOP/s, or None."""
+    entry = (per_device or {}).get(CORES)
+    value = entry.get("flops_per_s") if isinstance(entry, dict) else None
+    return float(value) if _positive(value) else None
+
+
 UNMEASURED = "unmeasured"  # key of a device's roofs: {dtype: why it has no roof}
 
 

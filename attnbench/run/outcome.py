@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from attnbench.case import Case
-from attnbench.measure.core_roof import core_roof
+from attnbench.measure.roof import core_roof
 from attnbench.plugin.backend import name_of
 from attnbench.plugin.facts import check_facts
 from attnbench.record import Record, Status, new_record

@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 
 from attnbench.measure.ceiling import cpu_ceiling
-from attnbench.measure.core_roof import CORE_N, core_roof, measure_core_roof
-from attnbench.measure.roof import measure_roofs
+from attnbench.measure.core_roof import CORE_N, measure_core_roof
+from attnbench.measure.roof import core_roof, measure_roofs
 from attnbench.measure.threads import available_cores
 
 
