@@ -20,7 +20,8 @@ from attnbench.measure.core_roof import KEY as CORES
 from attnbench.measure.core_roof import measure_core_roof
 from attnbench.measure.fastest import fastest_call_s
 
-MIN_CALL_S = 0.05  # grow n until one call takes this long (CPU)
+MIN_CALL_S = 0.02  # grow n until one call takes this long (CPU): 1000s of times any timer or
+# thread wake-up cost; 0.05 s grew bfloat16 to n = 4096 here (0.36 s a call, 1.9 s a roof, 0.5 now)
 MAX_N = 4096
 CUDA_N = 8192
 METHOD = "best of repeated n x n matmuls (2 n^3 FLOPs) in the case dtype on the device"
