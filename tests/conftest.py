@@ -182,17 +182,27 @@ def build_run(name: str, folder: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def real_run(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
-    """real_run(name) -> the folder of a tiny real run ("base", "slow", "wrong"), built once.
+    """real_run(name) -> the folder of a tiny real run ("base", "slow", "wrong"), built once
+    per `pytest` call: the pytest-xdist workers share it (the first to ask builds it under a
+    lock, the others wait and read it).
 
     Treat the folder as read-only: copy it to change it.
     """
-    folder = tmp_path_factory.mktemp("runs")
-    built: dict[str, Path] = {}
+    base = tmp_path_factory.getbasetemp()
+    # under xdist each worker's base is a folder of the session's own (popen-gwN): its parent
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-runs"
+    folder.mkdir(exist_ok=True)
 
     def get(name: str) -> Path:
-        if name not in built:
-            built[name] = build_run(name, folder)
-        return built[name]
+        import fcntl
+
+        with open(folder / f"{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (folder / f"{name}.built").is_file():
+                shutil.rmtree(folder / name, ignore_errors=True)  # a build that failed part-way
+                build_run(name, folder)
+                (folder / f"{name}.built").touch()
+        return folder / name
 
     return get
 

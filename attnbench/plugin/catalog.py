@@ -10,7 +10,7 @@ asked that process to load. A case's own unsupported() is asked in the backend's
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ from attnbench.sanitize import plain
 DEVICES = ("cpu", "cuda")
 CATALOG_TIMEOUT_S = 300.0  # importing torch and every plugin on a cold disk
 TUPLE_FIELDS = ("devices", "dtypes", "masks", "modes", "variants")
+NOT_PROBED = ("its availability was not checked: the run named other backends (-b), and a "
+              "check can cost seconds (importing torch)")
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,12 @@ class BackendInfo:
     availability: tuple[str, ...] = ()  # why it cannot run at all here
     device_reasons: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     broken: bool = False  # availability() or device_reasons() raised or hung
+    probed: bool = True  # False: the run named other backends, so its checks were not called
 
     def reasons_on(self, device: str) -> list[str]:
         """Why it cannot run on a device here ([] when it can)."""
+        if not self.probed:
+            return [NOT_PROBED]
         return list(self.availability) + list(self.device_reasons.get(device, ()))
 
     def to_dict(self) -> dict[str, Any]:
@@ -50,7 +55,7 @@ class BackendInfo:
                 "origin": dict(self.origin), "plugin": self.plugin,
                 "description": self.description, "availability": list(self.availability),
                 "device_reasons": {d: list(r) for d, r in self.device_reasons.items()},
-                "broken": self.broken}
+                "broken": self.broken, "probed": self.probed}
 
     @classmethod
     def from_dict(cls, d: Any) -> BackendInfo:
@@ -67,7 +72,7 @@ class BackendInfo:
         return cls(name, str(d.get("framework")), caps, origin, plain(str(d.get("plugin", ""))),
                    str(d.get("description") or ""), _texts(d.get("availability")),
                    {str(k): _texts(v) for k, v in (d.get("device_reasons") or {}).items()},
-                   d.get("broken") is True)
+                   d.get("broken") is True, d.get("probed") is not False)
 
 
 def _texts(x: Any) -> tuple[str, ...]:
@@ -155,26 +160,35 @@ class Catalog:
         return cat
 
 
-def describe(registry: Any) -> dict[str, Any]:
-    """The catalog of a registry built in this process (the catalog process's answer)."""
+def describe(registry: Any, probe: Collection[str] | None = None) -> dict[str, Any]:
+    """The catalog of a registry built in this process (the catalog process's answer).
+
+    probe: the backends whose availability() and device_reasons() are called (None: all); the
+    others are described without them (probed False), as a run that names its backends needs
+    no other's checks (the built-in ones import torch: 1.5 s of CPU)."""
     entries = []
     for name, b in registry.backends.items():
-        avail = guard.reasons("availability()", b.availability, owner=b)
-        devices = {d: guard.reasons("device_reasons()", b.device_reasons, d, owner=b)
-                   for d in DEVICES if d in b.capabilities.devices}
-        entries.append({
-            "name": name, "framework": b.framework,
-            "capabilities": capabilities_to_dict(b.capabilities),
-            "origin": registry.origin_of(name), "plugin": registry.origins[name],
-            "description": b.description,
-            "availability": avail.value if avail.ok else [str(avail.failure)],
-            "device_reasons": {d: o.value if o.ok else [str(o.failure)]
-                               for d, o in devices.items()},
-            "broken": not avail.ok or not all(o.ok for o in devices.values())})
+        entry = {"name": name, "framework": b.framework,
+                 "capabilities": capabilities_to_dict(b.capabilities),
+                 "origin": registry.origin_of(name), "plugin": registry.origins[name],
+                 "description": b.description}
+        checked = _checks(b) if probe is None or name in probe else {"probed": False}
+        entries.append({**entry, **checked})
     observers = [impl.plugin_name for impl in
                  registry.pm.hook.attnbench_record_written.get_hookimpls()]
     return {"backends": entries, "failures": [list(f) for f in registry.failures],
             "scenario_dirs": registry.scenario_dirs(), "observers": observers}
+
+
+def _checks(b: Any) -> dict[str, Any]:
+    """A backend's availability() and device_reasons(), guarded (a raise or hang: broken)."""
+    avail = guard.reasons("availability()", b.availability, owner=b)
+    devices = {d: guard.reasons("device_reasons()", b.device_reasons, d, owner=b)
+               for d in DEVICES if d in b.capabilities.devices}
+    return {"availability": avail.value if avail.ok else [str(avail.failure)],
+            "device_reasons": {d: o.value if o.ok else [str(o.failure)]
+                               for d, o in devices.items()},
+            "broken": not avail.ok or not all(o.ok for o in devices.values())}
 
 
 def module_files() -> list[str]:

@@ -14,10 +14,12 @@ from attnbench.sanitize import plain
 
 
 def load_catalog(plugins: list[str] | tuple[str, ...], autoload: bool | None = None,
-                  log_dir: Path | None = None, run_limit: float | None = None) -> Catalog:
+                  log_dir: Path | None = None, run_limit: float | None = None,
+                  probe: list[str] | None = None) -> Catalog:
     """Ask catalog processes, one per plugin (the built-ins share one), started side by side:
     a plugin describes only its own backends, so it cannot rewrite another's capabilities,
-    availability or origin (this process imports none)."""
+    availability or origin (this process imports none). probe: the backends a run names, the
+    only ones whose availability is checked (None: every one; plugin/catalog.describe)."""
     import tempfile
 
     from attnbench.plugin.registry import autoload_enabled, plugin_origins
@@ -27,15 +29,18 @@ def load_catalog(plugins: list[str] | tuple[str, ...], autoload: bool | None = N
     groups = [[o for o in origins if o["kind"] == "builtin"]]
     groups += [[o] for o in origins if o["kind"] != "builtin"]
     with tempfile.TemporaryDirectory(prefix="attnbench-catalog-") as tmp:
-        answers = _ask_catalogs(groups, log_dir or Path(tmp), run_limit)
+        answers = _ask_catalogs(groups, log_dir or Path(tmp), run_limit, probe)
     cat = Catalog(plugin_specs=tuple(plugins), autoload=auto)
     for group, data in zip(groups, answers, strict=True):
         _merge(cat, group, data)
+    if probe is not None:  # whatever a catalog process says, only those asked for were checked
+        cat.backends = {n: b if n in probe else replace(b, probed=False)
+                        for n, b in cat.backends.items()}
     return cat
 
 
 def _ask_catalogs(groups: list[list[dict[str, str]]], log_dir: Path,
-                  run_limit: float | None) -> list[dict[str, Any]]:
+                  run_limit: float | None, probe: list[str] | None) -> list[dict[str, Any]]:
     """Each group's catalog answer, from processes launched together (UsageError if one
     fails: it names the plugin)."""
     from attnbench.plugin.registry import origin_label
@@ -51,7 +56,7 @@ def _ask_catalogs(groups: list[list[dict[str, str]]], log_dir: Path,
         for group, w in zip(groups, workers, strict=True):
             try:
                 w.ready(CATALOG_TIMEOUT_S)
-                answers.append(w.request({"catalog": True}, CATALOG_TIMEOUT_S).data)
+                answers.append(w.request({"catalog": True, "probe": probe}, CATALOG_TIMEOUT_S).data)
             except (WorkerDied, WorkerTimeout) as exc:
                 tail = (getattr(exc, "log_tail", "") or "").strip().splitlines()[-1:]
                 who = "built-in backends" if len(group) > 1 else origin_label(group[0])

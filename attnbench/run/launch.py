@@ -33,7 +33,8 @@ def launch_sweep(args: argparse.Namespace, argv: list[str], defaults: argparse.N
     names = args.scenario or ["default" if timed else "smoke"]
     early = _shipped_scenarios(names)  # a bad file fails before any plugin is loaded
     executor = executor_from_args(args)  # bad executor flags too
-    catalog = load_catalog(args.plugin, run_limit=args.timeout)  # this process imports none
+    catalog = load_catalog(args.plugin, run_limit=args.timeout,  # this process imports none
+                           probe=list(args.backend) or None)  # only named backends are checked
     for plugin, reason in catalog.failures:
         print(f"attnbench: plugin {plugin} failed: {reason}", file=sys.stderr)
     scenarios = [early.get(n) or resolve_scenario(n, catalog.scenario_dirs) for n in names]

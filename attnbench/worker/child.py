@@ -96,7 +96,9 @@ class Session:
         if "catalog" in msg and self.role == "catalog":
             from attnbench.plugin.catalog import describe, module_files
 
-            return {"catalog": describe(self.registry), "module_files": module_files()}
+            probe = msg.get("probe")  # the backends whose checks to call (None: all)
+            names = [str(n) for n in probe] if isinstance(probe, list) else None
+            return {"catalog": describe(self.registry, names), "module_files": module_files()}
         if "observe" in msg and self.role == "observer":
             from attnbench.plugin.record_hooks import call_hooks
 

@@ -18,8 +18,10 @@ STEPS = ("facts", "setup", "list", "smoke", "backward", "crosscheck", "kernels",
 GROUPS = ("env", "checks", "timer", "sweep", "flex", "variants", "bench")
 LINE = re.compile(r"^\[[\d:]+\] step ([\w-]+): (ok|STOPPED at its cap|SKIPPED|FAILED|not asked)")
 
-# runs the CLI, its workers and torch.compile, each step against its time cap: alone
-pytestmark = [pytest.mark.process, pytest.mark.alone]
+# runs the CLI, its workers and torch.compile, each step against its time cap. Not `alone`: a
+# step that meets its cap on a loaded machine is still packed and passes (facts, set-up and list
+# take seconds against caps of 10-30 s), so it runs beside the other test files.
+pytestmark = pytest.mark.process
 
 
 def session(tmp_path: Path, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:

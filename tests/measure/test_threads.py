@@ -1,4 +1,4 @@
-"""Thread settings: a library not imported yet is not imported by force, and still gets the count."""
+"""Thread settings: a library not imported yet is not imported by force, yet gets the count."""
 
 from __future__ import annotations
 
