@@ -13,7 +13,9 @@ from attnbench.measure.timing import TimerConfig
 from attnbench.plugin.registry import build_registry
 from attnbench.run.execute import CaseData, Options, execute
 
-SETUP_S = 0.5
+# A set-up cost far above any call of these tiny cases: 0.5 s was once met by a first
+# torch-naive fwd_bwd call under the parallel tests' load (520 ms), sleeping costs no CPU.
+SETUP_S = 2.0
 
 
 def slow_setup(name: str):
