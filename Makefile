@@ -46,7 +46,7 @@ check: $(STAMP)
 # time caps, or start a Ray cluster) run after them, one at a time.
 TEST_JOBS ?= 4
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile -m "not alone" --durations=10 \
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder -m "not alone" --durations=10 \
 		$(NO_TESTS)
 	$(BIN)/python -m pytest -q -m alone --durations=5 $(NO_TESTS)
 

@@ -54,12 +54,39 @@ RUNS = {  # name -> (verb, scenario text, backends, environment, expected exit c
 }
 
 
+# The test files that take longest (`--durations`, make test's parallel pass, this 2-core VM),
+# longest first. The Makefile keeps pytest-xdist from reordering files (--no-loadscope-reorder),
+# so these start first and the many short tests fill the gaps at the end, rather than a
+# three-minute file starting last (longest-first scheduling).
+LONGEST_FIRST = ("e2e/test_gpu_session.py", "e2e/test_integrity.py", "e2e/test_damaged_runs.py",
+                 "e2e/test_cli.py", "plugin/test_plugins.py", "run/test_resume.py",
+                 "verify/test_bound.py", "e2e/test_verdicts.py", "e2e/test_setup.py")
+
+
+def _file(item: pytest.Item) -> str:
+    return item.nodeid.split("::")[0].removeprefix("tests/")
+
+
+def _start_order(items: list[pytest.Item]) -> dict[str, tuple[int, int]]:
+    """Where each test file starts: the longest ones in order, then files starting processes,
+    then the rest (in collection order within each)."""
+    rank: dict[str, tuple[int, int]] = {}
+    for item in items:
+        path = _file(item)
+        mine = ((0, LONGEST_FIRST.index(path)) if path in LONGEST_FIRST
+                else (1 if item.get_closest_marker("process") else 2, 0))
+        rank[path] = min(rank.get(path, mine), mine)
+    return rank
+
+
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         uses = PROCESS_FIXTURES & set(getattr(item, "fixturenames", ()))
         if uses or any(name in item.nodeid for name in COMPILING):
             item.add_marker(pytest.mark.process)
+    rank = _start_order(items)
+    items.sort(key=lambda item: rank[_file(item)])  # stable: a file's tests keep their order
 
 
 def _program(executable: object, argv: object) -> str:

@@ -197,8 +197,13 @@ def _cpu_matmul(dtype: str, n: int) -> Callable[[], Any] | None:
     return lambda: np.matmul(a, b)
 
 
+_SIZE: dict[str, int] = {}  # dtype -> the n this process's first CPU roof grew to
+
+
 def _cpu_roof(dtype: str, seconds: float) -> float | None:
-    n, fn, call_s = 256, None, 0.0
+    """The CPU roof in dtype: n grown from 256 the first time, then the same n again, so the
+    roofs at the start and end of a run (one roof worker) time the same matmul."""
+    n, fn, call_s = _SIZE.get(dtype, 256), None, 0.0
     while True:
         fn = _cpu_matmul(dtype, n)
         if fn is None:
@@ -207,9 +212,10 @@ def _cpu_roof(dtype: str, seconds: float) -> float | None:
         t0 = time.perf_counter()
         fn()
         call_s = time.perf_counter() - t0
-        if call_s >= MIN_CALL_S or n >= MAX_N:
+        if dtype in _SIZE or call_s >= MIN_CALL_S or n >= MAX_N:
             break
         n *= 2
+    _SIZE[dtype] = n
     best, calls, start = call_s, 1, time.perf_counter()
     while calls < 3 or time.perf_counter() - start < seconds:
         t0 = time.perf_counter()

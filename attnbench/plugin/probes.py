@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import os
 import re
 import sys
@@ -44,8 +43,11 @@ def version_failure(module: str, minimum: str) -> str | None:
         return failure
     version = str(getattr(importlib.import_module(module), "__version__", "") or "")
     if not version:
+        # imported here, not at the top: every worker imports this module, few get this far
+        from importlib.metadata import version as installed
+
         try:
-            version = importlib.metadata.version(module.split(".")[0])
+            version = installed(module.split(".")[0])
         except Exception:  # no distribution metadata: the version stays unknown
             version = ""
     found, need = parse_version(version), parse_version(minimum) or ()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from attnbench.measure import roof
 from attnbench.measure.roof import (
     BANDWIDTH,
     CORES,
@@ -21,6 +22,20 @@ def test_cpu_roof_is_measured_per_dtype():
     for dtype in ("float32", "float64"):
         assert 1e8 < roofs[dtype] < 1e14  # a real CPU: 0.1 GFLOP/s .. 100 TFLOP/s
     assert 1e8 < bandwidth_roof(roofs) < 1e13  # 0.1 GB/s .. 10 TB/s
+
+
+def test_a_later_cpu_roof_times_the_matmul_the_first_grew_to(monkeypatch):
+    """The end roof of a run times the same n x n matmul as its start (one roof worker)."""
+    asked: list[int] = []
+    real = roof._cpu_matmul
+    monkeypatch.setattr(roof, "_SIZE", {})
+    monkeypatch.setattr(roof, "_cpu_matmul", lambda dtype, n: asked.append(n) or real(dtype, n))
+    first = roof._cpu_roof("float32", 0.01)
+    grown = asked[-1]
+    assert asked[0] == 256 and grown == max(asked)
+    asked.clear()
+    second = roof._cpu_roof("float32", 0.01)
+    assert asked == [grown] and first and second and 0.2 < second / first < 5
 
 
 @pytest.mark.alone  # two readings of the hardware compared
