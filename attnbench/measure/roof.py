@@ -78,15 +78,19 @@ def core_roof(per_device: dict[str, Any] | None) -> float | None:
 UNMEASURED = "unmeasured"  # key of a device's roofs: {dtype: why it has no roof}
 
 
-def measure_roofs(device: str, dtypes: list[str], seconds: float = 0.3) -> dict[str, Any]:
+def measure_roofs(device: str, dtypes: list[str], seconds: float = 0.3,
+                  matmul_only: bool = False) -> dict[str, Any]:
     """Matmul roof in FLOP/s for each dtype on a device; None where it cannot be measured,
-    and then under UNMEASURED the reason, so a missing roof fraction is explained; the copy
-    bandwidth under BANDWIDTH; on the CPU, one core's rate times the cores under CORES
-    (measure/core_roof.py: the bound a busy machine cannot lower)."""
-    out: dict[str, Any] = {BANDWIDTH: measure_bandwidth(device, seconds)}
-    cores = measure_core_roof(seconds) if device == "cpu" else None
-    if cores is not None:
-        out[CORES] = cores
+    and then under UNMEASURED the reason, so a missing roof fraction is explained; unless
+    matmul_only (the roofs at the end of a run and between its cases: only the matmul roofs
+    are compared there), the copy bandwidth under BANDWIDTH and, on the CPU, one core's rate
+    times the cores under CORES (measure/core_roof.py: the bound a busy machine cannot lower)."""
+    out: dict[str, Any] = {}
+    if not matmul_only:
+        out[BANDWIDTH] = measure_bandwidth(device, seconds)
+        cores = measure_core_roof(seconds) if device == "cpu" else None
+        if cores is not None:
+            out[CORES] = cores
     reasons: dict[str, str] = {}
     for dtype in dtypes:
         try:

@@ -109,7 +109,8 @@ class Sweep:
         """In a long sweep, the roofs again once ROOF_EVERY_S passed since the last."""
         if time.monotonic() - self._roof_at < ROOF_EVERY_S:
             return
-        roofs = {device: self._roof(device, roof_s) for device in self.devices()}
+        roofs = {device: self._roof(device, roof_s, matmul_only=True)
+                 for device in self.devices()}
         self.roofs_during.append({"at_s": round(time.monotonic() - self._began, 1),
                                   "roofs": roofs})
         self._roof_at = time.monotonic()
@@ -118,11 +119,12 @@ class Sweep:
         """The roofs again after the last case, to see whether the machine slowed down."""
         t0 = time.perf_counter()
         for device in self.devices():
-            self.roofs_end[device] = self._roof(device, roof_s)
+            self.roofs_end[device] = self._roof(device, roof_s, matmul_only=True)
         self.end_roof_s = round(time.perf_counter() - t0, 3)
 
-    def _roof(self, device: str, roof_s: float) -> dict[str, Any]:
-        """One device's roofs, measured in the roof worker (it imports no plugin)."""
+    def _roof(self, device: str, roof_s: float, matmul_only: bool = False) -> dict[str, Any]:
+        """One device's roofs, measured in the roof worker (it imports no plugin); matmul_only:
+        the matmul roofs alone (those compared at the end and between cases), no bandwidth."""
         dtypes = sorted({c.dtype for _, c in self.plan.items if c.device == device}
                         | {ROOF_DTYPES.get(device, "float32")})
         out: dict[str, Any] = {d: None for d in dtypes}
@@ -134,7 +136,7 @@ class Sweep:
                 w = self._roof_worker = self.tasks.new_worker("roof", role="roof")
                 info = w.start(min(self.timeout_s, START_TIMEOUT_S))
                 self.tasks.process_info = self.tasks.process_info or info.get("process")
-            msg = {"roof": device, "dtypes": dtypes, "seconds": roof_s}
+            msg = {"roof": device, "dtypes": dtypes, "seconds": roof_s, "matmul_only": matmul_only}
             roofs = w.request(msg, ROOF_TIMEOUT_S).data.get("roofs")
             if isinstance(roofs, dict):
                 out = roofs

@@ -91,8 +91,9 @@ class Session:
         if "roof" in msg and self.role == "roof":
             from attnbench.measure.roof import measure_roofs
 
-            return {"roofs": measure_roofs(msg["roof"], msg["dtypes"], msg.get("seconds", 0.3)),
-                    "worker_s": time.perf_counter() - t0}
+            roofs = measure_roofs(msg["roof"], msg["dtypes"], msg.get("seconds", 0.3),
+                                  matmul_only=msg.get("matmul_only") is True)
+            return {"roofs": roofs, "worker_s": time.perf_counter() - t0}
         if "catalog" in msg and self.role == "catalog":
             from attnbench.plugin.catalog import describe, module_files
 

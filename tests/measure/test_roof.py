@@ -24,6 +24,12 @@ def test_cpu_roof_is_measured_per_dtype():
     assert 1e8 < bandwidth_roof(roofs) < 1e13  # 0.1 GB/s .. 10 TB/s
 
 
+def test_the_roofs_compared_at_the_end_of_a_run_are_the_matmul_roofs_alone():
+    """The end roof and those between cases: no copy bandwidth and no cores' rate (unused)."""
+    roofs = measure_roofs("cpu", ["float32"], seconds=0.05, matmul_only=True)
+    assert set(roofs) == {"float32"} and 1e8 < roofs["float32"] < 1e14
+
+
 def test_a_later_cpu_roof_times_the_matmul_the_first_grew_to(monkeypatch):
     """The end roof of a run times the same n x n matmul as its start (one roof worker)."""
     asked: list[int] = []
