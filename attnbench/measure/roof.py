@@ -213,20 +213,23 @@ def _cpu_roof(dtype: str, seconds: float) -> float | None:
         if fn is None:
             return None
         fn()
-        t0 = time.perf_counter()
-        fn()
-        call_s = time.perf_counter() - t0
+        call_s = min(_seconds(fn) for _ in range(2))  # one stall must not stop the growth
         if dtype in _SIZE or call_s >= MIN_CALL_S or n >= MAX_N:
             break
         n *= 2
     _SIZE[dtype] = n
     best, calls, start = call_s, 1, time.perf_counter()
     while calls < 3 or time.perf_counter() - start < seconds:
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, _seconds(fn))
         calls += 1
     return 2.0 * n**3 / best
+
+
+def _seconds(fn: Callable[[], Any]) -> float:
+    """The wall time of one call of fn."""
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def _cuda_roof(dtype: str, seconds: float) -> float:

@@ -41,7 +41,7 @@ def test_a_later_cpu_roof_times_the_matmul_the_first_grew_to(monkeypatch):
     assert asked[0] == 256 and grown == max(asked)
     asked.clear()
     second = roof._cpu_roof("float32", 0.01)
-    assert asked == [grown] and first and second and 0.2 < second / first < 5
+    assert asked == [grown] and first > 0 and second > 0  # rates: the test above
 
 
 @pytest.mark.alone  # two readings of the hardware compared
