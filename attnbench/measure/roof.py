@@ -205,24 +205,24 @@ _SIZE: dict[str, int] = {}  # dtype -> the n this process's first CPU roof grew 
 
 
 def _cpu_roof(dtype: str, seconds: float) -> float | None:
-    """The CPU roof in dtype: n grown from 256 the first time, then the same n again, so the
-    roofs at the start and end of a run (one roof worker) time the same matmul."""
-    n, fn, call_s = _SIZE.get(dtype, 256), None, 0.0
+    """The CPU roof in dtype: the best of at least 3 calls and `seconds` of an n x n matmul, n
+    grown from 256 the first time, then the same n again, so the roofs at the start and end of a
+    run (one roof worker) time the same matmul. The calls that chose n are among those counted."""
+    n = _SIZE.get(dtype, 256)
     while True:
         fn = _cpu_matmul(dtype, n)
         if fn is None:
             return None
-        fn()
-        call_s = min(_seconds(fn) for _ in range(2))  # one stall must not stop the growth
-        if dtype in _SIZE or call_s >= MIN_CALL_S or n >= MAX_N:
+        fn()  # warm-up: first-touch pages, thread pool
+        start = time.perf_counter()
+        times = [_seconds(fn), _seconds(fn)]  # the best of two: one stall must not stop growth
+        if dtype in _SIZE or min(times) >= MIN_CALL_S or n >= MAX_N:
             break
         n *= 2
     _SIZE[dtype] = n
-    best, calls, start = call_s, 1, time.perf_counter()
-    while calls < 3 or time.perf_counter() - start < seconds:
-        best = min(best, _seconds(fn))
-        calls += 1
-    return 2.0 * n**3 / best
+    while len(times) < 3 or time.perf_counter() - start < seconds:
+        times.append(_seconds(fn))
+    return 2.0 * n**3 / min(times)
 
 
 def _seconds(fn: Callable[[], Any]) -> float:
