@@ -106,7 +106,7 @@ def _run(args: argparse.Namespace, plan: Any, opts: Any, meta: dict[str, Any],
                        timeout_s=args.timeout,
                        frontier_max=getattr(args, "frontier_max", None),
                        wait_idle_s=getattr(args, "wait_idle", None),
-                       executor=executor)
+                       executor=executor, adopt_orphans=True)
     if getattr(args, "frontier", False):
         from attnbench.run.frontier import run_frontier
 

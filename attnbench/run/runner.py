@@ -61,6 +61,9 @@ class RunConfig:
     wait_idle_s: float | None = None  # --wait-idle: the most seconds to wait for an idle machine
     on_record: Callable[[dict[str, Any]], None] | None = None  # gets a copy of each record
     executor: Executor | None = None  # where the cases run (run_plan only); None: local
+    # a local run's process adopts its workers' orphans (measure/ownership.py) to kill them;
+    # the CLI's own process does, a library caller's (other children of its own) need not
+    adopt_orphans: bool = False
 
     @property
     def task_timeout_s(self) -> float:
@@ -105,7 +108,8 @@ def open_sweep(plan: Plan, config: RunConfig, total: int) -> Iterator[Sweep]:
         sweep.roofs = dict(meta.get("roofs") or {})
         sweep.watch = watch = Watch(meta, config.opts.threads,
                                     any(c.device == "cuda" for _, c in plan.items),
-                                    config.wait_idle_s)
+                                    config.wait_idle_s, adopt=config.adopt_orphans
+                                    and config.executor is None)
         sweep.tasks.guard = watch.kill_escaped
         started = time.time()
         try:

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from attnbench.measure import busy, contention, roofcache
+from attnbench.measure import busy, contention, ownership, roofcache
 
 PROBE_S = 0.25  # the reading before the run: others' CPU over this long
 WAIT_STEP_S = 1.0  # --wait-idle: others' CPU is read over windows this long
@@ -30,7 +30,8 @@ class Watch:
     """The readings of one run, taken by the sweep as it goes."""
 
     def __init__(self, meta: dict[str, Any], threads: int | None, gpu: bool,
-                 wait_idle_s: float | None = None, stream: TextIO | None = None):
+                 wait_idle_s: float | None = None, stream: TextIO | None = None,
+                 adopt: bool = False):
         self.meta, self.threads, self.use_gpu = meta, threads, gpu
         self.wait_idle_s, self.stream = wait_idle_s, stream
         self.cpus = contention.run_cpus()  # others count only on the CPUs this run can use
@@ -45,6 +46,10 @@ class Watch:
         self.tracker = contention.Tracker()  # the run's own processes, snapshot to snapshot
         self.stray: dict[int, tuple[str, float]] = {}  # pid: name, CPU ticks while stray
         self.killed: list[dict[str, Any]] = []  # escaped processes killed (kill_escaped)
+        # adopt: orphans of the workers become this process's children, to be seen and killed
+        self.adopting = adopt and ownership.adopt_orphans()
+        if self.adopting:
+            self.tracker.adopt(contention.read_procs(Path("/")), os.getpid())
         self.before = self._reading(contention.probe(PROBE_S, cpus=self.cpus))
         self.start = self.last = self._snap()
 
@@ -62,8 +67,9 @@ class Watch:
 
     def kill_escaped(self, case_id: str = "", backend: str = "") -> None:
         """SIGKILL every process a worker of this run started outside its process group (a
-        new session or group, which the worker's pause does not stop), before a backend's
-        task (case_id, backend) and at the end of the run; each one is kept for run.json."""
+        new session or group, which the worker's pause does not stop; or orphaned at once, by
+        a double fork, and adopted here), before a backend's task (case_id, backend) and at the
+        end of the run; each one is kept for run.json. Adopted orphans are reaped."""
         t0 = time.perf_counter()
         procs = contention.read_procs(Path("/"))
         ours = self.tracker.classify(procs, os.getpid(), Path("/"))
@@ -77,6 +83,7 @@ class Watch:
                 self.killed.append({"pid": pid, "name": procs[pid].name[:40], "when": when})
             print(f"attnbench: killed process {pid} ({procs[pid].name[:40]}), started by a "
                   f"worker outside its paused process group, {when}", file=sys.stderr)
+        _reap(ours.adopted)
         self.cost_s += time.perf_counter() - t0
 
     def _reading(self, window: dict[str, Any]) -> dict[str, Any]:
@@ -190,6 +197,8 @@ class Watch:
         """run.json's `contention` and `busy`: the readings, the roofs and the verdict; the best
         known roof of this machine is read, then raised by this run's roofs."""
         self.kill_escaped()
+        if self.adopting:
+            ownership.adopt_orphans(False)
         end = self._snap()
         self._move(end)
         run = contention.window(self.start, end)
@@ -220,3 +229,18 @@ def _plain(roofs: dict[str, Any]) -> dict[str, dict[str, float]]:
     """{device: {dtype: FLOP/s}} without the reasons of unmeasured roofs."""
     return {d: {t: v for t, v in per.items() if isinstance(v, (int, float))}
             for d, per in (roofs or {}).items() if isinstance(per, dict)}
+
+
+def _reap(pids: frozenset[int], within_s: float = 1.0) -> None:
+    """Wait for the adopted orphans (killed, or ended by themselves) to end, at most within_s
+    in all, so that none is left a zombie; one still alive then is reaped at the next call."""
+    end = time.monotonic() + within_s
+    for pid in sorted(pids):
+        while True:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # not (or no longer) this process's child
+                break
+            if done or time.monotonic() > end:
+                break
+            time.sleep(0.005)

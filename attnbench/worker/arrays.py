@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import stat
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,12 +61,19 @@ def remove_dir(path: Path | None) -> None:
 
 
 def dtype_name(x: Any) -> str:
-    """An array's dtype as a case spells it: 'float32', 'bfloat16' (torch's prefix dropped)."""
+    """An array's dtype as a case spells it: 'float32', 'bfloat16' (torch's prefix dropped);
+    an array's or tensor's own, read past a subclass that would say another."""
+    if isinstance(x, np.ndarray):
+        return str(np.ndarray.dtype.__get__(x))
+    if _is_torch(x):
+        return str(sys.modules["torch"].Tensor.dtype.__get__(x)).removeprefix("torch.")
     return str(getattr(x, "dtype", type(x).__name__)).removeprefix("torch.")
 
 
 def _is_torch(x: Any) -> bool:
-    return type(x).__module__.startswith("torch")
+    """Whether x is a torch tensor (not an object that names a torch module as its own)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
 
 
 def to_host(x: Any) -> tuple[np.ndarray, str]:
@@ -81,7 +89,7 @@ def to_host(x: Any) -> tuple[np.ndarray, str]:
             return t.contiguous().view(torch.int16).cpu().numpy().view(np.uint16), name
         return t.cpu().numpy(), name
     if isinstance(x, np.ndarray):
-        return x, name
+        return np.ndarray.view(x, np.ndarray), name  # the values, not a subclass's methods
     raise TypeError(f"a {type(x).__name__}, not an array")
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from attnbench.measure import ownership
 from attnbench.worker.process_group import exit_reason, kill_group, signal_group
 from attnbench.worker.protocol import parse_reply, show, write_message
 from attnbench.worker.streams import LineReader, LineTooLong, LogSink
@@ -100,6 +101,7 @@ class WorkerProcess:
                 self._log.close()
             self._log = None
             raise WorkerDied(f"could not be started: {exc}") from None
+        ownership.launched(self.proc.pid)
         self._killed = False
         assert self.proc.stdout is not None and self.proc.stderr is not None
         self._out, self._err = self.proc.stdout.fileno(), self.proc.stderr.fileno()

@@ -215,15 +215,17 @@ def _gone(pid: int) -> bool:
         return True
 
 
+@pytest.mark.parametrize("escaper", ["test-escapes-pause", "test-escapes-by-double-fork"])
 def test_a_process_escaping_the_pause_is_killed_before_the_next_task(cli, plugin_path,
-                                                                       tmp_path):
+                                                                       tmp_path, escaper):
     """A worker starts a process in a new session (the pause of its group misses it) that
     zeroes the exchange folders' files and would outlive the run: it is killed before the next
-    backend's task, named in run.json, and the other backends' records are right."""
+    backend's task, named in run.json, and the other backends' records are right. Forked
+    twice, it is orphaned at once (never seen below its worker): the run's process adopts it."""
     out, pidfile = tmp_path / "out", tmp_path / "pids"
     try:
         proc = cli("run", "-s", _scenario(tmp_path), "-b", "numpy-naive",
-                   "-b", "test-escapes-pause", "-b", "torch-naive", "--budget", "0.05",
+                   "-b", escaper, "-b", "torch-naive", "--budget", "0.05",
                    "--plugin", plugin_path("escapes_pause.py"), "--out", str(out),
                    env={"ATTNBENCH_TEST_PIDFILE": str(pidfile)}, timeout=300)
         pids = [int(x) for x in pidfile.read_text().split()]

@@ -147,6 +147,32 @@ def test_escaped_are_those_once_below_a_worker_outside_every_live_workers_group(
     assert tracker.classify(c.read_procs(tmp_path), me, tmp_path).escaped == {child, daemon}
 
 
+def test_adopting_a_child_the_run_did_not_launch_is_escaped(tmp_path: Path, monkeypatch):
+    """With the run's process a subreaper (ownership.adopt_orphans), an orphan of a worker (a
+    double fork: never seen below it) is the run's child: escaped, to be killed, even when it
+    names itself a worker; a zombie one is only reaped; children the caller had before the run
+    began and the workers it launched are left alone."""
+    from attnbench.measure import ownership
+
+    fake = FakeProc(tmp_path)
+    me, worker, mine, orphan, spoof, dead = 100, 101, 102, 103, 104, 105
+    monkeypatch.setattr(ownership, "_LAUNCHED", {worker})
+    first = [stat_line(me, "attnbench", 1, 10, session=50),
+             stat_line(mine, "loader", me, 10, session=50)]
+    fake.write({"user": 1000, "idle": 1000}, "0.1 0.1 0.1", first)
+    tracker = c.Tracker()
+    tracker.adopt(c.read_procs(tmp_path), me)
+    fake.write({"user": 1000, "idle": 1000}, "0.1 0.1 0.1", [
+        *first, stat_line(worker, "worker", me, 50, session=worker),
+        stat_line(orphan, "daemon", me, 5, session=orphan),
+        stat_line(spoof, "worker", me, 5, session=spoof),
+        stat_line(dead, "gone", me, 5, session=dead).replace(" S ", " Z ", 1)])
+    ours = tracker.classify(c.read_procs(tmp_path), me, tmp_path)
+    assert ours.escaped == {orphan, spoof} and ours.adopted == {orphan, spoof, dead}
+    assert worker in ours.legit and spoof not in ours.legit
+    assert c.Tracker().classify(c.read_procs(tmp_path), me, tmp_path).escaped == set()
+
+
 def test_a_stray_that_ends_under_init_takes_no_cpu_into_others(tmp_path: Path):
     """A leftover reaped by init (not by this run) would drop its ticks from the run's total
     and show them as others' CPU; they are kept."""

@@ -1,5 +1,6 @@
-"""A hostile test backend: numpy-naive whose every prepare() starts a process in a session of
-its own (out of reach of the SIGSTOP that pauses its worker's process group, H4/H5).
+"""Hostile test backends: numpy-naive whose every prepare() starts a process in a session of
+its own (out of reach of the SIGSTOP that pauses its worker's process group, H4/H5); the second
+forks twice, so that the process is orphaned at once and never seen below its worker.
 
 That process zeroes every .npy file it finds in its run's exchange folder (the other
 backends' outputs, between their write and the parent's read) for ESCAPE_S seconds, staying
@@ -56,6 +57,26 @@ class EscapesPause(NumpyNaive):
         return super().prepare(inputs)
 
 
+class EscapesByDoubleFork(NumpyNaive):
+    name = "test-escapes-by-double-fork"
+
+    def prepare(self, inputs):
+        folder = _run["folder"]
+        middle = os.fork()
+        if middle == 0:  # the middle process: a new session, the attacker, then gone at once
+            try:
+                os.setsid()
+                attacker = os.fork()
+                if attacker == 0:
+                    os.execv(sys.executable, [sys.executable, "-c", ATTACK, folder])
+                with open(os.environ["ATTNBENCH_TEST_PIDFILE"], "a") as fh:
+                    fh.write(f"{attacker}\n")
+            finally:
+                os._exit(0)
+        os.waitpid(middle, 0)
+        return super().prepare(inputs)
+
+
 @hookimpl
 def attnbench_backends() -> list[Backend]:
-    return [EscapesPause()]
+    return [EscapesPause(), EscapesByDoubleFork()]

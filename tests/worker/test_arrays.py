@@ -116,3 +116,43 @@ def test_an_exception_judging_one_answer_fails_that_record_alone(tmp_path: Path,
     assert rec["status"] == "error" and rec["worker"] == {"pid": 1}
     assert rec["error"] == ("its answer could not be judged: MemoryError: Unable to allocate "
                             "1.00 TiB")
+
+
+def test_an_object_naming_torch_as_its_module_is_no_tensor(folder: Path):
+    """Only a real tensor is one: an object that says it comes from torch (and would compute
+    its values only when copied out, after the timing) is refused, not shipped."""
+    torch = pytest.importorskip("torch")
+
+    class Lazy:
+        __module__ = "torch.lazy"
+        dtype, shape = "torch.float32", (2,)
+
+        def detach(self):
+            return torch.ones(2)
+
+    entry = arrays.ship(Lazy(), folder, "out")
+    assert "error" in entry and "not an array" in entry["error"]
+    assert arrays.ship(torch.ones(2), folder, "real") == {"file": "real.npy", "dtype": "float32",
+                                                          "shape": [2]}
+
+
+def test_a_subclass_saying_another_dtype_is_shipped_as_what_it_holds(folder: Path):
+    """An ndarray (or tensor) subclass whose `dtype` names a narrower type than it holds is
+    shipped with the dtype it holds, so the parent refuses it as the wrong dtype."""
+
+    class Lies(np.ndarray):
+        @property
+        def dtype(self):
+            return np.dtype("float32")
+
+    lying = np.arange(3.0).view(Lies)
+    assert lying.dtype == np.float32 and arrays.ship(lying, folder, "o")["dtype"] == "float64"
+    torch = pytest.importorskip("torch")
+
+    class LiesToo(torch.Tensor):
+        @property
+        def dtype(self):
+            return torch.float32
+
+    tensor = torch.zeros(2, dtype=torch.float64).as_subclass(LiesToo)
+    assert arrays.ship(tensor, folder, "t")["dtype"] == "float64"
