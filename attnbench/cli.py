@@ -39,6 +39,8 @@ def settle_args(args: argparse.Namespace) -> None:
             setattr(args, dest, os.path.abspath(getattr(args, dest)))
     if getattr(args, "runs", None):
         args.runs = [os.path.abspath(r) for r in args.runs]
+    if getattr(args, "junit_xml", None) and os.path.isdir(args.junit_xml):  # before the check
+        raise UsageError(f"--junit-xml {args.junit_xml}: a folder, not a file")
     if getattr(args, "scenario", None):  # names stay names, as resolve_scenario tells them apart
         args.scenario = list(dict.fromkeys(
             os.path.abspath(s) if s.endswith(".toml") or "/" in s else s for s in args.scenario))

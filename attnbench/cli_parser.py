@@ -24,6 +24,13 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def path_text(text: str) -> str:
+    """A path argument: not empty (an empty one would mean the current folder or a default)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path")
+    return text
+
+
 def number(kind: type, minimum: float, maximum: float, strict: bool = False) -> Any:
     """An argparse type: a finite int or float at least (or, strict, above) minimum, at most
     maximum (nan, inf and sizes no run could use are refused, not silently let through)."""
@@ -61,7 +68,7 @@ def add_sweep(p: argparse.ArgumentParser, default_scenario: str) -> None:
                    help="run every case in this dtype instead of the scenario's (repeatable)")
     p.add_argument("--seed", type=number(int, 0, MAX_SEED), default=0,
                    help=f"seed of the inputs, 0 to {MAX_SEED} (default 0)")
-    p.add_argument("--out", metavar="DIR",
+    p.add_argument("--out", metavar="DIR", type=path_text,
                    help="result folder (default results/<run-id>); a folder that already holds "
                         "a run is refused unless --resume or --overwrite")
     p.add_argument("--overwrite", action="store_true",
@@ -78,7 +85,7 @@ def add_sweep(p: argparse.ArgumentParser, default_scenario: str) -> None:
                    metavar="SECONDS",
                    help="kill a case's worker after this long and record it as timeout "
                         "(default 300 s plus 10 timing budgets; at most a week)")
-    p.add_argument("--resume", metavar="RUN_DIR",
+    p.add_argument("--resume", metavar="RUN_DIR", type=path_text,
                    help="complete an interrupted run in RUN_DIR with its stored config, "
                         "skipping the records it already has")
     p.add_argument("--repeat", type=number(int, 1, MAX_REPEAT), default=1, metavar="N",
@@ -125,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="check agreement only; exit 1 on any mismatch or failure")
     add_common(p)
     add_sweep(p, "smoke")
-    p.add_argument("--junit-xml", metavar="FILE",
+    p.add_argument("--junit-xml", metavar="FILE", type=path_text,
                    help="also write the records as JUnit XML (one test case per record)")
     p.add_argument("--require-deterministic", action="store_true",
                    help="with --repeat N (N >= 2): a record whose repeated calls are not "
@@ -146,13 +153,15 @@ def add_frontier(p: argparse.ArgumentParser) -> None:
 
 def add_report_parsers(sub: Any) -> None:
     p = sub.add_parser("report", help="write report.md, report.html, summary.csv and plots")
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s); several: side by side")
-    p.add_argument("-o", "--out", metavar="DIR", help="output folder (default the first RUN)")
+    p.add_argument("runs", nargs="+", metavar="RUN", type=path_text,
+                   help="run folder(s); several: side by side")
+    p.add_argument("-o", "--out", metavar="DIR", type=path_text,
+                   help="output folder (default the first RUN)")
     p.add_argument("--baseline", default="torch-naive", metavar="BACKEND",
                    help="backend the speedups are relative to (default torch-naive)")
     p = sub.add_parser("compare", help="compare two runs case by case; exit 1 on a regression")
-    p.add_argument("base", metavar="BASE", help="the reference run folder")
-    p.add_argument("new", metavar="NEW", help="the run folder to judge")
+    p.add_argument("base", metavar="BASE", type=path_text, help="the reference run folder")
+    p.add_argument("new", metavar="NEW", type=path_text, help="the run folder to judge")
     p.add_argument("--threshold", type=number(float, 0, MAX_THRESHOLD), default=None,
                    metavar="FRACTION", help="slowdown that counts, as a fraction of the base "
                    f"median, at most {MAX_THRESHOLD:g} (default 0.10 on cpu, 0.05 on cuda)")
@@ -180,7 +189,7 @@ def add_history_parser(sub: Any) -> None:
     db = {"metavar": "PATH|URL", "help": "the history database: a SQLite file (default "
           "results/history.sqlite) or an SQLAlchemy URL"}
     a = hist.add_parser("add", help="store runs' timed records (in the order given)")
-    a.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s)")
+    a.add_argument("runs", nargs="+", metavar="RUN", type=path_text, help="run folder(s)")
     a.add_argument("--label", help="the run's label, e.g. a commit (default its run id; "
                    "one RUN only)")
     a.add_argument("--db", **db)
@@ -202,7 +211,7 @@ def add_history_parser(sub: Any) -> None:
             s.add_argument("--all", action="store_true", help="plot every series")
     e = hist.add_parser("export", help="a run's timings for Bencher (BMF JSON) or asv (a "
                         "results folder)")
-    e.add_argument("run", metavar="RUN", help="run folder")
+    e.add_argument("run", metavar="RUN", type=path_text, help="run folder")
     e.add_argument("--format", choices=["bencher", "asv"], default="bencher")
     e.add_argument("--label", help="asv: the commit the results belong to (default the run's "
                    "git commit)")
@@ -213,7 +222,7 @@ def add_history_parser(sub: Any) -> None:
 def add_recommend_parser(sub: Any) -> None:
     p = sub.add_parser("recommend", help="per device, dtype, variant and shape bucket: the "
                        "fastest backend that agrees with the oracle, margins and crossovers")
-    p.add_argument("runs", nargs="+", metavar="RUN",
+    p.add_argument("runs", nargs="+", metavar="RUN", type=path_text,
                    help="run folder(s); runs made on the same machine are pooled")
     p.add_argument("--memory-budget", type=byte_size, default=None, metavar="BYTES",
                    help="leave out a backend at a case where its peak memory exceeds this "

@@ -14,16 +14,19 @@ MAX_WARNINGS = 10  # bad lines named one by one; the rest are counted
 
 
 def run_folder(path: str | Path) -> Path:
-    """The run folder a path names (a file inside it names its folder)."""
+    """The run folder a path names (a file inside it names its folder; any other file is
+    itself, which read_meta refuses as a file)."""
     d = Path(path)
-    return d.parent if d.is_file() else d
+    return d.parent if d.is_file() and (d.parent / "run.json").is_file() else d
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
     """A run's run.json, checked: a JSON object of this schema version, known fields typed."""
     meta_path = run_folder(path) / "run.json"
     if not meta_path.is_file():
-        raise UsageError(f"{meta_path.parent}: not a run folder (no run.json)")
+        what = f"{path}: a file, not a run folder" if Path(path).is_file() else (
+            f"{meta_path.parent}: not a run folder")
+        raise UsageError(f"{what} (no run.json)")
     try:
         meta = json.loads(meta_path.read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
@@ -56,8 +59,10 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     A last line without its newline was cut while written (the writer was killed): it is
     not a record, as for resume, which cuts it; it is skipped silently.
     """
-    if not path.is_file():
+    if not path.exists():
         return []
+    if not path.is_file():
+        raise UsageError(f"{path}: not a regular file (a folder or a device): no records read")
     lines = path.read_bytes().split(b"\n")
     out, skipped = [], []
     for number, raw in enumerate(lines[:-1], start=1):
@@ -78,8 +83,10 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 def _parse_line(raw: bytes) -> tuple[str | None, dict[str, Any] | None]:
     """(why not, None) for a line that is not a record, (None, record) for one that is."""
     try:
-        obj = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        obj = json.loads(raw.decode("utf-8"))  # json.loads of bytes would guess UTF-16/32
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 text ({str(exc)[:80]})", None
+    except (json.JSONDecodeError, RecursionError) as exc:
         return f"not JSON ({str(exc)[:80]})", None
     problem = invalid_reason(obj) or shape_problem(obj)
     return (problem, None) if problem else (None, obj)

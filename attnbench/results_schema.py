@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from attnbench.record import fields_problem
@@ -49,6 +50,12 @@ NUMBERS = {(): ("scale", "softmax_scale", "io_bytes", "score_bytes", "gflops_per
            ("timing",): ("median_ms", "iqr_ms", "p20_ms", "p80_ms", "min_ms", "mean_ms",
                          "std_ms", "iqr_over_median"),
            ("memory",): ("peak_bytes", "base_bytes")}
+# of those, the ones no real record has negative, infinite or NaN (a timing, a size, a rate);
+# a median of 0 neither: ratios and logs of it are taken
+NON_NEGATIVE = {(): ("io_bytes", "score_bytes", "gflops_per_s", "roof_flops_per_s",
+                     "roof_fraction", "gbytes_per_s", "arithmetic_intensity", "roof_bytes_per_s",
+                     "bandwidth_fraction", "roofline_flops_per_s", "roofline_fraction"),
+                ("timing",): NUMBERS[("timing",)], ("memory",): NUMBERS[("memory",)]}
 OUTPUT_NUMBERS = ("max_abs_err", "mean_abs_err", "rel_l2_err", "bound", "baseline_max_abs_err",
                   "error_over_bound")
 # the other sub-fields readers use, and their JSON kinds (record.KINDS)
@@ -75,11 +82,17 @@ def shape_problem(rec: dict[str, Any]) -> str | None:
         for name in names:
             if not _number_or_none(obj.get(name)):
                 return f"field {'.'.join((*where, name))!r} is not a number"
+            if name in NON_NEGATIVE[where] and not _measure_or_none(obj.get(name)):
+                return (f"field {'.'.join((*where, name))!r} is {obj.get(name)!r}, "
+                        "not a finite number >= 0")
     timing = rec.get("timing")
+    if isinstance(timing, dict) and timing.get("median_ms") == 0:
+        return "field 'timing.median_ms' is 0, not a time"
     samples = timing.get("samples_ms") if isinstance(timing, dict) else None
     if samples is not None and not (isinstance(samples, list)
-                                    and all(_number_or_none(x) and x is not None for x in samples)):
-        return "field 'timing.samples_ms' is not a list of numbers"
+                                    and all(_measure_or_none(x) and x is not None
+                                            for x in samples)):
+        return "field 'timing.samples_ms' is not a list of finite numbers >= 0"
     outputs = (rec.get("agreement") or {}).get("outputs")
     if outputs is not None and not (isinstance(outputs, list)
                                     and all(isinstance(o, dict) for o in outputs)):
@@ -105,3 +118,8 @@ def shape_problem(rec: dict[str, Any]) -> str | None:
 
 def _number_or_none(x: Any) -> bool:
     return x is None or (isinstance(x, (int, float)) and not isinstance(x, bool))
+
+
+def _measure_or_none(x: Any) -> bool:
+    """None, or a finite number >= 0 (NaN and infinities fail both tests)."""
+    return x is None or (_number_or_none(x) and 0 <= x < math.inf)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ from attnbench.case_checks import range_problem, variant_problem
 from attnbench.errors import ScenarioError
 from attnbench.scenario_keys import is_sweep
 from attnbench.variants import random_documents, random_lengths
+
+MAX_CASES = 100_000  # cases one table of a scenario may sweep (a day of runs at a second each)
 
 
 def _layer(base: dict, sweep: dict, table: dict) -> tuple[dict, dict]:
@@ -55,6 +58,10 @@ def expand_cases(spec: dict, variant: dict, device: str, path: str) -> list[Case
     base, sweep = _layer(base, sweep, variant)
     base, sweep = _layer(base, sweep, variant.get("device", {}).get(device, {}))
     keys = list(sweep)
+    count = math.prod(len(sweep[k]) for k in keys)
+    if count > MAX_CASES:
+        raise ScenarioError(f"{path}: [sweep] makes {count:,} cases on {device}, more than the "
+                            f"{MAX_CASES:,} one run takes: split it into smaller scenarios")
     out = []
     for combo in itertools.product(*(sweep[k] for k in keys)):
         out.append(_make_case({**base, **dict(zip(keys, combo, strict=True))}, device, path))

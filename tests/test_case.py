@@ -157,3 +157,14 @@ def test_backward_scenario_asks_for_every_mode():
 def test_a_folder_is_not_a_scenario_file(tmp_path: Path):
     with pytest.raises(ScenarioError, match="cannot read the scenario file"):
         load_scenario(tmp_path)
+
+
+def test_a_sweep_of_more_cases_than_a_run_takes_is_refused_before_it_is_made(tmp_path: Path):
+    """100 x 100 x 100 values: a million cases (their plan alone took 3.7 GB) is one line."""
+    values = ", ".join(map(str, range(1, 101)))
+    text = (f'name = "big"\n[base]\nhead_dim = 8\n[sweep]\nbatch = [{values}]\n'
+            f"heads = [{values}]\nseq_len = [{values}]\n")
+    with pytest.raises(ScenarioError, match=r"makes 1,000,000 cases on cpu, more than the "
+                                            r"100,000 one run takes") as info:
+        load_scenario(write(tmp_path, text))
+    assert "\n" not in str(info.value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -80,7 +81,8 @@ def connect(where: str | Path | None) -> Iterator[Any]:
         conn.commit()
     except Exception as exc:
         if _database_error(exc):  # not a database, locked, unreachable: one line
-            raise UsageError(f"--db {target}: {type(exc).__name__}: {exc}"[:300]) from None
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise UsageError(f"--db {target}: {type(exc).__name__}: {first}"[:300]) from None
         raise
     finally:
         conn.close()
@@ -168,7 +170,8 @@ def add_run(conn: Any, run_dir: str | Path, label: str | None) -> int:
     env = meta.get("environment") or {}
     versions = json.dumps({**(env.get("versions") or {}), "git commit": env.get("git_commit")},
                           sort_keys=True)
-    busy = bool((meta.get("busy") or {}).get("busy"))
+    verdict = meta.get("busy")
+    busy = isinstance(verdict, dict) and verdict.get("busy") is True
     machine = machine_of(meta, "cpu")
     conn.execute("INSERT INTO runs VALUES (:r, :l, :s, :a, :m, :v, :b)",
                  {"r": run_id, "l": label, "s": seq, "m": machine, "v": versions, "b": int(busy),
@@ -186,11 +189,16 @@ def add_run(conn: Any, run_dir: str | Path, label: str | None) -> int:
                "backend": str(rec.get("backend")), "device": device,
                "machine": machine_of(meta, device), "status": str(rec.get("status")),
                "median_ms": float(median), "q25_ms": q25, "q75_ms": q75,
-               "samples": int(timing.get("n") or 0)}
+               "samples": _count(timing.get("n"))}
         conn.execute(f"INSERT INTO points VALUES ({', '.join(':' + f for f in POINT_FIELDS)})",
                      row)
         stored += 1
     return stored
+
+
+def _count(n: Any) -> int:
+    """A timing's sample count as stored: a whole number >= 0, else 0 (unknown)."""
+    return n if isinstance(n, int) and not isinstance(n, bool) and n >= 0 else 0
 
 
 def points(conn: Any, backend: str | None = None, case: str | None = None) -> list[Point]:
@@ -205,7 +213,9 @@ def points(conn: Any, backend: str | None = None, case: str | None = None) -> li
         params["c"] = case
     if where:
         sql += " WHERE " + " AND ".join(where)
-    return [Point(*row) for row in conn.execute(sql + " ORDER BY seq", params)]
+    got = [Point(*row) for row in conn.execute(sql + " ORDER BY seq", params)]
+    # a time no run measures (stored by an older attnbench from a damaged record) is left out
+    return [p for p in got if isinstance(p.median_ms, (int, float)) and 0 < p.median_ms < math.inf]
 
 
 def run_versions(conn: Any) -> dict[int, dict[str, Any]]:

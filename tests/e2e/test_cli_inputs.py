@@ -166,3 +166,24 @@ def test_a_plugin_that_changes_folder_moves_no_path(cli, tmp_path: Path, plugin_
     proc = cli("check", "--resume", "out", env=env)
     assert proc.returncode == 0, proc.stderr
     assert not any(away.iterdir())
+
+
+@pytest.mark.parametrize("args,words", [
+    (["run", "-s", "tiny.toml", "--out", ""], "argument --out: an empty path"),
+    (["check", "-s", "tiny.toml", "--resume", " "], "argument --resume: an empty path"),
+    (["compare", "a", ""], "argument NEW: an empty path"),
+    (["report", "", "-o", "x"], "argument RUN: an empty path"),
+    (["check", "-s", "tiny.toml", "--junit-xml", "."], "a folder, not a file"),
+    (["report", "tiny.toml"], "tiny.toml: a file, not a run folder (no run.json)"),
+])
+def test_bad_paths_are_refused_before_anything_runs(tmp_path: Path, capsys, monkeypatch, args,
+                                                     words):
+    """An empty path (it meant the current folder or the default one), a folder as the JUnit
+    file (refused after the whole check had run), a file as a run folder (named by its
+    folder before)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.toml").write_text('name = "t"\n[base]\nbatch = 1\nheads = 1\n'
+                                        "head_dim = 8\nseq_len = 8\n")
+    assert main(args) == 2
+    assert words in one_error(capsys.readouterr().err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.toml"]  # nothing written

@@ -37,7 +37,7 @@ BAD_LINES = [
      b'"agreement": {"outputs": [1, "a"]}}', "field 'agreement.outputs' is not a list of objects"),
     (b'{"scenario": "tiny", "case_id": "c", "backend": "b", "device": "cpu", "status": "ok", '
      b'"scale": "x", "gflops_per_s": []}', "field 'scale' is not a number"),
-    (b"\xff\xfe not utf-8", "not JSON"),
+    (b"\xff\xfe not utf-8", "not UTF-8 text ('utf-8' codec"),  # not a guess of UTF-16
     (b"{not json", "not JSON"),
 ]
 
@@ -244,6 +244,55 @@ def test_wrongly_typed_fields_are_skipped_by_every_reader(cli, made: Path, tmp_p
     assert proc.returncode == 0, proc.stdout + proc.stderr
     no_traceback(proc)
     assert_warned(proc.stderr, run, bad)
+
+
+# (path, value, words): numbers no run measures; each once a traceback in compare or history,
+# or a NaN median that passed compare's gate on a run 10x slower
+IMPOSSIBLE = [
+    ("timing.median_ms", -5, "field 'timing.median_ms' is -5, not a finite number >= 0"),
+    ("timing.median_ms", float("nan"), "field 'timing.median_ms' is nan, not a finite number"),
+    ("timing.median_ms", float("inf"), "field 'timing.median_ms' is inf, not a finite number"),
+    ("timing.median_ms", 0, "field 'timing.median_ms' is 0, not a time"),
+    ("timing.samples_ms", [0.1, float("nan")], "'timing.samples_ms' is not a list of finite"),
+    ("memory.peak_bytes", -1, "field 'memory.peak_bytes' is -1, not a finite number >= 0"),
+    ("gflops_per_s", float("-inf"), "field 'gflops_per_s' is -inf, not a finite number >= 0"),
+]
+
+
+def test_impossible_numbers_are_skipped_and_a_nan_median_fails_the_gate(
+        cli, made: Path, tmp_path: Path, capsys):
+    run = copy(made, tmp_path, "impossible")
+    lines = (run / "records.jsonl").read_text().splitlines()
+    bad = {}
+    for i, (path, value, words) in enumerate(IMPOSSIBLE):
+        rec = json.loads(lines[0])
+        rec["case_id"] += f"-impossible{i}"
+        outer, _, inner = path.rpartition(".")
+        (rec[outer] if outer else rec)[inner] = value
+        bad[len(lines) + 1] = words
+        lines.append(json.dumps(rec))
+    (run / "records.jsonl").write_text("\n".join(lines) + "\n")
+    assert len(attnbench.load(run)) == 4
+    assert_warned(capsys.readouterr().err, run, bad)
+    nan = copy(made, tmp_path, "nan-median")  # a NaN median: that record's timing is lost
+    recs = [json.loads(x) for x in (nan / "records.jsonl").read_text().splitlines()]
+    recs[0]["timing"]["median_ms"] = float("nan")
+    (nan / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    proc = cli("compare", str(made), str(nan))
+    assert proc.returncode == 1 and "compare: passed" not in proc.stdout, proc.stdout
+    no_traceback(proc)
+
+
+def test_records_jsonl_that_is_a_folder_is_refused_not_read_as_empty(cli, made: Path,
+                                                                       tmp_path: Path):
+    run = copy(made, tmp_path, "folder-records")
+    (run / "records.jsonl").unlink()
+    (run / "records.jsonl").mkdir()
+    with pytest.raises(UsageError, match="records.jsonl: not a regular file"):
+        attnbench.load(run)
+    proc = cli("report", str(run), "-o", "rep")
+    assert proc.returncode == 2 and "not a regular file" in proc.stderr
+    no_traceback(proc)
 
 
 def test_check_resume_skips_wrongly_typed_fields(cli, checked: Path, tmp_path: Path):

@@ -69,6 +69,29 @@ def test_an_unfinished_run_is_refused(real_run, tmp_path):
         store.add_run(conn, cut, None)
 
 
+def test_damaged_fields_are_stored_as_unknown_and_impossible_times_never_shown(real_run,
+                                                                             tmp_path):
+    """A run.json `busy` that is no object and a sample count that is no integer are stored as
+    not busy and 0 (they raised before); a median no run measures, stored by an older
+    attnbench, is left out of the points that show and bisect read."""
+    odd = _copy(real_run("base"), tmp_path / "odd", "odd-run")
+    meta = json.loads((odd / "run.json").read_text())
+    meta["busy"] = "zzz"
+    (odd / "run.json").write_text(json.dumps(meta))
+    lines = [json.loads(x) for x in (odd / "records.jsonl").read_text().splitlines()]
+    for rec in lines:
+        if isinstance(rec.get("timing"), dict):
+            rec["timing"]["n"] = "x"
+    (odd / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    with store.connect(tmp_path / "h.sqlite") as conn:
+        n = store.add_run(conn, odd, None)
+        assert n > 0 and {p.samples for p in store.points(conn)} == {0}
+        conn.execute("UPDATE points SET median_ms = :m WHERE case_id = :c",
+                     {"m": float("inf"), "c": store.points(conn)[0].case_id})
+        kept = store.points(conn)
+    assert 0 < len(kept) < n and all(0 < p.median_ms < float("inf") for p in kept)
+
+
 def test_an_sqlalchemy_url_stores_the_same_points(real_run, tmp_path):
     pytest.importorskip("sqlalchemy")
     run = real_run("base")
