@@ -93,6 +93,8 @@ def shape_problem(rec: dict[str, Any]) -> str | None:
                                     and all(_measure_or_none(x) and x is not None
                                             for x in samples)):
         return "field 'timing.samples_ms' is not a list of finite numbers >= 0"
+    if samples == [] and isinstance(timing, dict) and timing.get("median_ms") is not None:
+        return "field 'timing.samples_ms' is empty beside a median (its samples were dropped)"
     outputs = (rec.get("agreement") or {}).get("outputs")
     if outputs is not None and not (isinstance(outputs, list)
                                     and all(isinstance(o, dict) for o in outputs)):

@@ -11,6 +11,7 @@ restarted for the next case.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -76,6 +77,9 @@ def run_plan(plan: Plan, config: RunConfig) -> RunResult:
     config.resume continues the run in config.out_dir: finished records (by record_key) are kept
     and not repeated, new ones are appended. SIGINT/SIGTERM stop the run; run.json says why.
     """
+    finished = _finished_already(plan, config.out_dir) if config.resume else None
+    if finished is not None:
+        return finished
     executor = config.executor or LocalExecutor()
     with open_sweep(plan, config, plan.total) as sweep:
         done = {record_key(r) for r in sweep.result.records}
@@ -84,6 +88,24 @@ def run_plan(plan: Plan, config: RunConfig) -> RunResult:
                                   if key(s, c.id, c.device, name_of(b)) not in done])
                              for b in plan.backends], config.roof_s)
     return sweep.result
+
+
+def _finished_already(plan: Plan, out: Path | None) -> RunResult | None:
+    """A finished run holding a record of every (case, backend) of its plan: nothing to resume
+    (its run.json, readings and verdict are left as they are); else None."""
+    if out is None:
+        return None
+    meta, old = read_run(out)
+    done = {record_key(r) for r in old}
+    if meta.get("finished") is not True or any(
+            key(s, c.id, c.device, name_of(b)) not in done
+            for b in plan.backends for s, c in plan.items):
+        return None
+    print(f"resuming: {len(old)} records, the run finished: nothing to do (run.json left as "
+          "it was)", file=sys.stderr)
+    verdict = meta.get("busy")
+    return RunResult(out, records=old, finished=True,
+                     busy=verdict if isinstance(verdict, dict) else None)
 
 
 @contextmanager

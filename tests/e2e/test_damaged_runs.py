@@ -254,6 +254,7 @@ IMPOSSIBLE = [
     ("timing.median_ms", float("inf"), "field 'timing.median_ms' is inf, not a finite number"),
     ("timing.median_ms", 0, "field 'timing.median_ms' is 0, not a time"),
     ("timing.samples_ms", [0.1, float("nan")], "'timing.samples_ms' is not a list of finite"),
+    ("timing.samples_ms", [], "'timing.samples_ms' is empty beside a median"),
     ("memory.peak_bytes", -1, "field 'memory.peak_bytes' is -1, not a finite number >= 0"),
     ("gflops_per_s", float("-inf"), "field 'gflops_per_s' is -inf, not a finite number >= 0"),
 ]

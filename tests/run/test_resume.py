@@ -175,10 +175,22 @@ def test_allow_code_change_is_recorded(runs, tmp_path, capsys):
     meta = json.loads((run / "run.json").read_text())
     meta["environment"]["git_commit"] = "f" * 40
     (run / "run.json").write_text(json.dumps(meta))
-    assert main(["run", "--resume", str(run), "--allow-code-change"]) == 0  # nothing left to do
+    lines = (run / "records.jsonl").read_bytes().splitlines(keepends=True)
+    (run / "records.jsonl").write_bytes(b"".join(lines[:-1]))  # one record left to do
+    assert main(["run", "--resume", str(run), "--allow-code-change"]) == 0
     meta, records = read_run(run)
     assert len(records) == 10 and meta["finished"] is True
     assert "git_commit was ffff" in meta["resumes"][-1]["notes"][0]
+
+
+def test_resuming_a_finished_run_with_every_record_changes_nothing(runs, tmp_path, capsys):
+    """Nothing to do: its run.json (readings, worker statistics, busy verdict) is left as it
+    was, not replaced by those of a resume that timed nothing."""
+    run = _copy(runs, tmp_path)
+    before = {f: (run / f).read_bytes() for f in ("run.json", "records.jsonl")}
+    assert main(["run", "--resume", str(run), "--allow-code-change"]) == 0
+    assert "the run finished: nothing to do" in capsys.readouterr().err
+    assert {f: (run / f).read_bytes() for f in before} == before
 
 
 def test_resume_refuses_a_changed_plugin_file(tmp_path, capsys, plugin_path):
@@ -201,6 +213,8 @@ def test_resume_refuses_a_changed_plugin_file(tmp_path, capsys, plugin_path):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and f"plugin {plugin} changed since the run started" in err
     assert "--allow-code-change" in err
+    lines = (run / "records.jsonl").read_bytes().splitlines(keepends=True)
+    (run / "records.jsonl").write_bytes(b"".join(lines[:-1]))  # one record left to do
     assert main(["run", "--resume", str(run), "--allow-code-change"]) == 0
     notes = read_run(run)[0]["resumes"][-1]["notes"]
     assert any(f"plugin {plugin} changed" in n for n in notes), notes
