@@ -24,11 +24,17 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def path_text(text: str) -> str:
-    """A path argument: not empty (an empty one would mean the current folder or a default)."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("an empty path")
-    return text
+def nonempty(what: str) -> Any:
+    """An argument type for text that must not be empty or blank (an empty path would mean
+    the current folder or a default; an empty label names nothing)."""
+    def parse(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"an empty {what}")
+        return text
+    return parse
+
+
+path_text = nonempty("path")
 
 
 def number(kind: type, minimum: float, maximum: float, strict: bool = False) -> Any:
@@ -190,8 +196,8 @@ def add_history_parser(sub: Any) -> None:
           "results/history.sqlite) or an SQLAlchemy URL"}
     a = hist.add_parser("add", help="store runs' timed records (in the order given)")
     a.add_argument("runs", nargs="+", metavar="RUN", type=path_text, help="run folder(s)")
-    a.add_argument("--label", help="the run's label, e.g. a commit (default its run id; "
-                   "one RUN only)")
+    a.add_argument("--label", type=nonempty("label"),
+                   help="the run's label, e.g. a commit (default its run id; one RUN only)")
     a.add_argument("--db", **db)
     for name, what in (("show", "each series and the steps found (PELT on log medians, the "
                         "penalty from each series' own noise)"),
@@ -213,8 +219,8 @@ def add_history_parser(sub: Any) -> None:
                         "results folder)")
     e.add_argument("run", metavar="RUN", type=path_text, help="run folder")
     e.add_argument("--format", choices=["bencher", "asv"], default="bencher")
-    e.add_argument("--label", help="asv: the commit the results belong to (default the run's "
-                   "git commit)")
+    e.add_argument("--label", type=nonempty("label"),
+                   help="asv: the commit the results belong to (default the run's git commit)")
     e.add_argument("-o", "--out", metavar="FILE|DIR", help="bencher: write to FILE (default "
                    "stdout); asv: the results folder to write or add to")
 

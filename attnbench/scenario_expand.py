@@ -18,9 +18,11 @@ MAX_CASES = 100_000  # cases one table of a scenario may sweep (a day of runs at
 
 
 def _layer(base: dict, sweep: dict, table: dict) -> tuple[dict, dict]:
-    """Overlay a table: scalars replace base and sweep values, lists replace sweep values."""
+    """Overlay a table: scalars replace base and sweep values, lists replace sweep values.
+    In one table, heads_q/heads_kv and seq_q/seq_kv win over heads and seq_len whatever their
+    order (the shorthand is laid first)."""
     base, sweep = dict(base), dict(sweep)
-    for key, value in table.items():
+    for key, value in sorted(table.items(), key=lambda kv: kv[0] not in ("heads", "seq_len")):
         if key in ("name", "device"):
             continue
         _split_shorthand(key, base, sweep)

@@ -168,3 +168,12 @@ def test_a_sweep_of_more_cases_than_a_run_takes_is_refused_before_it_is_made(tmp
                                             r"100,000 one run takes") as info:
         load_scenario(write(tmp_path, text))
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("order", [("seq_len = 4", "seq_q = 8", "seq_kv = 16"),
+                                   ("seq_q = 8", "seq_kv = 16", "seq_len = 4")])
+def test_in_one_table_the_halves_win_over_the_shorthand_in_any_order(tmp_path: Path, order):
+    """seq_len written after seq_q and seq_kv was dropping them (the order decided)."""
+    text = 'name = "t"\n[base]\nbatch = 1\nheads = 2\nhead_dim = 8\n' + "\n".join(order) + "\n"
+    (case,) = load_scenario(write(tmp_path, text)).cases("cpu")
+    assert (case.seq_q, case.seq_kv) == (8, 16)

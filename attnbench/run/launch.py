@@ -29,6 +29,8 @@ def launch_sweep(args: argparse.Namespace, argv: list[str], defaults: argparse.N
     old_meta = _adopt_resumed(args, defaults)
     if getattr(args, "require_deterministic", False) and (args.repeat or 1) < 2:
         raise UsageError("--require-deterministic needs --repeat N with N >= 2")
+    if getattr(args, "frontier_max", None) is not None and not getattr(args, "frontier", False):
+        raise UsageError("--frontier-max needs --frontier")
     run_id = _out_folder(args)
     names = args.scenario or ["default" if timed else "smoke"]
     early = _shipped_scenarios(names)  # a bad file fails before any plugin is loaded

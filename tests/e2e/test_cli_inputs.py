@@ -175,12 +175,14 @@ def test_a_plugin_that_changes_folder_moves_no_path(cli, tmp_path: Path, plugin_
     (["report", "", "-o", "x"], "argument RUN: an empty path"),
     (["check", "-s", "tiny.toml", "--junit-xml", "."], "a folder, not a file"),
     (["report", "tiny.toml"], "tiny.toml: a file, not a run folder (no run.json)"),
+    (["history", "add", "--label", "", "x"], "argument --label: an empty label"),
+    (["run", "-s", "tiny.toml", "--frontier-max", "64"], "--frontier-max needs --frontier"),
 ])
-def test_bad_paths_are_refused_before_anything_runs(tmp_path: Path, capsys, monkeypatch, args,
-                                                     words):
-    """An empty path (it meant the current folder or the default one), a folder as the JUnit
-    file (refused after the whole check had run), a file as a run folder (named by its
-    folder before)."""
+def test_bad_paths_and_lone_flags_are_refused_before_anything_runs(tmp_path: Path, capsys,
+                                                                    monkeypatch, args, words):
+    """An empty path (it meant the current folder or the default one) or label, a folder as the
+    JUnit file (refused after the whole check had run), a file as a run folder (named by its
+    folder before), --frontier-max without --frontier (ignored before)."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "tiny.toml").write_text('name = "t"\n[base]\nbatch = 1\nheads = 1\n'
                                         "head_dim = 8\nseq_len = 8\n")
