@@ -158,10 +158,16 @@ def import_plugin(spec: str) -> ModuleType:
     path = Path(spec)
     if spec.endswith(".py") or os.sep in spec:
         if not path.is_file():
-            raise UsageError(f"plugin {spec!r}: no such file")
+            raise UsageError(f"plugin {spec!r}: " + ("a folder, not a .py file" if path.is_dir()
+                                                     else "no such file"))
         return _import_file(path.resolve())
-    if importlib.util.find_spec(spec.split(".")[0]) is None:
-        raise UsageError(f"plugin {spec!r}: no such file or module")
+    found = importlib.util.find_spec(spec.split(".")[0])
+    if found is None:
+        raise UsageError(f"plugin {spec!r}: " + ("a file that is not Python (.py), and no module "
+                                                 "of that name" if path.is_file()
+                                                 else "no such file or module"))
+    if found.origin in (None, "namespace"):  # a folder without __init__.py: nothing to import
+        raise UsageError(f"plugin {spec!r}: a folder with no __init__.py, not a plugin module")
     return importlib.import_module(spec)
 
 

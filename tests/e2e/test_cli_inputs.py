@@ -189,3 +189,16 @@ def test_bad_paths_and_lone_flags_are_refused_before_anything_runs(tmp_path: Pat
     assert main(args) == 2
     assert words in one_error(capsys.readouterr().err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.toml"]  # nothing written
+
+
+@pytest.mark.process
+def test_a_plugin_path_that_is_no_plugin_says_what_it_is(cli, tmp_path: Path):
+    """A folder or a file that is not Python was "no such file" (it exists); an empty folder
+    given as a module name imported as an empty package with no backends, silently."""
+    (tmp_path / "tiny.toml").write_text("x = 1\n")
+    (tmp_path / "empty").mkdir()
+    for plugin, words in [("tiny.toml", "a file that is not Python (.py), and no module"),
+                          ("/", "plugin '/': a folder, not a .py file"),
+                          ("empty", "plugin 'empty': a folder with no __init__.py")]:
+        proc = cli("list", "--plugin", plugin)
+        assert proc.returncode == 2 and words in one_error(proc.stderr), (plugin, proc.stderr)
