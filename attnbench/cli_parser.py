@@ -163,7 +163,7 @@ def add_report_parsers(sub: Any) -> None:
                    help="run folder(s); several: side by side")
     p.add_argument("-o", "--out", metavar="DIR", type=path_text,
                    help="output folder (default the first RUN)")
-    p.add_argument("--baseline", default="torch-naive", metavar="BACKEND",
+    p.add_argument("--baseline", default=None, metavar="BACKEND",
                    help="backend the speedups are relative to (default torch-naive)")
     p = sub.add_parser("compare", help="compare two runs case by case; exit 1 on a regression")
     p.add_argument("base", metavar="BASE", type=path_text, help="the reference run folder")

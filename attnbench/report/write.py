@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from attnbench.errors import UsageError
 from attnbench.report import masks, plots
 from attnbench.report.error_maps import mismatch_section
 from attnbench.report.group_section import group_section
@@ -42,9 +43,16 @@ class Report:
 
 
 def write_report(paths: list[str | Path], out_dir: str | Path | None = None,
-                 baseline: str = "torch-naive") -> Report:
-    """Read the runs, draw the plots and write report.md, report.html and summary.csv."""
+                 baseline: str | None = None) -> Report:
+    """Read the runs, draw the plots and write report.md, report.html and summary.csv.
+    baseline: the backend speedups are relative to (None: torch-naive, where it ran); one
+    named that is in none of the runs is a UsageError."""
     runs = read_runs(paths)
+    names = {r["backend"] for run in runs for r in run.records}
+    if baseline is not None and baseline not in names:
+        raise UsageError(f"--baseline {baseline}: no record of that backend in the run(s) "
+                         f"(backends: {', '.join(sorted(names)) or 'none'})")
+    baseline = baseline or "torch-naive"
     out = Path(out_dir) if out_dir else Path(paths[0])
     with writing(out):
         out.mkdir(parents=True, exist_ok=True)

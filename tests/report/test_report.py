@@ -212,3 +212,13 @@ def test_the_mask_picture_is_embedded_beside_each_table(report: Path):
     assert md.index(masks[0].name) < md.index("| case |")  # placed with its table
     page = (report / "report.html").read_text()
     assert page.count('<figure class="mask">') == 1 and "float:right" in page
+
+
+def test_a_baseline_no_run_has_is_refused_in_one_line(real_run, tmp_path, capsys):
+    """--baseline nope wrote a report whose speedups were "over nope" (none); the default,
+    torch-naive, may be absent (its columns are then left out)."""
+    assert main(["report", str(real_run("base")), "-o", str(tmp_path / "r"),
+                 "--baseline", "nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--baseline nope: no record of that backend" in err
+    assert "numpy-naive" in err and not (tmp_path / "r").exists()
