@@ -76,6 +76,12 @@ def _check_config(run_dir: Path, config: dict[str, Any]) -> None:
         if bad:
             raise UsageError(f"cannot resume {run_dir}: its run.json's config.{key} has the "
                              f"wrong type ({type(value).__name__})")
+    if "timed" in config and not isinstance(config["timed"], bool):
+        raise UsageError(f"cannot resume {run_dir}: its run.json's config.timed has the wrong "
+                         f"type ({type(config['timed']).__name__})")
+    if config.get("executor") not in (None, "local", "ray"):
+        raise UsageError(f"cannot resume {run_dir}: its run.json's config.executor is "
+                         f"{str(config['executor'])[:40]!r}, not local or ray")
 
 
 def _stored_flag(config: dict[str, Any], key: str) -> Any:

@@ -165,6 +165,26 @@ def test_resume_refuses_another_code_version(runs, tmp_path, capsys, key, value,
     assert words in err and "start a new run" in err
 
 
+@pytest.mark.parametrize("key,value,words", [
+    ("seed", "x", "config.seed has the wrong type (str)"),
+    ("timed", "zzz", "config.timed has the wrong type (str)"),
+    ("executor", "zzz", "config.executor is 'zzz', not local or ray"),
+])
+def test_resume_refuses_a_stored_config_it_cannot_trust(runs, tmp_path, capsys, key, value,
+                                                        words):
+    """A run.json edited by hand: a wrong type or an unknown executor is one line, nothing
+    run (an unknown executor and a string `timed` resumed before)."""
+    run = _copy(runs, tmp_path)
+    meta = json.loads((run / "run.json").read_text())
+    meta["config"][key] = value
+    (run / "run.json").write_text(json.dumps(meta))
+    before = (run / "records.jsonl").read_bytes()
+    assert main(["run", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and words in err
+    assert (run / "records.jsonl").read_bytes() == before
+
+
 def test_resume_refuses_check_on_a_run(runs, tmp_path, capsys):
     assert main(["check", "--resume", str(_copy(runs, tmp_path))]) == 2
     assert "started by run" in capsys.readouterr().err
