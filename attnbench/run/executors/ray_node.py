@@ -29,6 +29,9 @@ from attnbench.worker.parent import START_TIMEOUT_S, WorkerDied, WorkerTimeout
 # fingerprint keys that say what a number was measured with (not clocks, temperatures, threads)
 STABLE_KEYS = ("host", "platform", "cpu", "cores", "python", "versions", "git_commit")
 ROOF_TIMEOUT_S = 300.0
+# a worker killed as its node is removed can die before this Ray task does: its case would be
+# sent back `crashed` instead of retried elsewhere; a crash waits this long before it is sent
+CRASH_GRACE_S = 2.0
 
 
 def env_id(env: dict[str, Any]) -> str:
@@ -77,6 +80,8 @@ def run_share(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
                 case = Case.from_dict(case_dict)
                 yield {"start": case.id}
                 rec, = tasks.round(pool, scenario, case, [backend])
+                if rec.get("status") == "crashed":  # perhaps its node is going down: if so,
+                    time.sleep(CRASH_GRACE_S)  # this task dies meanwhile and the case is retried
                 yield {"record": rec, "sent": time.time()}
     finally:
         tasks.close()
