@@ -16,6 +16,8 @@ ELEM_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
 OUTLIER_GAIN = 12.0  # inputs="outliers": a few channels of q and k this many times larger
 OUTLIER_SHARE = 32  # one outlier channel per this many (at least one)
 PEAKED_GAIN = 16.0  # inputs="peaked": q this many times larger (scores' spread ×16)
+NUMPY_BFLOAT16 = ("NumPy has no bfloat16 dtype: a backend of framework 'numpy' cannot be given "
+                  "bfloat16 inputs; take bfloat16 out of its capabilities' dtypes")
 
 
 def case_seed(case: Case, seed: int) -> int:
@@ -98,6 +100,8 @@ def to_framework(x: np.ndarray, framework: str, dtype: str, device: str) -> Any:
     reaches the shared arrays the oracle and the baseline read.
     """
     if framework == "numpy":
+        if dtype == "bfloat16":
+            raise TypeError(NUMPY_BFLOAT16)
         return np.array(x, dtype=dtype, order="C", copy=True)
     if framework == "torch":
         import torch

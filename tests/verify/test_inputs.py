@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from attnbench.case import Case
-from attnbench.verify.inputs import flops, io_bytes, score_bytes, visible_pairs
+from attnbench.verify.inputs import flops, io_bytes, score_bytes, to_framework, visible_pairs
 from attnbench.verify.reference import row_visibility
 
 SHAPES = [(64, 64), (48, 80), (80, 48), (1, 57), (57, 1), (1, 1), (3, 1000), (1000, 3)]
@@ -57,3 +57,10 @@ def test_a_window_side_that_bounds_nothing_is_unbounded():
     for left, right, want in [(2**31 - 1, 3, (-1, 3)), (13, 12, (-1, 12)), (12, None, (12, -1))]:
         case = Case(1, 1, 1, 5, 8, 4, window_left=left, window_right=right)
         assert make_inputs(case, reference_arrays(case, 0), "numpy").window == want
+
+
+def test_a_numpy_backend_claiming_bfloat16_is_told_numpy_has_none():
+    """NumPy has no bfloat16: the input copy names that and the fix, not NumPy's bare error."""
+    with pytest.raises(TypeError, match="NumPy has no bfloat16 dtype.*capabilities' dtypes"):
+        to_framework(np.zeros((1, 1, 2, 4)), "numpy", "bfloat16", "cpu")
+    assert to_framework(np.ones(3), "numpy", "float16", "cpu").dtype == np.float16
