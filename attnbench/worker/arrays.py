@@ -66,7 +66,9 @@ def dtype_name(x: Any) -> str:
     if isinstance(x, np.ndarray):
         return str(np.ndarray.dtype.__get__(x))
     if _is_torch(x):
-        return str(sys.modules["torch"].Tensor.dtype.__get__(x)).removeprefix("torch.")
+        torch = sys.modules["torch"]
+        with _no_torch_function(torch):  # a subclass's __torch_function__ is not asked
+            return str(torch.Tensor.dtype.__get__(x)).removeprefix("torch.")
     return str(getattr(x, "dtype", type(x).__name__)).removeprefix("torch.")
 
 
@@ -76,14 +78,28 @@ def _is_torch(x: Any) -> bool:
     return torch is not None and isinstance(x, torch.Tensor)
 
 
-def to_host(x: Any) -> tuple[np.ndarray, str]:
-    """The exact host copy of a NumPy array or torch tensor, and the dtype it had.
+def _no_torch_function(torch: Any) -> Any:
+    """A context in which torch calls no tensor subclass's __torch_function__."""
+    import contextlib
 
-    bfloat16 comes back as its uint16 bits (NumPy has no bfloat16)."""
+    disable = getattr(torch._C, "DisableTorchFunctionSubclass", None)
+    return disable() if disable is not None else contextlib.nullcontext()
+
+
+def to_host(x: Any) -> tuple[np.ndarray, str]:
+    """The exact host copy of a NumPy array or a plain torch tensor, and the dtype it had.
+
+    bfloat16 comes back as its uint16 bits (NumPy has no bfloat16). A torch.Tensor subclass is
+    refused: its __torch_function__ or __torch_dispatch__ runs when it is copied, so it could
+    compute its values then, after the timing, and hand back others to any other reader."""
     name = dtype_name(x)
     if _is_torch(x):
         import torch
 
+        if type(x) is not torch.Tensor:
+            raise TypeError(f"a {type(x).__name__}, a subclass of torch.Tensor: only a plain "
+                            "torch.Tensor is read (a subclass can compute its values as they "
+                            "are copied out, after the timing)")
         t = x.detach()
         if t.dtype == torch.bfloat16:
             return t.contiguous().view(torch.int16).cpu().numpy().view(np.uint16), name

@@ -71,6 +71,21 @@ def test_a_backend_computing_only_when_checked_fails_when_timed(cli, plugin_path
     assert all(r["agreement"]["timed_calls"]["compared"] >= 1 for r in recs)
 
 
+def test_tensor_subclasses_lying_when_read_are_mismatches(cli, plugin_path, tmp_path):
+    """A subclass that computes its output only when copied out (zeros, and no work, when
+    timed), and one whose dtype says float32 over float64 values: both were ok (the first at
+    0.001 ms); a plain tensor is all that is read now."""
+    out = tmp_path / "run"
+    proc = cli("run", "-s", _scenario(tmp_path), "-b", "test-lazy-tensor", "-b",
+               "test-dtype-tensor", "-b", "torch-naive", "--plugin",
+               plugin_path("tensor_subclasses.py"), "--budget", "0.05", "--out", str(out))
+    got = _by_backend(out)
+    assert {r["status"] for r in got["torch-naive"]} == {"ok"}, proc.stderr[-800:]
+    for name in ("test-lazy-tensor", "test-dtype-tensor"):
+        assert {r["status"] for r in got[name]} == {"mismatch"}, got[name][0].get("error")
+        assert all("a subclass of torch.Tensor" in json.dumps(r["agreement"]) for r in got[name])
+
+
 def test_the_compared_rows_are_not_predictable(cli, plugin_path, tmp_path):
     """Beyond the oracle budget (8192², d256: half the rows compared) a backend computing only
     the rows an earlier attnbench would have drawn (run.json's seed, records' seeds) fails."""

@@ -155,4 +155,27 @@ def test_a_subclass_saying_another_dtype_is_shipped_as_what_it_holds(folder: Pat
             return torch.float32
 
     tensor = torch.zeros(2, dtype=torch.float64).as_subclass(LiesToo)
-    assert arrays.ship(tensor, folder, "t")["dtype"] == "float64"
+    entry = arrays.ship(tensor, folder, "t")  # refused (a subclass), its dtype said as held
+    assert entry["dtype"] == "float64" and "a subclass of torch.Tensor" in entry["error"]
+
+
+def test_a_tensor_subclass_is_refused_its_torch_function_unasked(folder: Path):
+    """A subclass whose __torch_function__ computes the values when `detach` is called (a copy
+    out, after the timing) or says another dtype: refused, and its dtype read as held."""
+    torch = pytest.importorskip("torch")
+    asked: list[str] = []
+
+    class Lazy(torch.Tensor):
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):
+            asked.append(getattr(func, "__name__", str(func)))
+            if getattr(func, "__name__", "") == "detach":
+                return torch.ones(2)
+            with torch._C.DisableTorchFunctionSubclass():
+                return func(*args, **(kwargs or {}))
+
+    lazy = torch.zeros(2, dtype=torch.float64).as_subclass(Lazy)
+    asked.clear()
+    entry = arrays.ship(lazy, folder, "lazy")
+    assert "a subclass of torch.Tensor" in entry["error"] and entry["dtype"] == "float64"
+    assert asked == [] and not (folder / "lazy.npy").exists()

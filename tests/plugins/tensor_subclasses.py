@@ -1,0 +1,74 @@
+"""Test backends returning torch.Tensor subclasses that lie when read through torch functions.
+
+test-lazy-tensor: its timed calls do no work and return zeros wrapped in a subclass whose
+__torch_function__ computes the right output when `detach` is called (as a copy does), so the
+output looks right only once the clock has stopped. test-dtype-tensor: computes in float64 and
+returns a subclass whose __torch_function__ says float32 when its dtype is read.
+"""
+
+from __future__ import annotations
+
+import torch
+from attnbench.backends.torch_naive import TorchNaive
+
+from attnbench import Backend, Capabilities, hookimpl
+
+
+class Lazy(torch.Tensor):
+    compute = None
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        this = args[0] if args else None
+        if isinstance(this, Lazy) and getattr(func, "__name__", "") == "detach":
+            return this.compute().detach()  # the work, done only when it is read
+        with torch._C.DisableTorchFunctionSubclass():
+            return func(*args, **(kwargs or {}))
+
+
+class SaysFloat32(torch.Tensor):
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") == "__get__" and \
+                getattr(getattr(func, "__self__", None), "__name__", "") == "dtype":
+            return torch.float32
+        with torch._C.DisableTorchFunctionSubclass():
+            return func(*args, **(kwargs or {}))
+
+
+class LazyTensor(TorchNaive):
+    name = "test-lazy-tensor"
+    capabilities = Capabilities(devices=("cpu",), dtypes=("float32",))
+
+    def prepare(self, inputs):
+        run = super().prepare(inputs)
+        blank = torch.zeros_like(run())
+
+        def call():
+            out = torch.Tensor._make_subclass(Lazy, blank)
+            out.compute = run
+            return out
+
+        return call
+
+
+class DtypeTensor(TorchNaive):
+    name = "test-dtype-tensor"
+    capabilities = Capabilities(devices=("cpu",), dtypes=("float32",))
+
+    def prepare(self, inputs):
+        q, k, v = (x.double() for x in (inputs.q, inputs.k, inputs.v))
+        keep = torch.as_tensor(inputs.visible())
+
+        def call():
+            s = (q @ k.transpose(-1, -2) * inputs.scale).masked_fill(~keep, float("-inf"))
+            group = q.shape[1] // v.shape[1]
+            out = torch.softmax(s, -1) @ v.repeat_interleave(group, dim=1)
+            return torch.Tensor._make_subclass(SaysFloat32, out)
+
+        return call
+
+
+@hookimpl
+def attnbench_backends() -> list[Backend]:
+    return [LazyTensor(), DtypeTensor()]
