@@ -79,10 +79,11 @@ def _is_torch(x: Any) -> bool:
 
 
 def _no_torch_function(torch: Any) -> Any:
-    """A context in which torch calls no tensor subclass's __torch_function__."""
+    """A context in which torch calls no __torch_function__: no tensor subclass's, and no
+    TorchFunctionMode's (one a plugin left entered in its worker)."""
     import contextlib
 
-    disable = getattr(torch._C, "DisableTorchFunctionSubclass", None)
+    disable = getattr(torch._C, "DisableTorchFunction", None)
     return disable() if disable is not None else contextlib.nullcontext()
 
 
@@ -100,10 +101,11 @@ def to_host(x: Any) -> tuple[np.ndarray, str]:
             raise TypeError(f"a {type(x).__name__}, a subclass of torch.Tensor: only a plain "
                             "torch.Tensor is read (a subclass can compute its values as they "
                             "are copied out, after the timing)")
-        t = x.detach()
-        if t.dtype == torch.bfloat16:
-            return t.contiguous().view(torch.int16).cpu().numpy().view(np.uint16), name
-        return t.cpu().numpy(), name
+        with _no_torch_function(torch):
+            t = x.detach()
+            if t.dtype == torch.bfloat16:
+                return t.contiguous().view(torch.int16).cpu().numpy().view(np.uint16), name
+            return t.cpu().numpy(), name
     if isinstance(x, np.ndarray):
         return np.ndarray.view(x, np.ndarray), name  # the values, not a subclass's methods
     raise TypeError(f"a {type(x).__name__}, not an array")

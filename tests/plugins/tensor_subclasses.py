@@ -4,12 +4,15 @@ test-lazy-tensor: its timed calls do no work and return zeros wrapped in a subcl
 __torch_function__ computes the right output when `detach` is called (as a copy does), so the
 output looks right only once the clock has stopped. test-dtype-tensor: computes in float64 and
 returns a subclass whose __torch_function__ says float32 when its dtype is read.
+test-mode-lazy: plain tensors of zeros, with a TorchFunctionMode left entered in its worker that
+computes the right output when such a tensor's `detach` is called.
 """
 
 from __future__ import annotations
 
 import torch
 from attnbench.backends.torch_naive import TorchNaive
+from torch.overrides import TorchFunctionMode
 
 from attnbench import Backend, Capabilities, hookimpl
 
@@ -69,6 +72,32 @@ class DtypeTensor(TorchNaive):
         return call
 
 
+class ComputesOnDetach(TorchFunctionMode):
+    pending: dict[int, object] = {}  # id of a returned tensor -> what computes its values
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") == "detach" and args and id(args[0]) in self.pending:
+            return self.pending[id(args[0])]().detach()
+        return func(*args, **(kwargs or {}))
+
+
+class ModeLazy(TorchNaive):
+    name = "test-mode-lazy"
+    capabilities = Capabilities(devices=("cpu",), dtypes=("float32",))
+
+    def prepare(self, inputs):
+        run = super().prepare(inputs)
+        blank = torch.zeros_like(run())
+        ComputesOnDetach().__enter__()  # left entered: every later torch call goes through it
+
+        def call():
+            out = blank.clone()
+            ComputesOnDetach.pending[id(out)] = run
+            return out
+
+        return call
+
+
 @hookimpl
 def attnbench_backends() -> list[Backend]:
-    return [LazyTensor(), DtypeTensor()]
+    return [LazyTensor(), DtypeTensor(), ModeLazy()]
