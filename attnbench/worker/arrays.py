@@ -79,12 +79,19 @@ def _is_torch(x: Any) -> bool:
 
 
 def _no_torch_function(torch: Any) -> Any:
-    """A context in which torch calls no __torch_function__: no tensor subclass's, and no
-    TorchFunctionMode's (one a plugin left entered in its worker)."""
+    """A context in which torch calls no __torch_function__ (no tensor subclass's, no
+    TorchFunctionMode's) and no TorchDispatchMode: none a plugin left entered in its worker."""
     import contextlib
 
+    stack = contextlib.ExitStack()
     disable = getattr(torch._C, "DisableTorchFunction", None)
-    return disable() if disable is not None else contextlib.nullcontext()
+    if disable is not None:
+        stack.enter_context(disable())
+    dispatch = getattr(getattr(torch.utils, "_python_dispatch", None), "_disable_current_modes",
+                       None)  # private to torch: used where it is there
+    if dispatch is not None:
+        stack.enter_context(dispatch())
+    return stack
 
 
 def to_host(x: Any) -> tuple[np.ndarray, str]:

@@ -71,18 +71,19 @@ def test_a_backend_computing_only_when_checked_fails_when_timed(cli, plugin_path
     assert all(r["agreement"]["timed_calls"]["compared"] >= 1 for r in recs)
 
 
-def test_tensor_subclasses_lying_when_read_are_mismatches(cli, plugin_path, tmp_path):
+def test_tensor_subclasses_and_modes_lying_when_read_are_mismatches(cli, plugin_path, tmp_path):
     """A subclass that computes its output only when copied out (zeros, and no work, when
     timed), one whose dtype says float32 over float64 values, and plain zeros with a
-    TorchFunctionMode left entered that computes them on `detach`: all were ok (the first at
-    0.001 ms); a plain tensor is all that is read now, and read with no __torch_function__."""
+    TorchFunctionMode or TorchDispatchMode left entered that computes them on `detach`: all were
+    ok (the first at 0.001 ms); only a plain tensor is read now, with neither kind of mode."""
     out = tmp_path / "run"
-    backends = ("test-lazy-tensor", "test-dtype-tensor", "test-mode-lazy", "torch-naive")
+    backends = ("test-lazy-tensor", "test-dtype-tensor", "test-mode-lazy", "test-dispatch-lazy",
+                "torch-naive")
     proc = cli("run", "-s", _scenario(tmp_path), *(f"-b{b}" for b in backends), "--plugin",
                plugin_path("tensor_subclasses.py"), "--budget", "0.05", "--out", str(out))
     got = _by_backend(out)
     assert {r["status"] for r in got["torch-naive"]} == {"ok"}, proc.stderr[-800:]
-    for name in backends[:3]:
+    for name in backends[:4]:
         assert {r["status"] for r in got[name]} == {"mismatch"}, got[name][0].get("error")
     for name in backends[:2]:
         assert all("a subclass of torch.Tensor" in json.dumps(r["agreement"]) for r in got[name])

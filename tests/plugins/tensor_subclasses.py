@@ -5,14 +5,18 @@ __torch_function__ computes the right output when `detach` is called (as a copy 
 output looks right only once the clock has stopped. test-dtype-tensor: computes in float64 and
 returns a subclass whose __torch_function__ says float32 when its dtype is read.
 test-mode-lazy: plain tensors of zeros, with a TorchFunctionMode left entered in its worker that
-computes the right output when such a tensor's `detach` is called.
+computes the right output when such a tensor's `detach` is called. test-dispatch-lazy: the same
+with a TorchDispatchMode (aten.detach), its calls spinning 0.2 ms to stay under the roof.
 """
 
 from __future__ import annotations
 
+import time
+
 import torch
 from attnbench.backends.torch_naive import TorchNaive
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
 from attnbench import Backend, Capabilities, hookimpl
 
@@ -98,6 +102,36 @@ class ModeLazy(TorchNaive):
         return call
 
 
+class DetachComputes(TorchDispatchMode):
+    pending: dict[int, object] = {}  # data_ptr of a returned tensor -> what computes its values
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten.detach.default and args and \
+                args[0].data_ptr() in self.pending:
+            with _disable_current_modes():
+                return self.pending[args[0].data_ptr()]()
+        return func(*args, **(kwargs or {}))
+
+
+class DispatchLazy(TorchNaive):
+    name = "test-dispatch-lazy"
+    capabilities = Capabilities(devices=("cpu",), dtypes=("float32",))
+
+    def prepare(self, inputs):
+        run = super().prepare(inputs)
+        blank = torch.zeros_like(run())
+        DetachComputes().__enter__()  # left entered
+
+        def call():
+            end = time.perf_counter() + 2e-4
+            while time.perf_counter() < end:
+                pass
+            DetachComputes.pending[blank.data_ptr()] = run
+            return blank
+
+        return call
+
+
 @hookimpl
 def attnbench_backends() -> list[Backend]:
-    return [LazyTensor(), DtypeTensor(), ModeLazy()]
+    return [LazyTensor(), DtypeTensor(), ModeLazy(), DispatchLazy()]
