@@ -165,11 +165,20 @@ class TaskRunner:
                               error=f"worker {died.reason} between tasks, before answering "
                                     "this case; a fresh worker runs the next one")
         self._tasks += 1
-        folder = arrays.task_dir(self.folder)
-        task = {"scenario": scenario, "backend": name_of(backend), "case": case.to_dict(),
-                "prefix": f"t{self._tasks}", "dir": folder.name,
-                "inputs": {n: arrays.write(a, case.dtype, folder, f"in-{n}")
-                           for n, a in self._staged(data).items()}}
+        try:
+            folder = arrays.task_dir(self.folder)
+        except OSError as exc:
+            return new_record(scenario, case, backend, Status.ERROR,
+                              error=f"the case's inputs could not be written: {exc}")
+        try:
+            task = {"scenario": scenario, "backend": name_of(backend), "case": case.to_dict(),
+                    "prefix": f"t{self._tasks}", "dir": folder.name,
+                    "inputs": {n: arrays.write(a, case.dtype, folder, f"in-{n}")
+                               for n, a in self._staged(data).items()}}
+        except OSError as exc:  # memory or disk full
+            arrays.remove_dir(folder)
+            return new_record(scenario, case, backend, Status.ERROR,
+                              error=f"the case's inputs could not be written: {exc}")
         try:
             if not w.started:
                 self._start(w, pool.failed.pop(name_of(backend), None))

@@ -10,6 +10,7 @@ whose name, type, size or shape is not what the reply says is refused, never tru
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -39,12 +40,26 @@ def exchange_dir() -> Path:
 
 def task_dir(folder: Path) -> Path:
     """A new folder for one task's arrays, under an unguessable name (created by the parent
-    just before the task is sent: no other worker can prepare a file or link in it)."""
+    just before the task is sent: no other worker can prepare a file or link in it). Where the
+    run's exchange folder is no longer a folder (a plugin moved it, or put a file or link in
+    its place), it is made again first, empty, at the same path."""
     import secrets
 
+    if not stat.S_ISDIR(_lstat_mode(folder)):
+        if folder.is_symlink() or folder.exists():
+            folder.unlink()
+        folder.mkdir(mode=0o700)
     path = folder / secrets.token_hex(16)
     path.mkdir(mode=0o700)
     return path
+
+
+def _lstat_mode(path: Path) -> int:
+    """The mode of path itself (a link not followed), 0 when there is nothing there."""
+    try:
+        return path.lstat().st_mode
+    except (FileNotFoundError, NotADirectoryError):  # or a folder above it is now a file
+        return 0
 
 
 def worker_dir(folder: Path, name: Any) -> Path:
@@ -55,9 +70,16 @@ def worker_dir(folder: Path, name: Any) -> Path:
 
 
 def remove_dir(path: Path | None) -> None:
-    """Delete an exchange folder and whatever a worker left in it."""
-    if path is not None:
+    """Delete an exchange folder and whatever a worker left in it (or a file or link a plugin
+    put in its place)."""
+    if path is None:
+        return
+    mode = _lstat_mode(path)
+    if stat.S_ISDIR(mode):
         shutil.rmtree(path, ignore_errors=True)
+    elif mode:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def dtype_name(x: Any) -> str:
@@ -81,8 +103,6 @@ def _is_torch(x: Any) -> bool:
 def _no_torch_function(torch: Any) -> Any:
     """A context in which torch calls no __torch_function__ (no tensor subclass's, no
     TorchFunctionMode's) and no TorchDispatchMode: none a plugin left entered in its worker."""
-    import contextlib
-
     stack = contextlib.ExitStack()
     disable = getattr(torch._C, "DisableTorchFunction", None)
     if disable is not None:

@@ -89,6 +89,19 @@ def test_tensor_subclasses_and_modes_lying_when_read_are_mismatches(cli, plugin_
         assert all("a subclass of torch.Tensor" in json.dumps(r["agreement"]) for r in got[name])
 
 
+def test_a_plugin_replacing_the_exchange_folder_costs_only_its_own_cases(cli, plugin_path,
+                                                                          tmp_path):
+    """It deletes its run's exchange folder and puts a file there: the run used to stop with
+    `Not a directory` (exit 2, no record); now the folder is made again for the next task."""
+    out = tmp_path / "run"
+    proc = cli("check", "-s", _scenario(tmp_path), "-b", "test-replaces-exchange", "-b",
+               "numpy-naive", "--plugin", plugin_path("replaces_exchange.py"), "--out", str(out))
+    got = _by_backend(out)
+    assert proc.returncode == 1 and len(got["numpy-naive"]) == 2, proc.stderr[-800:]
+    assert {r["status"] for r in got["numpy-naive"]} == {"ok"}
+    assert {r["status"] for r in got["test-replaces-exchange"]} == {"error"}
+
+
 def test_the_compared_rows_are_not_predictable(cli, plugin_path, tmp_path):
     """Beyond the oracle budget (8192², d256: half the rows compared) a backend computing only
     the rows an earlier attnbench would have drawn (run.json's seed, records' seeds) fails."""

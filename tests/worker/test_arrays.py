@@ -179,3 +179,25 @@ def test_a_tensor_subclass_is_refused_its_torch_function_unasked(folder: Path):
     entry = arrays.ship(lazy, folder, "lazy")
     assert "a subclass of torch.Tensor" in entry["error"] and entry["dtype"] == "float64"
     assert asked == [] and not (folder / "lazy.npy").exists()
+
+
+@pytest.mark.parametrize("replacement", ["file", "link", "gone"])
+def test_an_exchange_folder_a_plugin_replaced_is_made_again_and_removed(tmp_path: Path,
+                                                                       replacement: str):
+    """A file, a link (to a folder elsewhere) or nothing where the run's exchange folder was:
+    the next task folder is made in a new, empty, private folder at its path, never through
+    the link; remove_dir then deletes whatever is there."""
+    root, elsewhere = tmp_path / "attnbench-arrays-x", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    if replacement == "file":
+        root.write_text("not a folder")
+    elif replacement == "link":
+        root.symlink_to(elsewhere)
+    task = arrays.task_dir(root)
+    assert task.parent == root and root.is_dir() and not root.is_symlink()
+    assert root.stat().st_mode & 0o777 == 0o700 and list(elsewhere.iterdir()) == []
+    arrays.remove_dir(root)
+    assert not root.exists()
+    root.write_text("a file left in its place")
+    arrays.remove_dir(root)
+    assert not root.exists() and not root.is_symlink()
