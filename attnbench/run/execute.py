@@ -15,7 +15,7 @@ from attnbench.record import Record
 from attnbench.run.outcome import from_result
 from attnbench.verify.casedata import CaseData, expected_shape, expected_shapes
 from attnbench.verify.judge import judge
-from attnbench.worker import arrays
+from attnbench.worker import arrays, exchange
 from attnbench.worker.execute import Options, prepare_process
 from attnbench.worker.execute import execute as run_in_worker
 
@@ -26,12 +26,12 @@ def execute(backend: Any, scenario: str, case: Case, get_data: Callable[[], Case
             opts: Options) -> Record:
     """The record of one case on a backend loaded in this process (get_data gives the case's
     verification data; it is asked only when there is an output to verify)."""
-    folder = arrays.exchange_dir()
+    folder = exchange.exchange_dir()
     try:
         result = run_in_worker(backend, case, opts, folder, "t")
         shipped = arrays.receive_all(folder, result.get("arrays"), expected_shapes(case))
     finally:
-        arrays.remove_dir(folder)
+        exchange.remove_dir(folder)
     agree = None
     if shipped:
         data = get_data()

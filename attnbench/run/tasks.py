@@ -23,7 +23,7 @@ from attnbench.record import Record, Status, new_record
 from attnbench.run.outcome import from_result
 from attnbench.verify.casedata import CaseData, expected_shapes
 from attnbench.verify.judge import judge
-from attnbench.worker import arrays
+from attnbench.worker import arrays, exchange
 from attnbench.worker.parent import WorkerDied, WorkerProcess, WorkerTimeout
 
 
@@ -82,7 +82,7 @@ class TaskRunner:
 
     def __init__(self, hello: dict[str, Any], log_dir: Path, timeout_s: float,
                  starting: Callable[[str, str], None] | None = None, seed: int = 0):
-        self.folder = arrays.exchange_dir()
+        self.folder = exchange.exchange_dir()
         self.hello = {**hello, "arrays_dir": str(self.folder)}
         self.log_dir, self.timeout_s, self.seed = log_dir, timeout_s, seed
         self.starting = starting or (lambda case_id, backend: None)
@@ -96,7 +96,7 @@ class TaskRunner:
 
     def close(self) -> None:
         """Remove the exchange folder (every array in it was verified or abandoned)."""
-        arrays.remove_dir(self.folder)
+        exchange.remove_dir(self.folder)
 
     def new_worker(self, label: str, backend: Any = None, role: str = "backend"
                    ) -> WorkerProcess:
@@ -166,7 +166,7 @@ class TaskRunner:
                                     "this case; a fresh worker runs the next one")
         self._tasks += 1
         try:
-            folder = arrays.task_dir(self.folder)
+            folder = exchange.task_dir(self.folder)
         except OSError as exc:
             return new_record(scenario, case, backend, Status.ERROR,
                               error=f"the case's inputs could not be written: {exc}")
@@ -176,7 +176,7 @@ class TaskRunner:
                     "inputs": {n: arrays.write(a, case.dtype, folder, f"in-{n}")
                                for n, a in self._staged(data).items()}}
         except OSError as exc:  # memory or disk full
-            arrays.remove_dir(folder)
+            exchange.remove_dir(folder)
             return new_record(scenario, case, backend, Status.ERROR,
                               error=f"the case's inputs could not be written: {exc}")
         try:
@@ -196,7 +196,7 @@ class TaskRunner:
             return new_record(scenario, case, backend, Status.CRASHED,
                               error=f"worker {exc.reason}", log_tail=exc.log_tail)
         finally:
-            arrays.remove_dir(folder)
+            exchange.remove_dir(folder)
 
     def _staged(self, data: CaseData) -> dict[str, Any]:
         """The case's inputs as workers load them, converted once per case."""

@@ -13,10 +13,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import stat
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,62 +22,11 @@ from typing import Any
 import numpy as np
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}\.npy$")
-TASK_DIR = re.compile(r"^[0-9a-f]{32}$")
 STORED = {"float64": "<f8", "float32": "<f4", "float16": "<f2", "bfloat16": "<u2"}
 
 
 class ArrayRefused(Exception):
     """An array the worker named cannot be read as it says (a sentence saying why)."""
-
-
-def exchange_dir() -> Path:
-    """A new private folder for one run's arrays: in /dev/shm (memory) when it has room."""
-    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-    return Path(tempfile.mkdtemp(prefix="attnbench-arrays-", dir=base))
-
-
-def task_dir(folder: Path) -> Path:
-    """A new folder for one task's arrays, under an unguessable name (created by the parent
-    just before the task is sent: no other worker can prepare a file or link in it). Where the
-    run's exchange folder is no longer a folder (a plugin moved it, or put a file or link in
-    its place), it is made again first, empty, at the same path."""
-    import secrets
-
-    if not stat.S_ISDIR(_lstat_mode(folder)):
-        if folder.is_symlink() or folder.exists():
-            folder.unlink()
-        folder.mkdir(mode=0o700)
-    path = folder / secrets.token_hex(16)
-    path.mkdir(mode=0o700)
-    return path
-
-
-def _lstat_mode(path: Path) -> int:
-    """The mode of path itself (a link not followed), 0 when there is nothing there."""
-    try:
-        return path.lstat().st_mode
-    except (FileNotFoundError, NotADirectoryError):  # or a folder above it is now a file
-        return 0
-
-
-def worker_dir(folder: Path, name: Any) -> Path:
-    """The task folder a task names (worker side); ValueError for anything but such a name."""
-    if not isinstance(name, str) or not TASK_DIR.match(name):
-        raise ValueError(f"not a task folder name: {name!r}")
-    return folder / name
-
-
-def remove_dir(path: Path | None) -> None:
-    """Delete an exchange folder and whatever a worker left in it (or a file or link a plugin
-    put in its place)."""
-    if path is None:
-        return
-    mode = _lstat_mode(path)
-    if stat.S_ISDIR(mode):
-        shutil.rmtree(path, ignore_errors=True)
-    elif mode:
-        with contextlib.suppress(OSError):
-            path.unlink()
 
 
 def dtype_name(x: Any) -> str:

@@ -109,7 +109,7 @@ class Session:
         return self._case(msg, t0)
 
     def _case(self, msg: dict[str, Any], t0: float) -> dict[str, Any]:
-        from attnbench.worker import arrays
+        from attnbench.worker import exchange
         from attnbench.worker.execute import execute
 
         case = Case.from_dict(msg["case"])
@@ -119,7 +119,7 @@ class Session:
             return {"missing": f"backend {msg['backend']!r} not found "
                     f"in the worker ({why})"}
         try:
-            folder = arrays.worker_dir(self.folder, msg.get("dir"))
+            folder = exchange.worker_dir(self.folder, msg.get("dir"))
         except ValueError as exc:
             return {"missing": str(exc)}
         given = _inputs(folder, msg.get("inputs"))

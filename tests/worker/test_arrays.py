@@ -1,39 +1,26 @@
-"""The parent's reading of shipped arrays (worker/arrays.py): private folders, and files refused
-without blocking or reading them when they are not the regular .npy of the case's shape."""
+"""The parent's reading of shipped arrays (worker/arrays.py): files refused without blocking or
+reading them when they are not the regular .npy of the case's shape; what a worker ships."""
 
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from attnbench.worker import arrays
+from attnbench.worker import arrays, exchange
 
 SHAPE = (1, 2, 4, 3)
 
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
-    return arrays.task_dir(tmp_path)
+    return exchange.task_dir(tmp_path)
 
 
 def _entry(folder: Path, x: np.ndarray, dtype: str = "float32") -> dict:
     return arrays.write(x, dtype, folder, "t1-first.out")
-
-
-def test_exchange_and_task_folders_are_private_and_unguessable(tmp_path: Path):
-    base = arrays.exchange_dir()
-    try:
-        task = arrays.task_dir(base)
-        for path in (base, task):
-            assert stat.S_IMODE(path.stat().st_mode) == 0o700
-        assert arrays.TASK_DIR.match(task.name)  # 128 random bits (secrets.token_hex)
-        assert arrays.task_dir(base).name != task.name
-    finally:
-        arrays.remove_dir(base)
 
 
 def test_a_regular_file_of_the_case_shape_is_read_in_every_dtype(folder: Path):
@@ -179,25 +166,3 @@ def test_a_tensor_subclass_is_refused_its_torch_function_unasked(folder: Path):
     entry = arrays.ship(lazy, folder, "lazy")
     assert "a subclass of torch.Tensor" in entry["error"] and entry["dtype"] == "float64"
     assert asked == [] and not (folder / "lazy.npy").exists()
-
-
-@pytest.mark.parametrize("replacement", ["file", "link", "gone"])
-def test_an_exchange_folder_a_plugin_replaced_is_made_again_and_removed(tmp_path: Path,
-                                                                       replacement: str):
-    """A file, a link (to a folder elsewhere) or nothing where the run's exchange folder was:
-    the next task folder is made in a new, empty, private folder at its path, never through
-    the link; remove_dir then deletes whatever is there."""
-    root, elsewhere = tmp_path / "attnbench-arrays-x", tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    if replacement == "file":
-        root.write_text("not a folder")
-    elif replacement == "link":
-        root.symlink_to(elsewhere)
-    task = arrays.task_dir(root)
-    assert task.parent == root and root.is_dir() and not root.is_symlink()
-    assert root.stat().st_mode & 0o777 == 0o700 and list(elsewhere.iterdir()) == []
-    arrays.remove_dir(root)
-    assert not root.exists()
-    root.write_text("a file left in its place")
-    arrays.remove_dir(root)
-    assert not root.exists() and not root.is_symlink()
