@@ -31,6 +31,22 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _writable_file(path: str, flag: str) -> None:
+    """Refuse (exit 2) a file path that cannot be written: a folder, a file not writable, or
+    one whose nearest existing folder (the missing ones are made) is no writable folder."""
+    if os.path.isdir(path):
+        raise UsageError(f"{flag} {path}: a folder, not a file")
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise UsageError(f"{flag} {path}: the file cannot be written")
+        return
+    above = os.path.dirname(path)
+    while not os.path.exists(above):
+        above = os.path.dirname(above)
+    if not os.path.isdir(above) or not os.access(above, os.W_OK):
+        raise UsageError(f"{flag} {path}: {above} is no folder this user can write in")
+
+
 def settle_args(args: argparse.Namespace) -> None:
     """Make every path argument absolute (against the folder attnbench was started in) and
     drop repeated values of the list flags, which would run the same thing twice."""
@@ -39,8 +55,11 @@ def settle_args(args: argparse.Namespace) -> None:
             setattr(args, dest, os.path.abspath(getattr(args, dest)))
     if getattr(args, "runs", None):
         args.runs = [os.path.abspath(r) for r in args.runs]
-    if getattr(args, "junit_xml", None) and os.path.isdir(args.junit_xml):  # before the check
-        raise UsageError(f"--junit-xml {args.junit_xml}: a folder, not a file")
+    if getattr(args, "junit_xml", None):  # before the check: it is written after it
+        _writable_file(args.junit_xml, "--junit-xml")
+    if len(set(getattr(args, "runs", None) or [])) < len(getattr(args, "runs", None) or []):
+        twice = next(r for r in args.runs if args.runs.count(r) > 1)
+        raise UsageError(f"{twice} is given twice: each run is counted once")
     if getattr(args, "scenario", None):  # names stay names, as resolve_scenario tells them apart
         args.scenario = list(dict.fromkeys(
             os.path.abspath(s) if s.endswith(".toml") or "/" in s else s for s in args.scenario))
@@ -89,7 +108,8 @@ def _sweep_exit(args: argparse.Namespace, result: Any, timed: bool) -> int:
         return EXIT_OK
     from attnbench.run.gate import check_gate
 
-    verdict = check_gate(result.records, args.require_deterministic, args.repeat)
+    verdict = check_gate(result.records, args.require_deterministic, args.repeat,
+                         getattr(result, "plugin_failures", ()))
     print(verdict.message, file=sys.stdout if verdict.passed else sys.stderr)
     return EXIT_OK if verdict.passed else EXIT_FAILED
 

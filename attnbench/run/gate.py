@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,10 +17,16 @@ class GateVerdict:
     message: str
 
 
-def check_gate(records: list[dict[str, Any]], require_deterministic: bool, repeat: int
-               ) -> GateVerdict:
-    """Fails when a record failed, none was verified, or (require_deterministic) a record's
-    repeated calls were not bitwise identical or were not checked."""
+def check_gate(records: list[dict[str, Any]], require_deterministic: bool, repeat: int,
+               plugin_failures: Sequence[tuple[str, str]] = ()) -> GateVerdict:
+    """Fails when a plugin named with --plugin did not load (its backends never ran), a record
+    failed, none was verified, or (require_deterministic) a record's repeated calls were not
+    bitwise identical or were not checked."""
+    if plugin_failures:
+        plugin, reason = plugin_failures[0]
+        more = f" (and {len(plugin_failures) - 1} more)" if len(plugin_failures) > 1 else ""
+        return GateVerdict(False, f"check failed: the plugin {plugin} did not load{more}, so "
+                                  f"none of its backends was checked: {reason}")
     failed = [r for r in records if r["status"] in CHECK_FAILED]
     verified = [r for r in records if r["status"] in VERIFIED]
     if failed:

@@ -39,6 +39,7 @@ def launch_sweep(args: argparse.Namespace, argv: list[str], defaults: argparse.N
                            probe=list(args.backend) or None)  # only named backends are checked
     for plugin, reason in catalog.failures:
         print(f"attnbench: plugin {plugin} failed: {reason}", file=sys.stderr)
+    named = [(p, r) for p, r in catalog.failures if p in (args.plugin or [])]  # --plugin's
     scenarios = [early.get(n) or resolve_scenario(n, catalog.scenario_dirs) for n in names]
     plan = make_plan(catalog, scenarios, args.backend, resolve_devices(args.device), args.dtype)
     if not plan.backends:
@@ -48,12 +49,16 @@ def launch_sweep(args: argparse.Namespace, argv: list[str], defaults: argparse.N
                    repeat=args.repeat or 1, warm=plan.describe()["devices"])
     meta = {"command": "attnbench " + shlex.join(argv), "config": run_config(args, scenarios, opts),
             "environment": environment.fingerprint(args.plugin or [], catalog.module_files),
-            **({"run_id": run_id} if run_id else {})}
+            **({"run_id": run_id} if run_id else {}),
+            **({"plugin_failures": [list(f) for f in catalog.failures]} if catalog.failures
+               else {})}
     if old_meta is not None:
         from attnbench.run.resume import check
 
         meta["resume_notes"] = check(old_meta, meta, plan.describe(), args.allow_code_change)
-    return _run(args, plan, opts, meta, executor)
+    result = _run(args, plan, opts, meta, executor)
+    result.plugin_failures = named
+    return result
 
 
 def _shipped_scenarios(names: list[str]) -> dict[str, Any]:

@@ -45,6 +45,7 @@ class RunResult:
     finished: bool = False
     stopped: str | None = None
     busy: dict[str, Any] | None = None  # the busy-machine verdict (measure/busy.py)
+    plugin_failures: list[tuple[str, str]] = field(default_factory=list)  # --plugin not loaded
 
     def failed(self) -> list[dict[str, Any]]:
         return [r for r in self.records if r["status"] in CHECK_FAILED]

@@ -174,6 +174,11 @@ def test_a_plugin_that_changes_folder_moves_no_path(cli, tmp_path: Path, plugin_
     (["compare", "a", ""], "argument NEW: an empty path"),
     (["report", "", "-o", "x"], "argument RUN: an empty path"),
     (["check", "-s", "tiny.toml", "--junit-xml", "."], "a folder, not a file"),
+    (["check", "-s", "tiny.toml", "--junit-xml", "tiny.toml/j.xml"],
+     "tiny.toml is no folder this user can write in"),
+    (["report", "r", "./r", "-o", "x"], "r is given twice: each run is counted once"),
+    (["recommend", "r", "r"], "r is given twice"),
+    (["history", "add", "r", "r"], "r is given twice"),
     (["report", "tiny.toml"], "tiny.toml: a file, not a run folder (no run.json)"),
     (["history", "add", "--label", "", "x"], "argument --label: an empty label"),
     (["run", "-s", "tiny.toml", "--frontier-max", "64"], "--frontier-max needs --frontier"),
@@ -181,14 +186,31 @@ def test_a_plugin_that_changes_folder_moves_no_path(cli, tmp_path: Path, plugin_
 def test_bad_paths_and_lone_flags_are_refused_before_anything_runs(tmp_path: Path, capsys,
                                                                     monkeypatch, args, words):
     """An empty path (it meant the current folder or the default one) or label, a folder as the
-    JUnit file (refused after the whole check had run), a file as a run folder (named by its
-    folder before), --frontier-max without --frontier (ignored before)."""
+    JUnit file, or one under a file (both refused after the whole check had run), a file as a
+    run folder (named by its folder before), --frontier-max without --frontier (ignored
+    before), a run given twice (report and recommend counted its samples twice)."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "tiny.toml").write_text('name = "t"\n[base]\nbatch = 1\nheads = 1\n'
                                         "head_dim = 8\nseq_len = 8\n")
     assert main(args) == 2
     assert words in one_error(capsys.readouterr().err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.toml"]  # nothing written
+
+
+@pytest.mark.process
+def test_check_fails_when_a_named_plugin_does_not_load(cli, tmp_path: Path):
+    """A --plugin that raises on import: the built-ins it was checked beside passed and the
+    check said "passed" (exit 0) with the plugin's kernel never run; now it fails, saying why,
+    and run.json keeps the failure."""
+    (tmp_path / "tiny.toml").write_text(TINY)
+    (tmp_path / "broken.py").write_text("def (\n")
+    proc = cli("check", "-s", "tiny.toml", "--plugin", "broken.py", "-b", "numpy-naive",
+               "--device", "cpu", "--out", "out")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "check failed: the plugin " in proc.stderr and "SyntaxError" in proc.stderr
+    assert [r["status"] for r in records(tmp_path / "out")] == ["ok", "ok"]
+    meta = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert meta["plugin_failures"][0][0] == str(tmp_path / "broken.py")
 
 
 @pytest.mark.process
