@@ -6,7 +6,7 @@ import sys
 
 from attnbench.errors import UsageError
 from attnbench.measure.busy import run_verdict, warning_lines
-from attnbench.report.compare_env import environment_differences
+from attnbench.report.compare_env import environment_differences, setting_differences
 from attnbench.report.compare_match import compare_runs, coverage_losses
 from attnbench.report.compare_verdict import Row, busy_verdict, discount_busy, geomean_by_backend
 from attnbench.report.groups import Run, read_runs
@@ -47,6 +47,10 @@ def print_comparison(base: Run, new: Run, rows: list[Row], missing: list[tuple],
     if diffs:
         print("WARNING: the two runs come from different environments; the numbers may not "
               "be comparable: " + plain("; ".join(diffs)), file=sys.stderr)
+    settings = setting_differences(base, new)
+    if settings:
+        print("WARNING: the two runs were measured with different settings; the numbers may "
+              "not be comparable: " + plain("; ".join(settings)), file=sys.stderr)
     table = Table(title=f"{base.label} → {new.label}", title_justify="left")
     for col in ("scenario", "case", "device", "backend", "base ms", "new ms", "ratio", "p",
                 "verdict"):

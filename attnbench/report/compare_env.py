@@ -1,4 +1,5 @@
-"""What differs between the environments two runs were measured in (a Ray run's: its nodes')."""
+"""What differs between the environments two runs were measured in (a Ray run's: its nodes'),
+and between the settings they were measured with (threads, timing budget, seed...)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from attnbench.report.groups import Run
 
 ENV_KEYS = ("host", "cpu", "gpu", "python", "versions")
 GPU_KEYS = ("name", "driver", "cuda")  # not clocks, temperature, power: they vary every run
+# run.json config keys that change what is timed or how (None: the default, e.g. all threads)
+SETTING_KEYS = ("threads", "budget_s", "seed", "repeat", "executor", "ray_cpus_per_task")
 
 
 def environment_differences(base: Run, new: Run) -> list[str]:
@@ -21,6 +24,15 @@ def environment_differences(base: Run, new: Run) -> list[str]:
             out.append(f"the runs' node environments differ: {len(bs)} kind(s) in the base run, "
                        f"{len(ns)} in the new one")
     return out
+
+
+def setting_differences(base: Run, new: Run) -> list[str]:
+    """The run.json settings that differ between two timed runs: `threads None vs 1`."""
+    bc, nc = (run.meta.get("config") for run in (base, new))
+    if not isinstance(bc, dict) or not isinstance(nc, dict):
+        return []
+    return [f"{key} {bc.get(key)!r} vs {nc.get(key)!r}" for key in SETTING_KEYS
+            if bc.get(key) != nc.get(key)]
 
 
 def measured_environments(run: Run) -> list[dict[str, Any]]:

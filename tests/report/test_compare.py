@@ -189,3 +189,31 @@ def test_a_ray_run_is_compared_by_its_nodes_environments():
                                                            "n2": {"environment": other}}}, [])
     assert environment_differences(ray_same, mixed) == [
         "the runs' node environments differ: 1 kind(s) in the base run, 2 in the new one"]
+
+
+def test_runs_measured_with_other_settings_are_said_to_differ():
+    """Threads, the timing budget or the seed changed: compare said nothing (a review found
+    `--threads 1` against all threads compared silently)."""
+    from attnbench.report.compare_env import setting_differences
+    from attnbench.report.groups import Run
+
+    def run(**config) -> Run:
+        return Run(Path("."), {"config": {"threads": None, "budget_s": 0.5, "seed": 0,
+                                          **config}}, [])
+
+    assert setting_differences(run(), run()) == []
+    assert setting_differences(run(), run(threads=1, seed=5)) == ["threads None vs 1",
+                                                                  "seed 0 vs 5"]
+    assert setting_differences(run(), Run(Path("."), {}, [])) == []  # no config: not said
+
+
+def test_compare_warns_of_other_settings(real_run, tmp_path, capsys):
+    base = real_run("base")
+    other = tmp_path / "other"
+    shutil.copytree(base, other)
+    meta = json.loads((other / "run.json").read_text())
+    meta["config"]["threads"] = 1
+    (other / "run.json").write_text(json.dumps(meta))
+    main(["compare", str(base), str(other)])
+    assert "different settings; the numbers may not be comparable: threads" in \
+        capsys.readouterr().err
