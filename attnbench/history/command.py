@@ -8,7 +8,7 @@ from pathlib import Path
 
 from attnbench.errors import UsageError
 from attnbench.history import store
-from attnbench.history.changes import detect
+from attnbench.history.changes import MIN_RUNS, detect
 from attnbench.history.view import (
     bisect_steps,
     changed_versions,
@@ -23,10 +23,15 @@ def run_history(args: argparse.Namespace) -> int:
     """Run one history subcommand; 0 on success (usage errors raise UsageError)."""
     if args.history_command == "export":
         return _export(args)
+    if args.history_command == "add" and args.label is not None and len(args.runs) > 1:
+        raise UsageError("--label names one run: give it with one RUN (each of several is "
+                         "labelled by its run id)")
+    if args.history_command != "add":
+        _existing(args.db)
     with store.connect(args.db) as conn:
         if args.history_command == "add":
             for run in args.runs:
-                n = store.add_run(conn, run, args.label if len(args.runs) == 1 else None)
+                n = store.add_run(conn, run, args.label)
                 print(f"history: {run}: {n} timed records stored in {args.db or store.DEFAULT_DB}")
             return 0
         points = store.points(conn, args.only_backend, args.only_case)
@@ -37,6 +42,10 @@ def run_history(args: argparse.Namespace) -> int:
     steps, factors = detect(points, normalize=not args.raw, penalty=args.penalty)
     if args.history_command == "bisect":
         named = bisect_steps(steps, args.raw)
+        runs = len({p.seq for p in points})
+        if not named and runs < MIN_RUNS:
+            print(f"no step can be found in {runs} run(s): detection needs at least {MIN_RUNS}")
+            return 0
         print(plain(first_step(named)))
         if named:
             print(plain(changed_versions(versions, min(s.seq for s in named))))
@@ -46,6 +55,13 @@ def run_history(args: argparse.Namespace) -> int:
         made = save_plots(points, steps, factors, Path(args.out), every=args.all)
         print(f"plots: {len(made)} under {args.out}")
     return 0
+
+
+def _existing(db: str | None) -> None:
+    """Refuse a history database file that is not there: reading would make an empty one."""
+    target = str(db or store.DEFAULT_DB)
+    if "://" not in target and not Path(target).is_file():
+        raise UsageError(f"--db {target}: no history database there (history add makes one)")
 
 
 def _print_table(rows: list[list[str]]) -> None:
@@ -67,6 +83,8 @@ def _export(args: argparse.Namespace) -> int:
     from attnbench.results import read_run
 
     meta, records = read_run(args.run)
+    if meta.get("finished") is not True:
+        raise UsageError(f"{args.run}: the run did not finish (resume it first): not exported")
     if args.format == "asv":
         if not args.out:
             raise UsageError("history export --format asv needs -o DIR (asv's results folder)")

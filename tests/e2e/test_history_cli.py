@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -71,11 +72,27 @@ def test_bisect_names_the_planted_step_and_show_plots_it(real_run, cli, tmp_path
     assert raw.returncode == 0 and "commit-07" not in raw.stdout
 
 
+def test_bisect_on_too_few_runs_says_it_cannot_tell(real_run, cli, tmp_path):
+    """Two runs: "no step found in the history" read as an answer; detection needs eight."""
+    runs = _history(real_run("base"), tmp_path)[:2]
+    db = tmp_path / "h.sqlite"
+    assert cli("history", "add", *map(str, runs), "--db", str(db)).returncode == 0
+    bisect = cli("history", "bisect", "--db", str(db))
+    assert bisect.returncode == 0, bisect.stderr
+    assert bisect.stdout.strip() == "no step can be found in 2 run(s): detection needs at least 8"
+
+
 def test_export_writes_bencher_metric_format(real_run, cli, tmp_path):
     run = real_run("base")
     out = tmp_path / "bmf.json"
     proc = cli("history", "export", str(run), "-o", str(out))
     assert proc.returncode == 0, proc.stderr
+    unfinished = tmp_path / "unfinished"  # refused as `add` refuses it (it printed {}, exit 0)
+    shutil.copytree(run, unfinished)
+    meta = json.loads((unfinished / "run.json").read_text())
+    (unfinished / "run.json").write_text(json.dumps({**meta, "finished": False}))
+    refused = cli("history", "export", str(unfinished))
+    assert refused.returncode == 2 and "the run did not finish" in refused.stderr
     bmf = json.loads(out.read_text())
     _, records = read_run(run)
     timed = [r for r in records if r.get("status") == "ok"
@@ -88,9 +105,17 @@ def test_export_writes_bencher_metric_format(real_run, cli, tmp_path):
 
 
 def test_bad_history_input_is_one_line_and_exit_2(real_run, cli, tmp_path):
+    for verb in ("show", "bisect"):  # a mistyped --db: refused, not made (it was, empty)
+        gone = cli("history", verb, "--db", str(tmp_path / "typo" / "h.sqlite"))
+        assert gone.returncode == 2 and "no history database there" in gone.stderr
+        assert len(gone.stderr.strip().splitlines()) == 1 and not (tmp_path / "typo").exists()
+    sqlite3.connect(tmp_path / "empty.sqlite").close()
     empty = cli("history", "show", "--db", str(tmp_path / "empty.sqlite"))
     assert empty.returncode == 2 and "no stored timings" in empty.stderr
     assert len(empty.stderr.strip().splitlines()) == 1 and "Traceback" not in empty.stderr
+    two = cli("history", "add", str(real_run("base")), str(real_run("slow")), "--label", "v1",
+              "--db", str(tmp_path / "l.sqlite"))  # the label was silently dropped
+    assert two.returncode == 2 and "--label names one run" in two.stderr
     db = tmp_path / "h.sqlite"
     assert cli("history", "add", str(real_run("base")), "--db", str(db)).returncode == 0
     again = cli("history", "add", str(real_run("base")), "--db", str(db))
