@@ -56,8 +56,9 @@ def read_run(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 def read_records(path: Path) -> list[dict[str, Any]]:
     """Every record of a records.jsonl; other lines are skipped with a warning naming them.
 
-    A last line without its newline was cut while written (the writer was killed): it is
-    not a record, as for resume, which cuts it; it is skipped silently.
+    A last line without its newline was cut while written (the writer was killed), unless it
+    is a whole record (a file edited by hand, whose editor dropped the last newline): a cut
+    line is skipped silently (resume cuts it), a whole record is kept with a warning.
     """
     if not path.exists():
         return []
@@ -73,11 +74,21 @@ def read_records(path: Path) -> list[dict[str, Any]]:
             out.append(rec)
         else:
             skipped.append(f"{path}:{number}: skipped, {problem}")
+    tail = whole_tail(lines[-1])
+    if tail is not None:
+        out.append(tail)
+        skipped.append(f"{path}:{len(lines)}: its newline is missing; kept, as it is a whole "
+                       "record")
     for text in skipped[:MAX_WARNINGS]:
         warn(text)
     if len(skipped) > MAX_WARNINGS:
         warn(f"{path}: {len(skipped) - MAX_WARNINGS} more lines skipped, not records")
     return out
+
+
+def whole_tail(raw: bytes) -> dict[str, Any] | None:
+    """The record a last line without its newline holds when it is a whole one, else None."""
+    return _parse_line(raw)[1] if raw.strip() else None
 
 
 def _parse_line(raw: bytes) -> tuple[str | None, dict[str, Any] | None]:

@@ -24,7 +24,7 @@ from attnbench.errors import UsageError
 from attnbench.measure import busy, environment
 from attnbench.plugin.backend import name_of
 from attnbench.record import key, record_key
-from attnbench.results import read_run
+from attnbench.results import read_run, whole_tail
 from attnbench.results_writer import RunWriter, clear_run, new_run_id
 from attnbench.run.executors import Executor
 from attnbench.run.executors.local import LocalExecutor
@@ -196,13 +196,18 @@ def _open_run(out: Path, meta: dict[str, Any], resume: bool
 
 
 def _cut_torn_tail(path: Path) -> None:
-    """Drop a last line without its newline (a writer killed mid-line) before appending."""
+    """Drop a last line without its newline (a writer killed mid-line) before appending; one
+    that is a whole record (read_records kept it) gets its newline instead."""
     if not path.is_file():
         return
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
         with open(path, "r+b") as fh:
-            fh.truncate(data.rfind(b"\n") + 1)
+            if whole_tail(data[data.rfind(b"\n") + 1:]) is not None:
+                fh.seek(0, 2)
+                fh.write(b"\n")
+            else:
+                fh.truncate(data.rfind(b"\n") + 1)
 
 
 def _env_end() -> dict[str, Any] | None:

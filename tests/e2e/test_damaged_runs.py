@@ -358,3 +358,26 @@ def test_many_bad_lines_are_counted_not_listed(tmp_path: Path, capsys):
     warnings = capsys.readouterr().err.strip().splitlines()
     assert len(warnings) == MAX_WARNINGS + 1
     assert warnings[-1] == f"attnbench: warning: {path}: 15 more lines skipped, not records"
+
+
+def test_a_whole_last_record_without_its_newline_is_kept(cli, made: Path, tmp_path: Path,
+                                                         capsys):
+    """An editor dropped the file's last newline: that record was lost without a word (and
+    compare then failed on lost coverage); a cut line (a killed writer) is still skipped."""
+    from attnbench.results import read_records
+    from attnbench.run.runner import _cut_torn_tail
+
+    run = tmp_path / "edited"
+    shutil.copytree(made, run)
+    path = run / "records.jsonl"
+    whole = path.read_bytes()
+    path.write_bytes(whole.rstrip(b"\n"))
+    assert len(read_records(path)) == whole.count(b"\n")
+    assert "its newline is missing; kept" in capsys.readouterr().err
+    proc = cli("compare", str(made), str(run))
+    assert proc.returncode == 0 and "compare: passed" in proc.stdout, proc.stdout + proc.stderr
+    _cut_torn_tail(path)  # resume: the newline is given back, not the record cut
+    assert path.read_bytes() == whole
+    path.write_bytes(whole + b'{"scenario": "tin')
+    assert len(read_records(path)) == whole.count(b"\n")
+    assert "newline" not in capsys.readouterr().err
