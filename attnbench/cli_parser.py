@@ -52,7 +52,8 @@ def number(kind: type, minimum: float, maximum: float, strict: bool = False) -> 
             bound = f"above {minimum}" if strict else f"at least {minimum}"
             raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
         if value > maximum:
-            raise argparse.ArgumentTypeError(f"must be at most {maximum:g}, got {text}")
+            most = f"{maximum:g}" if kind is float else str(maximum)
+            raise argparse.ArgumentTypeError(f"must be at most {most}, got {text}")
         return value
 
     return parse
@@ -119,8 +120,22 @@ def add_executor(p: argparse.ArgumentParser) -> None:
                         "e.g. accelerator_type:H100 to keep a sweep on one GPU type")
 
 
+class ShowVersion(argparse.Action):
+    """--version: attnbench's version, read only when asked (it costs a metadata lookup)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any):
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        import attnbench
+
+        print(f"attnbench {attnbench.__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="attnbench", description="Benchmark and compare attention backends.")
+    parser.add_argument("--version", action=ShowVersion)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     p = sub.add_parser("list", help="list every backend, available or not, and why")
     add_common(p)

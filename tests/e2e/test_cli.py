@@ -84,6 +84,17 @@ def test_usage_errors_in_process(capsys):
     assert one_line(capsys.readouterr().err)
 
 
+def test_version_is_printed_and_the_seed_bound_in_full(capsys):
+    import attnbench
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"attnbench {attnbench.__version__}"
+    assert main(["run", "--seed", "99999999999"]) == 2
+    assert "must be at most 4294967295, got 99999999999" in one_line(capsys.readouterr().err)
+
+
 def test_help_exits_0(cli):
     proc = cli("run", "--help")
     assert proc.returncode == 0
