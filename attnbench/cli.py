@@ -127,6 +127,7 @@ def _print_results(args: argparse.Namespace, result: Any, timed: bool) -> None:
     if bad is not None:
         out.print(bad)
     print(f"results: {result.out_dir}")
+    _nothing_ran(result.records)
     if timed:  # last, so that it is what the user sees
         from attnbench.measure.busy import warning_lines
         from attnbench.sanitize import plain
@@ -137,6 +138,18 @@ def _print_results(args: argparse.Namespace, result: Any, timed: bool) -> None:
         from attnbench.report.junit import write_junit
 
         print(f"junit: {write_junit(result.records, args.junit_xml)}")
+
+
+def _nothing_ran(records: list[dict[str, Any]]) -> None:
+    """Say so, with the reasons, when every record is `unsupported` (`--device cuda` here)."""
+    from attnbench.sanitize import plain
+
+    if not records or any(r["status"] != "unsupported" for r in records):
+        return
+    reasons = list(dict.fromkeys(x for r in records for x in r.get("reasons") or []))
+    print(plain(f"attnbench: nothing ran: all {len(records)} case(s) are unsupported here: "
+                + "; ".join(reasons[:3]) + (f" (and {len(reasons) - 3} more)"
+                                            if len(reasons) > 3 else "")), file=sys.stderr)
 
 
 def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
