@@ -130,7 +130,9 @@ class Catalog:
     def get(self, name: str) -> BackendInfo:
         if name not in self.backends:
             known = ", ".join(sorted(self.backends)) or "none"
-            raise UsageError(f"unknown backend {name!r} (known: {known})")
+            failed = (f"; {len(self.failures)} plugin(s) did not load, e.g. "
+                      f"{self.failures[0][0]}: {self.failures[0][1]}" if self.failures else "")
+            raise UsageError(f"unknown backend {name!r} (known: {known}{failed})")
         return self.backends[name]
 
     def plannable(self, info: BackendInfo, devices: list[str]) -> bool:

@@ -51,3 +51,14 @@ def test_an_unchecked_backend_is_never_taken_as_runnable():
     back = BackendInfo.from_dict(json.loads(json.dumps(info.to_dict())))
     assert back.probed is False and back.reasons_on("cpu") == [NOT_PROBED]
     assert BackendInfo.from_dict({**info.to_dict(), "probed": True}).reasons_on("cpu") == []
+
+
+@pytest.mark.process
+def test_an_unknown_name_says_which_plugins_did_not_load(cli, tmp_path: Path):
+    """A plugin that fails to import takes its backends with it: "unknown backend", known
+    "none" (a --timeout too short for the imports) did not say why."""
+    (tmp_path / "s.toml").write_text(SCENARIO)
+    (tmp_path / "broken.py").write_text("raise ImportError('needs libfoo')\n")
+    proc = cli("check", "-s", "s.toml", "--plugin", "broken.py", "-b", "test-foo", "--out", "x")
+    assert proc.returncode == 2 and "unknown backend 'test-foo'" in proc.stderr
+    assert "1 plugin(s) did not load, e.g. " in proc.stderr and "needs libfoo" in proc.stderr
