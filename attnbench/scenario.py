@@ -47,6 +47,12 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ScenarioError(f"{p}: not valid TOML: {exc}") from None
     except OSError as exc:  # a folder, no permission
         raise ScenarioError(f"{p}: cannot read the scenario file: {exc.strerror}") from None
+    return scenario_from_spec(spec, p)
+
+
+def scenario_from_spec(spec: Any, path: str | Path) -> Scenario:
+    """A scenario from its spec (a file's, or the copy a run.json keeps), validated."""
+    p = Path(path)
     check_spec(spec, str(p))
     name = spec.get("name", p.stem)
     scenario = Scenario(name, spec.get("description", ""), str(p), spec)

@@ -33,7 +33,7 @@ def launch_sweep(args: argparse.Namespace, argv: list[str], defaults: argparse.N
         raise UsageError("--frontier-max needs --frontier")
     run_id = _out_folder(args)
     names = args.scenario or ["default" if timed else "smoke"]
-    early = _shipped_scenarios(names)  # a bad file fails before any plugin is loaded
+    early = _shipped_scenarios(names, old_meta)  # a bad file fails before plugins load
     executor = executor_from_args(args)  # bad executor flags too
     catalog = load_catalog(args.plugin, run_limit=args.timeout,  # this process imports none
                            probe=list(args.backend) or None)  # only named backends are checked
@@ -61,12 +61,22 @@ def launch_sweep(args: argparse.Namespace, argv: list[str], defaults: argparse.N
     return result
 
 
-def _shipped_scenarios(names: list[str]) -> dict[str, Any]:
-    """The scenarios given as files or shipped names, read now; plugin-provided names later."""
-    from attnbench.scenario import shipped_scenario_dir
+def _shipped_scenarios(names: list[str], resumed: dict[str, Any] | None) -> dict[str, Any]:
+    """The scenarios given as files or shipped names, read now; plugin-provided names later.
+    A resumed run's scenario file that is gone is taken from the copy its run.json keeps."""
+    from attnbench.scenario import scenario_from_spec, shipped_scenario_dir
 
-    return {n: resolve_scenario(n) for n in names
-            if n.endswith(".toml") or "/" in n or (shipped_scenario_dir() / f"{n}.toml").is_file()}
+    kept = {s.get("path"): s.get("spec") for s in
+            ((resumed or {}).get("config") or {}).get("scenarios") or [] if isinstance(s, dict)}
+    out = {}
+    for n in names:
+        if n in kept and n.endswith(".toml") and not os.path.lexists(n):
+            print(f"attnbench: scenario file {n} is gone: its copy in run.json is used",
+                  file=sys.stderr)
+            out[n] = scenario_from_spec(kept[n], n)
+        elif n.endswith(".toml") or "/" in n or (shipped_scenario_dir() / f"{n}.toml").is_file():
+            out[n] = resolve_scenario(n)
+    return out
 
 
 def _out_folder(args: argparse.Namespace) -> str | None:

@@ -150,6 +150,23 @@ def test_resume_refuses_a_changed_scenario_file(runs, tmp_path, capsys):
     assert "changed since the run started" in capsys.readouterr().err
 
 
+def test_a_scenario_file_that_is_gone_is_resumed_from_its_copy_in_run_json(runs, tmp_path,
+                                                                            capsys):
+    """run.json keeps each scenario's whole spec: a deleted scenario file blocked the resume
+    ("no such scenario file"); its stored copy is used, and said so."""
+    run = _copy(runs, tmp_path)
+    meta = json.loads((run / "run.json").read_text())
+    gone = str(tmp_path / "deleted.toml")
+    meta["config"]["scenarios"][0]["path"] = gone
+    (run / "run.json").write_text(json.dumps(meta))
+    lines = (run / "records.jsonl").read_bytes().splitlines(keepends=True)
+    (run / "records.jsonl").write_bytes(b"".join(lines[:-1]))  # one record left to do
+    assert main(["run", "--resume", str(run)]) == 0, capsys.readouterr().err
+    assert f"scenario file {gone} is gone: its copy in run.json is used" in \
+        capsys.readouterr().err
+    assert len(read_run(run)[1]) == len(lines) and read_run(run)[0]["finished"] is True
+
+
 @pytest.mark.parametrize("key,value,words", [
     ("versions", {"numpy": "0.0.1"}, "numpy version was 0.0.1"),
     ("git_commit", "0" * 40, "git_commit was"),
