@@ -11,6 +11,8 @@ reason. Without the option the plugin adds nothing.
 
 from __future__ import annotations
 
+import os
+
 from typing import Any
 
 import pytest
@@ -94,6 +96,9 @@ def _backend(spec: str) -> Any:
     path, _, name = spec.partition("::")
     if path.endswith(".py"):
         reg = build_registry([path], autoload=False)
+        for plugin, reason in reg.failures:
+            if plugin == path or plugin == os.path.abspath(path):
+                raise UsageError(f"{spec}: the plugin did not load: {reason}")
         mine = [b for n, b in reg.backends.items() if reg.origin_of(n).get("kind") != "builtin"]
         if name:
             mine = [b for b in mine if b.name == name]

@@ -51,6 +51,10 @@ def test_a_bad_backend_spec_is_a_usage_error(tmp_path):
     proc = pytest_run("--attnbench-backend", "no-such-backend", cwd=tmp_path)
     assert proc.returncode == 4, proc.stdout + proc.stderr  # pytest's usage error
     assert "unknown backend 'no-such-backend'" in proc.stderr
+    (tmp_path / "broken.py").write_text("def (\n")  # said "it has none", hiding the error
+    proc = pytest_run("--attnbench-backend", "broken.py", cwd=tmp_path)
+    assert proc.returncode == 4 and "the plugin did not load: " in proc.stderr
+    assert "SyntaxError" in proc.stderr, proc.stderr
 
 
 def test_numpy_kernels_are_tested_without_importing_torch(tmp_path):
