@@ -12,7 +12,6 @@ reason. Without the option the plugin adds nothing.
 from __future__ import annotations
 
 import os
-
 from typing import Any
 
 import pytest
