@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from attnbench.case import Case
-from attnbench.worker.arrays import task_dir
+from attnbench.worker.exchange import task_dir
 from attnbench.worker.execute import Options
 from attnbench.worker.parent import WorkerProcess
 
