@@ -57,8 +57,9 @@ def settle_args(args: argparse.Namespace) -> None:
         args.runs = [os.path.abspath(r) for r in args.runs]
     if getattr(args, "junit_xml", None):  # before the check: it is written after it
         _writable_file(args.junit_xml, "--junit-xml")
-    if len(set(getattr(args, "runs", None) or [])) < len(getattr(args, "runs", None) or []):
-        twice = next(r for r in args.runs if args.runs.count(r) > 1)
+    real = [os.path.realpath(r) for r in getattr(args, "runs", None) or []]
+    if len(set(real)) < len(real):  # the same folder, by another path or a link
+        twice = next(r for r, x in zip(args.runs, real, strict=True) if real.count(x) > 1)
         raise UsageError(f"{twice} is given twice: each run is counted once")
     if getattr(args, "scenario", None):  # names stay names, as resolve_scenario tells them apart
         args.scenario = list(dict.fromkeys(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from attnbench.errors import UsageError
@@ -60,7 +61,8 @@ def run_history(args: argparse.Namespace) -> int:
 def _existing(db: str | None) -> None:
     """Refuse a history database file that is not there: reading would make an empty one."""
     target = str(db or store.DEFAULT_DB)
-    if "://" not in target and not Path(target).is_file():
+    file = target.removeprefix("sqlite:///") if target.startswith("sqlite:///") else target
+    if "://" not in file and not Path(file).is_file():
         raise UsageError(f"--db {target}: no history database there (history add makes one)")
 
 
@@ -83,8 +85,12 @@ def _export(args: argparse.Namespace) -> int:
     from attnbench.results import read_run
 
     meta, records = read_run(args.run)
+    if not any(r.get("status") == "ok" and (r.get("timing") or {}).get("median_ms")
+               for r in records):
+        raise UsageError(f"{args.run}: no timed record that is ok: nothing to export")
     if meta.get("finished") is not True:
-        raise UsageError(f"{args.run}: the run did not finish (resume it first): not exported")
+        print(f"note: {args.run} did not finish: only the records it has are exported",
+              file=sys.stderr)
     if args.format == "asv":
         if not args.out:
             raise UsageError("history export --format asv needs -o DIR (asv's results folder)")

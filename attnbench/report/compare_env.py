@@ -31,8 +31,9 @@ def setting_differences(base: Run, new: Run) -> list[str]:
     bc, nc = (run.meta.get("config") for run in (base, new))
     if not isinstance(bc, dict) or not isinstance(nc, dict):
         return []
+    ray = bc.get("executor") == nc.get("executor") == "ray"  # else its CPUs per task: unused
     return [f"{key} {bc.get(key)!r} vs {nc.get(key)!r}" for key in SETTING_KEYS
-            if bc.get(key) != nc.get(key)]
+            if bc.get(key) != nc.get(key) and (ray or key != "ray_cpus_per_task")]
 
 
 def measured_environments(run: Run) -> list[dict[str, Any]]:

@@ -19,14 +19,13 @@ class GateVerdict:
 
 def check_gate(records: list[dict[str, Any]], require_deterministic: bool, repeat: int,
                plugin_failures: Sequence[tuple[str, str]] = ()) -> GateVerdict:
-    """Fails when a plugin named with --plugin did not load (its backends never ran), a record
+    """Fails when a plugin named with --plugin failed (its import or a hook raised), a record
     failed, none was verified, or (require_deterministic) a record's repeated calls were not
     bitwise identical or were not checked."""
     if plugin_failures:
         plugin, reason = plugin_failures[0]
         more = f" (and {len(plugin_failures) - 1} more)" if len(plugin_failures) > 1 else ""
-        return GateVerdict(False, f"check failed: the plugin {plugin} did not load{more}, so "
-                                  f"none of its backends was checked: {reason}")
+        return GateVerdict(False, f"check failed: the plugin {plugin} failed{more}: {reason}")
     failed = [r for r in records if r["status"] in CHECK_FAILED]
     verified = [r for r in records if r["status"] in VERIFIED]
     if failed:

@@ -12,6 +12,7 @@ from typing import Any
 from attnbench.errors import UsageError
 from attnbench.run.config import run_config
 from attnbench.run.executors.ray_setup import executor_from_args
+from attnbench.sanitize import plain
 from attnbench.scenario import resolve_scenario
 
 
@@ -39,7 +40,8 @@ def launch_sweep(args: argparse.Namespace, argv: list[str], defaults: argparse.N
                            probe=list(args.backend) or None)  # only named backends are checked
     for plugin, reason in catalog.failures:
         print(f"attnbench: plugin {plugin} failed: {reason}", file=sys.stderr)
-    named = [(p, r) for p, r in catalog.failures if p in (args.plugin or [])]  # --plugin's
+    given = {plain(p) for p in args.plugin or []}  # as the failures name them
+    named = [(p, r) for p, r in catalog.failures if p in given]  # the --plugin ones
     scenarios = [early.get(n) or resolve_scenario(n, catalog.scenario_dirs) for n in names]
     plan = make_plan(catalog, scenarios, args.backend, resolve_devices(args.device), args.dtype)
     if not plan.backends:

@@ -71,7 +71,7 @@ def to_host(x: Any) -> tuple[np.ndarray, str]:
     if _is_torch(x):
         import torch
 
-        if type(x) is not torch.Tensor:
+        if type(x) not in (torch.Tensor, torch.nn.Parameter):  # Parameter: no overrides
             raise TypeError(f"a {type(x).__name__}, a subclass of torch.Tensor: only a plain "
                             "torch.Tensor is read (a subclass can compute its values as they "
                             "are copied out, after the timing)")

@@ -224,3 +224,11 @@ def test_a_plugin_path_that_is_no_plugin_says_what_it_is(cli, tmp_path: Path):
                           ("empty", "plugin 'empty': a folder with no __init__.py")]:
         proc = cli("list", "--plugin", plugin)
         assert proc.returncode == 2 and words in one_error(proc.stderr), (plugin, proc.stderr)
+
+
+def test_a_run_given_twice_through_a_link_is_refused(tmp_path: Path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r").mkdir()
+    (tmp_path / "also-r").symlink_to(tmp_path / "r")
+    assert main(["recommend", "r", "also-r"]) == 2
+    assert "is given twice: each run is counted once" in one_error(capsys.readouterr().err)

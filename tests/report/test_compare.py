@@ -205,6 +205,10 @@ def test_runs_measured_with_other_settings_are_said_to_differ():
     assert setting_differences(run(), run(threads=1, seed=5)) == ["threads None vs 1",
                                                                   "seed 0 vs 5"]
     assert setting_differences(run(), Run(Path("."), {}, [])) == []  # no config: not said
+    assert setting_differences(run(ray_cpus_per_task=1), run(ray_cpus_per_task=2)) == []
+    ray = {"executor": "ray"}  # CPUs per Ray task matter only where both ran on Ray
+    assert setting_differences(run(**ray, ray_cpus_per_task=1),
+                               run(**ray, ray_cpus_per_task=2)) == ["ray_cpus_per_task 1 vs 2"]
 
 
 def test_compare_warns_of_other_settings(real_run, tmp_path, capsys):

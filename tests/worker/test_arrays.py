@@ -166,3 +166,10 @@ def test_a_tensor_subclass_is_refused_its_torch_function_unasked(folder: Path):
     entry = arrays.ship(lazy, folder, "lazy")
     assert "a subclass of torch.Tensor" in entry["error"] and entry["dtype"] == "float64"
     assert asked == [] and not (folder / "lazy.npy").exists()
+
+
+def test_a_parameter_is_read_like_a_plain_tensor(folder: Path):
+    """nn.Parameter overrides no torch function: a backend returning one is not refused."""
+    torch = pytest.importorskip("torch")
+    entry = arrays.ship(torch.nn.Parameter(torch.ones(2, 3)), folder, "p")
+    assert entry == {"file": "p.npy", "dtype": "float32", "shape": [2, 3]}
