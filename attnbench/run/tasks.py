@@ -165,17 +165,14 @@ class TaskRunner:
                               error=f"worker {died.reason} between tasks, before answering "
                                     "this case; a fresh worker runs the next one")
         self._tasks += 1
+        folder = None
         try:
             folder = exchange.task_dir(self.folder)
-        except OSError as exc:
-            return new_record(scenario, case, backend, Status.ERROR,
-                              error=f"the case's inputs could not be written: {exc}")
-        try:
             task = {"scenario": scenario, "backend": name_of(backend), "case": case.to_dict(),
                     "prefix": f"t{self._tasks}", "dir": folder.name,
                     "inputs": {n: arrays.write(a, case.dtype, folder, f"in-{n}")
                                for n, a in self._staged(data).items()}}
-        except OSError as exc:  # memory or disk full
+        except OSError as exc:  # memory or disk full, or no folder can be made
             exchange.remove_dir(folder)
             return new_record(scenario, case, backend, Status.ERROR,
                               error=f"the case's inputs could not be written: {exc}")
