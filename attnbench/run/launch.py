@@ -73,8 +73,8 @@ def _shipped_scenarios(names: list[str], resumed: dict[str, Any] | None) -> dict
     out = {}
     for n in names:
         if n in kept and n.endswith(".toml") and not os.path.lexists(n):
-            print(f"attnbench: scenario file {n} is gone: its copy in run.json is used",
-                  file=sys.stderr)
+            print(plain(f"attnbench: scenario file {n} is gone: its copy in run.json is used"),
+                  file=sys.stderr)  # the path is run.json's text: anyone's
             out[n] = scenario_from_spec(kept[n], n)
         elif n.endswith(".toml") or "/" in n or (shipped_scenario_dir() / f"{n}.toml").is_file():
             out[n] = resolve_scenario(n)
